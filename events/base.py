@@ -1,0 +1,58 @@
+"""Base classes of every message: upstream records, commands, replies and outcomes."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Message(BaseModel):
+    """An internal message: immutable, and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode("utf-8")
+
+
+class UpstreamRecord(BaseModel):
+    """A record published by a system outside the project (tolerant reader: extras ignored)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    event_type: ClassVar[str]
+
+    def business_key(self) -> str:
+        raise NotImplementedError
+
+
+class Command(Message):
+    """An order to one participant; subclasses fix ``kind`` to their class name."""
+
+    kind: str
+
+
+class Reply(Message):
+    """A participant's answer to one command; correlated by the command id in the headers."""
+
+    kind: str
+
+
+class StepFailed(Reply):
+    """A business refusal (or, with ``retryable``, a transient fault worth retrying)."""
+
+    kind: Literal["StepFailed"] = "StepFailed"
+    reason: str = Field(min_length=1, max_length=64)
+    detail: str = Field(default="", max_length=1_000)
+    retryable: bool = False
+
+
+class Compensated(Reply):
+    """A compensation has taken effect (or there was nothing to undo)."""
+
+    kind: Literal["Compensated"] = "Compensated"
+
+
+class Outcome(Message):
+    """The one terminal record of a saga, on its status topic."""

@@ -1,0 +1,30 @@
+"""Dead-letter records: why a record was not processed, and where it came from."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class DeadLetterReason(StrEnum):
+    INVALID_JSON = "INVALID_JSON"
+    INVALID_PAYLOAD = "INVALID_PAYLOAD"
+    INVALID_ENVELOPE = "INVALID_ENVELOPE"
+    UNKNOWN_TYPE = "UNKNOWN_TYPE"
+    TOO_LARGE = "TOO_LARGE"
+
+
+class DeadLetter(BaseModel):
+    """A refused record, to be copied to ``<topic>.dlq`` with its reason in headers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: DeadLetterReason
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]

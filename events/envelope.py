@@ -1,0 +1,101 @@
+"""The envelope: CloudEvents headers (Kafka binding, binary mode) plus saga extensions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Final
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SPEC_VERSION: Final = "1.0"
+SOURCE: Final = "orchestra"
+
+H_SPECVERSION: Final = "ce_specversion"
+H_ID: Final = "ce_id"
+H_TYPE: Final = "ce_type"
+H_SOURCE: Final = "ce_source"
+H_TIME: Final = "ce_time"
+H_CORRELATION: Final = "ce_correlationid"
+H_CAUSATION: Final = "ce_causationid"
+H_SAGA_ID: Final = "ce_sagaid"
+H_SAGA_TYPE: Final = "ce_sagatype"
+H_SAGA_STEP: Final = "ce_sagastep"
+H_CONTENT_TYPE: Final = "content-type"
+
+H_DLQ_REASON: Final = "dlq_reason"
+H_DLQ_ERROR: Final = "dlq_error"
+H_DLQ_TOPIC: Final = "dlq_topic"
+H_DLQ_PARTITION: Final = "dlq_partition"
+H_DLQ_OFFSET: Final = "dlq_offset"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    """Metadata of one message; travels as Kafka headers, never in the payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(default_factory=lambda: str(uuid4()), min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=200)
+    source: str = SOURCE
+    time: datetime = Field(default_factory=now)
+    correlation_id: str | None = Field(default=None, max_length=200)
+    causation_id: str | None = Field(default=None, max_length=200)
+    saga_id: UUID | None = None
+    saga_type: str | None = None
+    saga_step: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """CloudEvents binary-mode headers, every one the contract names."""
+        headers = {
+            H_SPECVERSION: SPEC_VERSION,
+            H_ID: self.id,
+            H_TYPE: self.type,
+            H_SOURCE: self.source,
+            H_TIME: self.time.isoformat().replace("+00:00", "Z"),
+            H_CORRELATION: self.correlation_id or self.id,
+            H_CAUSATION: self.causation_id or self.id,
+            H_CONTENT_TYPE: "application/json",
+        }
+        if self.saga_id is not None:
+            headers[H_SAGA_ID] = str(self.saga_id)
+        if self.saga_type is not None:
+            headers[H_SAGA_TYPE] = self.saga_type
+        if self.saga_step is not None:
+            headers[H_SAGA_STEP] = self.saga_step
+        return headers
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> Envelope:
+        """Read an envelope back; raises pydantic.ValidationError when malformed."""
+        return cls.model_validate(
+            {
+                "id": headers.get(H_ID),
+                "type": headers.get(H_TYPE),
+                "source": headers.get(H_SOURCE, SOURCE),
+                "time": headers.get(H_TIME) or now(),
+                "correlation_id": headers.get(H_CORRELATION),
+                "causation_id": headers.get(H_CAUSATION),
+                "saga_id": headers.get(H_SAGA_ID),
+                "saga_type": headers.get(H_SAGA_TYPE),
+                "saga_step": headers.get(H_SAGA_STEP),
+            }
+        )
+
+
+def decode_headers(raw: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:
+    """Kafka record headers -> str mapping (undecodable values are dropped)."""
+    decoded: dict[str, str] = {}
+    for name, value in raw:
+        if value is None:
+            continue
+        try:
+            decoded[name] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return decoded

@@ -1,0 +1,179 @@
+"""The composition root: settings -> database, broker, runtimes and background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+import structlog
+from faststream.kafka import KafkaBroker
+from sqlalchemy import Table
+
+from events import topics
+from orchestrator.db import create_engine, create_schema
+from orchestrator.engine.machine import RetryPolicy
+from orchestrator.engine.outbox import OutboxRelay
+from orchestrator.engine.runtime import SagaRuntime
+from orchestrator.errors import OrchestraError
+from orchestrator.kafka import broker_security, ensure_topics
+from orchestrator.sagas import ALL_SAGAS
+from orchestrator.settings import Settings
+from orchestrator.wiring import BrokerPublisher, quiet_broker_logs, subscribe_batches
+from schemas.sagas import orchestrator_outbox
+from workers.registry import WORKERS
+from workers.runtime import ParticipantRuntime
+
+log = structlog.get_logger(__name__)
+
+ORCHESTRATOR = "orchestrator"
+SERVICES: tuple[str, ...] = (ORCHESTRATOR, *WORKERS)
+
+
+class UnknownService(OrchestraError):
+    """A service name that this build does not have."""
+
+
+def resolve_services(names: Sequence[str]) -> tuple[str, ...]:
+    unknown = [name for name in names if name not in SERVICES]
+    if unknown:
+        raise UnknownService(
+            f"unknown service {', '.join(unknown)}; choose from {', '.join(SERVICES)}"
+        )
+    return tuple(dict.fromkeys(names)) or SERVICES
+
+
+class Application:
+    """Every service this process runs, on one broker connection and one database pool."""
+
+    def __init__(self, settings: Settings, services: Sequence[str] = ()) -> None:
+        self.settings = settings
+        self.services = resolve_services(services)
+        self.engine = create_engine(settings)
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers,
+            security=broker_security(settings),
+            client_id=f"{settings.group_prefix}",
+            enable_idempotence=settings.kafka_idempotent_producer,
+            acks="all",
+            linger_ms=1,
+            max_request_size=settings.max_message_bytes + 64_000,
+            graceful_timeout=15.0,
+            log_level=quiet_broker_logs(),
+            description="Orchestra: saga orchestration on Kafka",
+        )
+        self.publisher = BrokerPublisher(self.broker)
+        self.relays: list[OutboxRelay] = []
+        self.topics: set[str] = set()
+        self.runtime: SagaRuntime | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        if ORCHESTRATOR in self.services:
+            self._wire_orchestrator()
+        for name in self.services:
+            if name in WORKERS:
+                self._wire_worker(name)
+
+    def _relay(self, outbox: Table) -> OutboxRelay:
+        relay = OutboxRelay(
+            self.engine,
+            outbox,
+            self.publisher,
+            sweep_interval_s=self.settings.outbox_sweep_interval_s,
+        )
+        self.relays.append(relay)
+        return relay
+
+    def _wire_orchestrator(self) -> None:
+        s = self.settings
+        policy = RetryPolicy(
+            s.step_timeout_s, s.retry_budget, s.retry_backoff_s, s.retry_backoff_max_s
+        )
+        runtime = SagaRuntime(
+            self.engine, ALL_SAGAS, policy, self._relay(orchestrator_outbox), s.max_message_bytes
+        )
+        self.runtime = runtime
+        subscribe_batches(
+            self.broker,
+            runtime.inbound_topics,
+            f"{s.group_prefix}.orchestrator.ingress",
+            s,
+            runtime.handle_inbound,
+            title="orchestrator/ingress",
+            description="Upstream business events; each valid one starts a saga.",
+        )
+        subscribe_batches(
+            self.broker,
+            [topics.SAGA_REPLIES],
+            f"{s.group_prefix}.orchestrator.replies",
+            s,
+            runtime.handle_replies,
+            title="orchestrator/replies",
+            description="Participants' replies; each moves its saga on.",
+        )
+        for saga in ALL_SAGAS:
+            self.topics.update(
+                {saga.inbound_topic, topics.dlq(saga.inbound_topic), saga.outcome_topic}
+            )
+            self.topics.update(step.participant.topic for step in saga.steps)
+        self.topics.update({topics.SAGA_REPLIES, topics.dlq(topics.SAGA_REPLIES)})
+
+    def _wire_worker(self, name: str) -> None:
+        spec = WORKERS[name]
+        s = self.settings
+        runtime = ParticipantRuntime(
+            name,
+            spec.topic,
+            self.engine,
+            spec.commands,
+            spec.build(s),
+            self._relay(spec.outbox),
+            spec.inbox,
+            spec.outbox,
+            s.max_message_bytes,
+        )
+        subscribe_batches(
+            self.broker,
+            [spec.topic],
+            f"{s.group_prefix}.{name}",
+            s,
+            runtime.handle_batch,
+            title=f"{name}/commands",
+            description=f"Commands to the {name} worker.",
+        )
+        self.topics.update({spec.topic, topics.dlq(spec.topic), topics.SAGA_REPLIES})
+
+    async def start(self) -> None:
+        await create_schema(self.engine)
+        await ensure_topics(self.settings, sorted(self.topics))
+        await self.broker.start()
+        for relay in self.relays:
+            self._tasks.append(asyncio.create_task(relay.run_sweeper(self._stop)))
+        if self.runtime is not None:
+            self._tasks.append(asyncio.create_task(self._run_timers(self.runtime)))
+        log.info(
+            "started", services=list(self.services), kafka=self.settings.kafka_bootstrap_servers
+        )
+
+    async def stop(self) -> None:
+        """Graceful: in-flight batches finish and commit, consumers leave their groups."""
+        self._stop.set()
+        await self.broker.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=10)
+        self._tasks.clear()
+        await self.engine.dispose()
+        log.info("stopped", services=list(self.services))
+
+    async def _run_timers(self, runtime: SagaRuntime) -> None:
+        interval = self.settings.timer_interval_s
+        while not self._stop.is_set():
+            fired = 0
+            try:
+                fired = await runtime.fire_due()
+            except Exception as exc:  # the due sagas stay due; next tick tries again
+                log.warning("timer tick failed", error=str(exc)[:300])
+            if fired < 500:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=interval)

@@ -1,0 +1,75 @@
+"""The ``orchestra`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from orchestrator import logging as orchestra_logging
+from orchestrator.errors import OrchestraError
+from orchestrator.settings import load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    from orchestrator.app import SERVICES
+
+    parser = argparse.ArgumentParser(
+        prog="orchestra",
+        description="Saga orchestration on Kafka. Settings come from ORCHESTRA_* variables.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="run services against the configured Kafka and PostgreSQL"
+    )
+    run.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"any of: {', '.join(SERVICES)} (default: all)",
+    )
+
+    dev = commands.add_parser(
+        "dev", help="start the embedded broker and PostgreSQL and run every service"
+    )
+    dev.add_argument(
+        "--kafka-port", type=int, default=None, help="broker port (default: a free one)"
+    )
+
+    demo = commands.add_parser("demo", help="run a batch of card sagas on the embedded stack")
+    demo.add_argument(
+        "--users", type=int, default=40, help="how many users ask for cards (default 40)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            settings = load_settings()
+            orchestra_logging.configure(settings.log_level, settings.log_format)
+            from orchestrator.app import resolve_services
+            from orchestrator.serve import serve
+
+            asyncio.run(serve(settings, resolve_services(args.services)))
+        elif args.command == "dev":
+            from orchestrator.dev import run_dev
+
+            asyncio.run(run_dev(args.kafka_port))
+        elif args.command == "demo":
+            from orchestrator.demo import run_demo
+
+            return asyncio.run(run_demo(users=args.users))
+    except OrchestraError as exc:
+        print(f"orchestra: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

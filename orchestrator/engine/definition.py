@@ -1,0 +1,85 @@
+"""Declarative saga definitions: an ordered list of steps, each with its action and compensation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel
+
+from events.base import Command, Outcome, Reply, UpstreamRecord
+from orchestrator.errors import DefinitionError
+
+S = TypeVar("S", bound=BaseModel)
+R = TypeVar("R", bound=UpstreamRecord)
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A worker service and the topic it takes commands on."""
+
+    name: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class SagaResult:
+    """How a saga ended, handed to the definition to build its outcome record."""
+
+    saga_id: str
+    status: str  # the contract status: e.g. ISSUED, REJECTED, FAILED
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Step(Generic[S]):
+    name: str
+    participant: Participant
+    send: Callable[[S], Command]
+    compensate: Callable[[S], Command] | None = None
+    on_success: Callable[[S, Reply], S] | None = None
+    timeout_s: float | None = None
+    retries: int | None = None
+
+
+@dataclass
+class Saga(Generic[S, R]):
+    """A saga type: what starts it, its steps in order, and how its outcome reads.
+
+    ``state`` is the saga's data (a pydantic model persisted with the instance); each
+    step builds its command from it and folds its success reply back into it.
+    """
+
+    name: str
+    state: type[S]
+    trigger: type[R]
+    inbound_topic: str
+    outcome_topic: str
+    begin: Callable[[R], S]
+    outcome: Callable[[S, SagaResult], Outcome]
+    outcome_key: Callable[[S], str]
+    success_status: str
+    failure_status: str
+    steps: tuple[Step[S], ...] = field(default_factory=tuple)
+
+    def step(
+        self,
+        name: str,
+        participant: Participant,
+        *,
+        send: Callable[[S], Command],
+        compensate: Callable[[S], Command] | None = None,
+        on_success: Callable[[S, Reply], S] | None = None,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+    ) -> Saga[S, R]:
+        if any(existing.name == name for existing in self.steps):
+            raise DefinitionError(f"saga {self.name!r} already has a step {name!r}")
+        new_step = Step(name, participant, send, compensate, on_success, timeout_s, retries)
+        self.steps = (*self.steps, new_step)
+        return self
+
+    @property
+    def participants(self) -> frozenset[Participant]:
+        return frozenset(step.participant for step in self.steps)

@@ -1,0 +1,44 @@
+"""A saga instance as the engine sees it: one row of ``saga_instances``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+class SagaStatus(StrEnum):
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    ABORTED = "ABORTED"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (SagaStatus.COMPLETED, SagaStatus.ABORTED, SagaStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class SagaInstance:
+    id: UUID
+    saga_type: str
+    business_key: str
+    status: SagaStatus
+    step_index: int
+    compensating: bool
+    pending_command_id: str | None
+    attempt: int
+    next_action_at: datetime | None
+    data: dict[str, Any]
+    reason: str | None
+    correlation_id: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+
+    def evolve(self, **changes: Any) -> SagaInstance:
+        return replace(self, **changes)

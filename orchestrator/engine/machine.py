@@ -1,0 +1,411 @@
+"""The saga state machine: pure transitions from (instance, event, now) to a decision.
+
+Nothing here does I/O. The runtime loads the instance, asks the machine what to do,
+and commits the new instance, its history and its outgoing messages in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel
+
+from events.base import Command, Compensated, Message, Reply, StepFailed, UpstreamRecord
+from events.envelope import Envelope
+from orchestrator.engine.definition import Saga, SagaResult, Step
+from orchestrator.engine.instance import SagaInstance, SagaStatus
+
+TIMEOUT = "TIMEOUT"
+FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Per-step timeout and exponential backoff with a retry budget."""
+
+    step_timeout_s: float = 30.0
+    budget: int = 8
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def backoff(self, attempt: int) -> timedelta:
+        return timedelta(seconds=min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message the decision asks to publish (through the outbox)."""
+
+    topic: str
+    key: str
+    envelope: Envelope
+    body: Message
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event: str
+    status: SagaStatus
+    at: datetime
+    step: str | None = None
+    message_id: str | None = None
+    message_type: str | None = None
+    topic: str | None = None
+    detail: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    instance: SagaInstance
+    outgoing: list[Outgoing] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.outgoing) or any(h.event != "reply-ignored" for h in self.history)
+
+
+class SagaMachine:
+    """Runs one saga definition: start, replies, timers and manual actions."""
+
+    def __init__(self, definition: Saga[Any, Any], policy: RetryPolicy) -> None:
+        self.definition = definition
+        self.policy = policy
+
+    # -- entry points -------------------------------------------------------------------
+
+    def start(
+        self, record: UpstreamRecord, envelope: Envelope, now: datetime, saga_id: UUID | None = None
+    ) -> Decision:
+        state = self.definition.begin(record)
+        instance = SagaInstance(
+            id=saga_id or uuid4(),
+            saga_type=self.definition.name,
+            business_key=record.business_key(),
+            status=SagaStatus.RUNNING,
+            step_index=0,
+            compensating=False,
+            pending_command_id=None,
+            attempt=0,
+            next_action_at=None,
+            data=state.model_dump(mode="json"),
+            reason=None,
+            correlation_id=envelope.correlation_id or envelope.id,
+            version=0,
+            created_at=now,
+            updated_at=now,
+        )
+        started = HistoryEntry(
+            "started",
+            SagaStatus.RUNNING,
+            now,
+            message_id=envelope.id,
+            message_type=envelope.type,
+            topic=self.definition.inbound_topic,
+        )
+        if not self.definition.steps:
+            return self._finish(instance, SagaStatus.COMPLETED, None, now, [started])
+        return self._send(instance, 0, compensating=False, now=now, history=[started])
+
+    def on_reply(
+        self, instance: SagaInstance, reply: Reply, envelope: Envelope, now: datetime
+    ) -> Decision:
+        """Advance on a reply, but only on the one the current step is waiting for."""
+        step = self._step(instance)
+        received = HistoryEntry(
+            "reply-received",
+            instance.status,
+            now,
+            step=step.name if step else None,
+            message_id=envelope.id,
+            message_type=reply.kind,
+            detail=_reply_detail(reply),
+        )
+        if (
+            instance.status.terminal
+            or instance.pending_command_id is None
+            or envelope.causation_id != instance.pending_command_id
+            or step is None
+        ):
+            ignored = HistoryEntry(
+                "reply-ignored",
+                instance.status,
+                now,
+                step=envelope.saga_step,
+                message_id=envelope.id,
+                message_type=reply.kind,
+                detail=f"answers {envelope.causation_id}, awaited {instance.pending_command_id}",
+            )
+            return Decision(instance, history=[ignored])
+        if instance.compensating:
+            return self._on_compensation_reply(instance, step, reply, now, [received])
+        return self._on_forward_reply(instance, step, reply, now, [received])
+
+    def on_due(self, instance: SagaInstance, now: datetime) -> Decision:
+        """A timer fired: a step timed out, or a scheduled retry is due."""
+        step = self._step(instance)
+        if instance.status.terminal or step is None:
+            return Decision(instance.evolve(next_action_at=None))
+        if instance.pending_command_id is None:
+            return self._send(
+                instance, instance.step_index, instance.compensating, now, [], retry=True
+            )
+        timed_out = HistoryEntry(
+            "timeout",
+            instance.status,
+            now,
+            step=step.name,
+            detail=f"no reply to {instance.pending_command_id}",
+        )
+        if instance.compensating:
+            return self._retry_or_fail(instance, step, now, [timed_out], TIMEOUT)
+        return self._compensate_from(instance, instance.step_index, TIMEOUT, now, [timed_out])
+
+    def retry_step(self, instance: SagaInstance, now: datetime, actor: str, why: str) -> Decision:
+        """Manual: re-send the current step (forward or compensation) with a fresh budget."""
+        note = HistoryEntry("manual-retry", instance.status, now, detail=why, actor=actor)
+        if instance.status == SagaStatus.FAILED:
+            revived = instance.evolve(status=SagaStatus.COMPENSATING, attempt=0, ended_at=None)
+            return self._send(revived, revived.step_index, True, now, [note])
+        if instance.status.terminal:
+            raise ValueError(f"saga {instance.id} is {instance.status}; nothing to retry")
+        return self._send(
+            instance.evolve(attempt=0), instance.step_index, instance.compensating, now, [note]
+        )
+
+    def compensate(self, instance: SagaInstance, now: datetime, actor: str, why: str) -> Decision:
+        """Manual: roll a running saga back from its current step."""
+        if instance.status.terminal or instance.compensating:
+            raise ValueError(f"saga {instance.id} is {instance.status}; cannot start compensation")
+        note = HistoryEntry("manual-compensate", instance.status, now, detail=why, actor=actor)
+        return self._compensate_from(instance, instance.step_index, "MANUAL", now, [note])
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def _on_forward_reply(
+        self,
+        instance: SagaInstance,
+        step: Step[Any],
+        reply: Reply,
+        now: datetime,
+        history: list[HistoryEntry],
+    ) -> Decision:
+        if isinstance(reply, StepFailed):
+            if reply.retryable:
+                return self._retry_or_fail(instance, step, now, history, TIMEOUT)
+            history.append(
+                HistoryEntry(
+                    "step-failed", instance.status, now, step=step.name, detail=reply.reason
+                )
+            )
+            return self._compensate_from(
+                instance, instance.step_index - 1, reply.reason, now, history
+            )
+        state = self._state(instance)
+        if step.on_success is not None:
+            state = step.on_success(state, reply)
+        instance = instance.evolve(data=state.model_dump(mode="json"), attempt=0)
+        history.append(HistoryEntry("step-completed", instance.status, now, step=step.name))
+        following = instance.step_index + 1
+        if following >= len(self.definition.steps):
+            return self._finish(instance, SagaStatus.COMPLETED, None, now, history)
+        return self._send(instance, following, compensating=False, now=now, history=history)
+
+    def _on_compensation_reply(
+        self,
+        instance: SagaInstance,
+        step: Step[Any],
+        reply: Reply,
+        now: datetime,
+        history: list[HistoryEntry],
+    ) -> Decision:
+        if not isinstance(reply, Compensated):
+            detail = reply.reason if isinstance(reply, StepFailed) else f"unexpected {reply.kind}"
+            history.append(
+                HistoryEntry(
+                    "compensation-failed", instance.status, now, step=step.name, detail=detail
+                )
+            )
+            return self._retry_or_fail(instance, step, now, history, instance.reason or FAILED)
+        history.append(HistoryEntry("compensated", instance.status, now, step=step.name))
+        return self._compensate_from(
+            instance.evolve(attempt=0), instance.step_index - 1, instance.reason, now, history
+        )
+
+    def _compensate_from(
+        self,
+        instance: SagaInstance,
+        index: int,
+        reason: str | None,
+        now: datetime,
+        history: list[HistoryEntry],
+    ) -> Decision:
+        """Compensate the highest step at or below ``index`` that has a compensation."""
+        for candidate in range(index, -1, -1):
+            if self.definition.steps[candidate].compensate is not None:
+                instance = instance.evolve(
+                    status=SagaStatus.COMPENSATING, compensating=True, reason=reason
+                )
+                return self._send(instance, candidate, compensating=True, now=now, history=history)
+        return self._finish(
+            instance.evolve(reason=reason), SagaStatus.ABORTED, reason, now, history
+        )
+
+    def _retry_or_fail(
+        self,
+        instance: SagaInstance,
+        step: Step[Any],
+        now: datetime,
+        history: list[HistoryEntry],
+        reason: str,
+    ) -> Decision:
+        attempt = instance.attempt + 1
+        budget = (
+            step.retries
+            if step.retries is not None and not instance.compensating
+            else self.policy.budget
+        )
+        if attempt <= budget:
+            due = now + self.policy.backoff(attempt)
+            history.append(
+                HistoryEntry(
+                    "retry-scheduled",
+                    instance.status,
+                    now,
+                    step=step.name,
+                    detail=f"attempt {attempt} at {due.isoformat()}",
+                )
+            )
+            scheduled = instance.evolve(
+                attempt=attempt, pending_command_id=None, next_action_at=due, updated_at=now
+            )
+            return Decision(scheduled, history=history)
+        if instance.compensating:
+            history.append(HistoryEntry("retry-budget-spent", instance.status, now, step=step.name))
+            return self._finish(
+                instance, SagaStatus.FAILED, instance.reason or reason, now, history
+            )
+        history.append(
+            HistoryEntry("step-failed", instance.status, now, step=step.name, detail=reason)
+        )
+        return self._compensate_from(
+            instance.evolve(attempt=0), instance.step_index, reason, now, history
+        )
+
+    def _send(
+        self,
+        instance: SagaInstance,
+        index: int,
+        compensating: bool,
+        now: datetime,
+        history: list[HistoryEntry],
+        retry: bool = False,
+    ) -> Decision:
+        step = self.definition.steps[index]
+        state = self._state(instance)
+        build = step.compensate if compensating else step.send
+        assert build is not None
+        command: Command = build(state)
+        command_id = str(uuid4())
+        envelope = Envelope(
+            id=command_id,
+            type=f"{step.participant.name}.{command.kind}.v1",
+            time=now,
+            correlation_id=instance.correlation_id,
+            causation_id=instance.pending_command_id,
+            saga_id=instance.id,
+            saga_type=instance.saga_type,
+            saga_step=step.name,
+        )
+        timeout = step.timeout_s or self.policy.step_timeout_s
+        instance = instance.evolve(
+            step_index=index,
+            compensating=compensating,
+            pending_command_id=command_id,
+            next_action_at=now + timedelta(seconds=timeout),
+            updated_at=now,
+        )
+        event = "compensation-sent" if compensating else "command-sent"
+        history.append(
+            HistoryEntry(
+                event,
+                instance.status,
+                now,
+                step=step.name,
+                message_id=command_id,
+                message_type=command.kind,
+                topic=step.participant.topic,
+                detail=f"attempt {instance.attempt}" if retry else None,
+            )
+        )
+        outgoing = Outgoing(step.participant.topic, str(instance.id), envelope, command)
+        return Decision(instance, [outgoing], history)
+
+    def _finish(
+        self,
+        instance: SagaInstance,
+        status: SagaStatus,
+        reason: str | None,
+        now: datetime,
+        history: list[HistoryEntry],
+    ) -> Decision:
+        contract_status = {
+            SagaStatus.COMPLETED: self.definition.success_status,
+            SagaStatus.ABORTED: self.definition.failure_status,
+            SagaStatus.FAILED: FAILED,
+        }[status]
+        instance = instance.evolve(
+            status=status,
+            reason=reason,
+            pending_command_id=None,
+            next_action_at=None,
+            updated_at=now,
+            ended_at=now,
+        )
+        state = self._state(instance)
+        outcome = self.definition.outcome(
+            state, SagaResult(str(instance.id), contract_status, reason)
+        )
+        envelope = Envelope(
+            type=f"{self.definition.outcome_topic}.v1",
+            time=now,
+            correlation_id=instance.correlation_id,
+            saga_id=instance.id,
+            saga_type=instance.saga_type,
+        )
+        history.append(
+            HistoryEntry(
+                "ended",
+                status,
+                now,
+                message_id=envelope.id,
+                message_type=contract_status,
+                topic=self.definition.outcome_topic,
+                detail=reason,
+            )
+        )
+        key = self.definition.outcome_key(state)
+        return Decision(
+            instance, [Outgoing(self.definition.outcome_topic, key, envelope, outcome)], history
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _step(self, instance: SagaInstance) -> Step[Any] | None:
+        if 0 <= instance.step_index < len(self.definition.steps):
+            return self.definition.steps[instance.step_index]
+        return None
+
+    def _state(self, instance: SagaInstance) -> BaseModel:
+        state: BaseModel = self.definition.state.model_validate(instance.data)
+        return state
+
+
+def _reply_detail(reply: Reply) -> str | None:
+    if isinstance(reply, StepFailed):
+        return f"{reply.reason}: {reply.detail}" if reply.detail else reply.reason
+    return None

@@ -1,0 +1,138 @@
+"""Transactional outbox: write messages with the state change, publish them after commit.
+
+A handler inserts its outgoing messages into its owner's outbox table inside the same
+transaction as its state change. Right after commit the relay publishes exactly those
+rows and deletes them. If the process dies between commit and publish, the sweeper finds
+the rows later and publishes them: a message may go out twice, never zero times, and
+every consumer deduplicates (inbox by message id, saga by pending command id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from sqlalchemy import Table, delete, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from events.base import Message
+from events.envelope import Envelope
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    topic: str
+    key: str | None
+    headers: dict[str, str]
+    payload: bytes
+
+    @classmethod
+    def of(cls, topic: str, key: str | None, envelope: Envelope, body: Message) -> OutboundMessage:
+        return cls(topic, key, envelope.headers(), body.to_bytes())
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    message: OutboundMessage
+
+
+class Publisher(Protocol):
+    async def publish(self, messages: Sequence[OutboundMessage]) -> None: ...
+
+
+async def write_outbox(
+    conn: AsyncConnection, table: Table, messages: Sequence[OutboundMessage]
+) -> list[OutboxRow]:
+    """Insert ``messages`` in the caller's transaction; returns the rows to publish after commit."""
+    if not messages:
+        return []
+    result = await conn.execute(
+        insert(table).returning(table.c.id),
+        [
+            {"topic": m.topic, "key": m.key, "headers": m.headers, "payload": m.payload}
+            for m in messages
+        ],
+    )
+    ids = [row[0] for row in result]
+    return [OutboxRow(id_, message) for id_, message in zip(ids, messages, strict=True)]
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows of one owner and sweeps what a crash left behind."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: Table,
+        publisher: Publisher,
+        sweep_interval_s: float = 1.0,
+        sweep_age_s: float = 2.0,
+        sweep_batch: int = 1_000,
+    ) -> None:
+        self.engine = engine
+        self.table = table
+        self.publisher = publisher
+        self.sweep_interval_s = sweep_interval_s
+        self.sweep_age_s = sweep_age_s
+        self.sweep_batch = sweep_batch
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish rows just committed, then delete them. A failure leaves them to the sweeper."""
+        if not rows:
+            return
+        try:
+            await self.publisher.publish([row.message for row in rows])
+        except Exception as exc:  # the rows stay in the outbox: the sweeper retries them
+            log.warning(
+                "outbox publish failed; left to the sweeper", table=self.table.name, error=str(exc)
+            )
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(self.table).where(self.table.c.id.in_([row.id for row in rows]))
+            )
+
+    async def sweep_once(self) -> int:
+        """Publish rows older than ``sweep_age_s`` (left by a crash or a failed publish)."""
+        table = self.table
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                select(table.c.id, table.c.topic, table.c.key, table.c.headers, table.c.payload)
+                .where(table.c.created_at < text(f"now() - interval '{self.sweep_age_s} seconds'"))
+                .order_by(table.c.id)
+                .limit(self.sweep_batch)
+                .with_for_update(skip_locked=True)
+            )
+            rows = [
+                OutboxRow(r.id, OutboundMessage(r.topic, r.key, dict(r.headers), bytes(r.payload)))
+                for r in result
+            ]
+            if not rows:
+                return 0
+            await self.publisher.publish([row.message for row in rows])
+            await conn.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
+        log.info("outbox swept", table=table.name, published=len(rows))
+        return len(rows)
+
+    async def run_sweeper(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                while await self.sweep_once() == self.sweep_batch:
+                    pass
+            except Exception as exc:  # keep sweeping; the rows stay until published
+                log.warning("outbox sweep failed", table=self.table.name, error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.sweep_interval_s)
+
+    async def backlog(self) -> int:
+        async with self.engine.connect() as conn:
+            return int(
+                (await conn.execute(select(text("count(*)")).select_from(self.table))).scalar_one()
+            )

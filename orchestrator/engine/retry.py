@@ -1,0 +1,60 @@
+"""Retrying a unit of work on transient infrastructure faults, with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from orchestrator.errors import ConcurrentUpdate
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    ConcurrentUpdate,
+    OperationalError,
+    DBAPIError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent writer won a unique key; re-reading decides again
+    return isinstance(exc, TRANSIENT)
+
+
+async def with_retries(
+    work: Callable[[], Awaitable[T]],
+    attempts: int = 5,
+    backoff_s: float = 0.05,
+    backoff_max_s: float = 2.0,
+    what: str = "unit of work",
+) -> T:
+    """Run ``work``; on a transient fault roll back (the caller's transaction) and try again.
+
+    After the last attempt the exception propagates, so the consumer does not commit its
+    offset and the records are delivered again: nothing is skipped.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except Exception as exc:
+            if not is_transient(exc) or attempt == attempts:
+                raise
+            delay = min(backoff_max_s, backoff_s * 2 ** (attempt - 1))
+            log.warning(
+                "transient fault, retrying",
+                what=what,
+                attempt=attempt,
+                delay_s=delay,
+                error=str(exc)[:300],
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,235 @@
+"""The saga runtime: upstream records start sagas, replies and timers move them on.
+
+Each consumed batch is one database transaction holding every saga change, its history
+and its outgoing messages (outbox). Offsets are committed by the consumer only after the
+handler returns, that is after the commit; the outbox is published right after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from events.base import Reply
+from events.dlq import DeadLetter
+from events.replies import REPLY_ADAPTER
+from orchestrator.engine import store
+from orchestrator.engine.definition import Saga
+from orchestrator.engine.instance import SagaInstance
+from orchestrator.engine.machine import Decision, HistoryEntry, RetryPolicy, SagaMachine
+from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
+from orchestrator.engine.records import (
+    Parsed,
+    RawRecord,
+    dead_letter_message,
+    envelope_letter,
+    parse_record,
+)
+from orchestrator.engine.retry import with_retries
+from schemas.sagas import orchestrator_outbox
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnknownSaga(LookupError):
+    """No saga with that id (or of that type)."""
+
+
+class SagaRuntime:
+    """Applies the saga machines to batches of records, durably."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        definitions: Sequence[Saga[Any, Any]],
+        policy: RetryPolicy,
+        relay: OutboxRelay,
+        max_message_bytes: int = 1_000_000,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.relay = relay
+        self.clock = clock
+        self.max_message_bytes = max_message_bytes
+        self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
+        self.by_topic = {d.inbound_topic: self.machines[d.name] for d in definitions}
+        self._adapters: dict[str, TypeAdapter[Any]] = {
+            d.inbound_topic: TypeAdapter(d.trigger) for d in definitions
+        }
+
+    @property
+    def inbound_topics(self) -> list[str]:
+        return list(self.by_topic)
+
+    # -- upstream ---------------------------------------------------------------------------
+
+    async def handle_inbound(self, records: Sequence[RawRecord]) -> None:
+        """Start one saga per valid record (deduplicated by business key); dead-letter the rest."""
+        rows = await with_retries(lambda: self._inbound_tx(records), what="start sagas")
+        await self.relay.publish(rows)
+
+    async def _inbound_tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
+        now = self.clock()
+        letters: list[DeadLetter] = []
+        starts: dict[tuple[str, str], Decision] = {}
+        for record in records:
+            machine = self.by_topic.get(record.topic)
+            if machine is None:
+                continue
+            parsed = parse_record(
+                record,
+                self._adapters[record.topic],
+                self.max_message_bytes,
+                default_type=machine.definition.trigger.event_type,
+                require_envelope=False,
+            )
+            if isinstance(parsed, DeadLetter):
+                letters.append(parsed)
+                continue
+            key = (machine.definition.name, parsed.body.business_key())
+            if key not in starts:
+                starts[key] = machine.start(parsed.body, parsed.envelope, now)
+        async with self.engine.begin() as conn:
+            inserted = await store.insert_new(conn, [d.instance for d in starts.values()])
+            fresh = [d for d in starts.values() if d.instance.id in inserted]
+            messages = [dead_letter_message(letter) for letter in letters]
+            rows = await self._record(conn, fresh, messages)
+        for letter in letters:
+            log.warning(
+                "dead-lettered",
+                topic=letter.topic,
+                offset=letter.offset,
+                reason=letter.reason,
+                error=letter.error,
+            )
+        if len(fresh) < len(starts):
+            log.info("duplicate requests ignored", count=len(starts) - len(fresh))
+        return rows
+
+    # -- replies ------------------------------------------------------------------------------
+
+    async def handle_replies(self, records: Sequence[RawRecord]) -> None:
+        rows = await with_retries(lambda: self._replies_tx(records), what="apply replies")
+        await self.relay.publish(rows)
+
+    async def _replies_tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
+        now = self.clock()
+        letters: list[DeadLetter] = []
+        replies: list[Parsed[Reply]] = []
+        adapter: TypeAdapter[Any] = REPLY_ADAPTER
+        for record in records:
+            parsed = parse_record(
+                record, adapter, self.max_message_bytes, "reply", require_envelope=True
+            )
+            if isinstance(parsed, DeadLetter):
+                letters.append(parsed)
+            elif parsed.envelope.saga_id is None or parsed.envelope.saga_type not in self.machines:
+                letters.append(envelope_letter(parsed, "reply without a known saga id and type"))
+            else:
+                replies.append(parsed)
+        async with self.engine.begin() as conn:
+            before = await store.lock(
+                conn, [r.envelope.saga_id for r in replies if r.envelope.saga_id]
+            )
+            current = dict(before)
+            decisions: list[Decision] = []
+            for reply in replies:
+                saga_id = reply.envelope.saga_id
+                assert saga_id is not None
+                instance = current.get(saga_id)
+                if instance is None:
+                    log.warning(
+                        "reply for an unknown saga ignored",
+                        saga_id=str(saga_id),
+                        kind=reply.body.kind,
+                    )
+                    continue
+                machine = self.machines[instance.saga_type]
+                decision = machine.on_reply(instance, reply.body, reply.envelope, now)
+                current[saga_id] = decision.instance
+                decisions.append(decision)
+            for saga_id, after in current.items():
+                if after != before[saga_id]:
+                    await store.save(conn, before[saga_id], after)
+            rows = await self._record(conn, decisions, [dead_letter_message(x) for x in letters])
+        return rows
+
+    # -- timers -------------------------------------------------------------------------------
+
+    async def fire_due(self, limit: int = 500) -> int:
+        """Handle every saga whose step timed out or whose retry is due; returns how many."""
+        rows, count = await with_retries(lambda: self._due_tx(limit), what="fire timers")
+        await self.relay.publish(rows)
+        return count
+
+    async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], int]:
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            due = await store.lock_due(conn, now, limit)
+            decisions = []
+            for instance in due:
+                machine = self.machines.get(instance.saga_type)
+                if machine is None:
+                    continue
+                decision = machine.on_due(instance, now)
+                await store.save(conn, instance, decision.instance)
+                decisions.append(decision)
+            rows = await self._record(conn, decisions, [])
+        return rows, len(decisions)
+
+    # -- manual actions ---------------------------------------------------------------------
+
+    async def manual(self, saga_id: UUID, action: str, actor: str, why: str) -> SagaInstance:
+        """Operator actions: ``retry`` the current step or ``compensate`` the saga."""
+
+        async def tx() -> tuple[list[OutboxRow], SagaInstance]:
+            async with self.engine.begin() as conn:
+                found = await store.lock(conn, [saga_id])
+                if saga_id not in found:
+                    raise UnknownSaga(f"no saga {saga_id}")
+                instance = found[saga_id]
+                machine = self.machines.get(instance.saga_type)
+                if machine is None:
+                    raise UnknownSaga(
+                        f"saga type {instance.saga_type!r} is not run by this process"
+                    )
+                now = self.clock()
+                if action == "retry":
+                    decision = machine.retry_step(instance, now, actor, why)
+                elif action == "compensate":
+                    decision = machine.compensate(instance, now, actor, why)
+                else:
+                    raise ValueError(f"unknown action {action!r}")
+                saved = await store.save(conn, instance, decision.instance)
+                return await self._record(conn, [decision], []), saved
+
+        rows, saved = await with_retries(tx, what=f"manual {action}")
+        await self.relay.publish(rows)
+        return saved
+
+    # -- shared -----------------------------------------------------------------------------
+
+    async def _record(
+        self, conn: AsyncConnection, decisions: Sequence[Decision], extra: Sequence[OutboundMessage]
+    ) -> list[OutboxRow]:
+        history: list[tuple[UUID, HistoryEntry]] = []
+        messages = list(extra)
+        for decision in decisions:
+            history.extend((decision.instance.id, entry) for entry in decision.history)
+            messages.extend(
+                OutboundMessage.of(o.topic, o.key, o.envelope, o.body) for o in decision.outgoing
+            )
+        await store.append_history(conn, history)
+        return await write_outbox(conn, orchestrator_outbox, messages)

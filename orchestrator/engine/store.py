@@ -1,0 +1,152 @@
+"""Saga instances and history in PostgreSQL, with optimistic versioning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.engine.machine import HistoryEntry
+from orchestrator.errors import ConcurrentUpdate
+from schemas.sagas import saga_history, saga_instances
+
+_T = saga_instances
+
+
+def _values(instance: SagaInstance) -> dict[str, Any]:
+    return {
+        "id": instance.id,
+        "saga_type": instance.saga_type,
+        "business_key": instance.business_key,
+        "status": instance.status.value,
+        "step_index": instance.step_index,
+        "compensating": instance.compensating,
+        "pending_command_id": instance.pending_command_id,
+        "attempt": instance.attempt,
+        "next_action_at": instance.next_action_at,
+        "data": instance.data,
+        "reason": instance.reason,
+        "correlation_id": instance.correlation_id,
+        "version": instance.version,
+        "created_at": instance.created_at,
+        "updated_at": instance.updated_at,
+        "ended_at": instance.ended_at,
+    }
+
+
+def to_instance(row: Row[Any]) -> SagaInstance:
+    m = row._mapping
+    return SagaInstance(
+        id=m["id"],
+        saga_type=m["saga_type"],
+        business_key=m["business_key"],
+        status=SagaStatus(m["status"]),
+        step_index=m["step_index"],
+        compensating=m["compensating"],
+        pending_command_id=m["pending_command_id"],
+        attempt=m["attempt"],
+        next_action_at=m["next_action_at"],
+        data=m["data"],
+        reason=m["reason"],
+        correlation_id=m["correlation_id"],
+        version=m["version"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        ended_at=m["ended_at"],
+    )
+
+
+async def insert_new(conn: AsyncConnection, instances: Sequence[SagaInstance]) -> set[UUID]:
+    """Insert sagas not already started for their business key; returns the ids inserted."""
+    if not instances:
+        return set()
+    statement = (
+        pg_insert(_T)
+        .values([_values(i) for i in instances])
+        .on_conflict_do_nothing(constraint="uq_saga_instances_business_key")
+        .returning(_T.c.id)
+    )
+    return {row[0] for row in await conn.execute(statement)}
+
+
+async def existing_keys(conn: AsyncConnection, saga_type: str, keys: Iterable[str]) -> set[str]:
+    rows = await conn.execute(
+        select(_T.c.business_key).where(
+            and_(_T.c.saga_type == saga_type, _T.c.business_key.in_(list(keys)))
+        )
+    )
+    return {row[0] for row in rows}
+
+
+async def lock(conn: AsyncConnection, saga_ids: Iterable[UUID]) -> dict[UUID, SagaInstance]:
+    """Load and row-lock sagas for this transaction (in id order, so lockers never deadlock)."""
+    ids = sorted(set(saga_ids))
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        select(_T).where(_T.c.id.in_(ids)).order_by(_T.c.id).with_for_update()
+    )
+    return {row.id: to_instance(row) for row in rows}
+
+
+async def lock_due(conn: AsyncConnection, now: datetime, limit: int) -> list[SagaInstance]:
+    """Sagas whose timer is due, skipping those another process is working on."""
+    rows = await conn.execute(
+        select(_T)
+        .where(and_(_T.c.next_action_at.is_not(None), _T.c.next_action_at <= now))
+        .order_by(_T.c.next_action_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [to_instance(row) for row in rows]
+
+
+async def get(conn: AsyncConnection, saga_id: UUID) -> SagaInstance | None:
+    row = (await conn.execute(select(_T).where(_T.c.id == saga_id))).first()
+    return to_instance(row) if row else None
+
+
+async def save(conn: AsyncConnection, before: SagaInstance, after: SagaInstance) -> SagaInstance:
+    """Write ``after`` if the row still has ``before``'s version; else ConcurrentUpdate."""
+    saved = after.evolve(version=before.version + 1)
+    values = _values(saved)
+    del values["id"], values["created_at"]
+    result = await conn.execute(
+        update(_T)
+        .where(and_(_T.c.id == before.id, _T.c.version == before.version))
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        raise ConcurrentUpdate(f"saga {before.id} changed since version {before.version}")
+    return saved
+
+
+async def append_history(
+    conn: AsyncConnection, entries: Sequence[tuple[UUID, HistoryEntry]]
+) -> None:
+    if not entries:
+        return
+    await conn.execute(
+        insert(saga_history),
+        [
+            {
+                "saga_id": saga_id,
+                "at": e.at,
+                "event": e.event,
+                "step": e.step,
+                "status": e.status.value,
+                "message_id": e.message_id,
+                "message_type": e.message_type,
+                "topic": e.topic,
+                "detail": e.detail,
+                "actor": e.actor,
+            }
+            for saga_id, e in entries
+        ],
+    )

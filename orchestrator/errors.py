@@ -1,0 +1,25 @@
+"""The orchestrator's exceptions: one root, converted at the boundary."""
+
+
+class OrchestraError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class SettingsError(OrchestraError):
+    """A setting is missing or malformed."""
+
+
+class EmbeddedStackError(OrchestraError):
+    """The embedded broker or PostgreSQL could not start."""
+
+
+class ConcurrentUpdate(OrchestraError):
+    """A saga row changed under us (optimistic version check failed); retry the message."""
+
+
+class DefinitionError(OrchestraError):
+    """A saga definition is malformed."""
+
+
+class KafkaUnavailable(OrchestraError):
+    """The Kafka bootstrap servers cannot be reached."""

@@ -1,0 +1,91 @@
+"""Kafka connection options (security passed through) and explicit topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
+
+from orchestrator.errors import KafkaUnavailable
+from orchestrator.settings import Settings
+
+
+def _ssl_context(settings: Settings) -> object | None:
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    return create_ssl_context(
+        cafile=settings.kafka_ssl_cafile,
+        certfile=settings.kafka_ssl_certfile,
+        keyfile=settings.kafka_ssl_keyfile,
+    )
+
+
+def broker_security(settings: Settings) -> BaseSecurity | None:
+    """FastStream's security object for the configured protocol, or None for PLAINTEXT."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = _ssl_context(settings)
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)  # type: ignore[arg-type]
+    username = settings.kafka_sasl_username or ""
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    use_ssl = protocol == "SASL_SSL"
+    kinds = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    kind = kinds[settings.kafka_sasl_mechanism or "PLAIN"]
+    return kind(username, password, ssl_context=ssl_context, use_ssl=use_ssl)  # type: ignore[arg-type]
+
+
+def admin_kwargs(settings: Settings) -> dict[str, object]:
+    """aiokafka client options with the same security as the broker."""
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+        "request_timeout_ms": 15_000,
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        )
+    ssl_context = _ssl_context(settings)
+    if ssl_context is not None:
+        options["ssl_context"] = ssl_context
+    return options
+
+
+async def ensure_topics(
+    settings: Settings, topics: Iterable[str], partitions: int | None = None, timeout_s: float = 20.0
+) -> None:
+    """Create the missing topics explicitly, with the configured partitions and replication."""
+    admin = AIOKafkaAdminClient(**admin_kwargs(settings))
+    try:
+        await asyncio.wait_for(admin.start(), timeout=timeout_s)
+    except (KafkaConnectionError, KafkaError, OSError, TimeoutError) as exc:
+        await admin.close()
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc or type(exc).__name__}"
+        ) from None
+    try:
+        existing = set(await admin.list_topics())
+        missing = sorted(set(topics) - existing)
+        if not missing:
+            return
+        count = partitions or settings.topic_partitions
+        new = [NewTopic(name, count, settings.topic_replication_factor) for name in missing]
+        try:
+            await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass  # a concurrent starter created them
+    finally:
+        await admin.close()

@@ -1,0 +1,91 @@
+"""Process settings, read from the environment (prefix ``ORCHESTRA_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.errors import SettingsError
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to reach Kafka and PostgreSQL and to behave."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRA_", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default="localhost:9092", description="host:port[,host:port]"
+    )
+    database_url: str = Field(
+        default="postgresql+asyncpg://postgres@localhost/orchestra",
+        description="postgresql+asyncpg://user:password@host/db or ...@/db?host=/socket/dir",
+    )
+    http_port: int = Field(default=8000, ge=1, le=65535)
+
+    topic_partitions: int = Field(default=8, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=16)
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
+    consumer_heartbeat_interval_ms: int = Field(default=3_000, ge=100, le=100_000)
+    consumer_max_batch: int = Field(default=500, ge=1, le=10_000)
+    group_prefix: str = Field(default="orchestra", min_length=1, max_length=100)
+
+    kafka_idempotent_producer: bool = False
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    step_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
+    retry_budget: int = Field(default=8, ge=0, le=1_000)
+    retry_backoff_s: float = Field(default=0.5, gt=0, le=3_600)
+    retry_backoff_max_s: float = Field(default=30.0, gt=0, le=86_400)
+    timer_interval_s: float = Field(default=0.5, gt=0, le=60)
+    outbox_sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
+    max_message_bytes: int = Field(default=1_000_000, ge=1_024, le=8_000_000)
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    card_number_salt: SecretStr = Field(
+        default=SecretStr("orchestra-dev-salt"), description="salt of card number hashes"
+    )
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port], got {value!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must start with postgresql+asyncpg://")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [server.strip() for server in self.kafka_bootstrap_servers.split(",")]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning a validation failure into one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ORCHESTRA_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"bad settings: {problems}") from None

@@ -1,0 +1,85 @@
+"""FastStream wiring: batch subscribers that hand raw records to the runtimes, and the publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from faststream import Context
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from orchestrator.engine.outbox import OutboundMessage
+from orchestrator.engine.records import RawRecord
+from orchestrator.settings import Settings
+
+BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
+
+
+async def _keep_raw(_: Any) -> None:
+    """Decoder that leaves records undecoded: the runtimes validate each one themselves,
+    so a poison record is dead-lettered instead of failing the whole batch."""
+    return
+
+
+def subscribe_batches(
+    broker: KafkaBroker,
+    topics: Sequence[str],
+    group_id: str,
+    settings: Settings,
+    handler: BatchHandler,
+    title: str,
+    description: str,
+) -> None:
+    """One consumer in ``group_id``; each batch is handled, then its offsets committed.
+
+    ``NACK_ON_ERROR``: if the handler raises (its transaction rolled back), the consumer
+    seeks back to the first record of the batch, so nothing is skipped.
+    """
+
+    async def consume(body: Any, message: KafkaMessage = Context("message")) -> None:
+        raw = message.raw_message
+        await handler(raw if isinstance(raw, tuple | list) else (raw,))
+
+    broker.subscriber(
+        *topics,
+        batch=True,
+        group_id=group_id,
+        max_records=settings.consumer_max_batch,
+        batch_timeout_ms=20,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_keep_raw,
+        title=title,
+        description=description,
+    )(consume)
+
+
+class BrokerPublisher:
+    """Publishes outbox messages through the FastStream broker and waits for every ack."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        pending = [
+            await self.broker.publish(
+                m.payload,
+                m.topic,
+                key=m.key.encode("utf-8") if m.key is not None else None,
+                headers=m.headers,
+                no_confirm=True,
+            )
+            for m in messages
+        ]
+        await asyncio.gather(*pending)
+
+
+def quiet_broker_logs() -> int:
+    """FastStream logs every message at INFO; per-message lines go to DEBUG here."""
+    return logging.DEBUG

@@ -1,0 +1,66 @@
+"""Outbox and inbox tables, one pair per owner (the orchestrator and each worker).
+
+The outbox holds messages written in the same transaction as the state change that
+caused them; the relay publishes and deletes them after commit. The inbox holds the id
+of every command a worker has handled, written in the same transaction as its effect,
+so a redelivered command hits the primary key and is skipped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from schemas.metadata import metadata
+
+_outboxes: dict[str, Table] = {}
+_inboxes: dict[str, Table] = {}
+
+
+def _table_prefix(owner: str) -> str:
+    return owner.replace("-", "_")
+
+
+def outbox_table(owner: str) -> Table:
+    """The outbox of ``owner`` (created on first use, then shared)."""
+    if owner not in _outboxes:
+        name = f"{_table_prefix(owner)}_outbox"
+        _outboxes[owner] = Table(
+            name,
+            metadata,
+            Column("id", BigInteger, Identity(), primary_key=True),
+            Column("topic", String(249), nullable=False),
+            Column("key", String(255), nullable=True),
+            Column("headers", JSONB, nullable=False),
+            Column("payload", LargeBinary, nullable=False),
+            Column(
+                "created_at", DateTime(timezone=True), nullable=False, server_default=func.now()
+            ),
+            Index(f"ix_{name}_created_at", "created_at"),
+        )
+    return _outboxes[owner]
+
+
+def inbox_table(owner: str) -> Table:
+    """The processed-message table of ``owner``."""
+    if owner not in _inboxes:
+        name = f"{_table_prefix(owner)}_inbox"
+        _inboxes[owner] = Table(
+            name,
+            metadata,
+            Column("message_id", String(200), primary_key=True),
+            Column(
+                "received_at", DateTime(timezone=True), nullable=False, server_default=func.now()
+            ),
+        )
+    return _inboxes[owner]

@@ -1,0 +1,81 @@
+"""Helpers of the integration tests: waiting for outcomes, reading the database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from events import topics
+from events.cards import CardIssueRequested, CardStatusChanged, CardType
+from orchestrator.client import OutcomeRecord, UpstreamClient
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def card_request(
+    user_id: str | None = None, card_type: CardType = CardType.VIRTUAL, currency: str = "KZT"
+) -> CardIssueRequested:
+    return CardIssueRequested(
+        request_id=unique("req"),
+        user_id=user_id or unique("user"),
+        card_type=card_type,
+        currency=currency,
+    )
+
+
+async def wait_for(
+    client: UpstreamClient, topic: str, predicate: object, count: int, timeout_s: float = 60.0
+) -> list[OutcomeRecord]:
+    """Collect records of ``topic`` matching ``predicate`` until ``count`` arrived."""
+    assert callable(predicate)
+    found: list[OutcomeRecord] = []
+    deadline = time.monotonic() + timeout_s
+    while len(found) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"only {len(found)} of {count} records on {topic} in {timeout_s}s")
+        try:
+            record = await asyncio.wait_for(client.received.get(), timeout=remaining)
+        except TimeoutError:
+            continue
+        if record.topic == topic and predicate(record):
+            found.append(record)
+    return found
+
+
+async def card_outcomes(
+    client: UpstreamClient, request_ids: Iterable[str], timeout_s: float = 60.0
+) -> dict[str, CardStatusChanged]:
+    wanted = set(request_ids)
+    outcomes: dict[str, CardStatusChanged] = {}
+    deadline = time.monotonic() + timeout_s
+    while not wanted <= outcomes.keys():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            missing = sorted(wanted - outcomes.keys())
+            raise AssertionError(f"no outcome for {len(missing)} requests, e.g. {missing[:3]}")
+        try:
+            record = await asyncio.wait_for(client.received.get(), timeout=remaining)
+        except TimeoutError:
+            continue
+        if record.topic == topics.CARDS_STATUS:
+            status = CardStatusChanged.model_validate_json(record.value)
+            if status.request_id in wanted:
+                outcomes[status.request_id] = status
+    return outcomes
+
+
+async def query(database_url: str, sql: str, **params: object) -> list[tuple[object, ...]]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(row) for row in await conn.execute(text(sql), params)]
+    finally:
+        await engine.dispose()

@@ -1,0 +1,202 @@
+"""The saga state machine, driven by hand with a controllable clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from events.base import Compensated, Reply, StepFailed
+from events.billing import WalletOpened
+from events.cards import (
+    CardActivated,
+    CardIssueRequested,
+    CardReserved,
+    CardStatusChanged,
+    CardType,
+)
+from events.envelope import Envelope
+from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
+from orchestrator.sagas.card_issuance import CARD_ISSUANCE_SAGA
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+POLICY = RetryPolicy(step_timeout_s=10, budget=3, backoff_s=1, backoff_max_s=4)
+
+
+@pytest.fixture
+def machine() -> SagaMachine:
+    return SagaMachine(CARD_ISSUANCE_SAGA, POLICY)
+
+
+def request(currency: str = "KZT") -> CardIssueRequested:
+    return CardIssueRequested(
+        request_id="r-1", user_id="u-1", card_type=CardType.VIRTUAL, currency=currency
+    )
+
+
+def reply_to(decision: Decision, reply: Reply) -> Envelope:
+    command = decision.outgoing[-1].envelope
+    return Envelope(
+        type=reply.kind,
+        causation_id=command.id,
+        saga_id=command.saga_id,
+        saga_step=command.saga_step,
+    )
+
+
+def answer(machine: SagaMachine, decision: Decision, reply: Reply, at: datetime = T0) -> Decision:
+    return machine.on_reply(decision.instance, reply, reply_to(decision, reply), at)
+
+
+def kinds(decision: Decision) -> list[str]:
+    return [o.body.__class__.__name__ for o in decision.outgoing]
+
+
+def outcome(decision: Decision) -> CardStatusChanged:
+    body = decision.outgoing[-1].body
+    assert isinstance(body, CardStatusChanged)
+    return body
+
+
+def started(machine: SagaMachine) -> Decision:
+    return machine.start(request(), Envelope(type="cards.issue-requested.v1"), T0)
+
+
+def test_start_sends_first_step_with_a_deadline(machine: SagaMachine) -> None:
+    d = started(machine)
+    assert kinds(d) == ["ReserveCard"]
+    assert d.instance.status is SagaStatus.RUNNING
+    assert d.instance.pending_command_id == d.outgoing[0].envelope.id
+    assert d.instance.next_action_at == T0 + timedelta(seconds=10)
+    assert d.outgoing[0].key == str(d.instance.id)
+
+
+def test_happy_path_issues_the_card(machine: SagaMachine) -> None:
+    d = started(machine)
+    d = answer(machine, d, CardReserved(card_id="9002", masked_number="4400********1234"))
+    assert kinds(d) == ["OpenCardWallet"]
+    d = answer(machine, d, WalletOpened(wallet_id="W-1", balance=Decimal(0), currency="KZT"))
+    assert kinds(d) == ["ActivateCard"]
+    d = answer(machine, d, CardActivated(card_id="9002"))
+    assert d.instance.status is SagaStatus.COMPLETED
+    result = outcome(d)
+    assert (result.status, result.card_id, result.balance) == ("ISSUED", "9002", Decimal(0))
+    assert d.outgoing[-1].key == "r-1"
+    assert d.instance.next_action_at is None
+
+
+def test_refusal_compensates_finished_steps_in_reverse_order(machine: SagaMachine) -> None:
+    d = started(machine)
+    d = answer(machine, d, CardReserved(card_id="9002", masked_number="m"))
+    d = answer(machine, d, WalletOpened(wallet_id="W-1", balance=Decimal(0), currency="KZT"))
+    d = answer(machine, d, StepFailed(reason="CARD_RELEASED"))
+    assert kinds(d) == ["CloseCardWallet"]
+    assert d.instance.status is SagaStatus.COMPENSATING
+    d = answer(machine, d, Compensated())
+    assert kinds(d) == ["ReleaseCard"]
+    d = answer(machine, d, Compensated())
+    assert d.instance.status is SagaStatus.ABORTED
+    assert (outcome(d).status, outcome(d).reason) == ("REJECTED", "CARD_RELEASED")
+
+
+def test_refusal_at_first_step_ends_without_compensation(machine: SagaMachine) -> None:
+    d = answer(machine, started(machine), StepFailed(reason="ACTIVE_CARD_EXISTS"))
+    assert d.instance.status is SagaStatus.ABORTED
+    assert kinds(d) == ["CardStatusChanged"]
+    assert outcome(d).reason == "ACTIVE_CARD_EXISTS"
+
+
+def test_duplicate_reply_is_ignored(machine: SagaMachine) -> None:
+    first = started(machine)
+    reply = CardReserved(card_id="9002", masked_number="m")
+    envelope = reply_to(first, reply)
+    second = machine.on_reply(first.instance, reply, envelope, T0)
+    again = machine.on_reply(second.instance, reply, envelope, T0)
+    assert again.instance == second.instance
+    assert again.outgoing == []
+    assert [h.event for h in again.history] == ["reply-ignored"]
+
+
+def test_late_reply_after_timeout_is_ignored(machine: SagaMachine) -> None:
+    d = started(machine)
+    late = CardReserved(card_id="9002", masked_number="m")
+    late_envelope = reply_to(d, late)
+    timed_out = machine.on_due(d.instance, T0 + timedelta(seconds=11))
+    assert kinds(timed_out) == ["ReleaseCard"]  # the timed-out step may have happened: undo it
+    after = machine.on_reply(timed_out.instance, late, late_envelope, T0 + timedelta(seconds=12))
+    assert after.instance == timed_out.instance
+    assert after.outgoing == []
+
+
+def test_timeout_ends_rejected_with_reason_timeout(machine: SagaMachine) -> None:
+    d = started(machine)
+    d = machine.on_due(d.instance, T0 + timedelta(seconds=11))
+    d = answer(machine, d, Compensated())
+    assert (outcome(d).status, outcome(d).reason) == ("REJECTED", "TIMEOUT")
+
+
+def test_compensation_is_retried_with_backoff_then_fails(machine: SagaMachine) -> None:
+    d = started(machine)
+    d = answer(machine, d, CardReserved(card_id="9002", masked_number="m"))
+    d = answer(machine, d, StepFailed(reason="UNSUPPORTED_CURRENCY"))
+    now = T0
+    delays = []
+    for _ in range(POLICY.budget):
+        d = answer(machine, d, StepFailed(reason="DB_DOWN"), now)
+        assert d.outgoing == []
+        assert d.instance.next_action_at is not None
+        delays.append(d.instance.next_action_at - now)
+        now = d.instance.next_action_at
+        d = machine.on_due(d.instance, now)
+        assert kinds(d) == ["ReleaseCard"]
+    assert delays == [timedelta(seconds=1), timedelta(seconds=2), timedelta(seconds=4)]
+    d = answer(machine, d, StepFailed(reason="DB_DOWN"), now)
+    assert d.instance.status is SagaStatus.FAILED
+    assert (outcome(d).status, outcome(d).reason) == ("FAILED", "UNSUPPORTED_CURRENCY")
+
+
+def test_retryable_failure_retries_then_times_out(machine: SagaMachine) -> None:
+    d = started(machine)
+    now = T0
+    for _ in range(POLICY.budget):
+        d = answer(machine, d, StepFailed(reason="ACQUIRER_UNAVAILABLE", retryable=True), now)
+        assert d.instance.status is SagaStatus.RUNNING
+        assert d.instance.next_action_at is not None
+        now = d.instance.next_action_at
+        d = machine.on_due(d.instance, now)
+        assert kinds(d) == ["ReserveCard"]
+    d = answer(machine, d, StepFailed(reason="ACQUIRER_UNAVAILABLE", retryable=True), now)
+    assert kinds(d) == ["ReleaseCard"]
+    assert d.instance.reason == "TIMEOUT"
+
+
+def test_terminal_saga_ignores_timers(machine: SagaMachine) -> None:
+    d = answer(machine, started(machine), StepFailed(reason="ACTIVE_CARD_EXISTS"))
+    again = machine.on_due(d.instance, T0 + timedelta(hours=1))
+    assert again.outgoing == []
+
+
+def test_manual_compensate_and_retry(machine: SagaMachine) -> None:
+    d = answer(machine, started(machine), CardReserved(card_id="9002", masked_number="m"))
+    d = machine.compensate(d.instance, T0, actor="ops", why="customer called")
+    assert kinds(d) == ["CloseCardWallet"]
+    assert any(h.actor == "ops" and h.detail == "customer called" for h in d.history)
+    d = machine.retry_step(d.instance, T0, actor="ops", why="billing fixed")
+    assert kinds(d) == ["CloseCardWallet"]
+    d = answer(machine, d, Compensated())
+    d = answer(machine, d, Compensated())
+    assert outcome(d).reason == "MANUAL"
+
+
+def _instance(d: Decision) -> SagaInstance:
+    return d.instance
+
+
+def test_history_records_every_command_and_reply(machine: SagaMachine) -> None:
+    d = started(machine)
+    events = [h.event for h in d.history]
+    d = answer(machine, d, CardReserved(card_id="9002", masked_number="m"))
+    events += [h.event for h in d.history]
+    assert events == ["started", "command-sent", "reply-received", "step-completed", "command-sent"]

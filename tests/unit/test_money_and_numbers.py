@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from events.money import Amount, from_minor, to_minor
+from orchestrator.logging import mask_text
+from workers.card_issuance.numbers import luhn_valid, mask, new_card_number, number_hash
+
+
+class Priced(BaseModel):
+    amount: Amount
+
+
+@pytest.mark.parametrize("raw", [10.5, "10.50", 1, "0.01"])
+def test_amount_accepts_numbers_and_decimal_strings(raw: object) -> None:
+    assert Priced.model_validate({"amount": raw}).amount == Decimal(str(raw))
+
+
+@pytest.mark.parametrize("raw", [0, -1, "1.001", "abc", True, "NaN"])
+def test_amount_refuses_bad_values(raw: object) -> None:
+    with pytest.raises(ValidationError):
+        Priced.model_validate({"amount": raw})
+
+
+def test_minor_units_round_trip() -> None:
+    assert to_minor(Decimal("10.50")) == 1050
+    assert from_minor(1050) == Decimal("10.50")
+
+
+def test_card_numbers_are_luhn_valid_and_masked() -> None:
+    numbers = {new_card_number() for _ in range(200)}
+    assert len(numbers) == 200
+    assert all(len(n) == 16 and luhn_valid(n) for n in numbers)
+    number = next(iter(numbers))
+    assert mask(number) == number[:4] + "********" + number[-4:]
+    assert number_hash(number, "a") != number_hash(number, "b")
+    assert luhn_valid("4111111111111111")
+    assert not luhn_valid("4111111111111112")
+
+
+def test_log_masking_hides_card_numbers() -> None:
+    assert mask_text("card 4111111111111111 ok") == "card 4111********1111 ok"
+    assert mask_text("order 12345") == "order 12345"

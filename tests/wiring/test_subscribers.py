@@ -1,0 +1,51 @@
+"""Handler wiring on FastStream's TestKafkaBroker: raw records reach the runtimes in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+
+from events import topics
+from orchestrator.app import SERVICES, Application
+from orchestrator.engine.records import RawRecord
+from orchestrator.settings import Settings
+from orchestrator.wiring import subscribe_batches
+
+
+async def test_batches_carry_raw_records_with_key_headers_and_offsets() -> None:
+    broker = KafkaBroker("localhost:9092")
+    seen: list[RawRecord] = []
+
+    async def handler(records: Sequence[RawRecord]) -> None:
+        seen.extend(records)
+
+    subscribe_batches(broker, ["t.in"], "g", Settings(), handler, title="t", description="d")
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(b"{not json", "t.in", key=b"k-1", headers={"ce_id": "m-1"})
+        await test_broker.publish(b'{"a": 1}', "t.in", key=b"k-2")
+    assert [r.value for r in seen] == [b"{not json", b'{"a": 1}']
+    assert seen[0].key == b"k-1"
+    assert ("ce_id", b"m-1") in list(seen[0].headers)
+
+
+def test_application_wires_every_service_to_its_topics_and_groups() -> None:
+    settings = Settings(group_prefix="p")
+    app = Application(settings)
+    subscribers = {
+        (tuple(sorted(str(getattr(t, "name", t)) for t in sub.topics)), sub.group_id)  # type: ignore[attr-defined]
+        for sub in app.broker.subscribers
+    }
+    assert ((topics.CARDS_ISSUE_REQUESTED,), "p.orchestrator.ingress") in subscribers
+    assert ((topics.SAGA_REPLIES,), "p.orchestrator.replies") in subscribers
+    assert ((topics.CARD_ISSUANCE_COMMANDS,), "p.card-issuance") in subscribers
+    assert ((topics.BILLING_COMMANDS,), "p.billing") in subscribers
+    assert topics.dlq(topics.CARDS_ISSUE_REQUESTED) in app.topics
+    assert set(SERVICES) == {"orchestrator", "card-issuance", "billing"}
+
+
+def test_application_runs_only_the_named_services() -> None:
+    app = Application(Settings(group_prefix="p"), ["billing"])
+    groups = {sub.group_id for sub in app.broker.subscribers}  # type: ignore[attr-defined]
+    assert groups == {"p.billing"}
+    assert app.runtime is None

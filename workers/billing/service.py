@@ -1,0 +1,89 @@
+"""Billing worker: the wallet behind each card (seed 000)."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid4
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.base import Compensated, Reply, StepFailed
+from events.billing import (
+    SUPPORTED_CURRENCIES,
+    UNSUPPORTED_CURRENCY,
+    CloseCardWallet,
+    OpenCardWallet,
+    WalletOpened,
+)
+from events.envelope import Envelope
+from events.money import from_minor
+from schemas.billing import card_wallets
+
+WALLET_CLOSED = "WALLET_CLOSED"
+
+
+class BillingService:
+    """Handles the billing commands; idempotent per saga id."""
+
+    async def __call__(
+        self, conn: AsyncConnection, envelope: Envelope, command: OpenCardWallet | CloseCardWallet
+    ) -> Reply:
+        assert envelope.saga_id is not None
+        if isinstance(command, OpenCardWallet):
+            return await self.open_card_wallet(conn, envelope.saga_id, command)
+        return await self.close_card_wallet(conn, envelope.saga_id)
+
+    async def open_card_wallet(
+        self, conn: AsyncConnection, saga_id: UUID, command: OpenCardWallet
+    ) -> Reply:
+        mine = (
+            await conn.execute(select(card_wallets).where(card_wallets.c.saga_id == saga_id))
+        ).first()
+        if mine is not None:
+            if mine.status == "OPEN":
+                return WalletOpened(
+                    wallet_id=mine.wallet_id,
+                    balance=from_minor(mine.balance_minor),
+                    currency=mine.currency,
+                )
+            return StepFailed(
+                reason=WALLET_CLOSED, detail="the wallet was already closed by a compensation"
+            )
+        if command.currency not in SUPPORTED_CURRENCIES:
+            return StepFailed(
+                reason=UNSUPPORTED_CURRENCY,
+                detail=f"{command.currency} is not supported: {sorted(SUPPORTED_CURRENCIES)}",
+            )
+        wallet_id = f"W-{uuid4().hex[:20]}"
+        await conn.execute(
+            pg_insert(card_wallets).values(
+                wallet_id=wallet_id,
+                saga_id=saga_id,
+                card_id=command.card_id,
+                currency=command.currency,
+                balance_minor=0,
+                status="OPEN",
+            )
+        )
+        return WalletOpened(wallet_id=wallet_id, balance=from_minor(0), currency=command.currency)
+
+    async def close_card_wallet(self, conn: AsyncConnection, saga_id: UUID) -> Reply:
+        """Close the saga's wallet; a closed tombstone if it was never opened."""
+        await conn.execute(
+            pg_insert(card_wallets)
+            .values(
+                wallet_id=f"W-{uuid4().hex[:20]}",
+                saga_id=saga_id,
+                currency="XXX",
+                balance_minor=0,
+                status="CLOSED",
+            )
+            .on_conflict_do_nothing(index_elements=[card_wallets.c.saga_id])
+        )
+        await conn.execute(
+            update(card_wallets)
+            .where(card_wallets.c.saga_id == saga_id)
+            .values(status="CLOSED", updated_at=func.now())
+        )
+        return Compensated()

@@ -1,0 +1,177 @@
+"""Card-issuance worker: one active card per user and type, card ids from an inventory."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.base import Compensated, Reply, StepFailed
+from events.cards import (
+    ACTIVE_CARD_EXISTS,
+    CARD_RELEASED,
+    ActivateCard,
+    CardActivated,
+    CardReserved,
+    ReleaseCard,
+    ReserveCard,
+)
+from events.envelope import Envelope
+from schemas.card_issuance import card_inventory, cards
+from workers.card_issuance.numbers import mask, new_card_id, new_card_number, number_hash
+
+LIVE = ("PENDING", "ACTIVE")
+REFILL_BATCH = 200
+
+
+class CardIssuanceService:
+    """Handles the card-issuance commands; idempotent per saga id."""
+
+    def __init__(self, number_salt: str) -> None:
+        self.number_salt = number_salt
+
+    async def __call__(
+        self,
+        conn: AsyncConnection,
+        envelope: Envelope,
+        command: ReserveCard | ActivateCard | ReleaseCard,
+    ) -> Reply:
+        assert envelope.saga_id is not None
+        if isinstance(command, ReserveCard):
+            return await self.reserve(conn, envelope.saga_id, command)
+        if isinstance(command, ActivateCard):
+            return await self.activate(conn, envelope.saga_id)
+        return await self.release(conn, envelope.saga_id, command)
+
+    async def reserve(self, conn: AsyncConnection, saga_id: UUID, command: ReserveCard) -> Reply:
+        mine = (await conn.execute(select(cards).where(cards.c.saga_id == saga_id))).first()
+        if mine is not None:
+            if mine.status in LIVE:
+                return CardReserved(card_id=mine.card_id, masked_number=mine.masked_number)
+            return StepFailed(reason=CARD_RELEASED, detail="the request was already compensated")
+        live = await conn.execute(
+            select(cards.c.saga_id).where(
+                and_(
+                    cards.c.user_id == command.user_id,
+                    cards.c.card_type == command.card_type.value,
+                    cards.c.status.in_(LIVE),
+                )
+            )
+        )
+        if live.first() is not None:
+            return _active_card_exists(command)
+        card_id = await self._take_card_id(conn, command.card_type.value)
+        number = new_card_number()
+        masked = mask(number)
+        inserted = await conn.execute(
+            pg_insert(cards)
+            .values(
+                saga_id=saga_id,
+                request_id=command.request_id,
+                user_id=command.user_id,
+                card_type=command.card_type.value,
+                card_id=card_id,
+                number_hash=number_hash(number, self.number_salt),
+                masked_number=masked,
+                status="PENDING",
+            )
+            .on_conflict_do_nothing(
+                index_elements=[cards.c.user_id, cards.c.card_type],
+                index_where=cards.c.status.in_(LIVE),
+            )
+            .returning(cards.c.saga_id)
+        )
+        if inserted.first() is None:
+            return _active_card_exists(command)
+        await conn.execute(
+            update(card_inventory)
+            .where(card_inventory.c.card_id == card_id)
+            .values(status="RESERVED", saga_id=saga_id, updated_at=func.now())
+        )
+        return CardReserved(card_id=card_id, masked_number=masked)
+
+    async def activate(self, conn: AsyncConnection, saga_id: UUID) -> Reply:
+        mine = (
+            await conn.execute(select(cards).where(cards.c.saga_id == saga_id).with_for_update())
+        ).first()
+        if mine is None or mine.status not in LIVE:
+            return StepFailed(reason=CARD_RELEASED, detail="no reserved card for this saga")
+        if mine.status == "PENDING":
+            await conn.execute(
+                update(cards)
+                .where(cards.c.saga_id == saga_id)
+                .values(status="ACTIVE", updated_at=func.now())
+            )
+            await conn.execute(
+                update(card_inventory)
+                .where(card_inventory.c.card_id == mine.card_id)
+                .values(status="USED", updated_at=func.now())
+            )
+        return CardActivated(card_id=mine.card_id)
+
+    async def release(self, conn: AsyncConnection, saga_id: UUID, command: ReleaseCard) -> Reply:
+        """Cancel the saga's card and return its id; a tombstone if there was none yet."""
+        mine = (
+            await conn.execute(select(cards).where(cards.c.saga_id == saga_id).with_for_update())
+        ).first()
+        if mine is None:
+            await conn.execute(
+                pg_insert(cards)
+                .values(
+                    saga_id=saga_id,
+                    request_id=command.request_id,
+                    user_id=command.user_id,
+                    card_type=command.card_type.value,
+                    status="CANCELLED",
+                )
+                .on_conflict_do_nothing(index_elements=[cards.c.saga_id])
+            )
+            return Compensated()
+        if mine.status in LIVE:
+            await conn.execute(
+                update(cards)
+                .where(cards.c.saga_id == saga_id)
+                .values(status="CANCELLED", card_id=None, number_hash=None, updated_at=func.now())
+            )
+            await conn.execute(
+                update(card_inventory)
+                .where(card_inventory.c.card_id == mine.card_id)
+                .values(status="AVAILABLE", saga_id=None, updated_at=func.now())
+            )
+        return Compensated()
+
+    async def _take_card_id(self, conn: AsyncConnection, card_type: str) -> str:
+        """Lock one available id from the inventory, refilling it when empty."""
+        pick = (
+            select(card_inventory.c.card_id)
+            .where(
+                and_(
+                    card_inventory.c.card_type == card_type, card_inventory.c.status == "AVAILABLE"
+                )
+            )
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        while True:
+            found = (await conn.execute(pick)).scalar_one_or_none()
+            if found is not None:
+                return str(found)
+            await conn.execute(
+                pg_insert(card_inventory)
+                .values(
+                    [
+                        {"card_id": new_card_id(), "card_type": card_type, "status": "AVAILABLE"}
+                        for _ in range(REFILL_BATCH)
+                    ]
+                )
+                .on_conflict_do_nothing()
+            )
+
+
+def _active_card_exists(command: ReserveCard) -> StepFailed:
+    return StepFailed(
+        reason=ACTIVE_CARD_EXISTS,
+        detail=f"user {command.user_id} already has an active {command.card_type.value} card",
+    )

@@ -1,0 +1,131 @@
+"""The participant side of every worker: inbox, handler, reply through the outbox.
+
+One consumed batch is one transaction: the inbox rows (command ids), the effects of
+every new command and the replies (outbox rows) commit together. A redelivered command
+finds its id in the inbox and is skipped; its reply is already in the outbox or sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from pydantic import TypeAdapter
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from events.base import Command, Reply
+from events.dlq import DeadLetter
+from events.envelope import Envelope
+from events.topics import SAGA_REPLIES
+from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
+from orchestrator.engine.records import (
+    Parsed,
+    RawRecord,
+    dead_letter_message,
+    envelope_letter,
+    parse_record,
+)
+from orchestrator.engine.retry import with_retries
+
+log = structlog.get_logger(__name__)
+
+CommandHandler = Callable[[AsyncConnection, Envelope, Any], Awaitable[Reply]]
+
+
+class ParticipantRuntime:
+    """Runs one worker's command handler over batches of its command topic."""
+
+    def __init__(
+        self,
+        name: str,
+        topic: str,
+        engine: AsyncEngine,
+        commands: TypeAdapter[Any],
+        handle: CommandHandler,
+        relay: OutboxRelay,
+        inbox: Table,
+        outbox: Table,
+        max_message_bytes: int = 1_000_000,
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self.engine = engine
+        self.commands = commands
+        self.handle = handle
+        self.relay = relay
+        self.inbox = inbox
+        self.outbox = outbox
+        self.max_message_bytes = max_message_bytes
+
+    async def handle_batch(self, records: Sequence[RawRecord]) -> None:
+        rows = await with_retries(lambda: self._tx(records), what=f"{self.name} commands")
+        await self.relay.publish(rows)
+
+    async def _tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
+        letters: list[DeadLetter] = []
+        parsed: dict[str, Parsed[Command]] = {}
+        for record in records:
+            item = parse_record(
+                record, self.commands, self.max_message_bytes, "command", require_envelope=True
+            )
+            if isinstance(item, DeadLetter):
+                letters.append(item)
+            elif item.envelope.saga_id is None:
+                letters.append(envelope_letter(item, "command without ce_sagaid header"))
+            else:
+                parsed.setdefault(item.envelope.id, item)
+        messages = [dead_letter_message(letter) for letter in letters]
+        async with self.engine.begin() as conn:
+            fresh = await self._claim(conn, list(parsed))
+            for message_id, item in parsed.items():
+                if message_id not in fresh:
+                    continue
+                structlog.contextvars.bind_contextvars(
+                    message_id=message_id,
+                    saga_id=str(item.envelope.saga_id),
+                    saga_type=item.envelope.saga_type,
+                )
+                try:
+                    reply = await self.handle(conn, item.envelope, item.body)
+                finally:
+                    structlog.contextvars.unbind_contextvars("message_id", "saga_id", "saga_type")
+                messages.append(self._reply(item.envelope, reply))
+            rows = await write_outbox(conn, self.outbox, messages)
+        if len(fresh) < len(parsed):
+            log.info("duplicate commands skipped", worker=self.name, count=len(parsed) - len(fresh))
+        for letter in letters:
+            log.warning(
+                "dead-lettered",
+                topic=letter.topic,
+                offset=letter.offset,
+                reason=letter.reason,
+                error=letter.error,
+            )
+        return rows
+
+    async def _claim(self, conn: AsyncConnection, message_ids: list[str]) -> set[str]:
+        """Insert inbox rows; the ids that were not there yet are the ones to handle."""
+        if not message_ids:
+            return set()
+        result = await conn.execute(
+            pg_insert(self.inbox)
+            .values([{"message_id": m} for m in message_ids])
+            .on_conflict_do_nothing()
+            .returning(self.inbox.c.message_id)
+        )
+        return {row[0] for row in result}
+
+    def _reply(self, command: Envelope, reply: Reply) -> OutboundMessage:
+        envelope = Envelope(
+            type=f"{self.name}.{reply.kind}.v1",
+            source=f"orchestra/{self.name}",
+            correlation_id=command.correlation_id,
+            causation_id=command.id,
+            saga_id=command.saga_id,
+            saga_type=command.saga_type,
+            saga_step=command.saga_step,
+        )
+        return OutboundMessage.of(SAGA_REPLIES, str(command.saga_id), envelope, reply)
