@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -45,7 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_before_start(signum: int, _frame: object) -> None:
+    """SIGTERM before the services are up: nothing is in flight, leave at once."""
+    raise SystemExit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_before_start)
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from events.base import UpstreamRecord
 from events.envelope import Envelope
-from orchestrator.kafka import broker_security
+from orchestrator.kafka import broker_security, ensure_topics
 from orchestrator.settings import Settings
 
 
@@ -34,6 +34,9 @@ class UpstreamClient:
             client_id="orchestra-client",
             log_level=10,
         )
+        self.settings = settings
+        self.watch = tuple(watch)
+        self._known_topics: set[str] = set()
         self.received: asyncio.Queue[OutcomeRecord] = asyncio.Queue()
         if watch:
 
@@ -61,8 +64,16 @@ class UpstreamClient:
             )(collect)
 
     async def __aenter__(self) -> UpstreamClient:
+        await self._ensure(self.watch)
         await self.broker.start()
         return self
+
+    async def _ensure(self, names: Sequence[str]) -> None:
+        """Create topics explicitly before first use (an auto-created one gets other partitions)."""
+        missing = [name for name in names if name not in self._known_topics]
+        if missing:
+            await ensure_topics(self.settings, missing)
+            self._known_topics.update(missing)
 
     async def __aexit__(self, *_: object) -> None:
         await self.broker.stop()
@@ -81,4 +92,5 @@ class UpstreamClient:
         )
 
     async def send_raw(self, topic: str, key: str | None, value: bytes) -> None:
+        await self._ensure([topic])
         await self.broker.publish(value, topic, key=key.encode() if key else None)

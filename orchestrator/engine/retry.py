@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from orchestrator.errors import ConcurrentUpdate
 
@@ -17,16 +17,24 @@ log = structlog.get_logger(__name__)
 TRANSIENT: tuple[type[BaseException], ...] = (
     ConcurrentUpdate,
     OperationalError,
-    DBAPIError,
+    InterfaceError,
     ConnectionError,
     TimeoutError,
     OSError,
 )
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "08000", "08003", "08006"})
 
 
 def is_transient(exc: BaseException) -> bool:
+    """Faults that another attempt can cure: lost connections, lock conflicts, races."""
     if isinstance(exc, IntegrityError):
         return True  # a concurrent writer won a unique key; re-reading decides again
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if sqlstate in RETRYABLE_SQLSTATES:
+            return True
     return isinstance(exc, TRANSIENT)
 
 

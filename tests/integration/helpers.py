@@ -51,10 +51,14 @@ async def wait_for(
 
 
 async def card_outcomes(
-    client: UpstreamClient, request_ids: Iterable[str], timeout_s: float = 60.0
+    client: UpstreamClient,
+    request_ids: Iterable[str],
+    timeout_s: float = 60.0,
+    already: dict[str, CardStatusChanged] | None = None,
 ) -> dict[str, CardStatusChanged]:
+    """Wait for the outcome of every request (``already`` holds those read before)."""
     wanted = set(request_ids)
-    outcomes: dict[str, CardStatusChanged] = {}
+    outcomes: dict[str, CardStatusChanged] = dict(already or {})
     deadline = time.monotonic() + timeout_s
     while not wanted <= outcomes.keys():
         remaining = deadline - time.monotonic()

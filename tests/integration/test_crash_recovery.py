@@ -68,24 +68,33 @@ async def test_kill_9_mid_flight_then_restart_loses_nothing(own_stack: EmbeddedS
     requests += [card_request(currency="GBP") for _ in range(5)]  # billing refuses: compensated
     assert len(requests) == 50
 
+    async def trickle() -> None:
+        for request in requests[1:]:
+            await client.send(topics.CARDS_ISSUE_REQUESTED, request)
+            await asyncio.sleep(0.03)
+
     first = _spawn(settings)
     try:
-        for request in requests:
-            await client.send(topics.CARDS_ISSUE_REQUESTED, request)
-        seen: dict[str, list[CardStatusChanged]] = defaultdict(list)
-        while len(seen) < 8:
+        await client.send(topics.CARDS_ISSUE_REQUESTED, requests[0])
+        seen = await card_outcomes(client, [requests[0].request_id], timeout_s=60)
+        publishing = asyncio.create_task(trickle())
+        while len(seen) < 9:
             record = await asyncio.wait_for(client.received.get(), timeout=60)
             status = CardStatusChanged.model_validate_json(record.value)
-            seen[status.request_id].append(status)
+            seen[status.request_id] = status
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
+        assert not publishing.done(), "the kill should land while requests are still arriving"
+        await publishing
     finally:
         if first.poll() is None:
             first.kill()
 
     second = _spawn(settings)
     try:
-        outcomes = await card_outcomes(client, [r.request_id for r in requests], timeout_s=120)
+        outcomes = await card_outcomes(
+            client, [r.request_id for r in requests], timeout_s=120, already=seen
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0, "graceful stop after SIGTERM"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -79,7 +79,7 @@ class CardIssuanceService:
             )
             .on_conflict_do_nothing(
                 index_elements=[cards.c.user_id, cards.c.card_type],
-                index_where=cards.c.status.in_(LIVE),
+                index_where=text("status IN ('PENDING', 'ACTIVE')"),
             )
             .returning(cards.c.saga_id)
         )
