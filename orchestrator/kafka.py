@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -19,14 +21,15 @@ from orchestrator.errors import KafkaUnavailable
 from orchestrator.settings import Settings
 
 
-def _ssl_context(settings: Settings) -> object | None:
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    return create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=settings.kafka_ssl_cafile,
         certfile=settings.kafka_ssl_certfile,
         keyfile=settings.kafka_ssl_keyfile,
     )
+    return context
 
 
 def broker_security(settings: Settings) -> BaseSecurity | None:
@@ -36,13 +39,15 @@ def broker_security(settings: Settings) -> BaseSecurity | None:
         return None
     ssl_context = _ssl_context(settings)
     if protocol == "SSL":
-        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)  # type: ignore[arg-type]
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
     username = settings.kafka_sasl_username or ""
-    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    password = (
+        settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    )
     use_ssl = protocol == "SASL_SSL"
     kinds = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
     kind = kinds[settings.kafka_sasl_mechanism or "PLAIN"]
-    return kind(username, password, ssl_context=ssl_context, use_ssl=use_ssl)  # type: ignore[arg-type]
+    return kind(username, password, ssl_context=ssl_context, use_ssl=use_ssl)
 
 
 def admin_kwargs(settings: Settings) -> dict[str, object]:
@@ -56,7 +61,9 @@ def admin_kwargs(settings: Settings) -> dict[str, object]:
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+            settings.kafka_sasl_password.get_secret_value()
+            if settings.kafka_sasl_password
+            else None
         )
     ssl_context = _ssl_context(settings)
     if ssl_context is not None:
@@ -65,7 +72,10 @@ def admin_kwargs(settings: Settings) -> dict[str, object]:
 
 
 async def ensure_topics(
-    settings: Settings, topics: Iterable[str], partitions: int | None = None, timeout_s: float = 20.0
+    settings: Settings,
+    topics: Iterable[str],
+    partitions: int | None = None,
+    timeout_s: float = 20.0,
 ) -> None:
     """Create the missing topics explicitly, with the configured partitions and replication."""
     admin = AIOKafkaAdminClient(**admin_kwargs(settings))
@@ -83,9 +93,7 @@ async def ensure_topics(
             return
         count = partitions or settings.topic_partitions
         new = [NewTopic(name, count, settings.topic_replication_factor) for name in missing]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter made them
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # a concurrent starter created them
     finally:
         await admin.close()

@@ -60,6 +60,21 @@ def subscribe_batches(
     )(consume)
 
 
+class OrchestraBroker(KafkaBroker):
+    """A KafkaBroker whose subscribers join their groups at the same time.
+
+    FastStream starts subscribers one after another, and each group join waits about half
+    the session timeout; with one consumer per service that adds up at start-up.
+    """
+
+    async def start(self) -> None:
+        await self.connect()
+        await asyncio.gather(*(subscriber.start() for subscriber in self.subscribers))
+        for publisher in self.publishers:
+            await publisher.start()
+        self.running = True
+
+
 class BrokerPublisher:
     """Publishes outbox messages through the FastStream broker and waits for every ack."""
 
