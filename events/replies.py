@@ -7,11 +7,12 @@ from typing import Annotated
 from pydantic import Field, TypeAdapter
 
 from events.base import Compensated, StepFailed
+from events.bench import BenchStepDone
 from events.billing import WalletOpened
 from events.cards import CardActivated, CardReserved
 
 AnyReply = Annotated[
-    StepFailed | Compensated | CardReserved | CardActivated | WalletOpened,
+    StepFailed | Compensated | CardReserved | CardActivated | WalletOpened | BenchStepDone,
     Field(discriminator="kind"),
 ]
 

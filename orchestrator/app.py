@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import structlog
 from sqlalchemy import Table
 
 from events import topics
 from orchestrator.db import create_engine, create_schema
+from orchestrator.engine.definition import Saga
 from orchestrator.engine.machine import RetryPolicy
 from orchestrator.engine.outbox import OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
@@ -21,11 +24,11 @@ from orchestrator.settings import Settings
 from orchestrator.wiring import (
     BrokerPublisher,
     OrchestraBroker,
-    quiet_broker_logs,
+    broker_logger,
     subscribe_batches,
 )
 from schemas.sagas import orchestrator_outbox
-from workers.registry import WORKERS
+from workers.registry import WORKERS, WorkerSpec
 from workers.runtime import ParticipantRuntime
 
 log = structlog.get_logger(__name__)
@@ -38,21 +41,29 @@ class UnknownService(OrchestraError):
     """A service name that this build does not have."""
 
 
-def resolve_services(names: Sequence[str]) -> tuple[str, ...]:
-    unknown = [name for name in names if name not in SERVICES]
+def resolve_services(names: Sequence[str], known: Sequence[str] = SERVICES) -> tuple[str, ...]:
+    unknown = [name for name in names if name not in known]
     if unknown:
         raise UnknownService(
-            f"unknown service {', '.join(unknown)}; choose from {', '.join(SERVICES)}"
+            f"unknown service {', '.join(unknown)}; choose from {', '.join(known)}"
         )
-    return tuple(dict.fromkeys(names)) or SERVICES
+    return tuple(dict.fromkeys(names)) or tuple(known)
 
 
 class Application:
     """Every service this process runs, on one broker connection and one database pool."""
 
-    def __init__(self, settings: Settings, services: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: Sequence[str] = (),
+        sagas: Sequence[Saga[Any, Any]] = ALL_SAGAS,
+        workers: Mapping[str, WorkerSpec] = WORKERS,
+    ) -> None:
         self.settings = settings
-        self.services = resolve_services(services)
+        self.sagas = tuple(sagas)
+        self.workers = dict(workers)
+        self.services = resolve_services(services, (ORCHESTRATOR, *self.workers))
         self.engine = create_engine(settings)
         self.broker = OrchestraBroker(
             settings.bootstrap_servers,
@@ -63,7 +74,8 @@ class Application:
             linger_ms=1,
             max_request_size=settings.max_message_bytes + 64_000,
             graceful_timeout=15.0,
-            log_level=quiet_broker_logs(),
+            logger=broker_logger(settings.log_level),
+            log_level=logging.DEBUG,
             description="Orchestra: saga orchestration on Kafka",
         )
         self.publisher = BrokerPublisher(self.broker)
@@ -75,7 +87,7 @@ class Application:
         if ORCHESTRATOR in self.services:
             self._wire_orchestrator()
         for name in self.services:
-            if name in WORKERS:
+            if name in self.workers:
                 self._wire_worker(name)
 
     def _relay(self, outbox: Table) -> OutboxRelay:
@@ -94,7 +106,7 @@ class Application:
             s.step_timeout_s, s.retry_budget, s.retry_backoff_s, s.retry_backoff_max_s
         )
         runtime = SagaRuntime(
-            self.engine, ALL_SAGAS, policy, self._relay(orchestrator_outbox), s.max_message_bytes
+            self.engine, self.sagas, policy, self._relay(orchestrator_outbox), s.max_message_bytes
         )
         self.runtime = runtime
         subscribe_batches(
@@ -115,7 +127,7 @@ class Application:
             title="orchestrator/replies",
             description="Participants' replies; each moves its saga on.",
         )
-        for saga in ALL_SAGAS:
+        for saga in self.sagas:
             self.topics.update(
                 {saga.inbound_topic, topics.dlq(saga.inbound_topic), saga.outcome_topic}
             )
@@ -123,7 +135,7 @@ class Application:
         self.topics.update({topics.SAGA_REPLIES, topics.dlq(topics.SAGA_REPLIES)})
 
     def _wire_worker(self, name: str) -> None:
-        spec = WORKERS[name]
+        spec = self.workers[name]
         s = self.settings
         runtime = ParticipantRuntime(
             name,

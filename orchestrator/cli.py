@@ -43,7 +43,34 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--users", type=int, default=40, help="how many users ask for cards (default 40)"
     )
+
+    bench = commands.add_parser("bench", help="measure sagas/s and latency beside the bare-Kafka ceiling")
+    bench.add_argument("-n", "--sagas", type=_positive, default=20_000, help="measured sagas (default 20000)")
+    bench.add_argument("-c", "--concurrency", type=_positive, default=100, help="sagas in flight (default 100)")
+    bench.add_argument("--warmup", type=_non_negative, default=500, help="sagas before measuring (default 500)")
+    bench.add_argument("--no-ceiling", action="store_true", help="skip the bare aiokafka ceiling run")
+    bench.add_argument(
+        "--external", action="store_true", help="use the configured Kafka and PostgreSQL, not the embedded stack"
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
 
 
 def _stop_before_start(signum: int, _frame: object) -> None:
@@ -70,6 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orchestrator.demo import run_demo
 
             return asyncio.run(run_demo(users=args.users))
+        elif args.command == "bench":
+            from orchestrator.benchmark.runner import BenchOptions, run_bench
+
+            options = BenchOptions(
+                sagas=args.sagas,
+                concurrency=args.concurrency,
+                warmup=args.warmup,
+                with_ceiling=not args.no_ceiling,
+                external=args.external,
+                as_json=args.json,
+            )
+            configured = load_settings() if args.external else None
+            report = asyncio.run(run_bench(options, configured))
+            return 0 if report["outcomes_ok"] else 1
     except OrchestraError as exc:
         print(f"orchestra: error: {exc}", file=sys.stderr)
         return 2

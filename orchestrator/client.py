@@ -15,6 +15,7 @@ from events.base import UpstreamRecord
 from events.envelope import Envelope
 from orchestrator.kafka import broker_security, ensure_topics
 from orchestrator.settings import Settings
+from orchestrator.wiring import broker_logger
 
 
 class OutcomeRecord(BaseModel):
@@ -32,6 +33,7 @@ class UpstreamClient:
             settings.bootstrap_servers,
             security=broker_security(settings),
             client_id="orchestra-client",
+            logger=broker_logger(settings.log_level),
             log_level=10,
         )
         self.settings = settings
@@ -59,6 +61,7 @@ class UpstreamClient:
                 *watch,
                 batch=True,
                 auto_offset_reset="earliest",
+                fetch_max_wait_ms=5,
                 decoder=raw,
                 include_in_schema=False,
             )(collect)

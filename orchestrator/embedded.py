@@ -144,6 +144,18 @@ class EmbeddedStack:
             f"postgresql+asyncpg://postgres:@/{DATABASE}?host={info.socket_dir}&port={info.port}"
         )
 
+    def processes(self) -> dict[str, list[Any]]:
+        """The broker's and PostgreSQL's OS processes (psutil), for CPU accounting."""
+        import psutil
+
+        found: dict[str, list[Any]] = {}
+        if self._broker is not None:
+            found["broker"] = [psutil.Process(self._broker.pid)]
+        if self._postgres is not None:
+            postmaster = psutil.Process(self._postgres.get_pid())
+            found["postgres"] = [postmaster, *postmaster.children(recursive=True)]
+        return found
+
     def stop(self) -> None:
         if self._broker is not None:
             with contextlib.suppress(ProcessLookupError):

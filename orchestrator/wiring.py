@@ -16,6 +16,9 @@ from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.engine.records import RawRecord
 from orchestrator.settings import Settings
 
+FETCH_MAX_WAIT_MS = 5
+"""How long a fetch may wait for data: short, or every hop of a saga pays for it."""
+
 BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
 
 
@@ -50,6 +53,7 @@ def subscribe_batches(
         group_id=group_id,
         max_records=settings.consumer_max_batch,
         batch_timeout_ms=20,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
@@ -95,6 +99,8 @@ class BrokerPublisher:
         await asyncio.gather(*pending)
 
 
-def quiet_broker_logs() -> int:
-    """FastStream logs every message at INFO; per-message lines go to DEBUG here."""
-    return logging.DEBUG
+def broker_logger(level: str) -> logging.Logger:
+    """FastStream's own logger: per-message lines at DEBUG, the rest at the process level."""
+    logger = logging.getLogger("orchestra.faststream")
+    logger.setLevel(max(logging.WARNING, getattr(logging, level)))
+    return logger

@@ -1,0 +1,122 @@
+"""The load generator: a closed loop keeping C sagas in flight, timing each one end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from rich.progress import Progress
+
+from events.bench import BenchStatus, delivery_fails
+from orchestrator.kafka import admin_kwargs
+from orchestrator.settings import Settings
+
+
+@dataclass
+class DriveResult:
+    sagas: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return self.sagas / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        if len(self.latencies_ms) == 1:
+            return self.latencies_ms[0]
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
+
+
+def expected_status(order_id: str) -> tuple[str, str | None]:
+    if delivery_fails(order_id):
+        return BenchStatus.CANCELLED.value, "NO_DELIVERY_CAPACITY"
+    return BenchStatus.CONFIRMED.value, None
+
+
+async def drive(
+    settings: Settings,
+    request_topic: str,
+    status_topic: str,
+    run_id: str,
+    total: int,
+    warmup: int,
+    concurrency: int,
+    progress: Progress | None = None,
+    label: str = "sagas",
+    timeout_s: float = 600.0,
+    request_body: Callable[[str], bytes] | None = None,
+) -> DriveResult:
+    """Publish ``warmup + total`` requests, C at a time; measure the last ``total``."""
+    kafka = {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
+    producer = AIOKafkaProducer(**kafka, linger_ms=1, acks=1)
+    consumer = AIOKafkaConsumer(
+        **kafka, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=5
+    )
+    body = request_body or (lambda order_id: json.dumps({"order_id": order_id, "amount_minor": 1050}).encode())
+    await producer.start()
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(status_topic)
+        while not partitions:
+            await asyncio.sleep(0.1)
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+            partitions = consumer.partitions_for_topic(status_topic)
+        consumer.assign([TopicPartition(status_topic, p) for p in partitions])
+        await consumer.seek_to_beginning()
+
+        everything = warmup + total
+        sent_at: dict[str, float] = {}
+        done = 0
+        measured_from = 0.0
+        result = DriveResult(total, 0.0)
+        task = progress.add_task(label, total=everything) if progress is not None else None
+
+        async def send(index: int) -> None:
+            order_id = f"{run_id}-{index:07d}"
+            sent_at[order_id] = time.perf_counter()
+            await producer.send(request_topic, body(order_id), key=order_id.encode())
+
+        next_index = 0
+        for _ in range(min(concurrency, everything)):
+            await send(next_index)
+            next_index += 1
+        deadline = time.monotonic() + timeout_s
+        while done < everything:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{everything - done} sagas unfinished after {timeout_s}s")
+            batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    status = json.loads(record.value)
+                    order_id = status.get("order_id", "")
+                    started = sent_at.pop(order_id, None)
+                    if started is None:
+                        continue  # another run's outcome, or a duplicate
+                    done += 1
+                    if done == warmup:
+                        measured_from = now
+                    if done > warmup:
+                        result.latencies_ms.append((now - started) * 1_000)
+                        if (status.get("status"), status.get("reason")) != expected_status(order_id):
+                            result.wrong.append(order_id)
+                    if next_index < everything:
+                        await send(next_index)
+                        next_index += 1
+            if progress is not None and task is not None:
+                progress.update(task, completed=done)
+        result.seconds = time.perf_counter() - (measured_from or 0.0)
+        return result
+    finally:
+        await consumer.stop()
+        await producer.stop()

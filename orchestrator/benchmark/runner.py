@@ -1,0 +1,201 @@
+"""``orchestra bench``: the standard saga through the real engine, beside the bare-Kafka ceiling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event as MpEvent
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from events.bench import BENCH_REQUESTED, BENCH_STATUS
+from orchestrator import logging as orchestra_logging
+from orchestrator.benchmark import ceiling
+from orchestrator.benchmark.driver import DriveResult, drive
+from orchestrator.embedded import EmbeddedStack
+from orchestrator.kafka import ensure_topics
+from orchestrator.settings import Settings
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    sagas: int = 20_000
+    concurrency: int = 100
+    warmup: int = 500
+    with_ceiling: bool = True
+    external: bool = False
+    as_json: bool = False
+
+
+def _serve_engine(settings_json: str, ready: MpEvent, stop: MpEvent) -> None:
+    """Child process: the orchestrator and the three bench participants."""
+    from orchestrator.app import Application
+    from orchestrator.sagas.bench import BENCH_SAGA
+    from workers.bench.service import BENCH_WORKERS
+
+    settings = Settings.model_validate_json(settings_json)
+    orchestra_logging.configure("WARNING", "json")
+
+    async def main() -> None:
+        app = Application(settings, sagas=[BENCH_SAGA], workers=BENCH_WORKERS)
+        await app.start()
+        ready.set()
+        await asyncio.to_thread(stop.wait)
+        await app.stop()
+
+    asyncio.run(main())
+
+
+def _serve_ceiling(settings_json: str, ready: MpEvent, stop: MpEvent) -> None:
+    settings = Settings.model_validate_json(settings_json)
+
+    async def main() -> None:
+        ready.set()
+        await ceiling.run_ceiling(settings, stop.is_set)
+
+    asyncio.run(main())
+
+
+@dataclass
+class Measured:
+    result: DriveResult
+    cpu_s: dict[str, float]
+
+
+async def _measure(
+    target: Any,
+    settings: Settings,
+    request_topic: str,
+    status_topic: str,
+    options: BenchOptions,
+    label: str,
+    stack: EmbeddedStack | None,
+) -> Measured:
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    child = context.Process(target=target, args=(settings.model_dump_json(), ready, stop), daemon=True)
+    child.start()
+    try:
+        if not await asyncio.to_thread(ready.wait, 120):
+            raise RuntimeError(f"{label}: services did not start")
+        processes = _processes(child.pid, stack)
+        before = {name: _cpu(procs) for name, procs in processes.items()}
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=options.as_json) as progress:
+            result = await drive(
+                settings,
+                request_topic,
+                status_topic,
+                run_id=uuid.uuid4().hex[:8],
+                total=options.sagas,
+                warmup=options.warmup,
+                concurrency=options.concurrency,
+                progress=progress,
+                label=label,
+            )
+        after = {name: _cpu(procs) for name, procs in processes.items()}
+        return Measured(result, {name: after[name] - before[name] for name in after})
+    finally:
+        stop.set()
+        await asyncio.to_thread(child.join, 30)
+        if child.is_alive():
+            child.kill()
+
+
+def _processes(child_pid: int | None, stack: EmbeddedStack | None) -> dict[str, list[psutil.Process]]:
+    found: dict[str, list[psutil.Process]] = {"driver": [psutil.Process(os.getpid())]}
+    if child_pid is not None:
+        found["services"] = [psutil.Process(child_pid)]
+    if stack is not None:
+        found.update(stack.processes())
+    return found
+
+
+def _cpu(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            continue
+    return total
+
+
+async def run_bench(options: BenchOptions, configured: Settings | None = None) -> dict[str, Any]:
+    stack: EmbeddedStack | None = None
+    if configured is None:
+        stack = await asyncio.to_thread(EmbeddedStack().start)
+        settings = stack.settings(log_level="WARNING", group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
+    else:
+        settings = configured.model_copy(update={"group_prefix": f"bench-{uuid.uuid4().hex[:6]}"})
+    try:
+        await ensure_topics(settings, [BENCH_REQUESTED, BENCH_STATUS, *ceiling.TOPICS])
+        engine = await _measure(
+            _serve_engine, settings, BENCH_REQUESTED, BENCH_STATUS, options, "orchestra", stack
+        )
+        roof = None
+        if options.with_ceiling:
+            roof = await _measure(
+                _serve_ceiling, settings, ceiling.REQUESTED, ceiling.STATUS, options, "ceiling", stack
+            )
+    finally:
+        if stack is not None:
+            await asyncio.to_thread(stack.stop)
+    report = _report(engine, roof, options)
+    if options.as_json:
+        print(json.dumps(report))
+    else:
+        _print(report)
+    return report
+
+
+def _report(engine: Measured, roof: Measured | None, options: BenchOptions) -> dict[str, Any]:
+    result = engine.result
+    ceiling_rate = roof.result.per_second if roof else None
+    return {
+        "saga": "standard",
+        "sagas": options.sagas,
+        "concurrency": options.concurrency,
+        "warmup": options.warmup,
+        "seconds": round(result.seconds, 3),
+        "sagas_per_s": round(result.per_second, 1),
+        "p50_ms": round(result.percentile(50), 2),
+        "p95_ms": round(result.percentile(95), 2),
+        "p99_ms": round(result.percentile(99), 2),
+        "cpu_s": {k: round(v, 2) for k, v in engine.cpu_s.items()},
+        "ceiling_sagas_per_s": round(ceiling_rate, 1) if ceiling_rate else None,
+        "ceiling_p99_ms": round(roof.result.percentile(99), 2) if roof else None,
+        "ceiling_cpu_s": {k: round(v, 2) for k, v in roof.cpu_s.items()} if roof else None,
+        "ratio": round(result.per_second / ceiling_rate, 3) if ceiling_rate else None,
+        "outcomes_ok": not result.wrong and len(result.latencies_ms) == options.sagas,
+        "wrong_outcomes": len(result.wrong),
+        "cores": os.cpu_count(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    table = Table(title=f"orchestra bench: {report['sagas']} sagas, {report['concurrency']} in flight")
+    table.add_column("")
+    table.add_column("orchestra (durable)", justify="right")
+    table.add_column("ceiling (bare aiokafka)", justify="right")
+    table.add_row("sagas/s", str(report["sagas_per_s"]), str(report["ceiling_sagas_per_s"]))
+    table.add_row("p50 / p95 / p99 ms", f"{report['p50_ms']} / {report['p95_ms']} / {report['p99_ms']}", str(report["ceiling_p99_ms"]) + " (p99)")
+    for name, seconds in report["cpu_s"].items():
+        roof = (report["ceiling_cpu_s"] or {}).get(name, "")
+        table.add_row(f"CPU s: {name}", str(seconds), str(roof))
+    table.add_row("ratio to ceiling", str(report["ratio"]), "")
+    table.add_row("outcomes right", "yes" if report["outcomes_ok"] else f"NO ({report['wrong_outcomes']} wrong)", "")
+    Console().print(table)
