@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -175,6 +175,8 @@ class Application:
         """Graceful: in-flight batches finish and commit, consumers leave their groups."""
         self._stop.set()
         await self.broker.stop()
+        for relay in self.relays:
+            await relay.drain()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=10)

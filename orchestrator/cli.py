@@ -44,13 +44,31 @@ def _parser() -> argparse.ArgumentParser:
         "--users", type=int, default=40, help="how many users ask for cards (default 40)"
     )
 
-    bench = commands.add_parser("bench", help="measure sagas/s and latency beside the bare-Kafka ceiling")
-    bench.add_argument("-n", "--sagas", type=_positive, default=20_000, help="measured sagas (default 20000)")
-    bench.add_argument("-c", "--concurrency", type=_positive, default=100, help="sagas in flight (default 100)")
-    bench.add_argument("--warmup", type=_non_negative, default=500, help="sagas before measuring (default 500)")
-    bench.add_argument("--no-ceiling", action="store_true", help="skip the bare aiokafka ceiling run")
+    bench = commands.add_parser(
+        "bench", help="measure sagas/s and latency beside the bare-Kafka ceiling"
+    )
     bench.add_argument(
-        "--external", action="store_true", help="use the configured Kafka and PostgreSQL, not the embedded stack"
+        "-n", "--sagas", type=_positive, default=20_000, help="measured sagas (default 20000)"
+    )
+    bench.add_argument(
+        "-c", "--concurrency", type=_positive, default=100, help="sagas in flight (default 100)"
+    )
+    bench.add_argument(
+        "--warmup", type=_non_negative, default=500, help="sagas before measuring (default 500)"
+    )
+    bench.add_argument(
+        "--no-ceiling", action="store_true", help="skip the bare aiokafka ceiling run"
+    )
+    bench.add_argument(
+        "--external",
+        action="store_true",
+        help="use the configured Kafka and PostgreSQL, not the embedded stack",
+    )
+    bench.add_argument(
+        "--saga",
+        choices=["standard", "card-issuance"],
+        default="standard",
+        help="standard 3-step saga (default), or a real saga with its real workers",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser
@@ -107,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with_ceiling=not args.no_ceiling,
                 external=args.external,
                 as_json=args.json,
+                saga=args.saga,
             )
             configured = load_settings() if args.external else None
             report = asyncio.run(run_bench(options, configured))

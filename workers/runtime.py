@@ -62,7 +62,7 @@ class ParticipantRuntime:
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
         rows = await with_retries(lambda: self._tx(records), what=f"{self.name} commands")
-        await self.relay.publish(rows)
+        self.relay.publish_soon(rows)
 
     async def _tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
         letters: list[DeadLetter] = []

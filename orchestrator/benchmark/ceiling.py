@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from events.bench import delivery_fails
+from orchestrator.benchmark.scenarios import STANDARD
 from orchestrator.kafka import admin_kwargs
 from orchestrator.settings import Settings
 
@@ -25,6 +27,9 @@ STEPS: Final = ("payment", "store", "delivery")
 COMMANDS: Final = {step: f"{PREFIX}{step}.commands" for step in STEPS}
 TOPICS: Final = (REQUESTED, STATUS, REPLIES, *COMMANDS.values())
 
+SCENARIO = replace(STANDARD, name="ceiling", request_topic=REQUESTED, status_topic=STATUS)
+"""The standard saga's traffic, on the ceiling's own topics."""
+
 FORWARD = ("ReservePayment", "ReserveStock", "CreateDelivery")
 BACKWARD = ("RefundPayment", "ReleaseStock")
 
@@ -35,7 +40,11 @@ async def run_ceiling(settings: Settings, stop: Callable[[], bool]) -> None:
     await producer.start()
     sagas: dict[str, list[object]] = {}  # order_id -> [step index, compensating, reason]
 
-    async def consume(topics: list[str], group: str, handle: Callable[[str, dict[str, object]], list[tuple[str, str, dict[str, object]]]]) -> None:
+    async def consume(
+        topics: list[str],
+        group: str,
+        handle: Callable[[str, dict[str, object]], list[tuple[str, str, dict[str, object]]]],
+    ) -> None:
         consumer = AIOKafkaConsumer(
             *topics,
             **kafka,
@@ -49,19 +58,27 @@ async def run_ceiling(settings: Settings, stop: Callable[[], bool]) -> None:
         await consumer.start()
         try:
             while not stop():
-                batches = await consumer.getmany(timeout_ms=50, max_records=settings.consumer_max_batch)
+                batches = await consumer.getmany(
+                    timeout_ms=50, max_records=settings.consumer_max_batch
+                )
                 pending = []
                 for records in batches.values():
                     for record in records:
                         for topic, key, body in handle(record.topic, json.loads(record.value)):
-                            pending.append(await producer.send(topic, json.dumps(body).encode(), key=key.encode()))
+                            pending.append(
+                                await producer.send(
+                                    topic, json.dumps(body).encode(), key=key.encode()
+                                )
+                            )
                 if pending:
                     await asyncio.gather(*pending)
                     await consumer.commit()
         finally:
             await consumer.stop()
 
-    def orchestrate(topic: str, body: dict[str, object]) -> list[tuple[str, str, dict[str, object]]]:
+    def orchestrate(
+        topic: str, body: dict[str, object]
+    ) -> list[tuple[str, str, dict[str, object]]]:
         order_id = str(body["order_id"])
         if topic == REQUESTED:
             sagas[order_id] = [0, False, None]
@@ -72,25 +89,47 @@ async def run_ceiling(settings: Settings, stop: Callable[[], bool]) -> None:
             state[1], state[2] = True, body["reason"]
             index -= 1
             state[0] = index
-            return [(COMMANDS[STEPS[index]], order_id, {"kind": BACKWARD[index], "order_id": order_id})]
+            return [
+                (COMMANDS[STEPS[index]], order_id, {"kind": BACKWARD[index], "order_id": order_id})
+            ]
         if compensating:
             index -= 1
             state[0] = index
             if index >= 0:
-                return [(COMMANDS[STEPS[index]], order_id, {"kind": BACKWARD[index], "order_id": order_id})]
+                return [
+                    (
+                        COMMANDS[STEPS[index]],
+                        order_id,
+                        {"kind": BACKWARD[index], "order_id": order_id},
+                    )
+                ]
             del sagas[order_id]
-            return [(STATUS, order_id, {"order_id": order_id, "status": "CANCELLED", "reason": state[2]})]
+            return [
+                (
+                    STATUS,
+                    order_id,
+                    {"order_id": order_id, "status": "CANCELLED", "reason": state[2]},
+                )
+            ]
         index += 1
         state[0] = index
         if index < len(STEPS):
-            return [(COMMANDS[STEPS[index]], order_id, {"kind": FORWARD[index], "order_id": order_id})]
+            return [
+                (COMMANDS[STEPS[index]], order_id, {"kind": FORWARD[index], "order_id": order_id})
+            ]
         del sagas[order_id]
         return [(STATUS, order_id, {"order_id": order_id, "status": "CONFIRMED", "reason": None})]
 
-    def participate(topic: str, body: dict[str, object]) -> list[tuple[str, str, dict[str, object]]]:
+    def participate(
+        topic: str, body: dict[str, object]
+    ) -> list[tuple[str, str, dict[str, object]]]:
         order_id = str(body["order_id"])
         if body["kind"] == "CreateDelivery" and delivery_fails(order_id):
-            reply: dict[str, object] = {"kind": "StepFailed", "order_id": order_id, "reason": "NO_DELIVERY_CAPACITY"}
+            reply: dict[str, object] = {
+                "kind": "StepFailed",
+                "order_id": order_id,
+                "reason": "NO_DELIVERY_CAPACITY",
+            }
         else:
             reply = {"kind": "Done", "order_id": order_id}
         return [(REPLIES, order_id, reply)]

@@ -6,14 +6,13 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from rich.progress import Progress
 
-from events.bench import BenchStatus, delivery_fails
+from orchestrator.benchmark.scenarios import Scenario
 from orchestrator.kafka import admin_kwargs
 from orchestrator.settings import Settings
 
@@ -37,16 +36,9 @@ class DriveResult:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
 
 
-def expected_status(order_id: str) -> tuple[str, str | None]:
-    if delivery_fails(order_id):
-        return BenchStatus.CANCELLED.value, "NO_DELIVERY_CAPACITY"
-    return BenchStatus.CONFIRMED.value, None
-
-
 async def drive(
     settings: Settings,
-    request_topic: str,
-    status_topic: str,
+    scenario: Scenario,
     run_id: str,
     total: int,
     warmup: int,
@@ -54,7 +46,6 @@ async def drive(
     progress: Progress | None = None,
     label: str = "sagas",
     timeout_s: float = 600.0,
-    request_body: Callable[[str], bytes] | None = None,
 ) -> DriveResult:
     """Publish ``warmup + total`` requests, C at a time; measure the last ``total``."""
     kafka = {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
@@ -62,14 +53,14 @@ async def drive(
     consumer = AIOKafkaConsumer(
         **kafka, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=5
     )
-    body = request_body or (lambda order_id: json.dumps({"order_id": order_id, "amount_minor": 1050}).encode())
+    request_topic, status_topic = scenario.request_topic, scenario.status_topic
     await producer.start()
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(status_topic)
         while not partitions:
             await asyncio.sleep(0.1)
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+            await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(status_topic)
         consumer.assign([TopicPartition(status_topic, p) for p in partitions])
         await consumer.seek_to_beginning()
@@ -84,7 +75,7 @@ async def drive(
         async def send(index: int) -> None:
             order_id = f"{run_id}-{index:07d}"
             sent_at[order_id] = time.perf_counter()
-            await producer.send(request_topic, body(order_id), key=order_id.encode())
+            await producer.send(request_topic, scenario.body(order_id), key=order_id.encode())
 
         next_index = 0
         for _ in range(min(concurrency, everything)):
@@ -99,7 +90,7 @@ async def drive(
             for records in batches.values():
                 for record in records:
                     status = json.loads(record.value)
-                    order_id = status.get("order_id", "")
+                    order_id = status.get(scenario.id_field, "")
                     started = sent_at.pop(order_id, None)
                     if started is None:
                         continue  # another run's outcome, or a duplicate
@@ -108,7 +99,9 @@ async def drive(
                         measured_from = now
                     if done > warmup:
                         result.latencies_ms.append((now - started) * 1_000)
-                        if (status.get("status"), status.get("reason")) != expected_status(order_id):
+                        if (status.get("status"), status.get("reason")) != scenario.expected(
+                            order_id
+                        ):
                             result.wrong.append(order_id)
                     if next_index < everything:
                         await send(next_index)

@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from events.bench import BENCH_REQUESTED, BENCH_STATUS
 from orchestrator import logging as orchestra_logging
 from orchestrator.benchmark import ceiling
 from orchestrator.benchmark.driver import DriveResult, drive
+from orchestrator.benchmark.scenarios import SCENARIOS, Scenario
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.kafka import ensure_topics
 from orchestrator.settings import Settings
@@ -36,19 +36,19 @@ class BenchOptions:
     with_ceiling: bool = True
     external: bool = False
     as_json: bool = False
+    saga: str = "standard"
 
 
-def _serve_engine(settings_json: str, ready: MpEvent, stop: MpEvent) -> None:
-    """Child process: the orchestrator and the three bench participants."""
+def _serve_engine(settings_json: str, ready: MpEvent, stop: MpEvent, scenario: str) -> None:
+    """Child process: what ``orchestra run`` runs, for the scenario's sagas and workers."""
     from orchestrator.app import Application
-    from orchestrator.sagas.bench import BENCH_SAGA
-    from workers.bench.service import BENCH_WORKERS
 
     settings = Settings.model_validate_json(settings_json)
     orchestra_logging.configure("WARNING", "json")
+    sagas, workers = SCENARIOS[scenario].services()
 
     async def main() -> None:
-        app = Application(settings, sagas=[BENCH_SAGA], workers=BENCH_WORKERS)
+        app = Application(settings, sagas=sagas, workers=workers)
         await app.start()
         ready.set()
         await asyncio.to_thread(stop.wait)
@@ -57,7 +57,7 @@ def _serve_engine(settings_json: str, ready: MpEvent, stop: MpEvent) -> None:
     asyncio.run(main())
 
 
-def _serve_ceiling(settings_json: str, ready: MpEvent, stop: MpEvent) -> None:
+def _serve_ceiling(settings_json: str, ready: MpEvent, stop: MpEvent, _scenario: str) -> None:
     settings = Settings.model_validate_json(settings_json)
 
     async def main() -> None:
@@ -76,27 +76,31 @@ class Measured:
 async def _measure(
     target: Any,
     settings: Settings,
-    request_topic: str,
-    status_topic: str,
+    scenario: Scenario,
     options: BenchOptions,
     label: str,
     stack: EmbeddedStack | None,
 ) -> Measured:
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
-    child = context.Process(target=target, args=(settings.model_dump_json(), ready, stop), daemon=True)
+    child = context.Process(
+        target=target, args=(settings.model_dump_json(), ready, stop, scenario.name), daemon=True
+    )
     child.start()
     try:
         if not await asyncio.to_thread(ready.wait, 120):
             raise RuntimeError(f"{label}: services did not start")
-        processes = _processes(child.pid, stack)
-        before = {name: _cpu(procs) for name, procs in processes.items()}
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        before = _cpu_by_role(child.pid, stack)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=options.as_json) as progress:
             result = await drive(
                 settings,
-                request_topic,
-                status_topic,
+                scenario,
                 run_id=uuid.uuid4().hex[:8],
                 total=options.sagas,
                 warmup=options.warmup,
@@ -104,8 +108,8 @@ async def _measure(
                 progress=progress,
                 label=label,
             )
-        after = {name: _cpu(procs) for name, procs in processes.items()}
-        return Measured(result, {name: after[name] - before[name] for name in after})
+        after = _cpu_by_role(child.pid, stack)
+        return Measured(result, {role: after[role] - before.get(role, 0.0) for role in after})
     finally:
         stop.set()
         await asyncio.to_thread(child.join, 30)
@@ -113,7 +117,9 @@ async def _measure(
             child.kill()
 
 
-def _processes(child_pid: int | None, stack: EmbeddedStack | None) -> dict[str, list[psutil.Process]]:
+def _processes(
+    child_pid: int | None, stack: EmbeddedStack | None
+) -> dict[str, list[psutil.Process]]:
     found: dict[str, list[psutil.Process]] = {"driver": [psutil.Process(os.getpid())]}
     if child_pid is not None:
         found["services"] = [psutil.Process(child_pid)]
@@ -122,15 +128,19 @@ def _processes(child_pid: int | None, stack: EmbeddedStack | None) -> dict[str, 
     return found
 
 
-def _cpu(processes: list[psutil.Process]) -> float:
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            continue
-    return total
+def _cpu_by_role(child_pid: int | None, stack: EmbeddedStack | None) -> dict[str, float]:
+    """CPU seconds so far per role; PostgreSQL backends are listed anew each time."""
+    totals: dict[str, float] = {}
+    for role, processes in _processes(child_pid, stack).items():
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                continue
+        totals[role] = total
+    return totals
 
 
 async def run_bench(options: BenchOptions, configured: Settings | None = None) -> dict[str, Any]:
@@ -141,14 +151,15 @@ async def run_bench(options: BenchOptions, configured: Settings | None = None) -
     else:
         settings = configured.model_copy(update={"group_prefix": f"bench-{uuid.uuid4().hex[:6]}"})
     try:
-        await ensure_topics(settings, [BENCH_REQUESTED, BENCH_STATUS, *ceiling.TOPICS])
-        engine = await _measure(
-            _serve_engine, settings, BENCH_REQUESTED, BENCH_STATUS, options, "orchestra", stack
+        scenario = SCENARIOS[options.saga]
+        await ensure_topics(
+            settings, [scenario.request_topic, scenario.status_topic, *ceiling.TOPICS]
         )
+        engine = await _measure(_serve_engine, settings, scenario, options, "orchestra", stack)
         roof = None
         if options.with_ceiling:
             roof = await _measure(
-                _serve_ceiling, settings, ceiling.REQUESTED, ceiling.STATUS, options, "ceiling", stack
+                _serve_ceiling, settings, ceiling.SCENARIO, options, "ceiling", stack
             )
     finally:
         if stack is not None:
@@ -165,7 +176,7 @@ def _report(engine: Measured, roof: Measured | None, options: BenchOptions) -> d
     result = engine.result
     ceiling_rate = roof.result.per_second if roof else None
     return {
-        "saga": "standard",
+        "saga": options.saga,
         "sagas": options.sagas,
         "concurrency": options.concurrency,
         "warmup": options.warmup,
@@ -187,15 +198,25 @@ def _report(engine: Measured, roof: Measured | None, options: BenchOptions) -> d
 
 
 def _print(report: dict[str, Any]) -> None:
-    table = Table(title=f"orchestra bench: {report['sagas']} sagas, {report['concurrency']} in flight")
+    table = Table(
+        title=f"orchestra bench: {report['sagas']} sagas, {report['concurrency']} in flight"
+    )
     table.add_column("")
     table.add_column("orchestra (durable)", justify="right")
     table.add_column("ceiling (bare aiokafka)", justify="right")
     table.add_row("sagas/s", str(report["sagas_per_s"]), str(report["ceiling_sagas_per_s"]))
-    table.add_row("p50 / p95 / p99 ms", f"{report['p50_ms']} / {report['p95_ms']} / {report['p99_ms']}", str(report["ceiling_p99_ms"]) + " (p99)")
+    table.add_row(
+        "p50 / p95 / p99 ms",
+        f"{report['p50_ms']} / {report['p95_ms']} / {report['p99_ms']}",
+        str(report["ceiling_p99_ms"]) + " (p99)",
+    )
     for name, seconds in report["cpu_s"].items():
         roof = (report["ceiling_cpu_s"] or {}).get(name, "")
         table.add_row(f"CPU s: {name}", str(seconds), str(roof))
     table.add_row("ratio to ceiling", str(report["ratio"]), "")
-    table.add_row("outcomes right", "yes" if report["outcomes_ok"] else f"NO ({report['wrong_outcomes']} wrong)", "")
+    table.add_row(
+        "outcomes right",
+        "yes" if report["outcomes_ok"] else f"NO ({report['wrong_outcomes']} wrong)",
+        "",
+    )
     Console().print(table)

@@ -75,6 +75,7 @@ class OutboxRelay:
         sweep_interval_s: float = 1.0,
         sweep_age_s: float = 2.0,
         sweep_batch: int = 1_000,
+        max_in_flight: int = 64,
     ) -> None:
         self.engine = engine
         self.table = table
@@ -82,6 +83,30 @@ class OutboxRelay:
         self.sweep_interval_s = sweep_interval_s
         self.sweep_age_s = sweep_age_s
         self.sweep_batch = sweep_batch
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    def publish_soon(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish committed rows in the background, so the consumer can take its next batch.
+
+        Safe because the rows are already durable: if this never completes, the sweeper
+        publishes them. Order per key holds, since a saga's next message is only written
+        after the reply to this one, which needs this one delivered first.
+        """
+        if not rows:
+            return
+        task = asyncio.create_task(self._publish_in_slot(rows))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _publish_in_slot(self, rows: Sequence[OutboxRow]) -> None:
+        async with self._slots:
+            await self.publish(rows)
+
+    async def drain(self) -> None:
+        """Wait for background publishing (at a graceful stop)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
         """Publish rows just committed, then delete them. A failure leaves them to the sweeper."""
@@ -89,14 +114,13 @@ class OutboxRelay:
             return
         try:
             await self.publisher.publish([row.message for row in rows])
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    delete(self.table).where(self.table.c.id.in_([row.id for row in rows]))
+                )
         except Exception as exc:  # the rows stay in the outbox: the sweeper retries them
             log.warning(
                 "outbox publish failed; left to the sweeper", table=self.table.name, error=str(exc)
-            )
-            return
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(self.table).where(self.table.c.id.in_([row.id for row in rows]))
             )
 
     async def sweep_once(self) -> int:

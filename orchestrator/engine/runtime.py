@@ -78,7 +78,7 @@ class SagaRuntime:
     async def handle_inbound(self, records: Sequence[RawRecord]) -> None:
         """Start one saga per valid record (deduplicated by business key); dead-letter the rest."""
         rows = await with_retries(lambda: self._inbound_tx(records), what="start sagas")
-        await self.relay.publish(rows)
+        self.relay.publish_soon(rows)
 
     async def _inbound_tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
         now = self.clock()
@@ -122,7 +122,7 @@ class SagaRuntime:
 
     async def handle_replies(self, records: Sequence[RawRecord]) -> None:
         rows = await with_retries(lambda: self._replies_tx(records), what="apply replies")
-        await self.relay.publish(rows)
+        self.relay.publish_soon(rows)
 
     async def _replies_tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
         now = self.clock()
@@ -160,9 +160,10 @@ class SagaRuntime:
                 decision = machine.on_reply(instance, reply.body, reply.envelope, now)
                 current[saga_id] = decision.instance
                 decisions.append(decision)
-            for saga_id, after in current.items():
-                if after != before[saga_id]:
-                    await store.save(conn, before[saga_id], after)
+            await store.save_many(
+                conn,
+                [(before[i], after) for i, after in current.items() if after != before[i]],
+            )
             rows = await self._record(conn, decisions, [dead_letter_message(x) for x in letters])
         return rows
 
@@ -171,7 +172,7 @@ class SagaRuntime:
     async def fire_due(self, limit: int = 500) -> int:
         """Handle every saga whose step timed out or whose retry is due; returns how many."""
         rows, count = await with_retries(lambda: self._due_tx(limit), what="fire timers")
-        await self.relay.publish(rows)
+        self.relay.publish_soon(rows)
         return count
 
     async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], int]:
@@ -179,13 +180,15 @@ class SagaRuntime:
         async with self.engine.begin() as conn:
             due = await store.lock_due(conn, now, limit)
             decisions = []
+            changes = []
             for instance in due:
                 machine = self.machines.get(instance.saga_type)
                 if machine is None:
                     continue
                 decision = machine.on_due(instance, now)
-                await store.save(conn, instance, decision.instance)
+                changes.append((instance, decision.instance))
                 decisions.append(decision)
+            await store.save_many(conn, changes)
             rows = await self._record(conn, decisions, [])
         return rows, len(decisions)
 
@@ -216,7 +219,7 @@ class SagaRuntime:
                 return await self._record(conn, [decision], []), saved
 
         rows, saved = await with_retries(tx, what=f"manual {action}")
-        await self.relay.publish(rows)
+        self.relay.publish_soon(rows)
         return saved
 
     # -- shared -----------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy import Row, and_, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -125,6 +126,44 @@ async def save(conn: AsyncConnection, before: SagaInstance, after: SagaInstance)
     if result.rowcount != 1:
         raise ConcurrentUpdate(f"saga {before.id} changed since version {before.version}")
     return saved
+
+
+async def save_many(
+    conn: AsyncConnection, changes: Sequence[tuple[SagaInstance, SagaInstance]]
+) -> None:
+    """Write many (before, after) pairs in one statement; ConcurrentUpdate if any row moved."""
+    if not changes:
+        return
+    if len(changes) == 1:
+        await save(conn, *changes[0])
+        return
+    rows = []
+    for before, after in changes:
+        values = _values(after.evolve(version=before.version + 1))
+        values["old_version"] = before.version
+        rows.append(values)
+    result = await conn.execute(_BULK_SAVE, {"rows": json.dumps(rows, default=str)})
+    saved = {row[0] for row in result}
+    if len(saved) != len(changes):
+        raise ConcurrentUpdate(f"{len(changes) - len(saved)} sagas changed under this batch")
+
+
+_BULK_SAVE = text(
+    """
+    UPDATE saga_instances AS s SET
+        status = r.status, step_index = r.step_index, compensating = r.compensating,
+        pending_command_id = r.pending_command_id, attempt = r.attempt,
+        next_action_at = r.next_action_at, data = r.data, reason = r.reason,
+        correlation_id = r.correlation_id, version = r.version,
+        updated_at = r.updated_at, ended_at = r.ended_at
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+        id uuid, status text, step_index int, compensating boolean, pending_command_id text,
+        attempt int, next_action_at timestamptz, data jsonb, reason text, correlation_id text,
+        version int, updated_at timestamptz, ended_at timestamptz, old_version int)
+    WHERE s.id = r.id AND s.version = r.old_version
+    RETURNING s.id
+    """
+)
 
 
 async def append_history(

@@ -35,7 +35,10 @@ class BenchOrder(BaseModel):
 
 def outcome(order: BenchOrder, result: SagaResult) -> BenchOrderStatus:
     return BenchOrderStatus(
-        order_id=order.order_id, saga_id=result.saga_id, status=BenchStatus(result.status), reason=result.reason
+        order_id=order.order_id,
+        saga_id=result.saga_id,
+        status=BenchStatus(result.status),
+        reason=result.reason,
     )
 
 

@@ -33,7 +33,12 @@ async def handle(conn: AsyncConnection, envelope: Envelope, command: object) -> 
 
 def _spec(name: str, topic: str) -> WorkerSpec:
     return WorkerSpec(
-        name, topic, TypeAdapter(BenchCommand), inbox_table(name), outbox_table(name), lambda _s: handle
+        name,
+        topic,
+        TypeAdapter(BenchCommand),
+        inbox_table(name),
+        outbox_table(name),
+        lambda _s: handle,
     )
 
 
