@@ -1,0 +1,51 @@
+"""The command line: bad settings and unknown services are one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **env},
+    )
+
+
+def test_bad_setting_is_one_clear_line() -> None:
+    run = _run("run", ORCHESTRA_DATABASE_URL="mysql://nope")
+    assert run.returncode == 2
+    assert "ORCHESTRA_DATABASE_URL" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_bad_bootstrap_servers_are_refused() -> None:
+    run = _run("run", ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="no-port-here")
+    assert run.returncode == 2
+    assert "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS" in run.stderr
+
+
+def test_unknown_service_is_named() -> None:
+    run = _run("run", "teleporter")
+    assert run.returncode == 2
+    assert "unknown service teleporter" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_unreachable_kafka_is_one_clear_line() -> None:
+    run = _run(
+        "run",
+        "billing",
+        ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+        ORCHESTRA_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:1/none",
+    )
+    assert run.returncode == 2
+    assert "orchestra: error:" in run.stderr
+    assert "Traceback" not in run.stderr
