@@ -49,3 +49,27 @@ def test_unreachable_kafka_is_one_clear_line() -> None:
     assert run.returncode == 2
     assert "orchestra: error:" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_dev_prints_both_urls_runs_and_stops_on_sigterm() -> None:
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "dev"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "ORCHESTRA_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline().strip() for _ in range(3)]
+        assert lines[0].startswith("ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:")
+        assert lines[1].startswith("ORCHESTRA_DATABASE_URL=postgresql+asyncpg://")
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
