@@ -17,6 +17,8 @@ demo: $(STAMP)
 	$(BIN)/orchestra demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -145,7 +145,6 @@ class Application:
             spec.build(s),
             self._relay(spec.outbox),
             spec.inbox,
-            spec.outbox,
             s.max_message_bytes,
         )
         subscribe_batches(

@@ -61,7 +61,7 @@ class UpstreamClient:
                 *watch,
                 batch=True,
                 auto_offset_reset="earliest",
-                fetch_max_wait_ms=5,
+                fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
                 decoder=raw,
                 include_in_schema=False,
             )(collect)

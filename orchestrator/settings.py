@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(default=1, ge=1, le=16)
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
     consumer_heartbeat_interval_ms: int = Field(default=3_000, ge=100, le=100_000)
+    consumer_fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Kafka answers a fetch once data arrives; the embedded broker waits it out",
+    )
     consumer_max_batch: int = Field(default=500, ge=1, le=10_000)
     group_prefix: str = Field(default="orchestra", min_length=1, max_length=100)
 

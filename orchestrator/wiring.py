@@ -16,9 +16,6 @@ from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.engine.records import RawRecord
 from orchestrator.settings import Settings
 
-FETCH_MAX_WAIT_MS = 5
-"""How long a fetch may wait for data: short, or every hop of a saga pays for it."""
-
 BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
 
 
@@ -53,7 +50,7 @@ def subscribe_batches(
         group_id=group_id,
         max_records=settings.consumer_max_batch,
         batch_timeout_ms=20,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         auto_offset_reset="earliest",
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,

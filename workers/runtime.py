@@ -47,7 +47,6 @@ class ParticipantRuntime:
         handle: CommandHandler,
         relay: OutboxRelay,
         inbox: Table,
-        outbox: Table,
         max_message_bytes: int = 1_000_000,
     ) -> None:
         self.name = name
@@ -57,7 +56,6 @@ class ParticipantRuntime:
         self.handle = handle
         self.relay = relay
         self.inbox = inbox
-        self.outbox = outbox
         self.max_message_bytes = max_message_bytes
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
@@ -93,7 +91,7 @@ class ParticipantRuntime:
                 finally:
                     structlog.contextvars.unbind_contextvars("message_id", "saga_id", "saga_type")
                 messages.append(self._reply(item.envelope, reply))
-            rows = await write_outbox(conn, self.outbox, messages)
+            rows = await write_outbox(conn, self.relay.table, messages)
         if len(fresh) < len(parsed):
             log.info("duplicate commands skipped", worker=self.name, count=len(parsed) - len(fresh))
         for letter in letters:

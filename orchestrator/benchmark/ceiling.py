@@ -51,7 +51,7 @@ async def run_ceiling(settings: Settings, stop: Callable[[], bool]) -> None:
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=5,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
             session_timeout_ms=settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         )

@@ -51,7 +51,10 @@ async def drive(
     kafka = {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
     producer = AIOKafkaProducer(**kafka, linger_ms=1, acks=1)
     consumer = AIOKafkaConsumer(
-        **kafka, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=5
+        **kafka,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
     )
     request_topic, status_topic = scenario.request_topic, scenario.status_topic
     await producer.start()

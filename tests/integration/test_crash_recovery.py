@@ -35,6 +35,7 @@ def _env(settings: Settings) -> dict[str, str]:
             "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "ORCHESTRA_DATABASE_URL": settings.database_url,
             "ORCHESTRA_CONSUMER_SESSION_TIMEOUT_MS": str(settings.consumer_session_timeout_ms),
+            "ORCHESTRA_CONSUMER_FETCH_MAX_WAIT_MS": str(settings.consumer_fetch_max_wait_ms),
             "ORCHESTRA_CONSUMER_HEARTBEAT_INTERVAL_MS": str(
                 settings.consumer_heartbeat_interval_ms
             ),
