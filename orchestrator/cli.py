@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         default="standard",
         help="standard 3-step saga (default), or a real saga with its real workers",
     )
+    bench.add_argument(
+        "--one-process",
+        action="store_true",
+        help="orchestrator and workers in one process (default: two, orchestrator | workers)",
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser
 
@@ -126,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 external=args.external,
                 as_json=args.json,
                 saga=args.saga,
+                split=not args.one_process,
             )
             configured = load_settings() if args.external else None
             report = asyncio.run(run_bench(options, configured))

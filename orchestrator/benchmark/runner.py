@@ -37,10 +37,14 @@ class BenchOptions:
     external: bool = False
     as_json: bool = False
     saga: str = "standard"
+    split: bool = True
+    """Run the orchestrator and the workers in two processes (else all in one)."""
 
 
-def _serve_engine(settings_json: str, ready: MpEvent, stop: MpEvent, scenario: str) -> None:
-    """Child process: what ``orchestra run`` runs, for the scenario's sagas and workers."""
+def _serve_engine(
+    settings_json: str, ready: MpEvent, stop: MpEvent, scenario: str, services: list[str]
+) -> None:
+    """Child process: what ``orchestra run [SERVICE ...]`` runs, for the scenario's sagas."""
     from orchestrator.app import Application
 
     settings = Settings.model_validate_json(settings_json)
@@ -48,7 +52,7 @@ def _serve_engine(settings_json: str, ready: MpEvent, stop: MpEvent, scenario: s
     sagas, workers = SCENARIOS[scenario].services()
 
     async def main() -> None:
-        app = Application(settings, sagas=sagas, workers=workers)
+        app = Application(settings, services, sagas=sagas, workers=workers)
         await app.start()
         ready.set()
         await asyncio.to_thread(stop.wait)
@@ -57,7 +61,9 @@ def _serve_engine(settings_json: str, ready: MpEvent, stop: MpEvent, scenario: s
     asyncio.run(main())
 
 
-def _serve_ceiling(settings_json: str, ready: MpEvent, stop: MpEvent, _scenario: str) -> None:
+def _serve_ceiling(
+    settings_json: str, ready: MpEvent, stop: MpEvent, _scenario: str, _services: list[str]
+) -> None:
     settings = Settings.model_validate_json(settings_json)
 
     async def main() -> None:
@@ -80,17 +86,29 @@ async def _measure(
     options: BenchOptions,
     label: str,
     stack: EmbeddedStack | None,
+    roles: dict[str, list[str]],
 ) -> Measured:
+    """Start one child process per role (its services), drive the load, account CPU."""
     context = multiprocessing.get_context("spawn")
-    ready, stop = context.Event(), context.Event()
-    child = context.Process(
-        target=target, args=(settings.model_dump_json(), ready, stop, scenario.name), daemon=True
-    )
-    child.start()
+    stop = context.Event()
+    children: dict[str, Any] = {}
+    readiness = []
+    for role, services in roles.items():
+        ready = context.Event()
+        child = context.Process(
+            target=target,
+            args=(settings.model_dump_json(), ready, stop, scenario.name, services),
+            daemon=True,
+        )
+        child.start()
+        children[role] = child
+        readiness.append(ready)
+    pids = {role: child.pid for role, child in children.items()}
     try:
-        if not await asyncio.to_thread(ready.wait, 120):
-            raise RuntimeError(f"{label}: services did not start")
-        before = _cpu_by_role(child.pid, stack)
+        for ready in readiness:
+            if not await asyncio.to_thread(ready.wait, 120):
+                raise RuntimeError(f"{label}: services did not start")
+        before = _cpu_by_role(pids, stack)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -108,30 +126,32 @@ async def _measure(
                 progress=progress,
                 label=label,
             )
-        after = _cpu_by_role(child.pid, stack)
+        after = _cpu_by_role(pids, stack)
         return Measured(result, {role: after[role] - before.get(role, 0.0) for role in after})
     finally:
         stop.set()
-        await asyncio.to_thread(child.join, 30)
-        if child.is_alive():
-            child.kill()
+        for child in children.values():
+            await asyncio.to_thread(child.join, 30)
+            if child.is_alive():
+                child.kill()
 
 
 def _processes(
-    child_pid: int | None, stack: EmbeddedStack | None
+    pids: dict[str, int | None], stack: EmbeddedStack | None
 ) -> dict[str, list[psutil.Process]]:
     found: dict[str, list[psutil.Process]] = {"driver": [psutil.Process(os.getpid())]}
-    if child_pid is not None:
-        found["services"] = [psutil.Process(child_pid)]
+    for role, pid in pids.items():
+        if pid is not None:
+            found[role] = [psutil.Process(pid)]
     if stack is not None:
         found.update(stack.processes())
     return found
 
 
-def _cpu_by_role(child_pid: int | None, stack: EmbeddedStack | None) -> dict[str, float]:
+def _cpu_by_role(pids: dict[str, int | None], stack: EmbeddedStack | None) -> dict[str, float]:
     """CPU seconds so far per role; PostgreSQL backends are listed anew each time."""
     totals: dict[str, float] = {}
-    for role, processes in _processes(child_pid, stack).items():
+    for role, processes in _processes(pids, stack).items():
         total = 0.0
         for process in processes:
             try:
@@ -155,11 +175,25 @@ async def run_bench(options: BenchOptions, configured: Settings | None = None) -
         await ensure_topics(
             settings, [scenario.request_topic, scenario.status_topic, *ceiling.TOPICS]
         )
-        engine = await _measure(_serve_engine, settings, scenario, options, "orchestra", stack)
+        _, workers = scenario.services()
+        roles = (
+            {"orchestrator": ["orchestrator"], "workers": list(workers)}
+            if options.split
+            else {"services": []}
+        )
+        engine = await _measure(
+            _serve_engine, settings, scenario, options, "orchestra", stack, roles
+        )
         roof = None
         if options.with_ceiling:
             roof = await _measure(
-                _serve_ceiling, settings, ceiling.SCENARIO, options, "ceiling", stack
+                _serve_ceiling,
+                settings,
+                ceiling.SCENARIO,
+                options,
+                "ceiling",
+                stack,
+                {"services": []},
             )
     finally:
         if stack is not None:
