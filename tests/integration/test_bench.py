@@ -37,7 +37,7 @@ def test_bench_runs_standard_saga_and_ceiling_with_right_outcomes() -> None:
     assert report["wrong_outcomes"] == 0
     for field in ("sagas_per_s", "p50_ms", "p95_ms", "p99_ms", "ceiling_sagas_per_s", "ratio"):
         assert report[field] > 0, field
-    assert {"services", "broker", "postgres", "driver"} <= report["cpu_s"].keys()
+    assert {"orchestrator", "workers", "broker", "postgres", "driver"} <= report["cpu_s"].keys()
 
 
 def test_bench_refuses_bad_arguments_with_a_clear_message() -> None:
