@@ -12,8 +12,7 @@ from typing import Any
 
 import structlog
 from pydantic import TypeAdapter
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Command, Reply
@@ -56,6 +55,10 @@ class ParticipantRuntime:
         self.handle = handle
         self.relay = relay
         self.inbox = inbox
+        self._claim_statement = text(
+            f"INSERT INTO {inbox.name} (message_id) SELECT unnest(CAST(:ids AS text[])) "
+            "ON CONFLICT DO NOTHING RETURNING message_id"
+        )
         self.max_message_bytes = max_message_bytes
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
@@ -108,12 +111,7 @@ class ParticipantRuntime:
         """Insert inbox rows; the ids that were not there yet are the ones to handle."""
         if not message_ids:
             return set()
-        result = await conn.execute(
-            pg_insert(self.inbox)
-            .values([{"message_id": m} for m in message_ids])
-            .on_conflict_do_nothing()
-            .returning(self.inbox.c.message_id)
-        )
+        result = await conn.execute(self._claim_statement, {"ids": message_ids})
         return {row[0] for row in result}
 
     def _reply(self, command: Envelope, reply: Reply) -> OutboundMessage:

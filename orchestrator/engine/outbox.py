@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Table, delete, insert, select, text
+from sqlalchemy import Table, TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Message
@@ -47,6 +49,32 @@ class Publisher(Protocol):
     async def publish(self, messages: Sequence[OutboundMessage]) -> None: ...
 
 
+@dataclass(frozen=True)
+class _Statements:
+    insert: TextClause
+    delete: TextClause
+
+
+@functools.cache
+def _statements(table: Table) -> _Statements:
+    """Fixed statements per outbox: prepared once per connection, never recompiled."""
+    return _Statements(
+        insert=text(
+            f"""
+            INSERT INTO {table.name} (topic, key, headers, payload)
+            SELECT m.topic, m.key, CAST(m.headers AS jsonb), m.payload
+            FROM unnest(
+                CAST(:topics AS text[]), CAST(:keys AS text[]),
+                CAST(:headers AS text[]), CAST(:payloads AS bytea[])
+            ) WITH ORDINALITY AS m(topic, key, headers, payload, n)
+            ORDER BY m.n
+            RETURNING id
+            """
+        ),
+        delete=text(f"DELETE FROM {table.name} WHERE id = ANY(CAST(:ids AS bigint[]))"),
+    )
+
+
 async def write_outbox(
     conn: AsyncConnection, table: Table, messages: Sequence[OutboundMessage]
 ) -> list[OutboxRow]:
@@ -54,11 +82,13 @@ async def write_outbox(
     if not messages:
         return []
     result = await conn.execute(
-        insert(table).returning(table.c.id),
-        [
-            {"topic": m.topic, "key": m.key, "headers": m.headers, "payload": m.payload}
-            for m in messages
-        ],
+        _statements(table).insert,
+        {
+            "topics": [m.topic for m in messages],
+            "keys": [m.key for m in messages],
+            "headers": [json.dumps(m.headers) for m in messages],
+            "payloads": [m.payload for m in messages],
+        },
     )
     ids = [row[0] for row in result]
     return [OutboxRow(id_, message) for id_, message in zip(ids, messages, strict=True)]
@@ -116,7 +146,7 @@ class OutboxRelay:
             await self.publisher.publish([row.message for row in rows])
             async with self.engine.begin() as conn:
                 await conn.execute(
-                    delete(self.table).where(self.table.c.id.in_([row.id for row in rows]))
+                    _statements(self.table).delete, {"ids": [row.id for row in rows]}
                 )
         except Exception as exc:  # the rows stay in the outbox: the sweeper retries them
             log.warning(
@@ -141,7 +171,7 @@ class OutboxRelay:
             if not rows:
                 return 0
             await self.publisher.publish([row.message for row in rows])
-            await conn.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
+            await conn.execute(_statements(table).delete, {"ids": [row.id for row in rows]})
         log.info("outbox swept", table=table.name, published=len(rows))
         return len(rows)
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
-from sqlalchemy import Row, and_, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Row, and_, any_, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.engine.machine import HistoryEntry
 from orchestrator.errors import ConcurrentUpdate
-from schemas.sagas import saga_history, saga_instances
+from schemas.sagas import saga_instances
 
 _T = saga_instances
 
@@ -63,36 +63,45 @@ def to_instance(row: Row[Any]) -> SagaInstance:
     )
 
 
-async def insert_new(conn: AsyncConnection, instances: Sequence[SagaInstance]) -> set[UUID]:
+async def insert_new(conn: AsyncConnection, instances: Sequence[SagaInstance]) -> set[uuid.UUID]:
     """Insert sagas not already started for their business key; returns the ids inserted."""
     if not instances:
         return set()
-    statement = (
-        pg_insert(_T)
-        .values([_values(i) for i in instances])
-        .on_conflict_do_nothing(constraint="uq_saga_instances_business_key")
-        .returning(_T.c.id)
-    )
-    return {row[0] for row in await conn.execute(statement)}
+    rows = json.dumps([_values(i) for i in instances], default=str)
+    return {row[0] for row in await conn.execute(_INSERT_NEW, {"rows": rows})}
 
 
-async def existing_keys(conn: AsyncConnection, saga_type: str, keys: Iterable[str]) -> set[str]:
-    rows = await conn.execute(
-        select(_T.c.business_key).where(
-            and_(_T.c.saga_type == saga_type, _T.c.business_key.in_(list(keys)))
-        )
-    )
-    return {row[0] for row in rows}
+_RECORD = """
+    id uuid, saga_type text, business_key text, status text, step_index int,
+    compensating boolean, pending_command_id text, attempt int, next_action_at timestamptz,
+    data jsonb, reason text, correlation_id text, version int, created_at timestamptz,
+    updated_at timestamptz, ended_at timestamptz"""
+
+_INSERT_NEW = text(
+    f"""
+    INSERT INTO saga_instances (id, saga_type, business_key, status, step_index, compensating,
+        pending_command_id, attempt, next_action_at, data, reason, correlation_id, version,
+        created_at, updated_at, ended_at)
+    SELECT r.id, r.saga_type, r.business_key, r.status, r.step_index, r.compensating,
+           r.pending_command_id, r.attempt, r.next_action_at, r.data, r.reason,
+           r.correlation_id, r.version, r.created_at, r.updated_at, r.ended_at
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_RECORD})
+    ON CONFLICT ON CONSTRAINT uq_saga_instances_business_key DO NOTHING
+    RETURNING id
+    """
+)
+_IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
+_LOCK = select(_T).where(_T.c.id == any_(_IDS)).order_by(_T.c.id).with_for_update()
 
 
-async def lock(conn: AsyncConnection, saga_ids: Iterable[UUID]) -> dict[UUID, SagaInstance]:
+async def lock(
+    conn: AsyncConnection, saga_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, SagaInstance]:
     """Load and row-lock sagas for this transaction (in id order, so lockers never deadlock)."""
     ids = sorted(set(saga_ids))
     if not ids:
         return {}
-    rows = await conn.execute(
-        select(_T).where(_T.c.id.in_(ids)).order_by(_T.c.id).with_for_update()
-    )
+    rows = await conn.execute(_LOCK, {"ids": ids})
     return {row.id: to_instance(row) for row in rows}
 
 
@@ -108,7 +117,7 @@ async def lock_due(conn: AsyncConnection, now: datetime, limit: int) -> list[Sag
     return [to_instance(row) for row in rows]
 
 
-async def get(conn: AsyncConnection, saga_id: UUID) -> SagaInstance | None:
+async def get(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaInstance | None:
     row = (await conn.execute(select(_T).where(_T.c.id == saga_id))).first()
     return to_instance(row) if row else None
 
@@ -149,17 +158,14 @@ async def save_many(
 
 
 _BULK_SAVE = text(
-    """
+    f"""
     UPDATE saga_instances AS s SET
         status = r.status, step_index = r.step_index, compensating = r.compensating,
         pending_command_id = r.pending_command_id, attempt = r.attempt,
         next_action_at = r.next_action_at, data = r.data, reason = r.reason,
         correlation_id = r.correlation_id, version = r.version,
         updated_at = r.updated_at, ended_at = r.ended_at
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-        id uuid, status text, step_index int, compensating boolean, pending_command_id text,
-        attempt int, next_action_at timestamptz, data jsonb, reason text, correlation_id text,
-        version int, updated_at timestamptz, ended_at timestamptz, old_version int)
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_RECORD}, old_version int)
     WHERE s.id = r.id AND s.version = r.old_version
     RETURNING s.id
     """
@@ -167,25 +173,36 @@ _BULK_SAVE = text(
 
 
 async def append_history(
-    conn: AsyncConnection, entries: Sequence[tuple[UUID, HistoryEntry]]
+    conn: AsyncConnection, entries: Sequence[tuple[uuid.UUID, HistoryEntry]]
 ) -> None:
     if not entries:
         return
-    await conn.execute(
-        insert(saga_history),
-        [
-            {
-                "saga_id": saga_id,
-                "at": e.at,
-                "event": e.event,
-                "step": e.step,
-                "status": e.status.value,
-                "message_id": e.message_id,
-                "message_type": e.message_type,
-                "topic": e.topic,
-                "detail": e.detail,
-                "actor": e.actor,
-            }
-            for saga_id, e in entries
-        ],
-    )
+    rows = [
+        {
+            "saga_id": saga_id,
+            "at": e.at,
+            "event": e.event,
+            "step": e.step,
+            "status": e.status.value,
+            "message_id": e.message_id,
+            "message_type": e.message_type,
+            "topic": e.topic,
+            "detail": e.detail,
+            "actor": e.actor,
+        }
+        for saga_id, e in entries
+    ]
+    await conn.execute(_APPEND_HISTORY, {"rows": json.dumps(rows, default=str)})
+
+
+_APPEND_HISTORY = text(
+    """
+    INSERT INTO saga_history
+        (saga_id, at, event, step, status, message_id, message_type, topic, detail, actor)
+    SELECT r.saga_id, r.at, r.event, r.step, r.status, r.message_id, r.message_type, r.topic,
+           r.detail, r.actor
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+        saga_id uuid, at timestamptz, event text, step text, status text, message_id text,
+        message_type text, topic text, detail text, actor text)
+    """
+)
