@@ -66,7 +66,7 @@ class EmbeddedStack:
             "database_url": self.database_url,
             "consumer_session_timeout_ms": 3_000,
             "consumer_heartbeat_interval_ms": 500,
-            "consumer_fetch_max_wait_ms": 5,
+            "consumer_fetch_max_wait_ms": 20,
             "kafka_idempotent_producer": False,
             "topic_partitions": 8,
         }
