@@ -77,6 +77,7 @@ def _serve_ceiling(
 class Measured:
     result: DriveResult
     cpu_s: dict[str, float]
+    rss_mb: dict[str, float]
 
 
 async def _measure(
@@ -127,7 +128,8 @@ async def _measure(
                 label=label,
             )
         after = _cpu_by_role(pids, stack)
-        return Measured(result, {role: after[role] - before.get(role, 0.0) for role in after})
+        rss = {role: _rss_mb(pid) for role, pid in pids.items()}
+        return Measured(result, {role: after[role] - before.get(role, 0.0) for role in after}, rss)
     finally:
         stop.set()
         for child in children.values():
@@ -146,6 +148,13 @@ def _processes(
     if stack is not None:
         found.update(stack.processes())
     return found
+
+
+def _rss_mb(pid: int | None) -> float:
+    try:
+        return psutil.Process(pid).memory_info().rss / 2**20 if pid else 0.0
+    except psutil.Error:
+        return 0.0
 
 
 def _cpu_by_role(pids: dict[str, int | None], stack: EmbeddedStack | None) -> dict[str, float]:
@@ -220,6 +229,7 @@ def _report(engine: Measured, roof: Measured | None, options: BenchOptions) -> d
         "p95_ms": round(result.percentile(95), 2),
         "p99_ms": round(result.percentile(99), 2),
         "cpu_s": {k: round(v, 2) for k, v in engine.cpu_s.items()},
+        "rss_mb": {k: round(v, 1) for k, v in engine.rss_mb.items()},
         "ceiling_sagas_per_s": round(ceiling_rate, 1) if ceiling_rate else None,
         "ceiling_p99_ms": round(roof.result.percentile(99), 2) if roof else None,
         "ceiling_cpu_s": {k: round(v, 2) for k, v in roof.cpu_s.items()} if roof else None,
