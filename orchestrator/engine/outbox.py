@@ -108,6 +108,7 @@ class OutboxRelay:
         max_in_flight: int = 64,
     ) -> None:
         self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.table = table
         self.publisher = publisher
         self.sweep_interval_s = sweep_interval_s
@@ -144,7 +145,7 @@ class OutboxRelay:
             return
         try:
             await self.publisher.publish([row.message for row in rows])
-            async with self.engine.begin() as conn:
+            async with self._autocommit.connect() as conn:  # one statement: no BEGIN/COMMIT
                 await conn.execute(
                     _statements(self.table).delete, {"ids": [row.id for row in rows]}
                 )
