@@ -1,8 +1,9 @@
-"""Billing: wallets behind cards (seed 000) and their commands and replies."""
+"""Billing: card wallets (seed 000), client wallets and gift cards (seed 003), their messages."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from enum import StrEnum
+from typing import Annotated, Final, Literal
 
 from pydantic import Field
 
@@ -31,7 +32,151 @@ class WalletOpened(Reply):
     currency: str
 
 
-BillingCommand = Annotated[OpenCardWallet | CloseCardWallet, Field(discriminator="kind")]
+class OpenCustomerWallet(Command):
+    """Open a new client's wallet with balance 0."""
+
+    kind: Literal["OpenCustomerWallet"] = "OpenCustomerWallet"
+    customer_id: str
+    currency: CurrencyCode
+
+
+class CloseCustomerWallet(Command):
+    """Compensation: close the wallet this saga opened (only while it is still empty)."""
+
+    kind: Literal["CloseCustomerWallet"] = "CloseCustomerWallet"
+
+
+class CheckCustomer(Command):
+    """Is this a registered client (one with an open wallet)?"""
+
+    kind: Literal["CheckCustomer"] = "CheckCustomer"
+    customer_id: str
+
+
+class BalanceSource(StrEnum):
+    WALLET = "wallet"
+    GIFT_CARD = "gift_card"
+
+
+class DebitBalance(Command):
+    """Take an amount from the client's wallet or from one of the client's active gift cards."""
+
+    kind: Literal["DebitBalance"] = "DebitBalance"
+    customer_id: str
+    source: BalanceSource
+    gift_card_id: str | None = None
+    amount_minor: int = Field(gt=0)
+    currency: str
+    purpose: str
+
+
+class RefundBalance(Command):
+    """Compensation: put this saga step's debit back on the account it came from."""
+
+    kind: Literal["RefundBalance"] = "RefundBalance"
+
+
+class CreditWallet(Command):
+    """Add a top-up to the client's wallet."""
+
+    kind: Literal["CreditWallet"] = "CreditWallet"
+    customer_id: str
+    amount_minor: int = Field(gt=0)
+    currency: str
+
+
+class IssueGiftCard(Command):
+    """Create an inactive gift card holding ``amount_minor``, with a one-time activation code."""
+
+    kind: Literal["IssueGiftCard"] = "IssueGiftCard"
+    purchaser_id: str
+    amount_minor: int = Field(gt=0)
+    currency: str
+    recipient_name: str
+    design: str
+
+
+class CancelGiftCard(Command):
+    """Compensation: cancel this saga's gift card before anybody could activate it."""
+
+    kind: Literal["CancelGiftCard"] = "CancelGiftCard"
+
+
+class RedeemActivationCode(Command):
+    """Activate the gift card behind a code for a client; a code works once.
+
+    Carries only the SHA-256 digest of the code, never the code itself.
+    """
+
+    kind: Literal["RedeemActivationCode"] = "RedeemActivationCode"
+    customer_id: str
+    code_digest: str = Field(min_length=64, max_length=64)
+
+
+class UndoRedemption(Command):
+    """Compensation: the gift card goes back to inactive and its code works again."""
+
+    kind: Literal["UndoRedemption"] = "UndoRedemption"
+
+
+class CustomerWalletOpened(Reply):
+    kind: Literal["CustomerWalletOpened"] = "CustomerWalletOpened"
+    wallet_id: str
+    currency: str
+
+
+class CustomerChecked(Reply):
+    kind: Literal["CustomerChecked"] = "CustomerChecked"
+    wallet_id: str
+
+
+class BalanceDebited(Reply):
+    kind: Literal["BalanceDebited"] = "BalanceDebited"
+    account_id: str
+    balance_minor: int
+
+
+class WalletCredited(Reply):
+    kind: Literal["WalletCredited"] = "WalletCredited"
+    wallet_id: str
+    balance_minor: int
+
+
+class GiftCardIssued(Reply):
+    kind: Literal["GiftCardIssued"] = "GiftCardIssued"
+    gift_card_id: str
+
+
+class CodeRedeemed(Reply):
+    kind: Literal["CodeRedeemed"] = "CodeRedeemed"
+    gift_card_id: str
+    balance_minor: int
+    currency: str
+
+
+BillingCommand = Annotated[
+    OpenCardWallet
+    | CloseCardWallet
+    | OpenCustomerWallet
+    | CloseCustomerWallet
+    | CheckCustomer
+    | DebitBalance
+    | RefundBalance
+    | CreditWallet
+    | IssueGiftCard
+    | CancelGiftCard
+    | RedeemActivationCode
+    | UndoRedemption,
+    Field(discriminator="kind"),
+]
 
 SUPPORTED_CURRENCIES = frozenset({"KZT", "RUB", "USD", "EUR"})
-UNSUPPORTED_CURRENCY = "UNSUPPORTED_CURRENCY"
+UNSUPPORTED_CURRENCY: Final = "UNSUPPORTED_CURRENCY"
+UNKNOWN_CUSTOMER: Final = "UNKNOWN_CUSTOMER"
+INSUFFICIENT_FUNDS: Final = "INSUFFICIENT_FUNDS"
+CURRENCY_MISMATCH: Final = "CURRENCY_MISMATCH"
+GIFT_CARD_NOT_FOUND: Final = "GIFT_CARD_NOT_FOUND"
+GIFT_CARD_INACTIVE: Final = "GIFT_CARD_INACTIVE"
+INVALID_ACTIVATION_CODE: Final = "INVALID_ACTIVATION_CODE"
+CODE_ALREADY_USED: Final = "CODE_ALREADY_USED"
+WALLET_NOT_EMPTY: Final = "WALLET_NOT_EMPTY"

@@ -8,10 +8,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from events.base import Command, Outcome, Reply, UpstreamRecord
+from events.base import Command, Identifier, Outcome, Reply, UpstreamRecord
 from events.money import Balance, CurrencyCode
-
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
 
 
 class CardType(StrEnum):

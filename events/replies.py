@@ -8,11 +8,40 @@ from pydantic import Field, TypeAdapter
 
 from events.base import Compensated, StepFailed
 from events.bench import BenchStepDone
-from events.billing import WalletOpened
+from events.billing import (
+    BalanceDebited,
+    CodeRedeemed,
+    CustomerChecked,
+    CustomerWalletOpened,
+    GiftCardIssued,
+    WalletCredited,
+    WalletOpened,
+)
 from events.cards import CardActivated, CardReserved
+from events.delivery import DeliveryBooked
+from events.notification import AccountCreated, Notified
+from events.payment import BankCharged, GiftCardBound
+from events.store import StockReserved
 
 AnyReply = Annotated[
-    StepFailed | Compensated | CardReserved | CardActivated | WalletOpened | BenchStepDone,
+    StepFailed
+    | Compensated
+    | CardReserved
+    | CardActivated
+    | WalletOpened
+    | BenchStepDone
+    | CustomerWalletOpened
+    | CustomerChecked
+    | BalanceDebited
+    | WalletCredited
+    | GiftCardIssued
+    | CodeRedeemed
+    | BankCharged
+    | GiftCardBound
+    | StockReserved
+    | DeliveryBooked
+    | AccountCreated
+    | Notified,
     Field(discriminator="kind"),
 ]
 

@@ -19,3 +19,23 @@ SAGA_REPLIES: Final = "orchestra.replies"
 def dlq(topic: str) -> str:
     """The dead-letter topic of ``topic``."""
     return topic + DLQ_SUFFIX
+
+
+# Seed 003: the commerce sagas and the feeds of the warehouse and logistics systems.
+CUSTOMERS_REGISTERED: Final = "customers.registered"
+CUSTOMERS_STATUS: Final = "customers.status"
+WALLETS_TOPUP_REQUESTED: Final = "wallets.topup-requested"
+WALLETS_STATUS: Final = "wallets.status"
+ORDERS_SUBMITTED: Final = "orders.submitted"
+ORDERS_STATUS: Final = "orders.status"
+GIFTCARDS_PURCHASE_REQUESTED: Final = "giftcards.purchase-requested"
+GIFTCARDS_ACTIVATION_REQUESTED: Final = "giftcards.activation-requested"
+GIFTCARDS_STATUS: Final = "giftcards.status"
+STORE_STOCK_RECEIVED: Final = "store.stock-received"
+DELIVERY_POINTS_UPDATED: Final = "delivery.points-updated"
+NOTIFICATIONS_SENT: Final = "notifications.sent"
+
+PAYMENT_COMMANDS: Final = "payment.commands"
+STORE_COMMANDS: Final = "store.commands"
+DELIVERY_COMMANDS: Final = "delivery.commands"
+NOTIFICATION_COMMANDS: Final = "notification.commands"

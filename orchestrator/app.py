@@ -28,6 +28,7 @@ from orchestrator.wiring import (
     subscribe_batches,
 )
 from schemas.sagas import orchestrator_outbox
+from workers.feeds import FeedRuntime
 from workers.registry import WORKERS, WorkerSpec
 from workers.runtime import ParticipantRuntime
 
@@ -157,6 +158,19 @@ class Application:
             description=f"Commands to the {name} worker.",
         )
         self.topics.update({spec.topic, topics.dlq(spec.topic), topics.SAGA_REPLIES})
+        for feed in spec.feeds:
+            feed_runtime = FeedRuntime(name, feed, self.engine, runtime.relay, s.max_message_bytes)
+            subscribe_batches(
+                self.broker,
+                [feed.topic],
+                f"{s.group_prefix}.{name}.feed",
+                s,
+                feed_runtime.handle_batch,
+                title=f"{name}/{feed.topic}",
+                description=f"The {feed.topic} feed, applied by the {name} worker.",
+            )
+            self.topics.update({feed.topic, topics.dlq(feed.topic)})
+        self.topics.update(spec.publishes)
 
     async def start(self) -> None:
         await create_schema(self.engine)

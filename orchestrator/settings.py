@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     card_number_salt: SecretStr = Field(
         default=SecretStr("orchestra-dev-salt"), description="salt of card number hashes"
     )
+    giftcard_code_key: SecretStr = Field(
+        default=SecretStr("orchestra-dev-giftcard-key"),
+        description="key that derives gift card activation codes (billing and notification)",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

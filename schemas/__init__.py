@@ -1,6 +1,15 @@
 """Persistence: every table of every owner, declared on one MetaData."""
 
-from schemas import billing, card_issuance, sagas
+from schemas import billing, card_issuance, delivery, notification, payment, sagas, store
 from schemas.metadata import metadata
 
-__all__ = ["billing", "card_issuance", "metadata", "sagas"]
+__all__ = [
+    "billing",
+    "card_issuance",
+    "delivery",
+    "metadata",
+    "notification",
+    "payment",
+    "sagas",
+    "store",
+]

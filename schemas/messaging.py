@@ -19,12 +19,13 @@ from sqlalchemy import (
     Table,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from schemas.metadata import metadata
 
 _outboxes: dict[str, Table] = {}
 _inboxes: dict[str, Table] = {}
+_operations: dict[str, Table] = {}
 
 
 def _table_prefix(owner: str) -> str:
@@ -64,3 +65,29 @@ def inbox_table(owner: str) -> Table:
             ),
         )
     return _inboxes[owner]
+
+
+def operations_table(owner: str) -> Table:
+    """What ``owner`` did for each saga step: the reply it gave, and whether it was undone.
+
+    A retried command (a new message id for the same saga step) finds its row and gets
+    the same reply; a compensation that arrives first leaves an UNDONE tombstone, so the
+    late command is refused instead of taking effect after its own undo.
+    """
+    if owner not in _operations:
+        name = f"{_table_prefix(owner)}_operations"
+        _operations[owner] = Table(
+            name,
+            metadata,
+            Column("saga_id", UUID(as_uuid=True), primary_key=True),
+            Column("step", String(100), primary_key=True),
+            Column("status", String(16), nullable=False),  # DONE | REFUSED | UNDONE
+            Column("reply", JSONB, nullable=True),
+            Column(
+                "created_at", DateTime(timezone=True), nullable=False, server_default=func.now()
+            ),
+            Column(
+                "updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()
+            ),
+        )
+    return _operations[owner]

@@ -8,6 +8,7 @@ finds its id in the inbox and is skipped; its reply is already in the outbox or 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,7 +32,16 @@ from orchestrator.engine.retry import with_retries
 
 log = structlog.get_logger(__name__)
 
-CommandHandler = Callable[[AsyncConnection, Envelope, Any], Awaitable[Reply]]
+
+@dataclass(frozen=True)
+class Handled:
+    """A reply plus other messages the handler publishes in the same transaction."""
+
+    reply: Reply
+    publish: tuple[OutboundMessage, ...] = ()
+
+
+CommandHandler = Callable[[AsyncConnection, Envelope, Any], Awaitable[Reply | Handled]]
 
 
 class ParticipantRuntime:
@@ -90,10 +100,13 @@ class ParticipantRuntime:
                     saga_type=item.envelope.saga_type,
                 )
                 try:
-                    reply = await self.handle(conn, item.envelope, item.body)
+                    result = await self.handle(conn, item.envelope, item.body)
                 finally:
                     structlog.contextvars.unbind_contextvars("message_id", "saga_id", "saga_type")
-                messages.append(self._reply(item.envelope, reply))
+                if isinstance(result, Handled):
+                    messages.extend(result.publish)
+                    result = result.reply
+                messages.append(self._reply(item.envelope, result))
             rows = await write_outbox(conn, self.relay.table, messages)
         if len(fresh) < len(parsed):
             log.info("duplicate commands skipped", worker=self.name, count=len(parsed) - len(fresh))

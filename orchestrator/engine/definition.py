@@ -34,6 +34,10 @@ class SagaResult:
 
 @dataclass(frozen=True)
 class Step(Generic[S]):
+    """One step. ``when`` skips it for sagas it does not apply to (it must depend only on
+    data fixed at start); a ``retriable`` step comes after the point of no return: it is
+    retried until it succeeds and never compensated."""
+
     name: str
     participant: Participant
     send: Callable[[S], Command]
@@ -41,6 +45,11 @@ class Step(Generic[S]):
     on_success: Callable[[S, Reply], S] | None = None
     timeout_s: float | None = None
     retries: int | None = None
+    when: Callable[[S], bool] | None = None
+    retriable: bool = False
+
+    def applies(self, state: S) -> bool:
+        return self.when is None or self.when(state)
 
 
 @dataclass
@@ -73,10 +82,21 @@ class Saga(Generic[S, R]):
         on_success: Callable[[S, Reply], S] | None = None,
         timeout_s: float | None = None,
         retries: int | None = None,
+        when: Callable[[S], bool] | None = None,
+        retriable: bool = False,
     ) -> Saga[S, R]:
         if any(existing.name == name for existing in self.steps):
             raise DefinitionError(f"saga {self.name!r} already has a step {name!r}")
-        new_step = Step(name, participant, send, compensate, on_success, timeout_s, retries)
+        if retriable and compensate is not None:
+            raise DefinitionError(f"step {name!r} is retriable: it cannot have a compensation")
+        if not retriable and any(existing.retriable for existing in self.steps):
+            raise DefinitionError(
+                f"step {name!r} follows a retriable step: only retriable steps may come "
+                "after the point of no return"
+            )
+        new_step = Step(
+            name, participant, send, compensate, on_success, timeout_s, retries, when, retriable
+        )
         self.steps = (*self.steps, new_step)
         return self
 

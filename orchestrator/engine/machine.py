@@ -107,9 +107,10 @@ class SagaMachine:
             message_type=envelope.type,
             topic=self.definition.inbound_topic,
         )
-        if not self.definition.steps:
+        first = self._next_applicable(state, 0)
+        if first is None:
             return self._finish(instance, SagaStatus.COMPLETED, None, now, [started])
-        return self._send(instance, 0, compensating=False, now=now, history=[started])
+        return self._send(instance, first, compensating=False, now=now, history=[started])
 
     def on_reply(
         self, instance: SagaInstance, reply: Reply, envelope: Envelope, now: datetime
@@ -161,7 +162,7 @@ class SagaMachine:
             step=step.name,
             detail=f"no reply to {instance.pending_command_id}",
         )
-        if instance.compensating:
+        if instance.compensating or step.retriable:
             return self._retry_or_fail(instance, step, now, [timed_out], TIMEOUT)
         return self._compensate_from(instance, instance.step_index, TIMEOUT, now, [timed_out])
 
@@ -181,6 +182,12 @@ class SagaMachine:
         """Manual: roll a running saga back from its current step."""
         if instance.status.terminal or instance.compensating:
             raise ValueError(f"saga {instance.id} is {instance.status}; cannot start compensation")
+        step = self._step(instance)
+        if step is not None and step.retriable:
+            raise ValueError(
+                f"saga {instance.id} is past its point of no return (step {step.name}); "
+                "it can only be retried"
+            )
         note = HistoryEntry("manual-compensate", instance.status, now, detail=why, actor=actor)
         return self._compensate_from(instance, instance.step_index, "MANUAL", now, [note])
 
@@ -195,8 +202,9 @@ class SagaMachine:
         history: list[HistoryEntry],
     ) -> Decision:
         if isinstance(reply, StepFailed):
-            if reply.retryable:
-                return self._retry_or_fail(instance, step, now, history, TIMEOUT)
+            if reply.retryable or step.retriable:
+                reason = TIMEOUT if reply.retryable else reply.reason
+                return self._retry_or_fail(instance, step, now, history, reason)
             history.append(
                 HistoryEntry(
                     "step-failed", instance.status, now, step=step.name, detail=reply.reason
@@ -210,8 +218,8 @@ class SagaMachine:
             state = step.on_success(state, reply)
         instance = instance.evolve(data=state.model_dump(mode="json"), attempt=0)
         history.append(HistoryEntry("step-completed", instance.status, now, step=step.name))
-        following = instance.step_index + 1
-        if following >= len(self.definition.steps):
+        following = self._next_applicable(state, instance.step_index + 1)
+        if following is None:
             return self._finish(instance, SagaStatus.COMPLETED, None, now, history)
         return self._send(instance, following, compensating=False, now=now, history=history)
 
@@ -244,9 +252,11 @@ class SagaMachine:
         now: datetime,
         history: list[HistoryEntry],
     ) -> Decision:
-        """Compensate the highest step at or below ``index`` that has a compensation."""
+        """Compensate the highest step at or below ``index`` that ran and has a compensation."""
+        state = self._state(instance)
         for candidate in range(index, -1, -1):
-            if self.definition.steps[candidate].compensate is not None:
+            step = self.definition.steps[candidate]
+            if step.compensate is not None and step.applies(state):
                 instance = instance.evolve(
                     status=SagaStatus.COMPENSATING, compensating=True, reason=reason
                 )
@@ -264,12 +274,9 @@ class SagaMachine:
         reason: str,
     ) -> Decision:
         attempt = instance.attempt + 1
-        budget = (
-            step.retries
-            if step.retries is not None and not instance.compensating
-            else self.policy.budget
-        )
-        if attempt <= budget:
+        forward_budget = step.retries if step.retries is not None else self.policy.budget
+        budget = self.policy.budget if instance.compensating else forward_budget
+        if attempt <= budget or (step.retriable and not instance.compensating):
             due = now + self.policy.backoff(attempt)
             history.append(
                 HistoryEntry(
@@ -398,6 +405,12 @@ class SagaMachine:
     def _step(self, instance: SagaInstance) -> Step[Any] | None:
         if 0 <= instance.step_index < len(self.definition.steps):
             return self.definition.steps[instance.step_index]
+        return None
+
+    def _next_applicable(self, state: BaseModel, start: int) -> int | None:
+        for index in range(start, len(self.definition.steps)):
+            if self.definition.steps[index].applies(state):
+                return index
         return None
 
     def _state(self, instance: SagaInstance) -> BaseModel:

@@ -7,3 +7,7 @@ from orchestrator.engine.definition import Participant
 
 CARD_ISSUANCE = Participant("card-issuance", topics.CARD_ISSUANCE_COMMANDS)
 BILLING = Participant("billing", topics.BILLING_COMMANDS)
+PAYMENT = Participant("payment", topics.PAYMENT_COMMANDS)
+STORE = Participant("store", topics.STORE_COMMANDS)
+DELIVERY = Participant("delivery", topics.DELIVERY_COMMANDS)
+NOTIFICATION = Participant("notification", topics.NOTIFICATION_COMMANDS)

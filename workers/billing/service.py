@@ -1,4 +1,4 @@
-"""Billing worker: the wallet behind each card (seed 000)."""
+"""Billing worker: card wallets (seed 000), client wallets and gift cards (seed 003)."""
 
 from __future__ import annotations
 
@@ -12,27 +12,64 @@ from events.base import Compensated, Reply, StepFailed
 from events.billing import (
     SUPPORTED_CURRENCIES,
     UNSUPPORTED_CURRENCY,
+    CancelGiftCard,
+    CheckCustomer,
     CloseCardWallet,
+    CloseCustomerWallet,
+    CreditWallet,
+    DebitBalance,
+    IssueGiftCard,
     OpenCardWallet,
+    OpenCustomerWallet,
+    RedeemActivationCode,
+    RefundBalance,
+    UndoRedemption,
     WalletOpened,
 )
 from events.envelope import Envelope
 from events.money import from_minor
-from schemas.billing import card_wallets
+from schemas.billing import billing_operations, card_wallets
+from workers.billing.accounts import CustomerAccounts
+from workers.operations import Operations
 
 WALLET_CLOSED = "WALLET_CLOSED"
 
 
 class BillingService:
-    """Handles the billing commands; idempotent per saga id."""
+    """Handles the billing commands; each is idempotent per saga (step)."""
 
-    async def __call__(
-        self, conn: AsyncConnection, envelope: Envelope, command: OpenCardWallet | CloseCardWallet
-    ) -> Reply:
+    def __init__(self, code_key: str) -> None:
+        self.accounts = CustomerAccounts(Operations(billing_operations), code_key)
+
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope, command: object) -> Reply:
         assert envelope.saga_id is not None
-        if isinstance(command, OpenCardWallet):
-            return await self.open_card_wallet(conn, envelope.saga_id, command)
-        return await self.close_card_wallet(conn, envelope.saga_id)
+        accounts = self.accounts
+        match command:
+            case OpenCardWallet():
+                return await self.open_card_wallet(conn, envelope.saga_id, command)
+            case CloseCardWallet():
+                return await self.close_card_wallet(conn, envelope.saga_id)
+            case OpenCustomerWallet():
+                return await accounts.open_wallet(conn, envelope, command)
+            case CloseCustomerWallet():
+                return await accounts.close_wallet(conn, envelope)
+            case CheckCustomer():
+                return await accounts.check_customer(conn, envelope, command)
+            case DebitBalance():
+                return await accounts.debit(conn, envelope, command)
+            case RefundBalance():
+                return await accounts.refund(conn, envelope)
+            case CreditWallet():
+                return await accounts.credit(conn, envelope, command)
+            case IssueGiftCard():
+                return await accounts.issue_gift_card(conn, envelope, command)
+            case CancelGiftCard():
+                return await accounts.cancel_gift_card(conn, envelope)
+            case RedeemActivationCode():
+                return await accounts.redeem(conn, envelope, command)
+            case UndoRedemption():
+                return await accounts.undo_redemption(conn, envelope)
+        raise TypeError(f"billing cannot handle {type(command).__name__}")
 
     async def open_card_wallet(
         self, conn: AsyncConnection, saga_id: UUID, command: OpenCardWallet

@@ -1,0 +1,68 @@
+"""Delivery: pickup points and courier companies, delivery cases."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Annotated, ClassVar, Final, Literal
+
+from pydantic import Field
+
+from events.base import Command, Identifier, Reply, UpstreamRecord
+from events.money import Balance
+
+
+class DeliveryMethod(StrEnum):
+    PICKUP = "pickup"
+    COURIER = "courier"
+
+
+class PointUpdated(UpstreamRecord):
+    """``delivery.points-updated``: the state of one pickup point or courier company.
+
+    Setting a state is idempotent; the same record replayed after bookings would still
+    undo them, so a record is applied once, by ``revision`` when given (an extension of
+    the contract), else by its content.
+    """
+
+    event_type: ClassVar[str] = "delivery.points-updated.v1"
+
+    point_id: Identifier
+    kind: DeliveryMethod
+    name: str = Field(min_length=1, max_length=200)
+    capacity: int = Field(ge=0, le=1_000_000_000)
+    price: Balance | None = None
+    revision: Identifier | None = None
+
+    def business_key(self) -> str:
+        if self.revision is not None:
+            return f"{self.point_id}:revision:{self.revision}"
+        canonical = self.model_dump_json(exclude={"revision"})
+        return f"{self.point_id}:content:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class BookDelivery(Command):
+    """Take a slot at the point (or with the courier company) and open a delivery case."""
+
+    kind: Literal["BookDelivery"] = "BookDelivery"
+    order_id: str
+    method: DeliveryMethod
+    point_id: str
+    address: str | None = None
+
+
+class CancelDelivery(Command):
+    """Compensation: cancel this saga's delivery case and free its slot."""
+
+    kind: Literal["CancelDelivery"] = "CancelDelivery"
+
+
+class DeliveryBooked(Reply):
+    kind: Literal["DeliveryBooked"] = "DeliveryBooked"
+    delivery_case_id: str
+
+
+DeliveryCommand = Annotated[BookDelivery | CancelDelivery, Field(discriminator="kind")]
+
+NO_DELIVERY_CAPACITY: Final = "NO_DELIVERY_CAPACITY"
+UNKNOWN_DELIVERY_POINT: Final = "UNKNOWN_DELIVERY_POINT"

@@ -1,0 +1,85 @@
+"""Gift cards (seed 003): purchase and activation requests and their outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import Field
+
+from events.base import Identifier, Outcome, UpstreamRecord
+from events.contacts import Email, PersonName
+from events.money import Amount, Balance, CurrencyCode
+from events.payment import PaymentDetails
+
+
+class GiftCardStatus(StrEnum):
+    COMPLETED = "COMPLETED"
+    ACTIVATED = "ACTIVATED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"
+
+
+class GiftCardPurchaseRequested(UpstreamRecord):
+    """``giftcards.purchase-requested``: a client buys a gift card for somebody."""
+
+    event_type: ClassVar[str] = "giftcards.purchase-requested.v1"
+
+    purchase_id: Identifier
+    customer_id: Identifier
+    recipient_name: PersonName
+    recipient_email: Email
+    amount: Amount
+    currency: CurrencyCode
+    design: str = Field(default="classic", min_length=1, max_length=64)
+    payment: PaymentDetails
+
+    def business_key(self) -> str:
+        return self.purchase_id
+
+
+class GiftCardActivationRequested(UpstreamRecord):
+    """``giftcards.activation-requested``: a client enters the code from the e-mail."""
+
+    event_type: ClassVar[str] = "giftcards.activation-requested.v1"
+
+    activation_id: Identifier
+    customer_id: Identifier
+    activation_code: str = Field(min_length=4, max_length=64, repr=False)
+
+    def business_key(self) -> str:
+        return self.activation_id
+
+    @property
+    def code_digest(self) -> str:
+        return code_digest(self.activation_code)
+
+
+def code_digest(code: str) -> str:
+    """SHA-256 of a normalised activation code: what travels instead of the code."""
+    normal = "".join(code.split()).replace("-", "").upper()
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
+class GiftCardPurchaseStatus(Outcome):
+    """``giftcards.status`` for a purchase; never carries the code."""
+
+    purchase_id: str
+    saga_id: str
+    status: GiftCardStatus
+    reason: str | None = None
+    gift_card_id: str | None = None
+
+
+class GiftCardActivationStatus(Outcome):
+    """``giftcards.status`` for an activation."""
+
+    activation_id: str
+    saga_id: str
+    status: GiftCardStatus
+    reason: str | None = None
+    gift_card_id: str | None = None
+    balance: Balance | None = None
+    currency: str | None = None

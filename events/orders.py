@@ -1,0 +1,75 @@
+"""Order checkout (seed 003, the orchestra): upstream record and outcome."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from events.base import Identifier, Outcome, UpstreamRecord
+from events.delivery import DeliveryMethod
+from events.money import Amount, Balance, CurrencyCode, to_minor
+from events.payment import PaymentDetails
+
+
+class OrderStatus(StrEnum):
+    CONFIRMED = "CONFIRMED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    sku: Identifier
+    quantity: int = Field(gt=0, le=1_000_000)
+    unit_price: Amount
+
+
+class DeliveryChoice(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    method: DeliveryMethod
+    point_id: Identifier
+    address: str | None = Field(default=None, max_length=500)
+    cost: Balance = Decimal("0.00")
+
+    @model_validator(mode="after")
+    def _courier_needs_address(self) -> DeliveryChoice:
+        if self.method == DeliveryMethod.COURIER and not self.address:
+            raise ValueError("courier delivery needs an address")
+        return self
+
+
+class OrderSubmitted(UpstreamRecord):
+    """``orders.submitted``: a paid-for basket the order service hands to the orchestra."""
+
+    event_type: ClassVar[str] = "orders.submitted.v1"
+
+    order_id: Identifier
+    customer_id: Identifier
+    currency: CurrencyCode
+    items: tuple[OrderItem, ...] = Field(min_length=1, max_length=500)
+    payment: PaymentDetails
+    delivery: DeliveryChoice
+
+    def business_key(self) -> str:
+        return self.order_id
+
+    @property
+    def total_minor(self) -> int:
+        lines = sum(item.quantity * to_minor(item.unit_price) for item in self.items)
+        return lines + to_minor(self.delivery.cost)
+
+
+class OrderStatusChanged(Outcome):
+    """``orders.status``: the final status of one order."""
+
+    order_id: str
+    saga_id: str
+    status: OrderStatus
+    reason: str | None = None
+    total: Balance
+    currency: str

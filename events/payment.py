@@ -1,0 +1,102 @@
+"""Payment: how a client pays (bank card, SBP, wallet, gift card) and the payment messages."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from events.base import Command, Identifier, Reply
+
+
+class PaymentMethod(StrEnum):
+    BANK_CARD = "bank_card"
+    SBP = "sbp"
+    WALLET = "wallet"
+    GIFT_CARD = "gift_card"
+
+    @property
+    def through_bank(self) -> bool:
+        """Bank card and SBP go through the bank API; wallet and gift card through billing."""
+        return self in (PaymentMethod.BANK_CARD, PaymentMethod.SBP)
+
+
+CardToken = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class PaymentDetails(BaseModel):
+    """The ``payment`` object of orders and gift card purchases."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    method: PaymentMethod
+    card_token: CardToken | None = None
+    gift_card_id: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _needs_its_instrument(self) -> PaymentDetails:
+        if self.method == PaymentMethod.GIFT_CARD and self.gift_card_id is None:
+            raise ValueError("payment by gift_card needs gift_card_id")
+        if self.method == PaymentMethod.BANK_CARD and self.card_token is None:
+            raise ValueError("payment by bank_card needs card_token")
+        return self
+
+
+class BankPaymentDetails(PaymentDetails):
+    """The ``payment`` object of a wallet top-up: only bank card or SBP."""
+
+    @model_validator(mode="after")
+    def _through_bank(self) -> BankPaymentDetails:
+        if not self.method.through_bank:
+            raise ValueError("a top-up is paid by bank_card or sbp")
+        return self
+
+
+class ChargeBank(Command):
+    """Take ``amount_minor`` from the client through the bank API (idempotent per saga step)."""
+
+    kind: Literal["ChargeBank"] = "ChargeBank"
+    customer_id: str
+    amount_minor: int = Field(gt=0)
+    currency: str
+    method: PaymentMethod
+    card_token: str | None = None
+    purpose: str
+
+
+class RefundBank(Command):
+    """Compensation: give the charge of this saga step back (nothing if it never happened)."""
+
+    kind: Literal["RefundBank"] = "RefundBank"
+
+
+class BindGiftCard(Command):
+    """Save an activated gift card among the client's means of payment."""
+
+    kind: Literal["BindGiftCard"] = "BindGiftCard"
+    customer_id: str
+    gift_card_id: str
+
+
+class UnbindGiftCard(Command):
+    kind: Literal["UnbindGiftCard"] = "UnbindGiftCard"
+
+
+class BankCharged(Reply):
+    kind: Literal["BankCharged"] = "BankCharged"
+    payment_id: str
+    amount_minor: int
+
+
+class GiftCardBound(Reply):
+    kind: Literal["GiftCardBound"] = "GiftCardBound"
+    gift_card_id: str
+
+
+PaymentCommand = Annotated[
+    ChargeBank | RefundBank | BindGiftCard | UnbindGiftCard, Field(discriminator="kind")
+]
+
+PAYMENT_DECLINED: Final = "PAYMENT_DECLINED"
+ACQUIRER_UNAVAILABLE: Final = "ACQUIRER_UNAVAILABLE"

@@ -1,0 +1,68 @@
+"""Store: stock arriving from the warehouses, reservations and picking cases."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, ClassVar, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.base import Command, Identifier, Reply, UpstreamRecord
+from events.money import Balance
+
+Sku = Identifier
+
+
+class StockReceived(UpstreamRecord):
+    """``store.stock-received``: goods arrived at a warehouse.
+
+    Idempotent by ``receipt_id`` when the warehouse sends one (an extension of the
+    contract), else by the record's content: the same receipt published twice adds once.
+    """
+
+    event_type: ClassVar[str] = "store.stock-received.v1"
+
+    sku: Sku
+    warehouse_id: Identifier
+    quantity: int = Field(gt=0, le=1_000_000_000)
+    name: str | None = Field(default=None, max_length=200)
+    price: Balance | None = None
+    discount_percent: float | None = Field(default=None, ge=0, le=100)
+    receipt_id: Identifier | None = None
+
+    def business_key(self) -> str:
+        if self.receipt_id is not None:
+            return f"receipt:{self.receipt_id}"
+        canonical = self.model_dump_json(exclude={"receipt_id"})
+        return "content:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str
+    quantity: int = Field(gt=0)
+
+
+class ReserveStock(Command):
+    """Reserve every line of an order (all or nothing) and open a picking case."""
+
+    kind: Literal["ReserveStock"] = "ReserveStock"
+    order_id: str
+    lines: tuple[OrderLine, ...] = Field(min_length=1)
+
+
+class ReleaseStock(Command):
+    """Compensation: put the reserved units back in the warehouses they came from."""
+
+    kind: Literal["ReleaseStock"] = "ReleaseStock"
+
+
+class StockReserved(Reply):
+    kind: Literal["StockReserved"] = "StockReserved"
+    picking_case_id: str
+
+
+StoreCommand = Annotated[ReserveStock | ReleaseStock, Field(discriminator="kind")]
+
+OUT_OF_STOCK: Final = "OUT_OF_STOCK"

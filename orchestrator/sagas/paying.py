@@ -1,0 +1,102 @@
+"""Taking a client's money, shared by the sagas that sell something.
+
+Two conditional steps: bank card and SBP go to payment (the bank API), wallet and gift
+card go to billing. Exactly one of them runs for a saga; each has its own refund.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from events.base import UpstreamRecord
+from events.billing import BalanceSource, CheckCustomer, DebitBalance, RefundBalance
+from events.payment import ChargeBank, PaymentDetails, PaymentMethod, RefundBank
+from orchestrator.engine.definition import Saga
+from orchestrator.engine.participants import BILLING, PAYMENT
+
+
+class Paying(BaseModel):
+    """The part of a saga's state that says who pays what, how."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: str
+    amount_minor: int
+    currency: str
+    payment: PaymentDetails
+    purpose: str
+
+
+def through_bank(saga: Paying) -> bool:
+    return saga.payment.method.through_bank
+
+
+def from_balance(saga: Paying) -> bool:
+    return not saga.payment.method.through_bank
+
+
+def check_customer(saga: Paying) -> CheckCustomer:
+    return CheckCustomer(customer_id=saga.customer_id)
+
+
+def charge_bank(saga: Paying) -> ChargeBank:
+    return ChargeBank(
+        customer_id=saga.customer_id,
+        amount_minor=saga.amount_minor,
+        currency=saga.currency,
+        method=saga.payment.method,
+        card_token=saga.payment.card_token,
+        purpose=saga.purpose,
+    )
+
+
+def refund_bank(_: Paying) -> RefundBank:
+    return RefundBank()
+
+
+def debit_balance(saga: Paying) -> DebitBalance:
+    gift_card = saga.payment.method == PaymentMethod.GIFT_CARD
+    return DebitBalance(
+        customer_id=saga.customer_id,
+        source=BalanceSource.GIFT_CARD if gift_card else BalanceSource.WALLET,
+        gift_card_id=saga.payment.gift_card_id if gift_card else None,
+        amount_minor=saga.amount_minor,
+        currency=saga.currency,
+        purpose=saga.purpose,
+    )
+
+
+def refund_balance(_: Paying) -> RefundBalance:
+    return RefundBalance()
+
+
+BANK_RETRIES = 3
+"""An unavailable acquirer is retried this many times with backoff before TIMEOUT."""
+
+
+P = TypeVar("P", bound=Paying)
+R = TypeVar("R", bound=UpstreamRecord)
+
+
+def with_payment_steps(saga: Saga[P, R]) -> Saga[P, R]:
+    """check-customer, then charge-bank or debit-balance (whichever the method needs)."""
+    return (
+        saga.step("check-customer", BILLING, send=check_customer)
+        .step(
+            "charge-bank",
+            PAYMENT,
+            send=charge_bank,
+            compensate=refund_bank,
+            when=through_bank,
+            retries=BANK_RETRIES,
+        )
+        .step(
+            "debit-balance",
+            BILLING,
+            send=debit_balance,
+            compensate=refund_balance,
+            when=from_balance,
+        )
+    )

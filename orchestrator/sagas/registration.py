@@ -1,0 +1,82 @@
+"""Client registration (seed 003, auth): billing opens the wallet, notification the account."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from events import topics
+from events.base import Reply
+from events.billing import CloseCustomerWallet, CustomerWalletOpened, OpenCustomerWallet
+from events.customers import CustomerRegistered, CustomerStatus, CustomerStatusChanged
+from events.notification import CloseAccount, CreateAccount
+from orchestrator.engine.definition import Saga, SagaResult
+from orchestrator.engine.participants import BILLING, NOTIFICATION
+
+
+class Registration(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer: CustomerRegistered
+    wallet_id: str | None = None
+
+
+def begin(record: CustomerRegistered) -> Registration:
+    return Registration(customer=record)
+
+
+def open_wallet(saga: Registration) -> OpenCustomerWallet:
+    return OpenCustomerWallet(
+        customer_id=saga.customer.customer_id, currency=saga.customer.currency
+    )
+
+
+def with_wallet(saga: Registration, reply: Reply) -> Registration:
+    assert isinstance(reply, CustomerWalletOpened)
+    return saga.model_copy(update={"wallet_id": reply.wallet_id})
+
+
+def create_account(saga: Registration) -> CreateAccount:
+    customer = saga.customer
+    return CreateAccount(
+        customer_id=customer.customer_id,
+        username=customer.username,
+        email=customer.email,
+        phone=customer.phone,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+    )
+
+
+def customer_status(saga: Registration, result: SagaResult) -> CustomerStatusChanged:
+    active = result.status == CustomerStatus.ACTIVE
+    return CustomerStatusChanged(
+        customer_id=saga.customer.customer_id,
+        saga_id=result.saga_id,
+        status=CustomerStatus(result.status),
+        reason=result.reason,
+        wallet_id=saga.wallet_id if active else None,
+    )
+
+
+REGISTRATION_SAGA: Saga[Registration, CustomerRegistered] = (
+    Saga(
+        "registration",
+        state=Registration,
+        trigger=CustomerRegistered,
+        inbound_topic=topics.CUSTOMERS_REGISTERED,
+        outcome_topic=topics.CUSTOMERS_STATUS,
+        begin=begin,
+        outcome=customer_status,
+        outcome_key=lambda saga: saga.customer.customer_id,
+        success_status=CustomerStatus.ACTIVE,
+        failure_status=CustomerStatus.REJECTED,
+    )
+    .step(
+        "open-wallet",
+        BILLING,
+        send=open_wallet,
+        on_success=with_wallet,
+        compensate=lambda _: CloseCustomerWallet(),
+    )
+    .step("create-account", NOTIFICATION, send=create_account, compensate=lambda _: CloseAccount())
+)

@@ -1,0 +1,335 @@
+"""Client wallets and gift cards (seed 003): every movement goes through the ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.base import Reply, StepFailed
+from events.billing import (
+    CODE_ALREADY_USED,
+    CURRENCY_MISMATCH,
+    GIFT_CARD_INACTIVE,
+    GIFT_CARD_NOT_FOUND,
+    INSUFFICIENT_FUNDS,
+    INVALID_ACTIVATION_CODE,
+    SUPPORTED_CURRENCIES,
+    UNKNOWN_CUSTOMER,
+    UNSUPPORTED_CURRENCY,
+    WALLET_NOT_EMPTY,
+    BalanceDebited,
+    BalanceSource,
+    CheckCustomer,
+    CodeRedeemed,
+    CreditWallet,
+    CustomerChecked,
+    CustomerWalletOpened,
+    DebitBalance,
+    GiftCardIssued,
+    IssueGiftCard,
+    OpenCustomerWallet,
+    RedeemActivationCode,
+    WalletCredited,
+)
+from events.envelope import Envelope
+from schemas.billing import customer_wallets, gift_cards
+from workers.billing import ledger
+from workers.giftcard_codes import stored_hash, stored_hash_of_card
+from workers.operations import Operations, step_key
+
+GIFT_CARD_IN_USE = "GIFT_CARD_IN_USE"
+GIFT_CARD_SALES = "giftcards"
+
+
+class CustomerAccounts:
+    """The billing commands of seed 003; each runs once per saga step (see Operations)."""
+
+    def __init__(self, operations: Operations, code_key: str) -> None:
+        self.operations = operations
+        self.code_key = code_key
+
+    async def open_wallet(
+        self, conn: AsyncConnection, envelope: Envelope, command: OpenCustomerWallet
+    ) -> Reply:
+        saga_id, _ = step_key(envelope)
+
+        async def action() -> Reply:
+            if command.currency not in SUPPORTED_CURRENCIES:
+                return StepFailed(
+                    reason=UNSUPPORTED_CURRENCY,
+                    detail=f"{command.currency} is not supported: {sorted(SUPPORTED_CURRENCIES)}",
+                )
+            wallet_id = f"W-{uuid4().hex[:20]}"
+            inserted = await conn.execute(
+                pg_insert(customer_wallets)
+                .values(
+                    wallet_id=wallet_id,
+                    customer_id=command.customer_id,
+                    currency=command.currency,
+                    balance_minor=0,
+                    status="OPEN",
+                    saga_id=saga_id,
+                )
+                .on_conflict_do_nothing(index_elements=[customer_wallets.c.customer_id])
+                .returning(customer_wallets.c.wallet_id)
+            )
+            if inserted.first() is None:
+                return StepFailed(
+                    reason="CUSTOMER_EXISTS",
+                    detail=f"client {command.customer_id} already has a wallet",
+                )
+            return CustomerWalletOpened(wallet_id=wallet_id, currency=command.currency)
+
+        return await self.operations.run(conn, envelope, action)
+
+    async def close_wallet(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
+        async def undo(done: Reply) -> StepFailed | None:
+            assert isinstance(done, CustomerWalletOpened)
+            closed = await conn.execute(
+                update(customer_wallets)
+                .where(
+                    customer_wallets.c.wallet_id == done.wallet_id,
+                    customer_wallets.c.balance_minor == 0,
+                )
+                .values(status="CLOSED", updated_at=func.now())
+                .returning(customer_wallets.c.wallet_id)
+            )
+            if closed.first() is None:
+                return StepFailed(reason=WALLET_NOT_EMPTY, detail="money arrived on the wallet")
+            return None
+
+        return await self.operations.undo(conn, envelope, undo)
+
+    async def check_customer(
+        self, conn: AsyncConnection, envelope: Envelope, command: CheckCustomer
+    ) -> Reply:
+        wallet = await self._wallet(conn, command.customer_id)
+        if wallet is None:
+            return _unknown_customer(command.customer_id)
+        return CustomerChecked(wallet_id=wallet.wallet_id)
+
+    async def debit(
+        self, conn: AsyncConnection, envelope: Envelope, command: DebitBalance
+    ) -> Reply:
+        saga_id, step = step_key(envelope)
+
+        async def action() -> Reply:
+            if command.source == BalanceSource.WALLET:
+                wallet = await self._wallet(conn, command.customer_id)
+                if wallet is None:
+                    return _unknown_customer(command.customer_id)
+                account, currency = ledger.wallet_account(wallet.wallet_id), wallet.currency
+            else:
+                card = await self._gift_card(conn, command.gift_card_id or "")
+                if card is None or card.owner_id != command.customer_id:
+                    return StepFailed(
+                        reason=GIFT_CARD_NOT_FOUND,
+                        detail=f"client {command.customer_id} has no gift card "
+                        f"{command.gift_card_id}",
+                    )
+                if card.status != "ACTIVE":
+                    return StepFailed(reason=GIFT_CARD_INACTIVE, detail=f"card is {card.status}")
+                account, currency = ledger.gift_card_account(card.gift_card_id), card.currency
+            if currency != command.currency:
+                return _currency_mismatch(currency, command.currency)
+            try:
+                balance, _ = await ledger.move(
+                    conn,
+                    source=account,
+                    target=ledger.sales_account(command.purpose),
+                    amount_minor=command.amount_minor,
+                    currency=currency,
+                    saga_id=saga_id,
+                    step=step,
+                    memo=f"payment for {command.purpose}",
+                )
+            except ledger.InsufficientFunds:
+                return StepFailed(
+                    reason=INSUFFICIENT_FUNDS, detail=f"{account} cannot pay {command.amount_minor}"
+                )
+            assert balance is not None
+            return BalanceDebited(account_id=account, balance_minor=balance)
+
+        return await self.operations.run(conn, envelope, action)
+
+    async def refund(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
+        return await self._reverse(conn, envelope, "refund")
+
+    async def credit(
+        self, conn: AsyncConnection, envelope: Envelope, command: CreditWallet
+    ) -> Reply:
+        saga_id, step = step_key(envelope)
+
+        async def action() -> Reply:
+            wallet = await self._wallet(conn, command.customer_id)
+            if wallet is None:
+                return _unknown_customer(command.customer_id)
+            if wallet.currency != command.currency:
+                return _currency_mismatch(wallet.currency, command.currency)
+            _, balance = await ledger.move(
+                conn,
+                source=ledger.BANK_CLEARING,
+                target=ledger.wallet_account(wallet.wallet_id),
+                amount_minor=command.amount_minor,
+                currency=wallet.currency,
+                saga_id=saga_id,
+                step=step,
+                memo="wallet top-up",
+            )
+            assert balance is not None
+            return WalletCredited(wallet_id=wallet.wallet_id, balance_minor=balance)
+
+        return await self.operations.run(conn, envelope, action)
+
+    async def issue_gift_card(
+        self, conn: AsyncConnection, envelope: Envelope, command: IssueGiftCard
+    ) -> Reply:
+        saga_id, step = step_key(envelope)
+
+        async def action() -> Reply:
+            if command.currency not in SUPPORTED_CURRENCIES:
+                return StepFailed(reason=UNSUPPORTED_CURRENCY, detail=command.currency)
+            gift_card_id = f"G-{uuid4().hex[:20]}"
+            await conn.execute(
+                pg_insert(gift_cards).values(
+                    gift_card_id=gift_card_id,
+                    code_hash=stored_hash_of_card(self.code_key, gift_card_id),
+                    currency=command.currency,
+                    initial_minor=command.amount_minor,
+                    balance_minor=0,
+                    status="INACTIVE",
+                    purchaser_id=command.purchaser_id,
+                    recipient_name=command.recipient_name,
+                    design=command.design,
+                    saga_id=saga_id,
+                )
+            )
+            await ledger.move(
+                conn,
+                source=ledger.sales_account(GIFT_CARD_SALES),
+                target=ledger.gift_card_account(gift_card_id),
+                amount_minor=command.amount_minor,
+                currency=command.currency,
+                saga_id=saga_id,
+                step=step,
+                memo="gift card issued",
+            )
+            return GiftCardIssued(gift_card_id=gift_card_id)
+
+        return await self.operations.run(conn, envelope, action)
+
+    async def cancel_gift_card(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
+        saga_id, step = step_key(envelope)
+
+        async def undo(done: Reply) -> StepFailed | None:
+            assert isinstance(done, GiftCardIssued)
+            cancelled = await conn.execute(
+                update(gift_cards)
+                .where(
+                    gift_cards.c.gift_card_id == done.gift_card_id,
+                    gift_cards.c.status == "INACTIVE",
+                )
+                .values(status="CANCELLED", updated_at=func.now())
+                .returning(gift_cards.c.gift_card_id)
+            )
+            if cancelled.first() is None:
+                return StepFailed(reason=GIFT_CARD_IN_USE, detail="the card was activated")
+            await ledger.reverse_step(conn, saga_id, step, "gift card cancelled")
+            return None
+
+        return await self.operations.undo(conn, envelope, undo)
+
+    async def redeem(
+        self, conn: AsyncConnection, envelope: Envelope, command: RedeemActivationCode
+    ) -> Reply:
+        saga_id, _ = step_key(envelope)
+
+        async def action() -> Reply:
+            if await self._wallet(conn, command.customer_id) is None:
+                return _unknown_customer(command.customer_id)
+            code_hash = stored_hash(self.code_key, command.code_digest)
+            card = (
+                await conn.execute(
+                    select(gift_cards).where(gift_cards.c.code_hash == code_hash).with_for_update()
+                )
+            ).first()
+            if card is None or card.status == "CANCELLED":
+                return StepFailed(reason=INVALID_ACTIVATION_CODE, detail="no gift card has it")
+            if card.status != "INACTIVE":
+                return StepFailed(reason=CODE_ALREADY_USED, detail="the code was used already")
+            await conn.execute(
+                update(gift_cards)
+                .where(gift_cards.c.gift_card_id == card.gift_card_id)
+                .values(
+                    status="ACTIVE",
+                    owner_id=command.customer_id,
+                    activated_by_saga=saga_id,
+                    updated_at=func.now(),
+                )
+            )
+            return CodeRedeemed(
+                gift_card_id=card.gift_card_id,
+                balance_minor=card.balance_minor,
+                currency=card.currency,
+            )
+
+        return await self.operations.run(conn, envelope, action)
+
+    async def undo_redemption(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
+        async def undo(done: Reply) -> StepFailed | None:
+            assert isinstance(done, CodeRedeemed)
+            reverted = await conn.execute(
+                update(gift_cards)
+                .where(
+                    gift_cards.c.gift_card_id == done.gift_card_id,
+                    gift_cards.c.balance_minor == gift_cards.c.initial_minor,
+                )
+                .values(
+                    status="INACTIVE", owner_id=None, activated_by_saga=None, updated_at=func.now()
+                )
+                .returning(gift_cards.c.gift_card_id)
+            )
+            if reverted.first() is None:
+                return StepFailed(reason=GIFT_CARD_IN_USE, detail="the card was spent from")
+            return None
+
+        return await self.operations.undo(conn, envelope, undo)
+
+    async def _reverse(self, conn: AsyncConnection, envelope: Envelope, memo: str) -> Reply:
+        saga_id, step = step_key(envelope)
+
+        async def undo(_done: Reply) -> StepFailed | None:
+            try:
+                await ledger.reverse_step(conn, saga_id, step, memo)
+            except ledger.InsufficientFunds as exc:
+                return StepFailed(reason=INSUFFICIENT_FUNDS, detail=f"cannot take back from {exc}")
+            return None
+
+        return await self.operations.undo(conn, envelope, undo)
+
+    async def _wallet(self, conn: AsyncConnection, customer_id: str) -> Row[Any, Any] | None:
+        return (
+            await conn.execute(
+                select(customer_wallets.c.wallet_id, customer_wallets.c.currency).where(
+                    customer_wallets.c.customer_id == customer_id,
+                    customer_wallets.c.status == "OPEN",
+                )
+            )
+        ).first()
+
+    async def _gift_card(self, conn: AsyncConnection, gift_card_id: str) -> Row[Any, Any] | None:
+        return (
+            await conn.execute(select(gift_cards).where(gift_cards.c.gift_card_id == gift_card_id))
+        ).first()
+
+
+def _unknown_customer(customer_id: str) -> StepFailed:
+    return StepFailed(reason=UNKNOWN_CUSTOMER, detail=f"no registered client {customer_id}")
+
+
+def _currency_mismatch(held: str, asked: str) -> StepFailed:
+    return StepFailed(reason=CURRENCY_MISMATCH, detail=f"the account holds {held}, not {asked}")

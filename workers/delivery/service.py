@@ -1,0 +1,136 @@
+"""Delivery worker: pickup points and courier companies with capacity, delivery cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import uuid4
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.base import Reply, StepFailed
+from events.delivery import (
+    NO_DELIVERY_CAPACITY,
+    UNKNOWN_DELIVERY_POINT,
+    BookDelivery,
+    CancelDelivery,
+    DeliveryBooked,
+    PointUpdated,
+)
+from events.envelope import Envelope
+from events.money import to_minor
+from schemas.delivery import delivery_cases, delivery_operations, delivery_points, point_updates
+from workers.operations import Operations, step_key
+
+
+class DeliveryService:
+    """Handles the delivery commands; each is idempotent per saga step."""
+
+    def __init__(self) -> None:
+        self.operations = Operations(delivery_operations)
+
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope, command: object) -> Reply:
+        match command:
+            case BookDelivery():
+                return await self.book(conn, envelope, command)
+            case CancelDelivery():
+                return await self.cancel(conn, envelope)
+        raise TypeError(f"delivery cannot handle {type(command).__name__}")
+
+    async def book(self, conn: AsyncConnection, envelope: Envelope, command: BookDelivery) -> Reply:
+        saga_id, _ = step_key(envelope)
+
+        async def action() -> Reply:
+            point = (
+                await conn.execute(
+                    select(delivery_points.c.kind).where(
+                        delivery_points.c.point_id == command.point_id
+                    )
+                )
+            ).first()
+            if point is None or point.kind != command.method.value:
+                return StepFailed(
+                    reason=UNKNOWN_DELIVERY_POINT,
+                    detail=f"no {command.method.value} point {command.point_id}",
+                )
+            taken = await conn.execute(
+                update(delivery_points)
+                .where(
+                    delivery_points.c.point_id == command.point_id, delivery_points.c.capacity > 0
+                )
+                .values(capacity=delivery_points.c.capacity - 1, updated_at=func.now())
+                .returning(delivery_points.c.capacity)
+            )
+            if taken.first() is None:
+                return StepFailed(
+                    reason=NO_DELIVERY_CAPACITY, detail=f"{command.point_id} has no free slot"
+                )
+            case_id = f"DLV-{uuid4().hex[:16]}"
+            await conn.execute(
+                pg_insert(delivery_cases).values(
+                    case_id=case_id,
+                    saga_id=saga_id,
+                    order_id=command.order_id,
+                    point_id=command.point_id,
+                    method=command.method.value,
+                    address=command.address,
+                    status="OPEN",
+                )
+            )
+            return DeliveryBooked(delivery_case_id=case_id)
+
+        return await self.operations.run(conn, envelope, action)
+
+    async def cancel(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
+        async def undo(done: Reply) -> StepFailed | None:
+            assert isinstance(done, DeliveryBooked)
+            cancelled = await conn.execute(
+                update(delivery_cases)
+                .where(
+                    delivery_cases.c.case_id == done.delivery_case_id,
+                    delivery_cases.c.status == "OPEN",
+                )
+                .values(status="CANCELLED", updated_at=func.now())
+                .returning(delivery_cases.c.point_id)
+            )
+            point_id = cancelled.scalar_one_or_none()
+            if point_id is not None:
+                await conn.execute(
+                    update(delivery_points)
+                    .where(delivery_points.c.point_id == point_id)
+                    .values(capacity=delivery_points.c.capacity + 1, updated_at=func.now())
+                )
+            return None
+
+        return await self.operations.undo(conn, envelope, undo)
+
+
+async def update_points(conn: AsyncConnection, updates: Sequence[PointUpdated]) -> int:
+    """The ``delivery.points-updated`` feed: set each point's state, once per update."""
+    applied = 0
+    for point in updates:
+        fresh = await conn.execute(
+            pg_insert(point_updates)
+            .values(update_key=point.business_key(), point_id=point.point_id)
+            .on_conflict_do_nothing()
+            .returning(point_updates.c.update_key)
+        )
+        if fresh.first() is None:
+            continue
+        applied += 1
+        state = {
+            "kind": point.kind.value,
+            "name": point.name,
+            "capacity": point.capacity,
+            "price_minor": None if point.price is None else to_minor(point.price),
+        }
+        await conn.execute(
+            pg_insert(delivery_points)
+            .values(point_id=point.point_id, **state)
+            .on_conflict_do_update(
+                index_elements=[delivery_points.c.point_id],
+                set_={**state, "updated_at": func.now()},
+            )
+        )
+    return applied

@@ -1,0 +1,44 @@
+"""Message templates per event: subject and body, filled from the command's parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from string import Template
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    subject: str
+    body: str
+
+    def render(self, params: dict[str, str]) -> tuple[str, str]:
+        return (
+            Template(self.subject).safe_substitute(params),
+            Template(self.body).safe_substitute(params),
+        )
+
+
+TEMPLATES: dict[str, MessageTemplate] = {
+    "order-confirmed": MessageTemplate(
+        "Order $order_id is paid",
+        "Hello $first_name, your order $order_id is paid ($total $currency) and on its way "
+        "to $delivery.",
+    ),
+    "wallet-topped-up": MessageTemplate(
+        "Your wallet is topped up",
+        "Hello $first_name, $amount $currency arrived on your wallet; the balance is "
+        "$balance $currency.",
+    ),
+    "giftcard-code": MessageTemplate(
+        "$recipient_name, you have a gift card",
+        "Hello $recipient_name, somebody gave you a gift card of $amount $currency "
+        "(design: $design). Your activation code: $code",
+    ),
+}
+
+
+def template(name: str) -> MessageTemplate:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"no notification template {name!r}; known: {sorted(TEMPLATES)}") from None

@@ -1,0 +1,97 @@
+"""The bank API behind bank card and SBP payments: an interface and the built-in simulator.
+
+The simulator follows the contract's test data rules: token ``tok_decline`` is declined,
+``tok_unavailable`` finds the acquirer unavailable on every try (seed 002: 503), any
+other token is approved. Charges are idempotent by key on the bank's side, as real
+acquirers' are, and the simulator keeps its own book so tests can reconcile with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import uuid4
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.payment import bank_simulator_book
+
+DECLINE_TOKEN = "tok_decline"
+UNAVAILABLE_TOKEN = "tok_unavailable"
+
+
+class BankDeclined(Exception):
+    """The issuer refused the charge (a business answer: not retried)."""
+
+
+class BankUnavailable(Exception):
+    """The acquirer did not answer (transient: retried with backoff)."""
+
+
+@dataclass(frozen=True)
+class BankCharge:
+    reference: str
+    amount_minor: int
+
+
+class BankApi(Protocol):
+    async def charge(
+        self,
+        conn: AsyncConnection,
+        idempotency_key: str,
+        token: str | None,
+        amount_minor: int,
+        currency: str,
+    ) -> BankCharge: ...
+
+    async def refund(self, conn: AsyncConnection, reference: str, amount_minor: int) -> None: ...
+
+
+class SimulatedBank:
+    """The built-in bank; its book lives in ``bank_simulator_book``."""
+
+    async def charge(
+        self,
+        conn: AsyncConnection,
+        idempotency_key: str,
+        token: str | None,
+        amount_minor: int,
+        currency: str,
+    ) -> BankCharge:
+        if token == UNAVAILABLE_TOKEN:
+            raise BankUnavailable("acquirer unavailable (503)")
+        if token == DECLINE_TOKEN:
+            raise BankDeclined("declined by the issuer")
+        reference = f"BNK-{uuid4().hex[:20]}"
+        await conn.execute(
+            pg_insert(bank_simulator_book)
+            .values(
+                reference=reference,
+                idempotency_key=idempotency_key,
+                amount_minor=amount_minor,
+                refunded_minor=0,
+                currency=currency,
+            )
+            .on_conflict_do_nothing(index_elements=[bank_simulator_book.c.idempotency_key])
+        )
+        booked = (
+            await conn.execute(
+                select(bank_simulator_book.c.reference, bank_simulator_book.c.amount_minor).where(
+                    bank_simulator_book.c.idempotency_key == idempotency_key
+                )
+            )
+        ).one()
+        return BankCharge(booked.reference, booked.amount_minor)
+
+    async def refund(self, conn: AsyncConnection, reference: str, amount_minor: int) -> None:
+        await conn.execute(
+            update(bank_simulator_book)
+            .where(
+                bank_simulator_book.c.reference == reference,
+                bank_simulator_book.c.refunded_minor + amount_minor
+                <= bank_simulator_book.c.amount_minor,
+            )
+            .values(refunded_minor=bank_simulator_book.c.refunded_minor + amount_minor)
+        )

@@ -1,0 +1,199 @@
+"""Store worker: stock per SKU and warehouse, all-or-nothing reservations, picking cases."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from uuid import UUID, uuid4
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from events.base import Reply, StepFailed
+from events.envelope import Envelope
+from events.money import to_minor
+from events.store import OUT_OF_STOCK, ReleaseStock, ReserveStock, StockReceived, StockReserved
+from schemas.store import (
+    picking_cases,
+    products,
+    reservations,
+    stock,
+    stock_receipts,
+    store_operations,
+)
+from workers.operations import Operations, step_key
+
+
+class StoreService:
+    """Handles the store commands; each is idempotent per saga step."""
+
+    def __init__(self) -> None:
+        self.operations = Operations(store_operations)
+
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope, command: object) -> Reply:
+        match command:
+            case ReserveStock():
+                return await self.reserve(conn, envelope, command)
+            case ReleaseStock():
+                return await self.release(conn, envelope)
+        raise TypeError(f"store cannot handle {type(command).__name__}")
+
+    async def reserve(
+        self, conn: AsyncConnection, envelope: Envelope, command: ReserveStock
+    ) -> Reply:
+        saga_id, _ = step_key(envelope)
+
+        async def action() -> Reply:
+            wanted = Counter[str]()
+            for line in command.lines:
+                wanted[line.sku] += line.quantity
+            plan = await _allocate(conn, wanted)
+            if isinstance(plan, StepFailed):
+                return plan
+            for (sku, warehouse), quantity in plan.items():
+                await conn.execute(
+                    update(stock)
+                    .where(stock.c.sku == sku, stock.c.warehouse_id == warehouse)
+                    .values(
+                        available=stock.c.available - quantity,
+                        reserved=stock.c.reserved + quantity,
+                        updated_at=func.now(),
+                    )
+                )
+            await conn.execute(
+                pg_insert(reservations).values(
+                    [
+                        {
+                            "saga_id": saga_id,
+                            "sku": sku,
+                            "warehouse_id": warehouse,
+                            "quantity": quantity,
+                            "status": "RESERVED",
+                        }
+                        for (sku, warehouse), quantity in plan.items()
+                    ]
+                )
+            )
+            case_id = f"PICK-{uuid4().hex[:16]}"
+            await conn.execute(
+                pg_insert(picking_cases).values(
+                    case_id=case_id, saga_id=saga_id, order_id=command.order_id, status="OPEN"
+                )
+            )
+            return StockReserved(picking_case_id=case_id)
+
+        return await self.operations.run(conn, envelope, action)
+
+    async def release(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
+        saga_id, _ = step_key(envelope)
+
+        async def undo(_done: Reply) -> StepFailed | None:
+            await _release(conn, saga_id)
+            return None
+
+        return await self.operations.undo(conn, envelope, undo)
+
+
+async def _allocate(
+    conn: AsyncConnection, wanted: Counter[str]
+) -> dict[tuple[str, str], int] | StepFailed:
+    """Lock the SKUs' stock rows (in a fixed order) and take from the fullest warehouses."""
+    rows = (
+        await conn.execute(
+            select(stock.c.sku, stock.c.warehouse_id, stock.c.available)
+            .where(stock.c.sku.in_(sorted(wanted)))
+            .order_by(stock.c.sku, stock.c.warehouse_id)
+            .with_for_update()
+        )
+    ).all()
+    plan: dict[tuple[str, str], int] = {}
+    short: list[str] = []
+    for sku, quantity in sorted(wanted.items()):
+        left = quantity
+        for row in sorted((r for r in rows if r.sku == sku), key=lambda r: -r.available):
+            take = min(left, row.available)
+            if take > 0:
+                plan[(sku, row.warehouse_id)] = take
+                left -= take
+        if left > 0:
+            short.append(f"{sku} (short by {left})")
+    if short:
+        return StepFailed(reason=OUT_OF_STOCK, detail="not enough stock: " + ", ".join(short))
+    return plan
+
+
+async def _release(conn: AsyncConnection, saga_id: UUID) -> None:
+    held = (
+        await conn.execute(
+            update(reservations)
+            .where(reservations.c.saga_id == saga_id, reservations.c.status == "RESERVED")
+            .values(status="RELEASED")
+            .returning(reservations.c.sku, reservations.c.warehouse_id, reservations.c.quantity)
+        )
+    ).all()
+    for sku, warehouse, quantity in sorted(held):
+        await conn.execute(
+            update(stock)
+            .where(stock.c.sku == sku, stock.c.warehouse_id == warehouse)
+            .values(
+                available=stock.c.available + quantity,
+                reserved=stock.c.reserved - quantity,
+                updated_at=func.now(),
+            )
+        )
+    await conn.execute(
+        update(picking_cases)
+        .where(picking_cases.c.saga_id == saga_id)
+        .values(status="CANCELLED", updated_at=func.now())
+    )
+
+
+async def receive_stock(conn: AsyncConnection, receipts: Sequence[StockReceived]) -> int:
+    """The ``store.stock-received`` feed: add each receipt once."""
+    applied = 0
+    for receipt in receipts:
+        fresh = await conn.execute(
+            pg_insert(stock_receipts)
+            .values(
+                receipt_key=receipt.business_key(),
+                sku=receipt.sku,
+                warehouse_id=receipt.warehouse_id,
+                quantity=receipt.quantity,
+            )
+            .on_conflict_do_nothing()
+            .returning(stock_receipts.c.receipt_key)
+        )
+        if fresh.first() is None:
+            continue
+        applied += 1
+        added = pg_insert(stock).values(
+            sku=receipt.sku,
+            warehouse_id=receipt.warehouse_id,
+            available=receipt.quantity,
+            reserved=0,
+        )
+        await conn.execute(
+            added.on_conflict_do_update(
+                index_elements=[stock.c.sku, stock.c.warehouse_id],
+                set_={"available": stock.c.available + receipt.quantity, "updated_at": func.now()},
+            )
+        )
+        catalogue = {
+            key: value
+            for key, value in {
+                "name": receipt.name,
+                "price_minor": None if receipt.price is None else to_minor(receipt.price),
+                "discount_percent": receipt.discount_percent,
+            }.items()
+            if value is not None
+        }
+        product = pg_insert(products).values(sku=receipt.sku, **catalogue)
+        await conn.execute(
+            product.on_conflict_do_update(
+                index_elements=[products.c.sku], set_={**catalogue, "updated_at": func.now()}
+            )
+            if catalogue
+            else product.on_conflict_do_nothing()
+        )
+    return applied
