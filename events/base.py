@@ -29,6 +29,10 @@ class UpstreamRecord(BaseModel):
     def business_key(self) -> str:
         raise NotImplementedError
 
+    def record_key(self) -> str:
+        """The Kafka key the contract names for this topic (usually the business key)."""
+        return self.business_key()
+
 
 class Command(Message):
     """An order to one participant; subclasses fix ``kind`` to their class name."""

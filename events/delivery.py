@@ -34,6 +34,9 @@ class PointUpdated(UpstreamRecord):
     price: Balance | None = None
     revision: Identifier | None = None
 
+    def record_key(self) -> str:
+        return self.point_id
+
     def business_key(self) -> str:
         if self.revision is not None:
             return f"{self.point_id}:revision:{self.revision}"

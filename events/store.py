@@ -30,6 +30,9 @@ class StockReceived(UpstreamRecord):
     discount_percent: float | None = Field(default=None, ge=0, le=100)
     receipt_id: Identifier | None = None
 
+    def record_key(self) -> str:
+        return self.sku
+
     def business_key(self) -> str:
         if self.receipt_id is not None:
             return f"receipt:{self.receipt_id}"

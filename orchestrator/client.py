@@ -90,7 +90,7 @@ class UpstreamClient:
         await self.broker.publish(
             record.model_dump_json().encode(),
             topic,
-            key=record.business_key().encode(),
+            key=record.record_key().encode(),
             headers=headers,
         )
 

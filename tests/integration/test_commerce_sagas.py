@@ -1,0 +1,413 @@
+"""The commerce sagas of seed 003 through the contract topics: every outcome and reason,
+with balances, stock and delivery capacity checked afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+
+from events import topics
+from events.delivery import DeliveryMethod
+from events.orders import DeliveryChoice
+from orchestrator.client import UpstreamClient
+from orchestrator.embedded import EmbeddedStack
+from tests.integration import commerce as c
+from tests.integration.helpers import query, unique
+
+pytestmark = pytest.mark.usefixtures("running_app")
+
+
+@pytest.fixture
+async def client(stack: EmbeddedStack) -> AsyncIterator[UpstreamClient]:
+    async with UpstreamClient(stack.settings(), watch=c.WATCHED) as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def outcomes(client: UpstreamClient) -> c.Outcomes:
+    return c.Outcomes(client)
+
+
+async def registered(client: UpstreamClient, outcomes: c.Outcomes, **kwargs: str) -> str:
+    record = c.customer(**kwargs)
+    await client.send(topics.CUSTOMERS_REGISTERED, record)
+    status = await outcomes.one(record.customer_id)
+    assert status["status"] == "ACTIVE", status
+    return record.customer_id
+
+
+async def shop(client: UpstreamClient, units: int = 10, slots: int = 5) -> tuple[str, str]:
+    """A fresh SKU with ``units`` in stock (over two warehouses) and a pickup point."""
+    sku, point_id = unique("SKU"), unique("PP")
+    await client.send(topics.STORE_STOCK_RECEIVED, c.stock(sku, units - units // 2, "WH-1"))
+    await client.send(topics.STORE_STOCK_RECEIVED, c.stock(sku, units // 2, "WH-2"))
+    await client.send(topics.DELIVERY_POINTS_UPDATED, c.point(point_id, slots))
+    return sku, point_id
+
+
+async def funded(
+    client: UpstreamClient, outcomes: c.Outcomes, customer_id: str, amount: str
+) -> None:
+    request = c.topup(customer_id, amount)
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+    assert (await outcomes.one(request.topup_id))["status"] == "COMPLETED"
+
+
+async def bank_statuses(stack: EmbeddedStack, customer_id: str) -> list[str]:
+    rows = await query(
+        stack.database_url,
+        "SELECT status FROM bank_payments WHERE customer_id = :c ORDER BY created_at",
+        c=customer_id,
+    )
+    return [str(row[0]) for row in rows]
+
+
+# -- registration -------------------------------------------------------------------------
+
+
+async def test_registration_opens_wallet_and_account(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    record = c.customer()
+    await client.send(topics.CUSTOMERS_REGISTERED, record)
+    status = await outcomes.one(record.customer_id)
+
+    assert status["status"] == "ACTIVE"
+    assert status["reason"] is None
+    assert status["wallet_id"]
+    assert await c.wallet_balance(stack.database_url, record.customer_id) == 0
+    channels = await query(
+        stack.database_url,
+        "SELECT ch.channel, ch.address FROM notification_channels ch "
+        "JOIN notification_accounts a USING (account_id) WHERE a.customer_id = :c "
+        "ORDER BY ch.channel",
+        c=record.customer_id,
+    )
+    assert channels == [("email", record.email), ("sms", record.phone)]
+
+
+async def test_taken_username_is_rejected_and_its_wallet_closed(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    first = c.customer()
+    await client.send(topics.CUSTOMERS_REGISTERED, first)
+    await outcomes.one(first.customer_id)
+    second = c.customer().model_copy(update={"username": first.username})
+    await client.send(topics.CUSTOMERS_REGISTERED, second)
+    status = await outcomes.one(second.customer_id)
+
+    assert (status["status"], status["reason"], status["wallet_id"]) == (
+        "REJECTED",
+        "USERNAME_TAKEN",
+        None,
+    )
+    wallets = await query(
+        stack.database_url,
+        "SELECT status FROM customer_wallets WHERE customer_id = :c",
+        c=second.customer_id,
+    )
+    assert wallets == [("CLOSED",)]
+
+
+# -- wallet top-up ------------------------------------------------------------------------
+
+
+async def test_topup_credits_wallet_and_tells_the_client(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    request = c.topup(customer_id, "150.25", c.SBP)
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+    status = await outcomes.one(request.topup_id)
+
+    assert (status["status"], status["reason"], Decimal(status["balance"])) == (
+        "COMPLETED",
+        None,
+        Decimal("150.25"),
+    )
+    assert await c.wallet_balance(stack.database_url, customer_id) == Decimal("150.25")
+    mail = await outcomes.mail_to(f"{customer_id}@example.com")
+    assert mail["template"] == "wallet-topped-up"
+    assert "150.25" in mail["body"]
+    await c.ledger_consistent(stack.database_url)
+
+
+@pytest.mark.parametrize(
+    ("payment", "reason"), [(c.DECLINED, "PAYMENT_DECLINED"), (c.UNAVAILABLE, "TIMEOUT")]
+)
+async def test_topup_refused_by_the_bank_changes_nothing(
+    client: UpstreamClient,
+    outcomes: c.Outcomes,
+    stack: EmbeddedStack,
+    payment: c.PaymentDetails,
+    reason: str,
+) -> None:
+    customer_id = await registered(client, outcomes)
+    request = c.topup(customer_id, "10", payment)
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+    status = await outcomes.one(request.topup_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", reason)
+    assert await c.wallet_balance(stack.database_url, customer_id) == 0
+    assert await bank_statuses(stack, customer_id) == []
+
+
+async def test_topup_for_unknown_client_is_refunded(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = unique("nobody")
+    request = c.topup(customer_id, "20")
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+    status = await outcomes.one(request.topup_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", "UNKNOWN_CUSTOMER")
+    assert await bank_statuses(stack, customer_id) == ["REFUNDED"]
+
+
+# -- order checkout -----------------------------------------------------------------------
+
+
+async def test_order_paid_by_card_is_confirmed_with_stock_and_slot_taken(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    sku, point_id = await shop(client, units=10, slots=5)
+    request = c.order(customer_id, [(sku, 7, "10.50")], point_id, cost="3.00")
+    await client.send(topics.ORDERS_SUBMITTED, request)
+    status = await outcomes.one(request.order_id)
+
+    assert (status["status"], status["reason"]) == ("CONFIRMED", None)
+    assert Decimal(status["total"]) == Decimal("76.50")
+    assert status["saga_id"]
+    assert await c.available(stack.database_url, sku) == (3, 7)
+    assert await c.capacity(stack.database_url, point_id) == 4
+    assert await bank_statuses(stack, customer_id) == ["CAPTURED"]
+    mail = await outcomes.mail_to(f"{customer_id}@example.com")
+    assert mail["template"] == "order-confirmed"
+    assert request.order_id in mail["body"]
+
+
+async def test_order_paid_from_wallet_needs_the_funds(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    sku, point_id = await shop(client)
+    poor = c.order(customer_id, [(sku, 2, "30")], point_id, c.WALLET, cost="0")
+    await client.send(topics.ORDERS_SUBMITTED, poor)
+    assert (await outcomes.one(poor.order_id))["reason"] == "INSUFFICIENT_FUNDS"
+
+    await funded(client, outcomes, customer_id, "100")
+    paid = c.order(customer_id, [(sku, 2, "30")], point_id, c.WALLET, cost="5")
+    await client.send(topics.ORDERS_SUBMITTED, paid)
+    status = await outcomes.one(paid.order_id)
+
+    assert (status["status"], Decimal(status["total"])) == ("CONFIRMED", Decimal("65.00"))
+    assert await c.wallet_balance(stack.database_url, customer_id) == Decimal("35.00")
+    assert await c.available(stack.database_url, sku) == (8, 2)
+    await c.ledger_consistent(stack.database_url)
+
+
+async def test_out_of_stock_refunds_the_card(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    sku, point_id = await shop(client, units=3)
+    request = c.order(customer_id, [(sku, 4, "1")], point_id)
+    await client.send(topics.ORDERS_SUBMITTED, request)
+    status = await outcomes.one(request.order_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", "OUT_OF_STOCK")
+    assert await c.available(stack.database_url, sku) == (3, 0)
+    assert await bank_statuses(stack, customer_id) == ["REFUNDED"]
+
+
+async def test_no_delivery_capacity_releases_stock_and_returns_wallet_money(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    await funded(client, outcomes, customer_id, "50")
+    sku, point_id = await shop(client, units=5, slots=0)
+    request = c.order(customer_id, [(sku, 2, "10")], point_id, c.WALLET)
+    await client.send(topics.ORDERS_SUBMITTED, request)
+    status = await outcomes.one(request.order_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", "NO_DELIVERY_CAPACITY")
+    assert await c.available(stack.database_url, sku) == (5, 0)
+    assert await c.wallet_balance(stack.database_url, customer_id) == Decimal("50.00")
+    assert await c.capacity(stack.database_url, point_id) == 0
+    await c.ledger_consistent(stack.database_url)
+
+
+@pytest.mark.parametrize(
+    ("payment", "reason"), [(c.DECLINED, "PAYMENT_DECLINED"), (c.UNAVAILABLE, "TIMEOUT")]
+)
+async def test_order_refused_by_the_bank_takes_nothing(
+    client: UpstreamClient,
+    outcomes: c.Outcomes,
+    stack: EmbeddedStack,
+    payment: c.PaymentDetails,
+    reason: str,
+) -> None:
+    customer_id = await registered(client, outcomes)
+    sku, point_id = await shop(client)
+    request = c.order(customer_id, [(sku, 1, "5")], point_id, payment)
+    await client.send(topics.ORDERS_SUBMITTED, request)
+    status = await outcomes.one(request.order_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", reason)
+    assert await c.available(stack.database_url, sku) == (10, 0)
+    assert await c.capacity(stack.database_url, point_id) == 5
+
+
+async def test_order_of_unknown_client_is_cancelled_before_any_charge(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    sku, point_id = await shop(client)
+    customer_id = unique("nobody")
+    request = c.order(customer_id, [(sku, 1, "5")], point_id)
+    await client.send(topics.ORDERS_SUBMITTED, request)
+    status = await outcomes.one(request.order_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", "UNKNOWN_CUSTOMER")
+    assert await bank_statuses(stack, customer_id) == []
+
+
+async def test_courier_order_books_the_courier_company(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    sku, _ = await shop(client)
+    courier = unique("COURIER")
+    await client.send(
+        topics.DELIVERY_POINTS_UPDATED, c.point(courier, 2, kind=DeliveryMethod.COURIER)
+    )
+    request = c.order(customer_id, [(sku, 1, "5")], courier).model_copy(
+        update={
+            "delivery": DeliveryChoice(
+                method=DeliveryMethod.COURIER,
+                point_id=courier,
+                address="Moscow, Tverskaya 1",
+                cost=Decimal("4.99"),
+            )
+        }
+    )
+    await client.send(topics.ORDERS_SUBMITTED, request)
+    status = await outcomes.one(request.order_id)
+
+    assert (status["status"], Decimal(status["total"])) == ("CONFIRMED", Decimal("9.99"))
+    cases = await query(
+        stack.database_url,
+        "SELECT method, address, status FROM delivery_cases WHERE order_id = :o",
+        o=request.order_id,
+    )
+    assert cases == [("courier", "Moscow, Tverskaya 1", "OPEN")]
+
+
+# -- gift cards ---------------------------------------------------------------------------
+
+
+async def test_gift_card_bought_activated_and_spent(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    buyer = await registered(client, outcomes)
+    friend = await registered(client, outcomes)
+    bought = c.purchase(buyer, "40")
+    await client.send(topics.GIFTCARDS_PURCHASE_REQUESTED, bought)
+    status = await outcomes.one(bought.purchase_id)
+    assert (status["status"], status["reason"]) == ("COMPLETED", None)
+    assert "code" not in status and "activation_code" not in status
+    gift_card_id = status["gift_card_id"]
+
+    mail = await outcomes.mail_to(bought.recipient_email)
+    code = c.code_in(mail)
+    stored = await query(
+        stack.database_url, "SELECT code_hash FROM gift_cards WHERE gift_card_id = :g",
+        g=gift_card_id,
+    )
+    assert code not in str(stored) and code.replace("-", "") not in str(stored)
+
+    activated = c.activation(friend, code)
+    await client.send(topics.GIFTCARDS_ACTIVATION_REQUESTED, activated)
+    status = await outcomes.one(activated.activation_id)
+    assert (status["status"], status["gift_card_id"], Decimal(status["balance"])) == (
+        "ACTIVATED",
+        gift_card_id,
+        Decimal("40.00"),
+    )
+
+    again = c.activation(buyer, code)
+    await client.send(topics.GIFTCARDS_ACTIVATION_REQUESTED, again)
+    assert (await outcomes.one(again.activation_id))["reason"] == "CODE_ALREADY_USED"
+
+    sku, point_id = await shop(client)
+    spent = c.order(friend, [(sku, 3, "10")], point_id, c.gift_card(gift_card_id), cost="0")
+    await client.send(topics.ORDERS_SUBMITTED, spent)
+    assert (await outcomes.one(spent.order_id))["status"] == "CONFIRMED"
+    balance = await query(
+        stack.database_url,
+        "SELECT balance_minor, owner_id FROM gift_cards WHERE gift_card_id = :g",
+        g=gift_card_id,
+    )
+    assert balance == [(1000, friend)]
+    stolen = c.order(buyer, [(sku, 1, "1")], point_id, c.gift_card(gift_card_id), cost="0")
+    await client.send(topics.ORDERS_SUBMITTED, stolen)
+    assert (await outcomes.one(stolen.order_id))["reason"] == "GIFT_CARD_NOT_FOUND"
+    await c.ledger_consistent(stack.database_url)
+
+
+async def test_wrong_activation_code_is_rejected(
+    client: UpstreamClient, outcomes: c.Outcomes
+) -> None:
+    customer_id = await registered(client, outcomes)
+    request = c.activation(customer_id, "AAAA-BBBB-CCCC-DDDD")
+    await client.send(topics.GIFTCARDS_ACTIVATION_REQUESTED, request)
+    status = await outcomes.one(request.activation_id)
+    assert (status["status"], status["reason"]) == ("REJECTED", "INVALID_ACTIVATION_CODE")
+
+
+async def test_gift_card_for_bouncing_recipient_is_cancelled_and_refunded(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    buyer = await registered(client, outcomes)
+    await funded(client, outcomes, buyer, "30")
+    request = c.purchase(buyer, "25", c.WALLET, email="friend@bounce.test")
+    await client.send(topics.GIFTCARDS_PURCHASE_REQUESTED, request)
+    status = await outcomes.one(request.purchase_id)
+
+    assert (status["status"], status["reason"], status["gift_card_id"]) == (
+        "CANCELLED",
+        "RECIPIENT_UNREACHABLE",
+        None,
+    )
+    assert await c.wallet_balance(stack.database_url, buyer) == Decimal("30.00")
+    cards = await query(
+        stack.database_url, "SELECT status, balance_minor FROM gift_cards WHERE purchaser_id = :b",
+        b=buyer,
+    )
+    assert cards == [("CANCELLED", 0)]
+    await c.ledger_consistent(stack.database_url)
+
+
+# -- notification ---------------------------------------------------------------------------
+
+
+async def test_bounced_email_falls_back_to_sms_and_is_not_tried_again(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    record = c.customer(email=f"{unique('x')}@bounce.test")
+    await client.send(topics.CUSTOMERS_REGISTERED, record)
+    await outcomes.one(record.customer_id)
+    for _ in range(2):
+        await funded(client, outcomes, record.customer_id, "5")
+
+    texts = await outcomes.mails_to(record.phone, count=2)
+    assert [(m["channel"], m["template"]) for m in texts] == [("sms", "wallet-topped-up")] * 2
+    assert not [m for m in outcomes.mails if m["recipient"] == record.email]
+    tries = await query(
+        stack.database_url,
+        "SELECT channel, status FROM notifications WHERE recipient = :email",
+        email=record.email,
+    )
+    assert tries == [("email", "BOUNCED")]
