@@ -7,6 +7,7 @@ import contextlib
 import ssl
 from collections.abc import Iterable
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -96,4 +97,28 @@ async def ensure_topics(
         with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter made them
             await admin.create_topics(new)
     finally:
+        await admin.close()
+
+
+async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
+    """Records of ``topics`` that consumer group ``group`` has not committed yet."""
+    wanted = set(topics)
+    consumer = AIOKafkaConsumer(**admin_kwargs(settings))
+    admin = AIOKafkaAdminClient(**admin_kwargs(settings))
+    await consumer.start()
+    await admin.start()
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in sorted(wanted)
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        return sum(
+            max(0, end - (committed[tp].offset if tp in committed else 0))
+            for tp, end in ends.items()
+        )
+    finally:
+        await consumer.stop()
         await admin.close()

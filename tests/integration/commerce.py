@@ -70,9 +70,14 @@ def stock(sku: str, quantity: int, warehouse: str = "WH-1") -> StockReceived:
     return StockReceived(sku=sku, warehouse_id=warehouse, quantity=quantity, receipt_id=unique("r"))
 
 
-def point(point_id: str, capacity: int, kind: DeliveryMethod = DeliveryMethod.PICKUP) -> PointUpdated:
+def point(
+    point_id: str, capacity: int, kind: DeliveryMethod = DeliveryMethod.PICKUP
+) -> PointUpdated:
     return PointUpdated(
-        point_id=point_id, kind=kind, name=f"Point {point_id}", capacity=capacity,
+        point_id=point_id,
+        kind=kind,
+        name=f"Point {point_id}",
+        capacity=capacity,
         revision=unique("rev"),
     )
 
@@ -210,9 +215,9 @@ async def capacity(database_url: str, point_id: str) -> int:
 
 async def ledger_consistent(database_url: str) -> None:
     """Balances equal the sum of their ledger entries, and the ledger sums to zero."""
-    assert await query(database_url, "SELECT COALESCE(SUM(amount_minor), 0) FROM ledger_entries") == [
-        (0,)
-    ]
+    assert await query(
+        database_url, "SELECT COALESCE(SUM(amount_minor), 0) FROM ledger_entries"
+    ) == [(0,)]
     drift = await query(
         database_url,
         """

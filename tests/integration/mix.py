@@ -67,14 +67,20 @@ def random_plan(rng: random.Random, sagas: int) -> Plan:
         plan.topups.append((rng.randrange(customers), rng.randint(1, 300), rng.choice(TOKENS)))
     for _ in range(rest // 10):
         plan.purchases.append(
-            (rng.randrange(customers), rng.randint(5, 80), rng.choice(["bank_card", "wallet"]),
-             rng.random() < 0.15)
+            (
+                rng.randrange(customers),
+                rng.randint(5, 80),
+                rng.choice(["bank_card", "wallet"]),
+                rng.random() < 0.15,
+            )
         )
     plan.activations = [rng.randrange(-1, customers) for _ in plan.purchases]
     while len(plan.topups) + len(plan.purchases) * 2 + len(plan.orders) < rest:
         plan.orders.append(
             OrderDraft(
-                customer=rng.randrange(-1, customers) if rng.random() < 0.05 else rng.randrange(customers),
+                customer=rng.randrange(-1, customers)
+                if rng.random() < 0.05
+                else rng.randrange(customers),
                 lines=[(rng.randrange(skus), rng.randint(1, 4)) for _ in range(rng.randint(1, 3))],
                 point=rng.randrange(len(plan.capacity)),
                 method=rng.choice(["bank_card", "sbp", "wallet", "wallet", "gift_card"]),
@@ -121,7 +127,9 @@ async def run_plan(client: UpstreamClient, outcomes: c.Outcomes, plan: Plan) -> 
         run.received[sku] = sum(units)
         for warehouse, quantity in enumerate(units):
             if quantity:
-                await client.send(topics.STORE_STOCK_RECEIVED, c.stock(sku, quantity, f"WH-{warehouse}"))
+                await client.send(
+                    topics.STORE_STOCK_RECEIVED, c.stock(sku, quantity, f"WH-{warehouse}")
+                )
     for slots in plan.capacity:
         point_id = unique("PP")
         run.points.append(point_id)
@@ -155,9 +163,7 @@ async def run_plan(client: UpstreamClient, outcomes: c.Outcomes, plan: Plan) -> 
         if run.outcomes[bought.purchase_id]["status"] != "COMPLETED" or holder < 0:
             continue
         code = c.code_in(await outcomes.mail_to(bought.recipient_email))
-        activations.append(
-            (topics.GIFTCARDS_ACTIVATION_REQUESTED, c.activation(who(holder), code))
-        )
+        activations.append((topics.GIFTCARDS_ACTIVATION_REQUESTED, c.activation(who(holder), code)))
     await _send_all(client, outcomes, run, activations)
     cards = [
         (run.outcomes[key]["gift_card_id"], record.customer_id)
@@ -252,9 +258,7 @@ async def check_invariants(url: str, run: Run, seen: c.Outcomes) -> None:
     assert live == cards
     assert all(int(b) == 0 for _, b, status in rows if status == "CANCELLED")  # type: ignore[call-overload]
 
-    everybody = customers + [
-        getattr(record, "customer_id", "") for record in run.requests.values()
-    ]
+    everybody = customers + [getattr(record, "customer_id", "") for record in run.requests.values()]
     rows = await query(
         url,
         "SELECT p.customer_id, SUM(b.amount_minor - b.refunded_minor) FROM bank_payments p "

@@ -3,6 +3,7 @@ money and stock and end every saga exactly once."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -59,7 +60,7 @@ async def client(stack: EmbeddedStack) -> AsyncIterator[UpstreamClient]:
 
 
 @settings(
-    max_examples=8,
+    max_examples=int(os.environ.get("ORCHESTRA_PROPERTY_EXAMPLES", "8")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     print_blob=True,

@@ -323,7 +323,8 @@ async def test_gift_card_bought_activated_and_spent(
     mail = await outcomes.mail_to(bought.recipient_email)
     code = c.code_in(mail)
     stored = await query(
-        stack.database_url, "SELECT code_hash FROM gift_cards WHERE gift_card_id = :g",
+        stack.database_url,
+        "SELECT code_hash FROM gift_cards WHERE gift_card_id = :g",
         g=gift_card_id,
     )
     assert code not in str(stored) and code.replace("-", "") not in str(stored)
@@ -383,7 +384,8 @@ async def test_gift_card_for_bouncing_recipient_is_cancelled_and_refunded(
     )
     assert await c.wallet_balance(stack.database_url, buyer) == Decimal("30.00")
     cards = await query(
-        stack.database_url, "SELECT status, balance_minor FROM gift_cards WHERE purchaser_id = :b",
+        stack.database_url,
+        "SELECT status, balance_minor FROM gift_cards WHERE purchaser_id = :b",
         b=buyer,
     )
     assert cards == [("CANCELLED", 0)]

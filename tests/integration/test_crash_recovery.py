@@ -1,9 +1,11 @@
-"""Kill -9 in the middle of 50 card sagas, restart, and check nothing was lost or doubled."""
+"""Kill -9 in the middle of card sagas and of mixed commerce sagas, restart, and check that
+nothing was lost or doubled."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,7 +19,9 @@ from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.settings import Settings
+from tests.integration import commerce
 from tests.integration.helpers import card_outcomes, card_request, query, unique
+from tests.integration.mix import check_invariants, random_plan, run_plan
 
 pytestmark = pytest.mark.slow
 
@@ -158,3 +162,30 @@ async def test_two_processes_share_the_work_and_issue_one_card_per_user(
         await first.stop()
     assert sum(outcomes[r.request_id].status == "ISSUED" for r in racing) == 1
     assert all(outcomes[r.request_id].status == "ISSUED" for r in others)
+
+
+async def test_kill_9_amid_200_mixed_commerce_sagas_keeps_money_and_stock(
+    own_stack: EmbeddedStack,
+) -> None:
+    settings = own_stack.settings(group_prefix=unique("mixed"))
+    plan = random_plan(random.Random(20261125), sagas=200)
+    async with UpstreamClient(own_stack.settings(), watch=commerce.WATCHED) as upstream:
+        seen = commerce.Outcomes(upstream)
+        process = _spawn(settings)
+        try:
+            running = asyncio.create_task(run_plan(upstream, seen, plan))
+            while sum(1 for docs in seen.seen.values() if "order_id" in docs[0]) < 25:
+                assert not running.done(), running
+                await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGKILL)  # orders paid, half-booked and not yet started
+            process.wait(timeout=10)
+            process = _spawn(settings)
+            run = await running
+            sagas = len(run.requests)
+            assert sagas >= 190, sagas
+            await check_invariants(own_stack.database_url, run, seen)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0, "graceful stop after SIGTERM"
+    outcomes = {doc["status"] for doc in run.outcomes.values()}
+    assert {"CONFIRMED", "CANCELLED", "COMPLETED", "ACTIVE"} <= outcomes

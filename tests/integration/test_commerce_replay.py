@@ -1,0 +1,188 @@
+"""Duplicates and replay: a record published twice, or a whole topic re-published from the
+start, changes no balance, no stock, no slot and no outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from events import topics
+from orchestrator.client import UpstreamClient
+from orchestrator.embedded import EmbeddedStack
+from orchestrator.kafka import admin_kwargs, group_lag
+from tests.integration import commerce as c
+from tests.integration.helpers import query
+
+pytestmark = pytest.mark.usefixtures("running_app")
+
+INBOUND = [
+    topics.CUSTOMERS_REGISTERED,
+    topics.WALLETS_TOPUP_REQUESTED,
+    topics.ORDERS_SUBMITTED,
+    topics.GIFTCARDS_PURCHASE_REQUESTED,
+    topics.GIFTCARDS_ACTIVATION_REQUESTED,
+    topics.STORE_STOCK_RECEIVED,
+    topics.DELIVERY_POINTS_UPDATED,
+]
+GROUPS = {
+    "session.orchestrator.ingress": INBOUND[:5],
+    "session.store.feed": [topics.STORE_STOCK_RECEIVED],
+    "session.delivery.feed": [topics.DELIVERY_POINTS_UPDATED],
+}
+SNAPSHOT = {
+    "wallets": "SELECT customer_id, balance_minor, status FROM customer_wallets ORDER BY 1",
+    "gift cards": "SELECT gift_card_id, balance_minor, status FROM gift_cards ORDER BY 1",
+    "bank": "SELECT reference, amount_minor, refunded_minor FROM bank_simulator_book ORDER BY 1",
+    "stock": "SELECT sku, warehouse_id, available, reserved FROM stock ORDER BY 1, 2",
+    "points": "SELECT point_id, capacity FROM delivery_points ORDER BY 1",
+    "sagas": "SELECT saga_type, business_key, status, reason FROM saga_instances ORDER BY 1, 2",
+    "ledger": "SELECT count(*), sum(abs(amount_minor)) FROM ledger_entries",
+}
+
+
+@pytest.fixture
+async def client(stack: EmbeddedStack) -> AsyncIterator[UpstreamClient]:
+    async with UpstreamClient(stack.settings(), watch=c.WATCHED) as upstream:
+        yield upstream
+
+
+async def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
+    return {name: await query(url, sql) for name, sql in SNAPSHOT.items()}
+
+
+async def drained(stack: EmbeddedStack, timeout_s: float = 60.0) -> None:
+    """Every inbound record consumed and committed, and the sagas it moved settled."""
+    deadline = time.monotonic() + timeout_s
+    for group, names in GROUPS.items():
+        while await group_lag(stack.settings(), group, names) > 0:
+            assert time.monotonic() < deadline, f"{group} does not catch up"
+            await asyncio.sleep(0.2)
+    while await query(
+        stack.database_url,
+        "SELECT 1 FROM saga_instances WHERE status IN ('RUNNING', 'COMPENSATING') LIMIT 1",
+    ):
+        assert time.monotonic() < deadline, "sagas still running"
+        await asyncio.sleep(0.2)
+
+
+async def every_record(stack: EmbeddedStack, topic: str) -> list[tuple[bytes | None, bytes]]:
+    consumer = AIOKafkaConsumer(
+        auto_offset_reset="earliest", enable_auto_commit=False, **admin_kwargs(stack.settings())
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[tuple[bytes | None, bytes]] = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end for tp, end in ends.items()])
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=500)
+            records += [(r.key, r.value or b"") for rs in batch.values() for r in rs]
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def some_business(client: UpstreamClient, seen: c.Outcomes) -> list[str]:
+    """A client who tops up, buys a gift card and two orders (one of them cancelled)."""
+    buyer = c.customer()
+    await client.send(topics.CUSTOMERS_REGISTERED, buyer)
+    await seen.one(buyer.customer_id)
+    sku, point_id = c.unique("SKU"), c.unique("PP")
+    await client.send(
+        topics.STORE_STOCK_RECEIVED, c.stock(sku, 5).model_copy(update={"receipt_id": None})
+    )
+    await client.send(
+        topics.DELIVERY_POINTS_UPDATED, c.point(point_id, 3).model_copy(update={"revision": None})
+    )
+    money = c.topup(buyer.customer_id, "100")
+    gift = c.purchase(buyer.customer_id, "10", c.WALLET)
+    good = c.order(buyer.customer_id, [(sku, 2, "5")], point_id, c.WALLET)
+    short = c.order(buyer.customer_id, [(sku, 9, "5")], point_id, c.WALLET)
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, money)
+    await seen.one(money.topup_id)
+    for topic, record in (
+        (topics.GIFTCARDS_PURCHASE_REQUESTED, gift),
+        (topics.ORDERS_SUBMITTED, good),
+        (topics.ORDERS_SUBMITTED, short),
+    ):
+        await client.send(topic, record)
+    done = await seen.wait([gift.purchase_id, good.order_id, short.order_id])
+    assert [done[k]["status"] for k in (gift.purchase_id, good.order_id, short.order_id)] == [
+        "COMPLETED",
+        "CONFIRMED",
+        "CANCELLED",
+    ]
+    return [buyer.customer_id, money.topup_id, gift.purchase_id, good.order_id, short.order_id]
+
+
+async def test_same_records_twice_have_the_effect_of_once(
+    client: UpstreamClient, stack: EmbeddedStack
+) -> None:
+    seen = c.Outcomes(client)
+    buyer = c.customer()
+    sku, point_id = c.unique("SKU"), c.unique("PP")
+    stock = c.stock(sku, 4).model_copy(update={"receipt_id": None})
+    point = c.point(point_id, 2).model_copy(update={"revision": None})
+    money = c.topup(buyer.customer_id, "50")
+    for _ in range(2):
+        await client.send(topics.CUSTOMERS_REGISTERED, buyer)
+        await client.send(topics.STORE_STOCK_RECEIVED, stock)
+        await client.send(topics.DELIVERY_POINTS_UPDATED, point)
+    await seen.one(buyer.customer_id)
+    for _ in range(2):
+        await client.send(topics.WALLETS_TOPUP_REQUESTED, money)
+    await seen.one(money.topup_id)
+    paid = c.order(buyer.customer_id, [(sku, 3, "10")], point_id, c.WALLET, cost="0")
+    for _ in range(2):
+        await client.send(topics.ORDERS_SUBMITTED, paid)
+    assert (await seen.one(paid.order_id))["status"] == "CONFIRMED"
+    await drained(stack)
+
+    assert await c.wallet_balance(stack.database_url, buyer.customer_id) == 20
+    assert await c.available(stack.database_url, sku) == (1, 3)
+    assert await c.capacity(stack.database_url, point_id) == 1
+    for key in (buyer.customer_id, money.topup_id, paid.order_id):
+        assert (
+            len(
+                await query(
+                    stack.database_url,
+                    "SELECT 1 FROM saga_instances WHERE business_key = :k",
+                    k=key,
+                )
+            )
+            == 1
+        )
+
+
+async def test_whole_topics_republished_change_nothing(
+    client: UpstreamClient, stack: EmbeddedStack
+) -> None:
+    seen = c.Outcomes(client)
+    ours = await some_business(client, seen)
+    await drained(stack)
+    before = await snapshot(stack.database_url)
+    outcomes_before = {key: len(seen.seen[key]) for key in ours}
+
+    republished = 0
+    for topic in INBOUND:
+        for key, value in await every_record(stack, topic):
+            await client.send_raw(topic, key.decode() if key else None, value)
+            republished += 1
+    assert republished >= 7
+    await drained(stack)
+    await asyncio.sleep(1.0)  # a duplicate outcome, if any were published, arrives by now
+    await seen.wait([], timeout_s=0.1)
+
+    assert await snapshot(stack.database_url) == before
+    for key in ours:
+        assert len(seen.seen[key]) == outcomes_before[key], f"{key} got another outcome"

@@ -1,0 +1,170 @@
+"""Conditional steps and the point of no return, on the order checkout saga."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from events.base import Command, Compensated, StepFailed
+from events.billing import BalanceDebited, CustomerChecked
+from events.delivery import DeliveryBooked, DeliveryMethod
+from events.envelope import Envelope
+from events.notification import Notified
+from events.orders import DeliveryChoice, OrderItem, OrderStatusChanged, OrderSubmitted
+from events.payment import BankCharged, PaymentDetails, PaymentMethod
+from events.store import StockReserved
+from orchestrator.engine.definition import Participant, Saga
+from orchestrator.engine.instance import SagaStatus
+from orchestrator.engine.machine import Decision, SagaMachine
+from orchestrator.errors import DefinitionError
+from orchestrator.sagas.order_checkout import ORDER_CHECKOUT_SAGA
+from tests.unit.test_machine import POLICY, T0, answer, kinds
+
+
+def order(method: PaymentMethod) -> OrderSubmitted:
+    return OrderSubmitted(
+        order_id="o-1",
+        customer_id="c-1",
+        currency="RUB",
+        items=(
+            OrderItem(sku="A", quantity=2, unit_price=Decimal("10.50")),
+            OrderItem(sku="B", quantity=1, unit_price=Decimal("4")),
+        ),
+        payment=PaymentDetails(
+            method=method,
+            card_token="tok" if method == PaymentMethod.BANK_CARD else None,
+            gift_card_id="G-1" if method == PaymentMethod.GIFT_CARD else None,
+        ),
+        delivery=DeliveryChoice(method=DeliveryMethod.PICKUP, point_id="PP-1", cost=Decimal(3)),
+    )
+
+
+@pytest.fixture
+def machine() -> SagaMachine:
+    return SagaMachine(ORDER_CHECKOUT_SAGA, POLICY)
+
+
+def start(machine: SagaMachine, method: PaymentMethod) -> Decision:
+    return machine.start(order(method), Envelope(type="orders.submitted.v1"), T0)
+
+
+def status(decision: Decision) -> OrderStatusChanged:
+    body = decision.outgoing[-1].body
+    assert isinstance(body, OrderStatusChanged)
+    return body
+
+
+def test_total_is_items_plus_delivery() -> None:
+    assert order(PaymentMethod.WALLET).total_minor == 2 * 1050 + 400 + 300
+
+
+@pytest.mark.parametrize(
+    ("method", "payment_kind"),
+    [
+        (PaymentMethod.BANK_CARD, "ChargeBank"),
+        (PaymentMethod.SBP, "ChargeBank"),
+        (PaymentMethod.WALLET, "DebitBalance"),
+        (PaymentMethod.GIFT_CARD, "DebitBalance"),
+    ],
+)
+def test_only_the_payment_step_of_the_method_runs(
+    machine: SagaMachine, method: PaymentMethod, payment_kind: str
+) -> None:
+    d = start(machine, method)
+    assert kinds(d) == ["CheckCustomer"]
+    d = answer(machine, d, CustomerChecked(wallet_id="W-1"))
+    assert kinds(d) == [payment_kind]
+
+
+def test_failure_compensates_only_the_steps_that_ran(machine: SagaMachine) -> None:
+    d = start(machine, PaymentMethod.WALLET)
+    d = answer(machine, d, CustomerChecked(wallet_id="W-1"))
+    d = answer(machine, d, BalanceDebited(account_id="wallet:W-1", balance_minor=0))
+    d = answer(machine, d, StockReserved(picking_case_id="PICK-1"))
+    d = answer(machine, d, StepFailed(reason="NO_DELIVERY_CAPACITY"))
+    assert kinds(d) == ["ReleaseStock"]
+    d = answer(machine, d, Compensated())
+    assert kinds(d) == ["RefundBalance"]  # the bank step was skipped, so it is not undone
+    d = answer(machine, d, Compensated())
+    assert d.instance.status is SagaStatus.ABORTED
+    assert (status(d).status, status(d).reason, status(d).total) == (
+        "CANCELLED",
+        "NO_DELIVERY_CAPACITY",
+        Decimal("28.00"),
+    )
+
+
+def confirmed_until_notification(machine: SagaMachine) -> Decision:
+    d = start(machine, PaymentMethod.BANK_CARD)
+    d = answer(machine, d, CustomerChecked(wallet_id="W-1"))
+    d = answer(machine, d, BankCharged(payment_id="P-1", amount_minor=2800))
+    d = answer(machine, d, StockReserved(picking_case_id="PICK-1"))
+    d = answer(machine, d, DeliveryBooked(delivery_case_id="DLV-1"))
+    assert kinds(d) == ["NotifyCustomer"]
+    return d
+
+
+def test_notification_is_retried_past_any_budget_and_never_compensated(
+    machine: SagaMachine,
+) -> None:
+    d = confirmed_until_notification(machine)
+    now = T0
+    for _ in range(POLICY.budget * 3):
+        now += timedelta(seconds=60)
+        d = machine.on_due(d.instance, now)  # times out: retry scheduled
+        assert d.instance.status is SagaStatus.RUNNING
+        now += timedelta(seconds=60)
+        d = machine.on_due(d.instance, now)  # the retry goes out
+        assert kinds(d) == ["NotifyCustomer"]
+    d = answer(machine, d, StepFailed(reason="CHANNEL_UNAVAILABLE"), now)
+    assert d.instance.status is SagaStatus.RUNNING and not d.outgoing
+    d = machine.on_due(d.instance, now + timedelta(seconds=60))
+    d = answer(machine, d, Notified(delivered=True), now)
+    assert d.instance.status is SagaStatus.COMPLETED
+    assert status(d).status == "CONFIRMED"
+
+
+def test_manual_compensation_is_refused_past_the_point_of_no_return(
+    machine: SagaMachine,
+) -> None:
+    d = confirmed_until_notification(machine)
+    with pytest.raises(ValueError, match="point of no return"):
+        machine.compensate(d.instance, T0, "ops", "changed my mind")
+
+
+def test_bank_unavailable_is_retried_then_times_out(machine: SagaMachine) -> None:
+    d = start(machine, PaymentMethod.BANK_CARD)
+    d = answer(machine, d, CustomerChecked(wallet_id="W-1"))
+    now = T0
+    for _ in range(3):
+        d = answer(machine, d, StepFailed(reason="ACQUIRER_UNAVAILABLE", retryable=True), now)
+        now += timedelta(seconds=60)
+        d = machine.on_due(d.instance, now)
+        assert kinds(d) == ["ChargeBank"]
+    d = answer(machine, d, StepFailed(reason="ACQUIRER_UNAVAILABLE", retryable=True), now)
+    assert d.instance.status is SagaStatus.COMPENSATING
+    assert kinds(d) == ["RefundBank"]  # it may have charged before the answer was lost
+    d = answer(machine, d, Compensated(), now)
+    assert (status(d).status, status(d).reason) == ("CANCELLED", "TIMEOUT")
+
+
+def test_definition_refuses_a_compensatable_step_after_a_retriable_one() -> None:
+    here = Participant("x", "x.commands")
+    saga = ORDER_CHECKOUT_SAGA
+    with pytest.raises(DefinitionError, match="point of no return"):
+        Saga(
+            "broken",
+            state=saga.state,
+            trigger=saga.trigger,
+            inbound_topic="a",
+            outcome_topic="b",
+            begin=saga.begin,
+            outcome=saga.outcome,
+            outcome_key=saga.outcome_key,
+            success_status="OK",
+            failure_status="NO",
+        ).step("tell", here, send=lambda _: Command(kind="x"), retriable=True).step(
+            "pay", here, send=lambda _: Command(kind="y"), compensate=lambda _: Command(kind="z")
+        )
