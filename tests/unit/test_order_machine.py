@@ -119,7 +119,8 @@ def test_notification_is_retried_past_any_budget_and_never_compensated(
         d = machine.on_due(d.instance, now)  # the retry goes out
         assert kinds(d) == ["NotifyCustomer"]
     d = answer(machine, d, StepFailed(reason="CHANNEL_UNAVAILABLE"), now)
-    assert d.instance.status is SagaStatus.RUNNING and not d.outgoing
+    assert d.instance.status is SagaStatus.RUNNING
+    assert not d.outgoing
     d = machine.on_due(d.instance, now + timedelta(seconds=60))
     d = answer(machine, d, Notified(delivered=True), now)
     assert d.instance.status is SagaStatus.COMPLETED
