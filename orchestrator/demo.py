@@ -1,4 +1,4 @@
-"""``orchestra demo``: card requests through every service on the embedded stack."""
+"""``orchestra demo``: card requests and the shop's sagas through every service, embedded."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from events.cards import CardIssueRequested, CardStatusChanged, CardType
 from orchestrator import logging as orchestra_logging
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
+from orchestrator.demo_shop import WATCHED as SHOP_TOPICS
+from orchestrator.demo_shop import run_shop
 from orchestrator.embedded import EmbeddedStack
 
 console = Console()
@@ -79,11 +81,15 @@ async def run_demo(users: int = 40, timeout_s: float = 90.0) -> int:
                 settings, watch=[topics.CARDS_STATUS, topics.dlq(topics.CARDS_ISSUE_REQUESTED)]
             ) as client:
                 outcomes = await _drive(client, batch, timeout_s)
+            _report(batch, outcomes, time.monotonic() - started)
+            console.print("\n[bold]The shop[/bold]: seed 003's sagas")
+            async with UpstreamClient(settings, watch=SHOP_TOPICS) as client:
+                shop_failed = await run_shop(client, app.engine, console)
         finally:
             await app.stop()
-    _report(batch, outcomes, time.monotonic() - started)
     missing = batch.expected - outcomes.keys()
-    return 1 if missing else 0
+    console.print(f"demo finished in {time.monotonic() - started:.1f} s")
+    return 1 if missing or shop_failed else 0
 
 
 async def _drive(
