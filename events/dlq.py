@@ -13,6 +13,7 @@ class DeadLetterReason(StrEnum):
     INVALID_ENVELOPE = "INVALID_ENVELOPE"
     UNKNOWN_TYPE = "UNKNOWN_TYPE"
     TOO_LARGE = "TOO_LARGE"
+    HANDLER_ERROR = "HANDLER_ERROR"
 
 
 class DeadLetter(BaseModel):

@@ -16,8 +16,8 @@ from pydantic import TypeAdapter
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from events.base import Command, Reply
-from events.dlq import DeadLetter
+from events.base import Command, Reply, StepFailed
+from events.dlq import DeadLetter, DeadLetterReason
 from events.envelope import Envelope
 from events.topics import SAGA_REPLIES
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
@@ -28,9 +28,11 @@ from orchestrator.engine.records import (
     envelope_letter,
     parse_record,
 )
-from orchestrator.engine.retry import with_retries
+from orchestrator.engine.retry import is_transient, with_retries
 
 log = structlog.get_logger(__name__)
+
+PARTICIPANT_ERROR = "PARTICIPANT_ERROR"
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,22 @@ class ParticipantRuntime:
         self.max_message_bytes = max_message_bytes
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
-        rows = await with_retries(lambda: self._tx(records), what=f"{self.name} commands")
+        what = f"{self.name} commands"
+        try:
+            rows = await with_retries(lambda: self._tx(records, isolate=False), what=what)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.error(
+                "batch failed; handling its commands one by one", worker=self.name, error=str(exc)
+            )
+            rows = await with_retries(lambda: self._tx(records, isolate=True), what=what)
         self.relay.publish_soon(rows)
 
-    async def _tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
+    async def _tx(self, records: Sequence[RawRecord], isolate: bool) -> list[OutboxRow]:
+        """One transaction for the batch. With ``isolate``, each command runs in a savepoint
+        and one whose handler fails is dead-lettered and answered with a refusal, so a bug
+        met by one command neither stalls the partition nor blocks the others."""
         letters: list[DeadLetter] = []
         parsed: dict[str, Parsed[Command]] = {}
         for record in records:
@@ -88,7 +102,7 @@ class ParticipantRuntime:
                 letters.append(envelope_letter(item, "command without ce_sagaid header"))
             else:
                 parsed.setdefault(item.envelope.id, item)
-        messages = [dead_letter_message(letter) for letter in letters]
+        messages: list[OutboundMessage] = []
         async with self.engine.begin() as conn:
             fresh = await self._claim(conn, list(parsed))
             for message_id, item in parsed.items():
@@ -100,13 +114,17 @@ class ParticipantRuntime:
                     saga_type=item.envelope.saga_type,
                 )
                 try:
-                    result = await self.handle(conn, item.envelope, item.body)
+                    if isolate:
+                        result = await self._isolated(conn, item, letters)
+                    else:
+                        result = await self.handle(conn, item.envelope, item.body)
                 finally:
                     structlog.contextvars.unbind_contextvars("message_id", "saga_id", "saga_type")
                 if isinstance(result, Handled):
                     messages.extend(result.publish)
                     result = result.reply
                 messages.append(self._reply(item.envelope, result))
+            messages.extend(dead_letter_message(letter) for letter in letters)
             rows = await write_outbox(conn, self.relay.table, messages)
         if len(fresh) < len(parsed):
             log.info("duplicate commands skipped", worker=self.name, count=len(parsed) - len(fresh))
@@ -119,6 +137,20 @@ class ParticipantRuntime:
                 error=letter.error,
             )
         return rows
+
+    async def _isolated(
+        self, conn: AsyncConnection, item: Parsed[Command], letters: list[DeadLetter]
+    ) -> Reply | Handled:
+        try:
+            async with conn.begin_nested():
+                return await self.handle(conn, item.envelope, item.body)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.error("command failed; dead-lettered and refused", worker=self.name, error=error)
+            letters.append(envelope_letter(item, error, DeadLetterReason.HANDLER_ERROR))
+            return StepFailed(reason=PARTICIPANT_ERROR, detail=error)
 
     async def _claim(self, conn: AsyncConnection, message_ids: list[str]) -> set[str]:
         """Insert inbox rows; the ids that were not there yet are the ones to handle."""

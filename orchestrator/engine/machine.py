@@ -20,6 +20,7 @@ from orchestrator.engine.instance import SagaInstance, SagaStatus
 
 TIMEOUT = "TIMEOUT"
 FAILED = "FAILED"
+UNEXPECTED_REPLY = "UNEXPECTED_REPLY"
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,18 @@ class SagaMachine:
             )
         state = self._state(instance)
         if step.on_success is not None:
-            state = step.on_success(state, reply)
+            try:
+                state = step.on_success(state, reply)
+            except (AssertionError, ValueError, TypeError) as exc:
+                detail = f"{reply.kind} does not answer {step.name}: {exc}"[:300]
+                history.append(
+                    HistoryEntry(
+                        "reply-rejected", instance.status, now, step=step.name, detail=detail
+                    )
+                )
+                return self._compensate_from(
+                    instance, instance.step_index, UNEXPECTED_REPLY, now, history
+                )
         instance = instance.evolve(data=state.model_dump(mode="json"), attempt=0)
         history.append(HistoryEntry("step-completed", instance.status, now, step=step.name))
         following = self._next_applicable(state, instance.step_index + 1)

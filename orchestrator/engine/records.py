@@ -110,11 +110,14 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def envelope_letter(parsed: Parsed[Any], error: str) -> DeadLetter:
-    """A well-formed record whose envelope lacks what its topic requires."""
+def envelope_letter(
+    parsed: Parsed[Any], error: str, reason: DeadLetterReason = DeadLetterReason.INVALID_ENVELOPE
+) -> DeadLetter:
+    """A well-formed record refused after parsing: its envelope lacks what its topic
+    requires, or (``HANDLER_ERROR``) its handler failed on it."""
     record = parsed.record
     return DeadLetter(
-        reason=DeadLetterReason.INVALID_ENVELOPE,
+        reason=reason,
         error=error,
         topic=record.topic,
         partition=record.partition,

@@ -21,7 +21,7 @@ from events.orders import DeliveryChoice, OrderItem, OrderSubmitted
 from events.payment import BankPaymentDetails, PaymentDetails, PaymentMethod
 from events.store import StockReceived
 from events.wallets import TopUpRequested
-from orchestrator.client import UpstreamClient
+from orchestrator.client import OutcomeRecord, UpstreamClient
 from tests.integration.helpers import query, unique
 
 OUTCOME_IDS = {
@@ -131,9 +131,14 @@ class Outcomes:
     client: UpstreamClient
     seen: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     mails: list[dict[str, Any]] = field(default_factory=list)
+    others: list[OutcomeRecord] = field(default_factory=list)
 
-    def _take(self, topic: str, value: bytes) -> None:
-        document = json.loads(value)
+    def _take(self, record: OutcomeRecord) -> None:
+        topic = record.topic
+        if topic not in OUTCOME_IDS and topic != topics.NOTIFICATIONS_SENT:
+            self.others.append(record)
+            return
+        document = json.loads(record.value)
         if topic == topics.NOTIFICATIONS_SENT:
             self.mails.append(document)
             return
@@ -154,8 +159,7 @@ class Outcomes:
                 record = await asyncio.wait_for(self.client.received.get(), timeout=remaining)
             except TimeoutError:
                 continue
-            if record.topic in OUTCOME_IDS or record.topic == topics.NOTIFICATIONS_SENT:
-                self._take(record.topic, record.value)
+            self._take(record)
         return {key: self.seen[key][0] for key in wanted}
 
     async def one(self, key: str, timeout_s: float = 90.0) -> dict[str, Any]:
@@ -179,8 +183,7 @@ class Outcomes:
                 record = await asyncio.wait_for(self.client.received.get(), timeout=remaining)
             except TimeoutError:
                 continue
-            if record.topic in OUTCOME_IDS or record.topic == topics.NOTIFICATIONS_SENT:
-                self._take(record.topic, record.value)
+            self._take(record)
 
 
 def code_in(mail: dict[str, Any]) -> str:
