@@ -50,7 +50,7 @@ class BookDelivery(Command):
     kind: Literal["BookDelivery"] = "BookDelivery"
     order_id: str
     method: DeliveryMethod
-    point_id: str
+    point_id: str | None = None
     address: str | None = None
 
 

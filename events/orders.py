@@ -29,17 +29,22 @@ class OrderItem(BaseModel):
 
 
 class DeliveryChoice(BaseModel):
+    """Where the order goes: a pickup point, or an address by a courier company
+    (``point_id`` names the company; without it delivery picks one with capacity)."""
+
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     method: DeliveryMethod
-    point_id: Identifier
+    point_id: Identifier | None = None
     address: str | None = Field(default=None, max_length=500)
     cost: Balance = Decimal("0.00")
 
     @model_validator(mode="after")
-    def _courier_needs_address(self) -> DeliveryChoice:
+    def _says_where(self) -> DeliveryChoice:
         if self.method == DeliveryMethod.COURIER and not self.address:
             raise ValueError("courier delivery needs an address")
+        if self.method == DeliveryMethod.PICKUP and not self.point_id:
+            raise ValueError("pickup delivery needs a point_id")
         return self
 
 

@@ -71,7 +71,7 @@ def notify(saga: OrderCheckout) -> NotifyCustomer:
             "order_id": saga.order_id,
             "total": str(from_minor(saga.amount_minor)),
             "currency": saga.currency,
-            "delivery": saga.delivery.address or saga.delivery.point_id,
+            "delivery": saga.delivery.address or saga.delivery.point_id or "you",
         },
     )
 

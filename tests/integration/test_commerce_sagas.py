@@ -14,7 +14,7 @@ from events.orders import DeliveryChoice
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from tests.integration import commerce as c
-from tests.integration.helpers import query, unique
+from tests.integration.helpers import query, unique, wait_for
 
 pytestmark = pytest.mark.usefixtures("running_app")
 
@@ -303,6 +303,63 @@ async def test_courier_order_books_the_courier_company(
         o=request.order_id,
     )
     assert cases == [("courier", "Moscow, Tverskaya 1", "OPEN")]
+
+
+async def test_courier_order_without_a_company_takes_one_with_room(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    sku, _ = await shop(client)
+    courier = unique("COURIER")
+    await client.send(
+        topics.DELIVERY_POINTS_UPDATED, c.point(courier, 10**6, kind=DeliveryMethod.COURIER)
+    )
+    request = c.order(customer_id, [(sku, 1, "5")], "unused").model_copy(
+        update={
+            "delivery": DeliveryChoice(method=DeliveryMethod.COURIER, address="Kazan, Baumana 2")
+        }
+    )
+    await client.send(topics.ORDERS_SUBMITTED, request)
+    assert (await outcomes.one(request.order_id))["status"] == "CONFIRMED"
+    cases = await query(
+        stack.database_url,
+        "SELECT point_id FROM delivery_cases WHERE order_id = :o",
+        o=request.order_id,
+    )
+    assert cases == [(courier,)]
+
+
+async def test_saved_bank_card_needs_no_token_and_missing_gift_card_is_refused(
+    client: UpstreamClient, outcomes: c.Outcomes
+) -> None:
+    customer_id = await registered(client, outcomes)
+    sku, point_id = await shop(client)
+    saved = c.order(customer_id, [(sku, 1, "5")], point_id, c.PaymentDetails(method="bank_card"))
+    no_card = c.order(customer_id, [(sku, 1, "5")], point_id, c.PaymentDetails(method="gift_card"))
+    for request in (saved, no_card):
+        await client.send(topics.ORDERS_SUBMITTED, request)
+    done = await outcomes.wait([saved.order_id, no_card.order_id])
+    assert done[saved.order_id]["status"] == "CONFIRMED"
+    assert (done[no_card.order_id]["status"], done[no_card.order_id]["reason"]) == (
+        "CANCELLED",
+        "GIFT_CARD_NOT_FOUND",
+    )
+
+
+async def test_invalid_order_is_dead_lettered_with_its_reason(
+    client: UpstreamClient, outcomes: c.Outcomes
+) -> None:
+    bad = b'{"order_id": "o-bad", "customer_id": "c", "currency": "RUB", "items": []}'
+    await client.send_raw(topics.ORDERS_SUBMITTED, "o-bad", bad)
+    async with UpstreamClient(
+        client.settings, watch=[topics.dlq(topics.ORDERS_SUBMITTED)]
+    ) as reader:
+        letters = await wait_for(
+            reader, topics.dlq(topics.ORDERS_SUBMITTED), lambda r: r.key == "o-bad", count=1
+        )
+    assert letters[0].headers["dlq_reason"] == "INVALID_PAYLOAD"
+    assert "items" in letters[0].headers["dlq_error"]
+    assert letters[0].value == bad
 
 
 # -- gift cards ---------------------------------------------------------------------------

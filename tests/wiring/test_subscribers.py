@@ -36,12 +36,45 @@ def test_application_wires_every_service_to_its_topics_and_groups() -> None:
         (tuple(sorted(str(getattr(t, "name", t)) for t in sub.topics)), sub.group_id)  # type: ignore[attr-defined]
         for sub in app.broker.subscribers
     }
-    assert ((topics.CARDS_ISSUE_REQUESTED,), "p.orchestrator.ingress") in subscribers
+    inbound = (
+        topics.CARDS_ISSUE_REQUESTED,
+        topics.CUSTOMERS_REGISTERED,
+        topics.GIFTCARDS_ACTIVATION_REQUESTED,
+        topics.GIFTCARDS_PURCHASE_REQUESTED,
+        topics.ORDERS_SUBMITTED,
+        topics.WALLETS_TOPUP_REQUESTED,
+    )
+    assert (tuple(sorted(inbound)), "p.orchestrator.ingress") in subscribers
     assert ((topics.SAGA_REPLIES,), "p.orchestrator.replies") in subscribers
-    assert ((topics.CARD_ISSUANCE_COMMANDS,), "p.card-issuance") in subscribers
-    assert ((topics.BILLING_COMMANDS,), "p.billing") in subscribers
-    assert topics.dlq(topics.CARDS_ISSUE_REQUESTED) in app.topics
-    assert set(SERVICES) == {"orchestrator", "card-issuance", "billing"}
+    for worker, topic in (
+        ("card-issuance", topics.CARD_ISSUANCE_COMMANDS),
+        ("billing", topics.BILLING_COMMANDS),
+        ("payment", topics.PAYMENT_COMMANDS),
+        ("store", topics.STORE_COMMANDS),
+        ("delivery", topics.DELIVERY_COMMANDS),
+        ("notification", topics.NOTIFICATION_COMMANDS),
+    ):
+        assert ((topic,), f"p.{worker}") in subscribers
+    assert ((topics.STORE_STOCK_RECEIVED,), "p.store.feed") in subscribers
+    assert ((topics.DELIVERY_POINTS_UPDATED,), "p.delivery.feed") in subscribers
+    for topic in (*inbound, topics.STORE_STOCK_RECEIVED, topics.DELIVERY_POINTS_UPDATED):
+        assert topics.dlq(topic) in app.topics
+    assert {
+        topics.CUSTOMERS_STATUS,
+        topics.WALLETS_STATUS,
+        topics.ORDERS_STATUS,
+        topics.GIFTCARDS_STATUS,
+        topics.NOTIFICATIONS_SENT,
+    } <= app.topics
+    assert set(SERVICES) == {
+        "orchestrator",
+        "card-issuance",
+        "billing",
+        "payment",
+        "store",
+        "delivery",
+        "notification",
+    }
 
 
 def test_application_runs_only_the_named_services() -> None:

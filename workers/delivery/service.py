@@ -16,6 +16,7 @@ from events.delivery import (
     BookDelivery,
     CancelDelivery,
     DeliveryBooked,
+    DeliveryMethod,
     PointUpdated,
 )
 from events.envelope import Envelope
@@ -42,29 +43,28 @@ class DeliveryService:
         saga_id, _ = step_key(envelope)
 
         async def action() -> Reply:
+            point_id = command.point_id or await _courier_with_room(conn)
+            if point_id is None:
+                return StepFailed(reason=NO_DELIVERY_CAPACITY, detail="no courier has a free slot")
             point = (
                 await conn.execute(
-                    select(delivery_points.c.kind).where(
-                        delivery_points.c.point_id == command.point_id
-                    )
+                    select(delivery_points.c.kind).where(delivery_points.c.point_id == point_id)
                 )
             ).first()
             if point is None or point.kind != command.method.value:
                 return StepFailed(
                     reason=UNKNOWN_DELIVERY_POINT,
-                    detail=f"no {command.method.value} point {command.point_id}",
+                    detail=f"no {command.method.value} point {point_id}",
                 )
             taken = await conn.execute(
                 update(delivery_points)
-                .where(
-                    delivery_points.c.point_id == command.point_id, delivery_points.c.capacity > 0
-                )
+                .where(delivery_points.c.point_id == point_id, delivery_points.c.capacity > 0)
                 .values(capacity=delivery_points.c.capacity - 1, updated_at=func.now())
                 .returning(delivery_points.c.capacity)
             )
             if taken.first() is None:
                 return StepFailed(
-                    reason=NO_DELIVERY_CAPACITY, detail=f"{command.point_id} has no free slot"
+                    reason=NO_DELIVERY_CAPACITY, detail=f"{point_id} has no free slot"
                 )
             case_id = f"DLV-{uuid4().hex[:16]}"
             await conn.execute(
@@ -72,7 +72,7 @@ class DeliveryService:
                     case_id=case_id,
                     saga_id=saga_id,
                     order_id=command.order_id,
-                    point_id=command.point_id,
+                    point_id=point_id,
                     method=command.method.value,
                     address=command.address,
                     status="OPEN",
@@ -104,6 +104,19 @@ class DeliveryService:
             return None
 
         return await self.operations.undo(conn, envelope, undo)
+
+
+async def _courier_with_room(conn: AsyncConnection) -> str | None:
+    """The courier company with the most free slots, for an order that named none."""
+    found = await conn.execute(
+        select(delivery_points.c.point_id)
+        .where(
+            delivery_points.c.kind == DeliveryMethod.COURIER.value, delivery_points.c.capacity > 0
+        )
+        .order_by(delivery_points.c.capacity.desc(), delivery_points.c.point_id)
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
 
 
 async def update_points(conn: AsyncConnection, updates: Sequence[PointUpdated]) -> int:
