@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         "--kafka-port", type=int, default=None, help="broker port (default: a free one)"
     )
 
-    demo = commands.add_parser("demo", help="run a batch of card sagas on the embedded stack")
+    demo = commands.add_parser(
+        "demo", help="card sagas, then the shop's sagas, on the embedded stack"
+    )
     demo.add_argument(
         "--users", type=int, default=40, help="how many users ask for cards (default 40)"
     )
@@ -66,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--saga",
-        choices=["standard", "card-issuance"],
+        choices=["standard", "card-issuance", "order-checkout"],
         default="standard",
         help="standard 3-step saga (default), or a real saga with its real workers",
     )

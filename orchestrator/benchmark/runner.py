@@ -109,6 +109,9 @@ async def _measure(
         for ready in readiness:
             if not await asyncio.to_thread(ready.wait, 120):
                 raise RuntimeError(f"{label}: services did not start")
+        run_id = uuid.uuid4().hex[:8]
+        if scenario.prepare is not None:
+            await scenario.prepare(settings, run_id)
         before = _cpu_by_role(pids, stack)
         columns = (
             TextColumn("{task.description}"),
@@ -120,7 +123,7 @@ async def _measure(
             result = await drive(
                 settings,
                 scenario,
-                run_id=uuid.uuid4().hex[:8],
+                run_id=run_id,
                 total=options.sagas,
                 warmup=options.warmup,
                 concurrency=options.concurrency,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from events import topics
 from events.bench import BENCH_REQUESTED, BENCH_STATUS, BenchStatus, delivery_fails
+from orchestrator.benchmark.shop import CUSTOMERS, prepare_shop
+from orchestrator.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class Scenario:
     id_field: str
     body: Callable[[str], bytes]
     expected: Callable[[str], tuple[str, str | None]]
+    prepare: Callable[[Settings, str], Awaitable[None]] | None = None
+    """Sets the scene (clients, stock, ...) through the contract topics before the run."""
 
     def services(self) -> tuple[Any, Any]:
         """The saga definitions and workers the services process runs (imported there)."""
@@ -59,4 +64,41 @@ CARD_ISSUANCE = Scenario(
     lambda _request_id: ("ISSUED", None),
 )
 
-SCENARIOS = {scenario.name: scenario for scenario in (STANDARD, CARD_ISSUANCE)}
+
+def _declined(order_id: str) -> bool:
+    return zlib.crc32(order_id.encode()) % 10 == 0
+
+
+def _order(order_id: str) -> bytes:
+    run_id = order_id.rsplit("-", 1)[0]
+    customer = zlib.crc32(order_id.encode()) % CUSTOMERS
+    token = "tok_decline" if _declined(order_id) else "tok_bench"
+    return json.dumps(
+        {
+            "order_id": order_id,
+            "customer_id": f"bc-{run_id}-{customer}",
+            "currency": "RUB",
+            "items": [{"sku": f"SKU-{run_id}", "quantity": 1, "unit_price": "10.50"}],
+            "payment": {"method": "bank_card", "card_token": token},
+            "delivery": {"method": "pickup", "point_id": f"PP-{run_id}", "cost": "3.00"},
+        }
+    ).encode()
+
+
+def _order_expected(order_id: str) -> tuple[str, str | None]:
+    if _declined(order_id):
+        return "CANCELLED", "PAYMENT_DECLINED"
+    return "CONFIRMED", None
+
+
+ORDER_CHECKOUT = Scenario(
+    "order-checkout",
+    topics.ORDERS_SUBMITTED,
+    topics.ORDERS_STATUS,
+    "order_id",
+    _order,
+    _order_expected,
+    prepare=prepare_shop,
+)
+
+SCENARIOS = {scenario.name: scenario for scenario in (STANDARD, CARD_ISSUANCE, ORDER_CHECKOUT)}
