@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from events.base import UpstreamRecord
 from events.dlq import DeadLetter
 from orchestrator.engine.outbox import OutboxRelay, OutboxRow, write_outbox
-from orchestrator.engine.records import RawRecord, dead_letter_message, parse_record
+from orchestrator.engine.records import (
+    RawRecord,
+    dead_letter_message,
+    log_dead_letters,
+    parse_record,
+)
 from orchestrator.engine.retry import with_retries
 
 log = structlog.get_logger(__name__)
@@ -74,14 +79,7 @@ class FeedRuntime:
             rows = await write_outbox(
                 conn, self.relay.table, [dead_letter_message(letter) for letter in letters]
             )
-        for letter in letters:
-            log.warning(
-                "dead-lettered",
-                topic=letter.topic,
-                offset=letter.offset,
-                reason=letter.reason,
-                error=letter.error,
-            )
+        log_dead_letters(letters)
         if applied < len(bodies):
             log.info("repeated records ignored", topic=self.spec.topic, count=len(bodies) - applied)
         return rows

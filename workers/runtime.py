@@ -26,6 +26,7 @@ from orchestrator.engine.records import (
     RawRecord,
     dead_letter_message,
     envelope_letter,
+    log_dead_letters,
     parse_record,
 )
 from orchestrator.engine.retry import is_transient, with_retries
@@ -128,14 +129,7 @@ class ParticipantRuntime:
             rows = await write_outbox(conn, self.relay.table, messages)
         if len(fresh) < len(parsed):
             log.info("duplicate commands skipped", worker=self.name, count=len(parsed) - len(fresh))
-        for letter in letters:
-            log.warning(
-                "dead-lettered",
-                topic=letter.topic,
-                offset=letter.offset,
-                reason=letter.reason,
-                error=letter.error,
-            )
+        log_dead_letters(letters)
         return rows
 
     async def _isolated(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from events import envelope as env
@@ -14,6 +16,7 @@ from events.envelope import Envelope, decode_headers
 from orchestrator.engine.outbox import OutboundMessage
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 
 class RawRecord(Protocol):
@@ -84,6 +87,17 @@ def parse_record(
     except ValidationError as exc:
         return dead(DeadLetterReason.INVALID_ENVELOPE, _describe(exc))
     return Parsed(record, envelope, body)
+
+
+def log_dead_letters(letters: Sequence[DeadLetter]) -> None:
+    for letter in letters:
+        log.warning(
+            "dead-lettered",
+            topic=letter.topic,
+            offset=letter.offset,
+            reason=letter.reason,
+            error=letter.error,
+        )
 
 
 def dead_letter_message(letter: DeadLetter) -> OutboundMessage:

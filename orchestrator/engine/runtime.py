@@ -29,6 +29,7 @@ from orchestrator.engine.records import (
     RawRecord,
     dead_letter_message,
     envelope_letter,
+    log_dead_letters,
     parse_record,
 )
 from orchestrator.engine.retry import with_retries
@@ -106,14 +107,7 @@ class SagaRuntime:
             fresh = [d for d in starts.values() if d.instance.id in inserted]
             messages = [dead_letter_message(letter) for letter in letters]
             rows = await self._record(conn, fresh, messages)
-        for letter in letters:
-            log.warning(
-                "dead-lettered",
-                topic=letter.topic,
-                offset=letter.offset,
-                reason=letter.reason,
-                error=letter.error,
-            )
+        log_dead_letters(letters)
         if len(fresh) < len(starts):
             log.info("duplicate requests ignored", count=len(starts) - len(fresh))
         return rows
