@@ -472,3 +472,34 @@ async def test_bounced_email_falls_back_to_sms_and_is_not_tried_again(
         email=record.email,
     )
     assert tries == [("email", "BOUNCED")]
+
+
+# -- the remaining refusals -----------------------------------------------------------------
+
+
+async def test_remaining_refusals_each_give_their_reason(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    sku, _ = await shop(client)
+    pound = c.customer(currency="GBP")
+    kzt = c.topup(customer_id, "10").model_copy(update={"currency": "KZT"})
+    nowhere = c.order(customer_id, [(sku, 1, "5")], unique("PP-missing"))
+    declined_gift = c.purchase(customer_id, "15", c.DECLINED)
+    stranger = c.activation(unique("nobody"), "AAAA-BBBB-CCCC-DDDD")
+    await client.send(topics.CUSTOMERS_REGISTERED, pound)
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, kzt)
+    await client.send(topics.ORDERS_SUBMITTED, nowhere)
+    await client.send(topics.GIFTCARDS_PURCHASE_REQUESTED, declined_gift)
+    await client.send(topics.GIFTCARDS_ACTIVATION_REQUESTED, stranger)
+    expected = {
+        pound.customer_id: ("REJECTED", "UNSUPPORTED_CURRENCY"),
+        kzt.topup_id: ("CANCELLED", "CURRENCY_MISMATCH"),
+        nowhere.order_id: ("CANCELLED", "UNKNOWN_DELIVERY_POINT"),
+        declined_gift.purchase_id: ("CANCELLED", "PAYMENT_DECLINED"),
+        stranger.activation_id: ("REJECTED", "UNKNOWN_CUSTOMER"),
+    }
+    done = await outcomes.wait(expected)
+    assert {key: (doc["status"], doc["reason"]) for key, doc in done.items()} == expected
+    assert await bank_statuses(stack, customer_id) == ["REFUNDED", "REFUNDED"]
+    assert await c.available(stack.database_url, sku) == (10, 0)
