@@ -170,7 +170,7 @@ BillingCommand = Annotated[
     Field(discriminator="kind"),
 ]
 
-SUPPORTED_CURRENCIES = frozenset({"KZT", "RUB", "USD", "EUR"})
+SUPPORTED_CURRENCIES = frozenset({"KZT", "RUB", "USD", "EUR", "BRL"})
 UNSUPPORTED_CURRENCY: Final = "UNSUPPORTED_CURRENCY"
 UNKNOWN_CUSTOMER: Final = "UNKNOWN_CUSTOMER"
 INSUFFICIENT_FUNDS: Final = "INSUFFICIENT_FUNDS"

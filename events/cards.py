@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from events.base import Command, Identifier, Outcome, Reply, UpstreamRecord
+from events.card_invoices import RestoreCardLimit
 from events.money import Balance, CurrencyCode
 
 
@@ -86,7 +87,7 @@ class CardActivated(Reply):
 
 
 CardIssuanceCommand = Annotated[
-    ReserveCard | ReleaseCard | ActivateCard, Field(discriminator="kind")
+    ReserveCard | ReleaseCard | ActivateCard | RestoreCardLimit, Field(discriminator="kind")
 ]
 
 ACTIVE_CARD_EXISTS = "ACTIVE_CARD_EXISTS"

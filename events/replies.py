@@ -17,6 +17,7 @@ from events.billing import (
     WalletCredited,
     WalletOpened,
 )
+from events.card_invoices import CardLimitRestored
 from events.cards import CardActivated, CardReserved
 from events.delivery import DeliveryBooked
 from events.notification import AccountCreated, Notified
@@ -41,7 +42,8 @@ AnyReply = Annotated[
     | StockReserved
     | DeliveryBooked
     | AccountCreated
-    | Notified,
+    | Notified
+    | CardLimitRestored,
     Field(discriminator="kind"),
 ]
 

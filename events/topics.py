@@ -35,6 +35,9 @@ STORE_STOCK_RECEIVED: Final = "store.stock-received"
 DELIVERY_POINTS_UPDATED: Final = "delivery.points-updated"
 NOTIFICATIONS_SENT: Final = "notifications.sent"
 
+CARDS_INVOICE_PAYMENT_REQUESTED: Final = "cards.invoice-payment-requested"
+CARDS_INVOICE_PAYMENTS_STATUS: Final = "cards.invoice-payments.status"
+
 PAYMENT_COMMANDS: Final = "payment.commands"
 STORE_COMMANDS: Final = "store.commands"
 DELIVERY_COMMANDS: Final = "delivery.commands"

@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import Table
 
 from events import topics
+from orchestrator.api.server import HttpServer
 from orchestrator.db import create_engine, create_schema
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.machine import RetryPolicy
@@ -35,7 +36,8 @@ from workers.runtime import ParticipantRuntime
 log = structlog.get_logger(__name__)
 
 ORCHESTRATOR = "orchestrator"
-SERVICES: tuple[str, ...] = (ORCHESTRATOR, *WORKERS)
+API = "api"
+SERVICES: tuple[str, ...] = (ORCHESTRATOR, *WORKERS, API)
 
 
 class UnknownService(OrchestraError):
@@ -64,7 +66,7 @@ class Application:
         self.settings = settings
         self.sagas = tuple(sagas)
         self.workers = dict(workers)
-        self.services = resolve_services(services, (ORCHESTRATOR, *self.workers))
+        self.services = resolve_services(services, (ORCHESTRATOR, *self.workers, API))
         self.engine = create_engine(settings)
         self.broker = OrchestraBroker(
             settings.bootstrap_servers,
@@ -83,6 +85,7 @@ class Application:
         self.relays: list[OutboxRelay] = []
         self.topics: set[str] = set()
         self.runtime: SagaRuntime | None = None
+        self.http: HttpServer | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         if ORCHESTRATOR in self.services:
@@ -90,6 +93,8 @@ class Application:
         for name in self.services:
             if name in self.workers:
                 self._wire_worker(name)
+        if API in self.services:
+            self._wire_api()
 
     def _relay(self, outbox: Table) -> OutboxRelay:
         relay = OutboxRelay(
@@ -172,10 +177,26 @@ class Application:
             self.topics.update({feed.topic, topics.dlq(feed.topic)})
         self.topics.update(spec.publishes)
 
+    def _wire_api(self) -> None:
+        from orchestrator.api.app import build_api
+
+        s = self.settings
+        self.http = HttpServer(build_api(s, self.engine), s.http_host, s.http_port)
+        self.topics.update(
+            {
+                topics.CARDS_ISSUE_REQUESTED,
+                topics.CARDS_INVOICE_PAYMENT_REQUESTED,
+                topics.dlq(topics.CARDS_ISSUE_REQUESTED),
+                topics.dlq(topics.CARDS_INVOICE_PAYMENT_REQUESTED),
+            }
+        )
+
     async def start(self) -> None:
         await create_schema(self.engine)
         await ensure_topics(self.settings, sorted(self.topics))
         await self.broker.start()
+        if self.http is not None:
+            await self.http.start()
         for relay in self.relays:
             self._tasks.append(asyncio.create_task(relay.run_sweeper(self._stop)))
         if self.runtime is not None:
@@ -187,6 +208,8 @@ class Application:
     async def stop(self) -> None:
         """Graceful: in-flight batches finish and commit, consumers leave their groups."""
         self._stop.set()
+        if self.http is not None:
+            await self.http.stop()
         await self.broker.stop()
         for relay in self.relays:
             await relay.drain()

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from orchestrator import logging as orchestra_logging
+from orchestrator.api.auth import dev_token
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.serve import serve
+from orchestrator.settings import load_settings
 
 
 async def run_dev(kafka_port: int | None = None) -> None:
+    port = load_settings().http_port
     async with EmbeddedStack(kafka_port=kafka_port) as stack:
-        settings = stack.settings()
+        settings = stack.settings(http_port=port, http_host="127.0.0.1")
         orchestra_logging.configure(settings.log_level, settings.log_format)
         print(f"ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap_servers}", flush=True)
         print(f"ORCHESTRA_DATABASE_URL={stack.database_url}", flush=True)
+        print(f"HTTP API: http://127.0.0.1:{port}/docs (OpenAPI), /asyncapi", flush=True)
+        print(f"a bearer token for user dev-user: {dev_token(settings, 'dev-user')}", flush=True)
         print("running every service; Ctrl-C to stop", flush=True)
         await serve(settings)

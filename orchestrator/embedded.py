@@ -60,8 +60,11 @@ class EmbeddedStack:
         return self._database_url
 
     def settings(self, **overrides: Any) -> Settings:
-        """Settings for this stack: short group timings, idempotent producer off (Tansu)."""
+        """Settings for this stack: short group timings, idempotent producer off (Tansu), the
+        HTTP API on a free loopback port unless one is given."""
         values: dict[str, Any] = {
+            "http_host": "127.0.0.1",
+            "http_port": free_port(),
             "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
             "database_url": self.database_url,
             "consumer_session_timeout_ms": 3_000,

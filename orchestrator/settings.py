@@ -26,6 +26,20 @@ class Settings(BaseSettings):
         description="postgresql+asyncpg://user:password@host/db or ...@/db?host=/socket/dir",
     )
     http_port: int = Field(default=8000, ge=1, le=65535)
+    http_host: str = Field(default="0.0.0.0", description="address the HTTP API listens on")
+    jwt_secret: SecretStr = Field(
+        default=SecretStr("orchestra-dev-jwt-secret-change-me-32b"),
+        description="key of the bearer tokens the API accepts (HS*), or a PEM public key",
+    )
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    api_saga_wait_s: float = Field(
+        default=5.0, ge=0, le=60, description="how long the API waits for a saga before 202"
+    )
+    threeds_key: SecretStr = Field(
+        default=SecretStr("orchestra-dev-3ds-key"), description="key of the simulated ACS"
+    )
 
     topic_partitions: int = Field(default=8, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=16)

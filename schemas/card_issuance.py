@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Column, DateTime, Index, String, Table, func, text
 from sqlalchemy.dialects.postgresql import UUID
 
-from schemas.messaging import inbox_table, outbox_table
+from schemas.messaging import inbox_table, operations_table, outbox_table
 from schemas.metadata import metadata
 
 OWNER = "card-issuance"
@@ -49,3 +49,4 @@ cards = Table(
 
 card_issuance_inbox = inbox_table(OWNER)
 card_issuance_outbox = outbox_table(OWNER)
+card_issuance_operations = operations_table(OWNER)

@@ -191,7 +191,7 @@ async def run_bench(options: BenchOptions, configured: Settings | None = None) -
         roles = (
             {"orchestrator": ["orchestrator"], "workers": list(workers)}
             if options.split
-            else {"services": []}
+            else {"services": ["orchestrator", *workers]}
         )
         engine = await _measure(
             _serve_engine, settings, scenario, options, "orchestra", stack, roles

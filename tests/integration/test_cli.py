@@ -55,19 +55,38 @@ def test_dev_prints_both_urls_runs_and_stops_on_sigterm() -> None:
     import signal
     import time
 
+    import httpx
+
+    from orchestrator.embedded import free_port
+
+    port = free_port()
+
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "dev"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "ORCHESTRA_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "ORCHESTRA_LOG_LEVEL": "WARNING", "ORCHESTRA_HTTP_PORT": str(port)},
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline().strip() for _ in range(3)]
+        lines = [process.stdout.readline().strip() for _ in range(5)]
         assert lines[0].startswith("ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:")
         assert lines[1].startswith("ORCHESTRA_DATABASE_URL=postgresql+asyncpg://")
-        time.sleep(2)
+        assert f"127.0.0.1:{port}" in lines[2]
+        token = lines[3].rsplit(" ", 1)[1]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/v1/cards/virtual/requests/none",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the API never answered"
+                time.sleep(0.3)
+        assert answer.status_code == 404  # authenticated by the printed token, no such request
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:

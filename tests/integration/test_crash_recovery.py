@@ -44,6 +44,8 @@ def _env(settings: Settings) -> dict[str, str]:
                 settings.consumer_heartbeat_interval_ms
             ),
             "ORCHESTRA_GROUP_PREFIX": settings.group_prefix,
+            "ORCHESTRA_HTTP_HOST": settings.http_host,
+            "ORCHESTRA_HTTP_PORT": str(settings.http_port),
             "ORCHESTRA_LOG_FORMAT": "json",
             "ORCHESTRA_LOG_LEVEL": "WARNING",
         }

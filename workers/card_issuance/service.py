@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Compensated, Reply, StepFailed
+from events.card_invoices import RestoreCardLimit
 from events.cards import (
     ACTIVE_CARD_EXISTS,
     CARD_RELEASED,
@@ -19,8 +20,10 @@ from events.cards import (
     ReserveCard,
 )
 from events.envelope import Envelope
-from schemas.card_issuance import card_inventory, cards
+from schemas.card_issuance import card_inventory, card_issuance_operations, cards
+from workers.card_issuance.limits import restore_limit
 from workers.card_issuance.numbers import mask, new_card_id, new_card_number, number_hash
+from workers.operations import Operations
 
 LIVE = ("PENDING", "ACTIVE")
 REFILL_BATCH = 200
@@ -31,14 +34,17 @@ class CardIssuanceService:
 
     def __init__(self, number_salt: str) -> None:
         self.number_salt = number_salt
+        self.operations = Operations(card_issuance_operations)
 
     async def __call__(
         self,
         conn: AsyncConnection,
         envelope: Envelope,
-        command: ReserveCard | ActivateCard | ReleaseCard,
+        command: ReserveCard | ActivateCard | ReleaseCard | RestoreCardLimit,
     ) -> Reply:
         assert envelope.saga_id is not None
+        if isinstance(command, RestoreCardLimit):
+            return await restore_limit(conn, self.operations, envelope, command)
         if isinstance(command, ReserveCard):
             return await self.reserve(conn, envelope.saga_id, command)
         if isinstance(command, ActivateCard):

@@ -1,0 +1,351 @@
+"""Bodies of the card service's HTTP API (seeds 000, 001, 004, 002) and its problem details."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from events.money import Amount, Balance, CurrencyCode
+
+
+class Body(BaseModel):
+    """A request body: unknown members are refused, so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CamelBody(Body):
+    """A body of seeds 000, 001, 004: camelCase on the wire."""
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class Problem(BaseModel):
+    """RFC 7807 problem details, with the project's ``code`` member."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+    errors: list[str] | None = None
+
+
+# -- seed 000 -------------------------------------------------------------------------------
+
+
+RequestId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class VirtualCardRequest(CamelBody):
+    """``POST /v1/cards/virtual``: the body is optional; the user comes from the token."""
+
+    currency: CurrencyCode = "KZT"
+    request_id: RequestId | None = None
+
+
+class VirtualCard(CamelModel):
+    card_id: str
+    masked_id: str
+    balance: Balance
+    currency: str
+
+
+class SagaAccepted(CamelModel):
+    """202: the saga runs on; poll ``statusUrl``."""
+
+    request_id: str
+    status: str
+    status_url: str
+
+
+class VirtualCardStatus(CamelModel):
+    request_id: str
+    status: str  # RUNNING | ISSUED | REJECTED | FAILED
+    reason: str | None = None
+    card: VirtualCard | None = None
+
+
+# -- seeds 004 and 001 ----------------------------------------------------------------------
+
+
+class CreateCard(CamelBody):
+    card_number: str = Field(description="16 digits; stored only as a salted SHA-256")
+    credit_limit_usd: Decimal = Field(description="positive, at most 2 fractional digits")
+
+    @field_validator("card_number")
+    @classmethod
+    def _sixteen_digits(cls, value: str) -> str:
+        if len(value) != 16 or not value.isascii() or not value.isdigit():
+            raise ValueError("Card number must be exactly 16 digits")
+        return value
+
+    @field_validator("credit_limit_usd")
+    @classmethod
+    def _positive_limit(cls, value: Decimal) -> Decimal:
+        return _cents_amount(value, "Credit limit")
+
+
+class CardCreated(CamelModel):
+    card_id: str
+
+
+class RegisteredCard(CamelModel):
+    card_id: str
+    credit_limit_usd: Decimal
+    created_at: dt.datetime
+
+
+class CreatePurchase(CamelBody):
+    description: str = Field(max_length=10_000)
+    transaction_date: str = Field(description="ISO 8601 date, YYYY-MM-DD", max_length=100)
+    amount_usd: Decimal
+
+    @field_validator("description")
+    @classmethod
+    def _short(cls, value: str) -> str:
+        if not value:
+            raise ValueError("Description is required")
+        if len(value) > 50:
+            raise ValueError("Description cannot exceed 50 characters")
+        return value
+
+    @field_validator("transaction_date")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("Transaction date must be an ISO 8601 date (YYYY-MM-DD)") from None
+        if len(value) != 10:
+            raise ValueError("Transaction date must be an ISO 8601 date (YYYY-MM-DD)")
+        return value
+
+    @field_validator("amount_usd")
+    @classmethod
+    def _positive_amount(cls, value: Decimal) -> Decimal:
+        return _cents_amount(value, "Amount")
+
+
+class PurchaseCreated(CamelModel):
+    purchase_id: str
+
+
+class Purchase(CamelModel):
+    purchase_id: str
+    card_id: str
+    description: str
+    transaction_date: dt.date
+    amount_usd: Decimal
+
+
+def _cents_amount(value: Decimal, what: str) -> Decimal:
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"{what} must be greater than zero")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -2:
+        raise ValueError(f"{what} must have at most 2 decimal places")
+    if value >= Decimal("1e13"):
+        raise ValueError(f"{what} is too large")
+    return value
+
+
+# -- seed 002 -------------------------------------------------------------------------------
+
+
+class CardType(StrEnum):
+    DEBIT = "DEBIT"
+    CREDIT = "CREDIT"
+    MULTIPLE = "MULTIPLE"
+
+
+class CardVariant(StrEnum):
+    PHYSICAL = "PHYSICAL"
+    VIRTUAL = "VIRTUAL"
+
+
+class BlockReason(StrEnum):
+    LOST = "LOST"
+    STOLEN = "STOLEN"
+    DAMAGED = "DAMAGED"
+    CUSTOMER_REQUEST = "CUSTOMER_REQUEST"
+
+
+class TransactionStatus(StrEnum):
+    PENDING = "PENDING"
+    AUTHORIZED = "AUTHORIZED"
+    CAPTURED = "CAPTURED"
+    REVERSED = "REVERSED"
+    DECLINED = "DECLINED"
+
+
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class IssueCard(Body):
+    account_id: AccountId
+    type: CardType
+    variant: CardVariant
+    credit_limit: Amount | None = Field(default=None, description="required for CREDIT, MULTIPLE")
+    currency: CurrencyCode = "BRL"
+
+
+class Card(BaseModel):
+    id: str
+    account_id: str
+    last_four: str
+    brand: str
+    type: CardType
+    variant: CardVariant
+    status: str
+    block_reason: str | None = None
+    currency: str
+    credit_limit: Balance | None
+    available_limit: Balance | None
+    daily_limit: Balance | None = None
+    transaction_limit: Balance | None = None
+    international_enabled: bool
+    expiry_month: int
+    expiry_year: int
+    created_at: dt.datetime
+
+
+class CardList(BaseModel):
+    account_id: str
+    cards: list[Card]
+
+
+class CardDetails(BaseModel):
+    card_number: str
+    cvv: str
+    expiry: str
+
+
+class BlockCard(Body):
+    reason: BlockReason
+
+
+class UpdateLimits(Body):
+    daily_limit: Amount | None = None
+    transaction_limit: Amount | None = None
+    international_enabled: bool | None = None
+
+
+MerchantCategory = Annotated[str, Field(pattern=r"^[0-9]{4}$", description="ISO 18245 MCC")]
+
+
+class Authorize(Body):
+    card_id: str = Field(max_length=64)
+    amount: Amount
+    currency: CurrencyCode
+    merchant_name: str = Field(min_length=1, max_length=100)
+    merchant_category: MerchantCategory
+    installments: int = Field(default=1, ge=1, le=48)
+
+
+class Authorization(BaseModel):
+    """An approved authorization (a declined one is a 403/422 problem with its id)."""
+
+    id: str
+    authorization_code: str | None
+    status: str = "APPROVED"
+    transaction_status: TransactionStatus
+    amount: Balance
+    currency: str
+
+
+class Capture(Body):
+    amount: Amount | None = None
+
+
+class Reverse(Body):
+    amount: Amount | None = None
+    reason: BlockReason | str = Field(default="CUSTOMER_REQUEST", max_length=64)
+
+
+class Transaction(BaseModel):
+    id: str
+    card_id: str
+    amount: Balance
+    captured_amount: Balance
+    reversed_amount: Balance
+    currency: str
+    merchant_name: str
+    merchant_category: str
+    installments: int
+    status: TransactionStatus
+    authorization_code: str | None
+    decline_reason: str | None
+    created_at: dt.datetime
+
+
+class TransactionPage(BaseModel):
+    card_id: str
+    limit: int
+    offset: int
+    total: int
+    transactions: list[Transaction]
+
+
+class ThreeDsInit(Body):
+    card_id: str = Field(max_length=64)
+    amount: Amount
+    currency: CurrencyCode = "BRL"
+    merchant_name: str = Field(min_length=1, max_length=100)
+    merchant_category: MerchantCategory = "5999"
+    return_url: str = Field(min_length=1, max_length=500, pattern=r"^https?://")
+
+
+class ThreeDsChallenge(BaseModel):
+    transaction_id: str
+    acs_url: str
+    pareq: str
+    status: str
+
+
+class ThreeDsComplete(Body):
+    transaction_id: str = Field(max_length=64)
+    pares: str = Field(min_length=1, max_length=4_000)
+
+
+class Invoice(BaseModel):
+    id: str
+    card_id: str
+    due_date: dt.date
+    close_date: dt.date
+    total_amount: Balance
+    minimum_payment: Balance
+    transactions: list[Transaction]
+
+
+class PayInvoice(Body):
+    source_account_id: AccountId
+    amount: Amount
+
+
+class AcsAnswer(BaseModel):
+    """What the simulated ACS hands back after the cardholder's challenge."""
+
+    transaction_id: str
+    pares: str
+
+
+class InvoicePayment(BaseModel):
+    payment_id: str
+    card_id: str
+    amount: Balance
+    status: str  # PENDING | PAID | REJECTED
+    reason: str | None = None
+    status_url: str

@@ -1,0 +1,84 @@
+"""The HTTP API (service ``api``): FastAPI through FastStream's Kafka integration."""
+
+from __future__ import annotations
+
+import warnings
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from events.card_api import Problem
+from orchestrator.api import card_service, problems, registered_cards, virtual_cards
+from orchestrator.api.problems import PROBLEM_JSON
+from orchestrator.api.publishing import ApiPublisher
+from orchestrator.kafka import broker_security
+from orchestrator.settings import Settings
+from orchestrator.wiring import broker_logger
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from faststream.kafka.fastapi import KafkaRouter
+
+DESCRIPTION = """The card service of Orchestra (seeds 000, 001, 002, 004).
+
+Errors are RFC 7807 problem details (`application/problem+json`) with a `code` member:
+`VAL-0001` invalid input, `AUTH-4010` missing/expired/forged token, `RES-4040` not found,
+`DB-4090` duplicate card number, `CARD-4090` active card exists, `CARD-4030` card blocked,
+`TXN-4220` declined, `ACQ-5030` acquirer unavailable (simulator: merchant category 0000).
+"""
+
+
+def build_api(settings: Settings, engine: AsyncEngine) -> FastAPI:
+    router = KafkaRouter(
+        settings.bootstrap_servers,
+        security=broker_security(settings),
+        client_id=f"{settings.group_prefix}-api",
+        logger=broker_logger(settings.log_level),
+        include_in_schema=False,
+        schema_url="/asyncapi",
+    )
+    app = FastAPI(
+        title="Orchestra card service",
+        version="1.0.0",
+        description=DESCRIPTION,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.publisher = ApiPublisher(router.broker)
+    app.include_router(router)
+    app.include_router(virtual_cards.router)
+    app.include_router(registered_cards.router)
+    app.include_router(card_service.router)
+    problems.install(app)
+    app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def problem_openapi(app: FastAPI) -> dict[str, object]:
+    """The OpenAPI document as FastAPI makes it, corrected to what the API really answers:
+    bad input is a 400 problem (FastAPI would say 422), and every problem is served as
+    ``application/problem+json``."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    problem_ref = {"$ref": "#/components/schemas/Problem"}
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            default_422 = responses.get("422", {}).get("description") == "Validation Error"
+            if default_422:
+                del responses["422"]
+            if operation.get("parameters") or operation.get("requestBody") or default_422:
+                responses.setdefault("400", {"description": "VAL-0001: invalid request"})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    response["content"] = {PROBLEM_JSON: {"schema": problem_ref}}
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = document
+    return document

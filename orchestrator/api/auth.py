@@ -1,0 +1,70 @@
+"""Bearer tokens (seed 000): a JWT checked with the key from settings (PyJWT)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from orchestrator.api.problems import ApiError
+from orchestrator.settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="JWT with `sub` = the user id, and `exp`")
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+
+
+def _unauthorized(why: str) -> ApiError:
+    return ApiError(
+        401,
+        "AUTH-4010",
+        "Unauthorized",
+        why,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def dev_token(settings: Settings, user_id: str, lifetime_s: int = 12 * 3600) -> str:
+    """A token signed with the configured key (HS*): for ``orchestra dev``, demo and tests."""
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": user_id, "iat": now, "exp": now + lifetime_s}
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), settings.jwt_algorithm)
+
+
+def verify(settings: Settings, token: str) -> Caller:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[settings.jwt_algorithm],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise _unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized(f"the token is not valid: {exc}") from None
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject or len(subject) > 128:
+        raise _unauthorized("the token has no usable subject")
+    return Caller(user_id=subject)
+
+
+async def caller(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Caller:
+    if credentials is None:
+        raise _unauthorized("a bearer token is required")
+    settings: Settings = request.app.state.settings
+    return verify(settings, credentials.credentials)

@@ -1,0 +1,105 @@
+"""RFC 7807 problem details for every error the API gives, bad input first."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from events.card_api import Problem
+from workers.card_issuance.card_service import CardServiceError
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+HTTP_CODES = {
+    401: ("AUTH-4010", "Unauthorized"),
+    403: ("AUTH-4030", "Forbidden"),
+    404: ("RES-4040", "Not found"),
+    405: ("HTTP-4050", "Method not allowed"),
+    406: ("HTTP-4060", "Not acceptable"),
+    413: ("HTTP-4130", "Request too large"),
+    415: ("HTTP-4150", "Unsupported media type"),
+}
+
+
+class ApiError(Exception):
+    """An answer other than success, with its status, code and a human sentence."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: str,
+    ) -> None:
+        super().__init__(detail)
+        self.problem = Problem(title=title, status=status, detail=detail, code=code)
+        self.headers = headers
+        self.extra = extra
+
+
+def problem_response(
+    problem: Problem, request: Request, headers: dict[str, str] | None = None, **extra: str
+) -> JSONResponse:
+    body = problem.model_copy(update={"instance": request.url.path}).model_dump(exclude_none=True)
+    body.update(extra)
+    return JSONResponse(body, status_code=problem.status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _validation_message(error: dict[str, object]) -> str:
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if error.get("type") == "json_invalid":
+        return "Malformed JSON body"
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")  # type: ignore[attr-defined]
+    if error.get("type") == "missing":
+        return f"{where} is required"
+    if "must" in message or "cannot" in message or "is required" in message:
+        return message
+    return f"{where}: {message}" if where else message
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        messages = [_validation_message(error) for error in exc.errors()[:10]]
+        problem = Problem(
+            title="Validation failed",
+            status=400,
+            detail=messages[0],
+            code="VAL-0001",
+            errors=messages,
+        )
+        return problem_response(problem, request)
+
+    @app.exception_handler(ApiError)
+    async def refused(request: Request, exc: ApiError) -> JSONResponse:
+        return problem_response(exc.problem, request, exc.headers, **exc.extra)
+
+    @app.exception_handler(CardServiceError)
+    async def card_refusal(request: Request, exc: CardServiceError) -> JSONResponse:
+        problem = Problem(title=exc.title, status=exc.status, detail=exc.detail, code=exc.code)
+        if exc.transaction_id:
+            return problem_response(problem, request, transaction_id=exc.transaction_id)
+        return problem_response(problem, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, title = HTTP_CODES.get(exc.status_code, (f"HTTP-{exc.status_code}0", "Error"))
+        problem = Problem(title=title, status=exc.status_code, detail=str(exc.detail), code=code)
+        return problem_response(problem, request, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        problem = Problem(
+            title="Internal error",
+            status=500,
+            code="INT-5000",
+            detail="the request could not be completed; it is logged and safe to retry",
+        )
+        return problem_response(problem, request)

@@ -1,0 +1,171 @@
+"""Seed 000: ``POST /v1/cards/virtual`` runs the card-issuance saga for the token's user."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Header, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from events import topics
+from events.card_api import (
+    Problem,
+    RequestId,
+    SagaAccepted,
+    VirtualCard,
+    VirtualCardRequest,
+    VirtualCardStatus,
+)
+from events.cards import ACTIVE_CARD_EXISTS, CardIssueRequested, CardType
+from orchestrator.api import deps
+from orchestrator.api.auth import Caller, caller
+from orchestrator.api.problems import ApiError
+from orchestrator.api.publishing import ApiPublisher
+from orchestrator.api.sagas import find, wait_for_end
+from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.settings import Settings
+from schemas.card_service import virtual_card_requests
+
+SAGA = "card-issuance"
+router = APIRouter(prefix="/v1/cards", tags=["virtual cards (seed 000)"])
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": Problem, "description": why}
+    for code, why in (
+        (400, "invalid body"),
+        (401, "token missing, expired or forged"),
+        (404, "no such request of this user"),
+        (409, "an active card of the type exists (ACTIVE_CARD_EXISTS)"),
+        (422, "refused by the saga (e.g. UNSUPPORTED_CURRENCY)"),
+    )
+}
+
+
+@router.post(
+    "/virtual",
+    status_code=201,
+    response_model=VirtualCard,
+    responses={202: {"model": SagaAccepted, "description": "still running"}, **ERRORS},
+)
+async def issue_virtual_card(
+    response: Response,
+    who: Annotated[Caller, Depends(caller)],
+    db: Annotated[AsyncEngine, Depends(deps.engine)],
+    publisher: Annotated[ApiPublisher, Depends(deps.publisher)],
+    settings: Annotated[Settings, Depends(deps.settings)],
+    body: Annotated[VirtualCardRequest | None, Body()] = None,
+    idempotency_key: Annotated[RequestId | None, Header()] = None,
+) -> VirtualCard | JSONResponse:
+    wanted = body or VirtualCardRequest()
+    request_id = wanted.request_id or idempotency_key or str(uuid.uuid4())
+    await _accept(db, request_id, who, wanted.currency)
+    if await find(db, SAGA, request_id) is None:
+        record = CardIssueRequested(
+            request_id=request_id,
+            user_id=who.user_id,
+            card_type=CardType.VIRTUAL,
+            currency=wanted.currency,
+        )
+        await publisher.send(topics.CARDS_ISSUE_REQUESTED, record, correlation_id=request_id)
+    instance = await wait_for_end(db, SAGA, request_id, settings.api_saga_wait_s)
+    if instance is None or not instance.status.terminal:
+        return JSONResponse(
+            SagaAccepted(
+                request_id=request_id,
+                status="RUNNING",
+                status_url=f"/v1/cards/virtual/requests/{request_id}",
+            ).model_dump(by_alias=True),
+            status_code=202,
+        )
+    return _issued_or_refused(instance)
+
+
+@router.get("/virtual/requests/{request_id}", response_model=VirtualCardStatus, responses=ERRORS)
+async def virtual_card_request(
+    request_id: str,
+    who: Annotated[Caller, Depends(caller)],
+    db: Annotated[AsyncEngine, Depends(deps.engine)],
+) -> VirtualCardStatus:
+    async with db.connect() as conn:
+        owner = (
+            await conn.execute(
+                select(virtual_card_requests.c.user_id).where(
+                    virtual_card_requests.c.request_id == request_id
+                )
+            )
+        ).scalar_one_or_none()
+    if owner != who.user_id:
+        raise ApiError(404, "RES-4040", "Not found", f"no card request {request_id} of yours")
+    instance = await find(db, SAGA, request_id)
+    if instance is None:
+        return VirtualCardStatus(request_id=request_id, status="RUNNING")
+    status = {
+        SagaStatus.COMPLETED: "ISSUED",
+        SagaStatus.ABORTED: "REJECTED",
+        SagaStatus.FAILED: "FAILED",
+    }.get(instance.status, "RUNNING")
+    card = _card(instance) if instance.status == SagaStatus.COMPLETED else None
+    return VirtualCardStatus(
+        request_id=request_id, status=status, reason=instance.reason, card=card
+    )
+
+
+async def _accept(db: AsyncEngine, request_id: str, who: Caller, currency: str) -> None:
+    """Record the request (idempotent); a request id of another user is a conflict."""
+    async with db.begin() as conn:
+        await conn.execute(
+            pg_insert(virtual_card_requests)
+            .values(request_id=request_id, user_id=who.user_id, currency=currency)
+            .on_conflict_do_nothing()
+        )
+        owner = (
+            await conn.execute(
+                select(virtual_card_requests.c.user_id).where(
+                    virtual_card_requests.c.request_id == request_id
+                )
+            )
+        ).scalar_one()
+    if owner != who.user_id:
+        raise ApiError(409, "REQ-4090", "Conflict", "this request id belongs to another user")
+
+
+def _issued_or_refused(instance: SagaInstance) -> VirtualCard:
+    if instance.status == SagaStatus.COMPLETED:
+        return _card(instance)
+    if instance.reason == ACTIVE_CARD_EXISTS:
+        raise ApiError(
+            409,
+            "CARD-4090",
+            "Card already exists",
+            "you already have an active virtual card",
+            reason=ACTIVE_CARD_EXISTS,
+        )
+    if instance.status == SagaStatus.FAILED:
+        raise ApiError(
+            500,
+            "SAGA-5000",
+            "Issuance failed",
+            "the card could not be issued nor fully undone; an operator is on it",
+            reason=instance.reason or "FAILED",
+        )
+    raise ApiError(
+        422,
+        "CARD-4220",
+        "Card not issued",
+        f"the card was not issued: {instance.reason}",
+        reason=instance.reason or "REJECTED",
+    )
+
+
+def _card(instance: SagaInstance) -> VirtualCard:
+    data = instance.data
+    return VirtualCard(
+        card_id=str(data["card_id"]),
+        masked_id=str(data["masked_number"]),
+        balance=Decimal(str(data.get("balance") or "0")),
+        currency=str(data["currency"]),
+    )
