@@ -7,16 +7,62 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from events.money import Amount, Balance, CurrencyCode
+from events.money import Amount, Balance, CurrencyCode, coerce_amount, money_out, money_schema
+
+CentsAmount = Annotated[
+    Decimal, BeforeValidator(coerce_amount), money_schema(positive=True), money_out
+]
+"""An amount of seeds 001/004: checked by the field so the error reads as the seed's."""
+
+
+def _whole(value: object) -> object:
+    """JSON's integers (1 and 1.0 alike), never booleans or strings."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+
+def _storable(value: object) -> None:
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
+            raise ValueError("text must be valid Unicode without NUL characters")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
 
 
 class Body(BaseModel):
-    """A request body: unknown members are refused, so typos do not pass silently."""
+    """A request body: unknown members are refused, so typos do not pass silently, and
+    text that no database could store (NUL, lone surrogates) is refused up front."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_storable_text(cls, data: object) -> object:
+        _storable(data)
+        return data
 
 
 class CamelBody(Body):
@@ -82,8 +128,12 @@ class VirtualCardStatus(CamelModel):
 
 
 class CreateCard(CamelBody):
-    card_number: str = Field(description="16 digits; stored only as a salted SHA-256")
-    credit_limit_usd: Decimal = Field(description="positive, at most 2 fractional digits")
+    card_number: str = Field(
+        description="16 digits; stored only as a salted SHA-256",
+        max_length=1_000,
+        json_schema_extra={"pattern": "^[0-9]{16}$"},
+    )
+    credit_limit_usd: CentsAmount = Field(description="positive, at most 2 fractional digits")
 
     @field_validator("card_number")
     @classmethod
@@ -109,9 +159,13 @@ class RegisteredCard(CamelModel):
 
 
 class CreatePurchase(CamelBody):
-    description: str = Field(max_length=10_000)
-    transaction_date: str = Field(description="ISO 8601 date, YYYY-MM-DD", max_length=100)
-    amount_usd: Decimal
+    description: str = Field(max_length=10_000, json_schema_extra={"minLength": 1, "maxLength": 50})
+    transaction_date: str = Field(
+        description="ISO 8601 date, YYYY-MM-DD",
+        max_length=100,
+        json_schema_extra={"format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+    )
+    amount_usd: CentsAmount
 
     @field_validator("description")
     @classmethod
@@ -240,7 +294,7 @@ class BlockCard(Body):
 class UpdateLimits(Body):
     daily_limit: Amount | None = None
     transaction_limit: Amount | None = None
-    international_enabled: bool | None = None
+    international_enabled: StrictBool | None = None
 
 
 MerchantCategory = Annotated[str, Field(pattern=r"^[0-9]{4}$", description="ISO 18245 MCC")]
@@ -252,7 +306,7 @@ class Authorize(Body):
     currency: CurrencyCode
     merchant_name: str = Field(min_length=1, max_length=100)
     merchant_category: MerchantCategory
-    installments: int = Field(default=1, ge=1, le=48)
+    installments: WholeNumber = Field(default=1, ge=1, le=48)
 
 
 class Authorization(BaseModel):

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+
+LIMIT = Decimal("1e13")
+"""Amounts stay below ten trillion (so minor units fit a BIGINT with room to spare)."""
+CENT = Decimal("0.01")
+_DECIMAL_STRING = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?")
 
 
-def _coerce(value: object) -> object:
+def coerce_amount(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("a boolean is not an amount")
     if isinstance(value, float):
-        return Decimal(repr(value))
+        exact = Decimal(repr(value))
+        if not exact.is_finite() or abs(exact) >= LIMIT:
+            return exact
+        cents = exact.quantize(CENT)
+        # A JSON number is a binary float: 0.57 may arrive as 0.5700000000000001.
+        tolerance = Decimal("1e-9") * max(Decimal(1), abs(exact))
+        return cents if abs(exact - cents) < tolerance else exact
     if isinstance(value, str):
+        if not _DECIMAL_STRING.fullmatch(value):
+            raise ValueError(f"not a decimal amount: {value[:40]!r}")
         try:
-            return Decimal(value.strip())
+            return Decimal(value)
         except InvalidOperation:
-            raise ValueError(f"not a decimal amount: {value!r}") from None
+            raise ValueError(f"not a decimal amount: {value[:40]!r}") from None
     return value
 
 
@@ -27,8 +41,8 @@ def _check_scale(value: Decimal) -> Decimal:
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -2:
         raise ValueError("amount has more than 2 fractional digits")
-    if abs(value) >= Decimal("1e15"):
-        raise ValueError("amount is too large")
+    if abs(value) >= LIMIT:
+        raise ValueError("amount is too large (at most 9999999999999.99)")
     return value
 
 
@@ -46,25 +60,48 @@ def _check_non_negative(value: Decimal) -> Decimal:
 
 _serialize = PlainSerializer(lambda value: format(value, "f"), return_type=str, when_used="json")
 
+_DECIMAL_TEXT = r"^[0-9]{1,13}(\.[0-9]{1,2})?$"
+_POSITIVE_TEXT = r"^(?!0+(\.0{1,2})?$)[0-9]{1,13}(\.[0-9]{1,2})?$"
+
+
+def money_schema(positive: bool) -> WithJsonSchema:
+    number: dict[str, object] = {"type": "number", "exclusiveMaximum": 1e13, "multipleOf": 0.01}
+    number["exclusiveMinimum" if positive else "minimum"] = 0
+    text = {"type": "string", "pattern": _POSITIVE_TEXT if positive else _DECIMAL_TEXT}
+    return WithJsonSchema({"anyOf": [number, text]}, mode="validation")
+
+
+money_out = WithJsonSchema(
+    {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{2}$"}, mode="serialization"
+)
+
 Amount = Annotated[
     Decimal,
-    BeforeValidator(_coerce),
+    BeforeValidator(coerce_amount),
     AfterValidator(_check_scale),
     AfterValidator(_check_positive),
     _serialize,
+    money_schema(positive=True),
+    money_out,
 ]
 """A positive amount: JSON number or decimal string, at most two fractional digits."""
 
 Balance = Annotated[
     Decimal,
-    BeforeValidator(_coerce),
+    BeforeValidator(coerce_amount),
     AfterValidator(_check_scale),
     AfterValidator(_check_non_negative),
     _serialize,
+    money_schema(positive=False),
+    money_out,
 ]
 """A balance: like Amount, but zero is allowed."""
 
-CurrencyCode = Annotated[str, AfterValidator(lambda code: _check_currency(code))]
+CurrencyCode = Annotated[
+    str,
+    AfterValidator(lambda code: _check_currency(code)),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"}),
+]
 
 
 def _check_currency(code: str) -> str:

@@ -25,7 +25,8 @@ DESCRIPTION = """The card service of Orchestra (seeds 000, 001, 002, 004).
 Errors are RFC 7807 problem details (`application/problem+json`) with a `code` member:
 `VAL-0001` invalid input, `AUTH-4010` missing/expired/forged token, `RES-4040` not found,
 `DB-4090` duplicate card number, `CARD-4090` active card exists, `CARD-4030` card blocked,
-`TXN-4220` declined, `ACQ-5030` acquirer unavailable (simulator: merchant category 0000).
+`TXN-4220` declined, `ACQ-5030` acquirer unavailable (simulator: merchant name
+`ACQUIRER_UNAVAILABLE`; the simulated ACS of 3-D Secure is `GET /api/3ds/acs/{id}`).
 """
 
 

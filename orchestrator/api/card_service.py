@@ -242,7 +242,9 @@ async def pay_invoice(
     responses=_problems(404),
 )
 async def invoice_payment(
-    card_id: CardId, payment_id: Annotated[str, Path(max_length=80)], db: Db
+    card_id: CardId,
+    payment_id: Annotated[str, Path(max_length=80, pattern=r"^[A-Za-z0-9._:-]+$")],
+    db: Db,
 ) -> InvoicePayment:
     instance = await find(db, INVOICE_SAGA, payment_id)
     if instance is None or instance.data["request"]["card_id"] != card_id:

@@ -6,7 +6,7 @@ import uuid
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -86,7 +86,7 @@ async def issue_virtual_card(
 
 @router.get("/virtual/requests/{request_id}", response_model=VirtualCardStatus, responses=ERRORS)
 async def virtual_card_request(
-    request_id: str,
+    request_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")],
     who: Annotated[Caller, Depends(caller)],
     db: Annotated[AsyncEngine, Depends(deps.engine)],
 ) -> VirtualCardStatus:

@@ -364,8 +364,18 @@ async def test_authorize_capture_reverse_and_limits(api: httpx.AsyncClient) -> N
     assert "international" in abroad["detail"]
     await api.patch(f"/api/cards/{card['id']}/limits", json={"international_enabled": True})
     assert (await authorize(api, card["id"], "10", currency="USD")).status_code == 201
-    problem(await authorize(api, card["id"], "10", merchant_category="0000"), 503, "ACQ-5030")
-    problem(await api.patch(f"/api/cards/{card['id']}/limits", json={}), 400, "VAL-0001")
+    problem(
+        await authorize(api, card["id"], "10", merchant_name="ACQUIRER_UNAVAILABLE"),
+        503,
+        "ACQ-5030",
+    )
+    unchanged = await api.patch(f"/api/cards/{card['id']}/limits", json={})
+    assert unchanged.json()["transaction_limit"] == "100.00"
+    problem(
+        await api.patch(f"/api/cards/{card['id']}/limits", json={"international_enabled": 1}),
+        400,
+        "VAL-0001",
+    )
     problem(await authorize(api, "3fa85f64-5717-4562-b3fc-2c963f66afa6", "1"), 404, "RES-4040")
     problem(await api.post("/api/capture/nope"), 404, "RES-4040")
 

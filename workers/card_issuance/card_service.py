@@ -40,8 +40,8 @@ from workers.card_issuance.numbers import mask, new_card_number, number_hash
 AnyRow = Row[*tuple[Any, ...]]
 
 BIN = "543210"
-ACQUIRER_DOWN_MCC = "0000"
-"""Simulator rule: merchant category 0000 finds the acquirer unavailable (503)."""
+ACQUIRER_DOWN = "ACQUIRER_UNAVAILABLE"
+"""Simulator rule: merchant name ACQUIRER_UNAVAILABLE finds the acquirer down (503)."""
 CARD_YEARS = 4
 
 
@@ -151,18 +151,15 @@ async def set_limits(conn: AsyncConnection, card_id: str, body: UpdateLimits) ->
         changes["transaction_limit_minor"] = to_minor(body.transaction_limit)
     if body.international_enabled is not None:
         changes["international_enabled"] = body.international_enabled
-    if not changes:
-        raise CardServiceError(
-            "give at least one of daily_limit, transaction_limit, international_enabled"
-        )
-    await _set(conn, card_id, **changes)
+    if changes:
+        await _set(conn, card_id, **changes)
     return await get(conn, card_id)
 
 
 async def authorize(conn: AsyncConnection, body: Authorize) -> Transaction:
     """Check status and limits under a lock on the card; hold the amount if approved."""
     row = await _row(conn, body.card_id, lock=True)
-    if body.merchant_category == ACQUIRER_DOWN_MCC:
+    if body.merchant_name == ACQUIRER_DOWN:
         raise AcquirerUnavailable("the acquirer did not answer; try again later")
     transaction_id = uuid.uuid4()
     await conn.execute(
@@ -397,8 +394,6 @@ async def history(
 async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoice:
     """The open invoice: what was captured and not yet paid back, closing on the 3rd."""
     row = await _row(conn, card_id)
-    if row.credit_limit_minor is None:
-        raise NotFound(f"card {card_id} is a debit card: it has no invoice")
     held = (
         await conn.execute(
             select(func.coalesce(func.sum(card_transactions.c.held_minor), 0)).where(
@@ -406,7 +401,11 @@ async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoic
             )
         )
     ).scalar_one()
-    owed = max(0, int(row.credit_limit_minor) - int(row.available_minor) - int(held))
+    owed = (
+        0
+        if row.credit_limit_minor is None  # a debit card: nothing is ever owed
+        else max(0, int(row.credit_limit_minor) - int(row.available_minor) - int(held))
+    )
     close = today.replace(day=3) if today.day <= 3 else _next_month(today).replace(day=3)
     captured = await conn.execute(
         select(card_transactions)
