@@ -16,6 +16,7 @@ from events.cards import CardIssueRequested, CardStatusChanged, CardType
 from orchestrator import logging as orchestra_logging
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
+from orchestrator.demo_api import run_api_tour
 from orchestrator.demo_shop import WATCHED as SHOP_TOPICS
 from orchestrator.demo_shop import run_shop
 from orchestrator.embedded import EmbeddedStack
@@ -85,11 +86,13 @@ async def run_demo(users: int = 40, timeout_s: float = 90.0) -> int:
             console.print("\n[bold]The shop[/bold]: seed 003's sagas")
             async with UpstreamClient(settings, watch=SHOP_TOPICS) as client:
                 shop_failed = await run_shop(client, app.engine, console)
+            console.print("\n[bold]The card service over HTTP[/bold]: seeds 000, 004, 001, 002")
+            api_wrong = await run_api_tour(settings, console)
         finally:
             await app.stop()
     missing = batch.expected - outcomes.keys()
     console.print(f"demo finished in {time.monotonic() - started:.1f} s")
-    return 1 if missing or shop_failed else 0
+    return 1 if missing or shop_failed or api_wrong else 0
 
 
 async def _drive(
