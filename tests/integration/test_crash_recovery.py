@@ -17,7 +17,7 @@ import pytest
 from events import topics
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
-from orchestrator.embedded import EmbeddedStack
+from orchestrator.embedded import EmbeddedStack, free_port
 from orchestrator.settings import Settings
 from tests.integration import commerce
 from tests.integration.helpers import card_outcomes, card_request, query, unique
@@ -146,7 +146,8 @@ async def test_two_processes_share_the_work_and_issue_one_card_per_user(
     own_stack: EmbeddedStack,
 ) -> None:
     settings = own_stack.settings(group_prefix=unique("pair"))
-    first, second = Application(settings), Application(settings)
+    first = Application(settings)
+    second = Application(settings.model_copy(update={"http_port": free_port()}))
     await first.start()
     await second.start()
     try:

@@ -37,6 +37,7 @@ def test_application_wires_every_service_to_its_topics_and_groups() -> None:
         for sub in app.broker.subscribers
     }
     inbound = (
+        topics.CARDS_INVOICE_PAYMENT_REQUESTED,
         topics.CARDS_ISSUE_REQUESTED,
         topics.CUSTOMERS_REGISTERED,
         topics.GIFTCARDS_ACTIVATION_REQUESTED,
@@ -74,6 +75,7 @@ def test_application_wires_every_service_to_its_topics_and_groups() -> None:
         "store",
         "delivery",
         "notification",
+        "api",
     }
 
 
