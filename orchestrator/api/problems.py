@@ -63,7 +63,23 @@ def _validation_message(error: dict[str, object]) -> str:
     return f"{where}: {message}" if where else message
 
 
+MAX_BODY_BYTES = 1_000_000
+
+
 def install(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def bounded_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            problem = Problem(
+                title="Request too large",
+                status=413,
+                code="HTTP-4130",
+                detail=f"a request body may have at most {MAX_BODY_BYTES} bytes",
+            )
+            return problem_response(problem, request)
+        return await call_next(request)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         messages = [_validation_message(error) for error in exc.errors()[:10]]

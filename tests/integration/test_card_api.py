@@ -254,9 +254,12 @@ async def test_purchase_on_unknown_card_is_404(api: httpx.AsyncClient) -> None:
         assert answer["detail"] == f"Card with ID {card_id} not found"
 
 
-async def test_unknown_route_and_method_are_problems(api: httpx.AsyncClient) -> None:
+async def test_unknown_route_method_and_huge_body_are_problems(api: httpx.AsyncClient) -> None:
     problem(await api.get("/nowhere"), 404, "RES-4040")
     problem(await api.delete("/cards"), 405, "HTTP-4050")
+    huge = b'{"cardNumber": "' + b"4" * 2_000_000 + b'", "creditLimitUsd": 1}'
+    sent = await api.post("/cards", content=huge, headers={"content-type": "application/json"})
+    problem(sent, 413, "HTTP-4130")
 
 
 # -- seed 002 -------------------------------------------------------------------------------
