@@ -161,20 +161,28 @@ async def authorize(conn: AsyncConnection, body: Authorize) -> Transaction:
     row = await _row(conn, body.card_id, lock=True)
     if body.merchant_name == ACQUIRER_DOWN:
         raise AcquirerUnavailable("the acquirer did not answer; try again later")
+    transaction_id = await _pending(conn, row.card_id, body, installments=body.installments)
+    return await _decide(conn, row, transaction_id)
+
+
+async def _pending(
+    conn: AsyncConnection, card_id: uuid.UUID, body: Authorize | ThreeDsInit, **extra: object
+) -> uuid.UUID:
+    """Record a PENDING transaction (every attempt is kept, declined ones too)."""
     transaction_id = uuid.uuid4()
     await conn.execute(
         pg_insert(card_transactions).values(
             transaction_id=transaction_id,
-            card_id=row.card_id,
+            card_id=card_id,
             amount_minor=to_minor(body.amount),
             currency=body.currency,
             merchant_name=body.merchant_name,
             merchant_category=body.merchant_category,
-            installments=body.installments,
             status=TransactionStatus.PENDING.value,
+            **extra,
         )
     )
-    return await _decide(conn, row, transaction_id)
+    return transaction_id
 
 
 async def _decide(conn: AsyncConnection, card: AnyRow, transaction_id: uuid.UUID) -> Transaction:
@@ -304,20 +312,13 @@ async def start_3ds(
     row = await _row(conn, body.card_id, lock=True)
     if row.status != "ACTIVE":
         raise CardBlocked("the card is blocked")
-    transaction_id = uuid.uuid4()
-    await conn.execute(
-        pg_insert(card_transactions).values(
-            transaction_id=transaction_id,
-            card_id=row.card_id,
-            amount_minor=to_minor(body.amount),
-            currency=body.currency,
-            merchant_name=body.merchant_name,
-            merchant_category=body.merchant_category,
-            installments=1,
-            status=TransactionStatus.PENDING.value,
-            three_ds="CHALLENGE_REQUIRED",
-            return_url=body.return_url,
-        )
+    transaction_id = await _pending(
+        conn,
+        row.card_id,
+        body,
+        installments=1,
+        three_ds="CHALLENGE_REQUIRED",
+        return_url=body.return_url,
     )
     pareq = {
         "transaction_id": str(transaction_id),
