@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
         help="orchestrator and workers in one process (default: two, orchestrator | workers)",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+    from orchestrator.ops import sagas_cli
+
+    sagas_cli.add_parser(commands)
     return parser
 
 
@@ -138,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             configured = load_settings() if args.external else None
             report = asyncio.run(run_bench(options, configured))
             return 0 if report["outcomes_ok"] else 1
+        elif args.command == "sagas":
+            settings = load_settings()
+            orchestra_logging.configure("WARNING", settings.log_format)
+            from orchestrator.ops import sagas_cli
+
+            return asyncio.run(sagas_cli.run(args, settings))
     except OrchestraError as exc:
         print(f"orchestra: error: {exc}", file=sys.stderr)
         return 2

@@ -34,9 +34,9 @@ async def create_schema(engine: AsyncEngine) -> None:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_ID})
             await conn.run_sync(metadata.create_all)
     except (OperationalError, DBAPIError, OSError) as exc:
-        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {_first_line(exc)}") from None
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     message = str(getattr(exc, "orig", None) or exc).strip()
     return message.splitlines()[0] if message else type(exc).__name__

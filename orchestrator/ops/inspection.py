@@ -1,0 +1,104 @@
+"""Reading sagas for operators: filtered lists, one saga, its history."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.engine import store
+from orchestrator.engine.instance import SagaInstance
+from orchestrator.errors import OrchestraError
+from schemas.sagas import saga_history, saga_instances
+
+
+class SagaNotFound(OrchestraError):
+    """No saga matches the id or business key given."""
+
+
+@dataclass(frozen=True)
+class SagaFilter:
+    saga_type: str | None = None
+    status: str | None = None
+    older_than: timedelta | None = None
+    business_key: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    at: datetime
+    event: str
+    step: str | None
+    status: str
+    message_id: str | None
+    message_type: str | None
+    topic: str | None
+    detail: str | None
+    actor: str | None
+
+
+async def list_sagas(engine: AsyncEngine, wanted: SagaFilter) -> list[SagaInstance]:
+    query = select(saga_instances).order_by(saga_instances.c.updated_at.desc())
+    if wanted.saga_type:
+        query = query.where(saga_instances.c.saga_type == wanted.saga_type)
+    if wanted.status:
+        query = query.where(saga_instances.c.status == wanted.status.upper())
+    if wanted.business_key:
+        query = query.where(saga_instances.c.business_key == wanted.business_key)
+    if wanted.older_than is not None:
+        query = query.where(saga_instances.c.created_at <= datetime.now(UTC) - wanted.older_than)
+    async with engine.connect() as conn:
+        rows = await conn.execute(query.limit(wanted.limit))
+        return [store.to_instance(row) for row in rows]
+
+
+async def one_saga(engine: AsyncEngine, ident: str) -> SagaInstance:
+    """By saga id, or by business key when that names exactly one saga."""
+    try:
+        condition = saga_instances.c.id == uuid.UUID(ident)
+    except ValueError:
+        condition = saga_instances.c.business_key == ident
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(saga_instances).where(condition).limit(3))).all()
+    if not rows:
+        raise SagaNotFound(f"no saga with id or business key {ident!r}")
+    if len(rows) > 1:
+        kinds = ", ".join(f"{row.saga_type} {row.id}" for row in rows)
+        raise SagaNotFound(f"{ident!r} names several sagas ({kinds}); give the saga id")
+    return store.to_instance(rows[0])
+
+
+async def history(engine: AsyncEngine, saga_id: uuid.UUID) -> list[HistoryRow]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(saga_history)
+            .where(saga_history.c.saga_id == saga_id)
+            .order_by(saga_history.c.id)
+        )
+        return [
+            HistoryRow(
+                at=row.at,
+                event=row.event,
+                step=row.step,
+                status=row.status,
+                message_id=row.message_id,
+                message_type=row.message_type,
+                topic=row.topic,
+                detail=row.detail,
+                actor=row.actor,
+            )
+            for row in rows
+        ]
+
+
+def parse_age(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``3d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit():
+        raise ValueError(f"an age looks like 90s, 15m, 2h or 3d, not {text!r}")
+    return timedelta(seconds=int(number) * units[unit])

@@ -1,0 +1,50 @@
+"""Operator actions on one saga (retry a step, compensate), recorded with who and why."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.engine.instance import SagaInstance
+from orchestrator.engine.machine import RetryPolicy
+from orchestrator.engine.outbox import OutboxRelay
+from orchestrator.engine.runtime import SagaRuntime
+from orchestrator.kafka import broker_security
+from orchestrator.sagas import ALL_SAGAS
+from orchestrator.settings import Settings
+from orchestrator.wiring import BrokerPublisher, OrchestraBroker, broker_logger
+from schemas.sagas import orchestrator_outbox
+
+
+async def act(
+    settings: Settings, engine: AsyncEngine, saga_id: uuid.UUID, action: str, actor: str, why: str
+) -> SagaInstance:
+    """Apply ``retry`` or ``compensate`` in one transaction and publish what it sends.
+
+    Uses a producer only: joining the orchestrator's consumer groups from a command line
+    tool would make the running services rebalance.
+    """
+    broker = OrchestraBroker(
+        settings.bootstrap_servers,
+        security=broker_security(settings),
+        client_id=f"{settings.group_prefix}-ops",
+        logger=broker_logger(settings.log_level),
+        log_level=logging.DEBUG,
+    )
+    await broker.start()
+    try:
+        relay = OutboxRelay(engine, orchestrator_outbox, BrokerPublisher(broker))
+        policy = RetryPolicy(
+            settings.step_timeout_s,
+            settings.retry_budget,
+            settings.retry_backoff_s,
+            settings.retry_backoff_max_s,
+        )
+        runtime = SagaRuntime(engine, ALL_SAGAS, policy, relay, settings.max_message_bytes)
+        saved = await runtime.manual(saga_id, action, actor, why)
+        await relay.drain()
+        return saved
+    finally:
+        await broker.stop()

@@ -1,0 +1,147 @@
+"""``orchestra sagas list|show|trace|retry|compensate``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.db import DatabaseUnavailable, create_engine, first_line
+from orchestrator.engine.instance import SagaInstance
+from orchestrator.errors import OrchestraError
+from orchestrator.ops import inspection, manual, trace
+from orchestrator.sagas import ALL_SAGAS
+from orchestrator.settings import Settings
+
+console = Console()
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sagas = commands.add_parser("sagas", help="list, inspect, trace, retry and compensate sagas")
+    verbs = sagas.add_subparsers(dest="verb", required=True, metavar="VERB")
+    listing = verbs.add_parser("list", help="sagas, newest first, filtered")
+    listing.add_argument("--type", dest="saga_type", help="saga type, e.g. order-checkout")
+    listing.add_argument("--status", help="RUNNING, COMPENSATING, COMPLETED, ABORTED or FAILED")
+    listing.add_argument("--older-than", help="created at least this long ago: 90s, 15m, 2h, 3d")
+    listing.add_argument("--key", help="business key (order_id, request_id, ...)")
+    listing.add_argument("--limit", type=int, default=50)
+    for verb, text in (("show", "state and step history"), ("trace", "message flow diagram")):
+        one = verbs.add_parser(verb, help=text)
+        one.add_argument("saga", help="saga id, or a business key naming one saga")
+        if verb == "trace":
+            one.add_argument("--svg", type=Path, help="also write an SVG rendering here")
+            one.add_argument("--html", type=Path, help="also write an HTML page here")
+    for verb, text in (
+        ("retry", "re-send the current step (a stuck step, or a FAILED compensation)"),
+        ("compensate", "roll a running saga back from its current step"),
+    ):
+        act = verbs.add_parser(verb, help=text)
+        act.add_argument("saga", help="saga id, or a business key naming one saga")
+        act.add_argument("--why", required=True, help="recorded in the saga's history")
+        act.add_argument("--actor", default=None, help="who (default: the login name)")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    engine = create_engine(settings)
+    try:
+        return await _run(args, settings, engine)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
+    finally:
+        await engine.dispose()
+
+
+async def _run(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
+    if args.verb == "list":
+        try:
+            age = inspection.parse_age(args.older_than) if args.older_than else None
+        except ValueError as exc:
+            raise OrchestraError(str(exc)) from None
+        found = await inspection.list_sagas(
+            engine,
+            inspection.SagaFilter(args.saga_type, args.status, age, args.key, args.limit),
+        )
+        _print_list(found)
+        return 0
+    instance = await inspection.one_saga(engine, args.saga)
+    if args.verb == "show":
+        _print_one(instance, await inspection.history(engine, instance.id))
+    elif args.verb == "trace":
+        rows = await inspection.history(engine, instance.id)
+        definition = next((s for s in ALL_SAGAS if s.name == instance.saga_type), None)
+        diagram = trace.flow(instance, rows, definition)
+        print(trace.mermaid(diagram), end="")
+        if args.svg:
+            args.svg.write_text(trace.as_svg(diagram))
+        if args.html:
+            args.html.write_text(trace.as_html(diagram))
+    else:
+        actor = args.actor or getpass.getuser()
+        try:
+            saved = await manual.act(settings, engine, instance.id, args.verb, actor, args.why)
+        except ValueError as exc:
+            raise OrchestraError(str(exc)) from None
+        console.print(
+            f"{args.verb}: saga {saved.id} is {saved.status.value} "
+            f"(step {saved.step_index}, by {actor}: {args.why})"
+        )
+    return 0
+
+
+def _print_list(found: list[SagaInstance]) -> None:
+    table = Table(title=f"{len(found)} sagas")
+    for column in ("id", "type", "business key", "status", "step", "reason", "age", "updated"):
+        table.add_column(column)
+    now = datetime.now(UTC)
+    for saga in found:
+        table.add_row(
+            str(saga.id),
+            saga.saga_type,
+            saga.business_key,
+            saga.status.value,
+            str(saga.step_index),
+            saga.reason or "",
+            _age(now - saga.created_at),
+            saga.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table)
+
+
+def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
+    console.print(f"[bold]{saga.saga_type}[/bold] {saga.id}  key {saga.business_key}")
+    console.print(
+        f"status {saga.status.value}, step {saga.step_index}"
+        f"{' (compensating)' if saga.compensating else ''}, attempt {saga.attempt}, "
+        f"reason {saga.reason or '-'}, next action {saga.next_action_at or '-'}, "
+        f"version {saga.version}"
+    )
+    console.print_json(json.dumps(saga.data, default=str))
+    table = Table(title="history")
+    for column in ("at", "event", "step", "status", "message", "detail", "actor"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.at.strftime("%H:%M:%S.%f")[:-3],
+            row.event,
+            row.step or "",
+            row.status,
+            row.message_type or "",
+            row.detail or "",
+            row.actor or "",
+        )
+    console.print(table)
+
+
+def _age(delta: object) -> str:
+    seconds = int(delta.total_seconds())  # type: ignore[attr-defined]
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -1,0 +1,159 @@
+"""``orchestra sagas``: list, show, trace (Mermaid, SVG, HTML), retry and compensate, run as
+an operator would against the embedded stack with real sagas."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from events import topics
+from orchestrator.client import UpstreamClient
+from orchestrator.embedded import EmbeddedStack
+from tests.integration import commerce as c
+from tests.integration.helpers import query
+
+pytestmark = pytest.mark.usefixtures("running_app")
+
+
+def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+        "ORCHESTRA_DATABASE_URL": stack.database_url,
+        "ORCHESTRA_LOG_LEVEL": "WARNING",
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+async def client(stack: EmbeddedStack) -> AsyncIterator[UpstreamClient]:
+    async with UpstreamClient(stack.settings(), watch=c.WATCHED) as upstream:
+        yield upstream
+
+
+async def test_list_show_and_trace_a_real_order(
+    client: UpstreamClient, stack: EmbeddedStack, tmp_path: Path
+) -> None:
+    seen = c.Outcomes(client)
+    buyer = c.customer()
+    await client.send(topics.CUSTOMERS_REGISTERED, buyer)
+    await seen.one(buyer.customer_id)
+    sku, point_id = c.unique("SKU"), c.unique("PP")
+    await client.send(topics.STORE_STOCK_RECEIVED, c.stock(sku, 1))
+    await client.send(topics.DELIVERY_POINTS_UPDATED, c.point(point_id, 0))
+    order = c.order(buyer.customer_id, [(sku, 1, "5")], point_id)
+    await client.send(topics.ORDERS_SUBMITTED, order)
+    assert (await seen.one(order.order_id))["reason"] == "NO_DELIVERY_CAPACITY"
+
+    listed = orchestra(
+        stack,
+        "sagas",
+        "list",
+        "--type",
+        "order-checkout",
+        "--status",
+        "aborted",
+        "--key",
+        order.order_id,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert order.order_id in listed.stdout
+    assert "NO_DELIVERY_CAPACITY" in listed.stdout
+
+    shown = orchestra(stack, "sagas", "show", order.order_id)
+    assert shown.returncode == 0, shown.stderr
+    for event in ("started", "step-failed", "compensated", "ended"):
+        assert event in shown.stdout
+
+    svg, page = tmp_path / "order.svg", tmp_path / "order.html"
+    traced = orchestra(
+        stack, "sagas", "trace", order.order_id, "--svg", str(svg), "--html", str(page)
+    )
+    assert traced.returncode == 0, traced.stderr
+    diagram = traced.stdout
+    assert diagram.startswith("sequenceDiagram")
+    for name in ("orders.submitted", "billing", "payment", "store", "delivery", "orders.status"):
+        assert f"as {name}" in diagram
+    order_of = [line for line in diagram.splitlines() if "->>" in line or "-x" in line]
+    kinds = [
+        kind
+        for line in order_of
+        for kind in (
+            "CheckCustomer",
+            "ChargeBank",
+            "ReserveStock",
+            "BookDelivery",
+            "ReleaseStock",
+            "RefundBank",
+        )
+        if kind in line
+    ]
+    assert kinds == [
+        "CheckCustomer",
+        "ChargeBank",
+        "ReserveStock",
+        "BookDelivery",
+        "ReleaseStock",
+        "RefundBank",
+    ]
+    assert svg.read_text().startswith("<svg")
+    assert "ReserveStock" in svg.read_text()
+    assert "mermaid" in page.read_text()
+
+
+async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
+    client: UpstreamClient, stack: EmbeddedStack
+) -> None:
+    seen = c.Outcomes(client)
+    buyer = c.customer()
+    await client.send(topics.CUSTOMERS_REGISTERED, buyer)
+    await seen.one(buyer.customer_id)
+    stuck = c.topup(buyer.customer_id, "10", c.UNAVAILABLE)  # the bank keeps failing: retries
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, stuck)
+    while not await query(
+        stack.database_url, "SELECT 1 FROM saga_instances WHERE business_key = :k", k=stuck.topup_id
+    ):
+        await seen.wait([], timeout_s=0.1)
+
+    retried = orchestra(
+        stack, "sagas", "retry", stuck.topup_id, "--why", "bank is back", "--actor", "alice"
+    )
+    assert retried.returncode == 0, retried.stderr
+    undone = orchestra(
+        stack, "sagas", "compensate", stuck.topup_id, "--why", "client cancelled", "--actor", "bob"
+    )
+    assert undone.returncode == 0, undone.stderr
+    outcome = await seen.one(stuck.topup_id)
+    assert (outcome["status"], outcome["reason"]) == ("CANCELLED", "MANUAL")
+    notes = await query(
+        stack.database_url,
+        "SELECT h.event, h.actor, h.detail FROM saga_history h JOIN saga_instances s "
+        "ON s.id = h.saga_id WHERE s.business_key = :k AND h.actor IS NOT NULL ORDER BY h.id",
+        k=stuck.topup_id,
+    )
+    assert notes == [
+        ("manual-retry", "alice", "bank is back"),
+        ("manual-compensate", "bob", "client cancelled"),
+    ]
+
+    again = orchestra(stack, "sagas", "compensate", stuck.topup_id, "--why", "twice")
+    assert again.returncode == 2
+    assert "Traceback" not in again.stderr
+    missing = orchestra(stack, "sagas", "show", "no-such-saga")
+    assert missing.returncode == 2
+    assert "no saga" in missing.stderr
+    bad_age = orchestra(stack, "sagas", "list", "--older-than", "soon")
+    assert (bad_age.returncode, "Traceback" in bad_age.stderr) == (2, False)
