@@ -79,9 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
-    from orchestrator.ops import sagas_cli
+    from orchestrator.ops import sagas_cli, topics_cli
 
     sagas_cli.add_parser(commands)
+    topics_cli.add_parsers(commands)
     return parser
 
 
@@ -148,6 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orchestrator.ops import sagas_cli
 
             return asyncio.run(sagas_cli.run(args, settings))
+        elif args.command in ("replay", "dlq"):
+            settings = load_settings()
+            orchestra_logging.configure("WARNING", settings.log_format)
+            from orchestrator.ops import topics_cli
+
+            handler = topics_cli.replay if args.command == "replay" else topics_cli.dead_letters
+            return asyncio.run(handler(args, settings))
     except OrchestraError as exc:
         print(f"orchestra: error: {exc}", file=sys.stderr)
         return 2

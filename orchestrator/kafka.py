@@ -122,3 +122,14 @@ async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> in
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def list_topics(settings: Settings) -> list[str]:
+    admin = AIOKafkaAdminClient(**admin_kwargs(settings))
+    try:
+        await admin.start()
+        return list(await admin.list_topics())
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        raise KafkaUnavailable(f"cannot reach Kafka: {exc or type(exc).__name__}") from None
+    finally:
+        await admin.close()

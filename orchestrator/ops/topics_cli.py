@@ -1,0 +1,184 @@
+"""``orchestra replay`` and ``orchestra dlq list|show|redrive``."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from events import envelope as env
+from events.topics import DLQ_SUFFIX, dlq
+from orchestrator.errors import OrchestraError
+from orchestrator.kafka import list_topics
+from orchestrator.ops.records import Record, Selection, publish, read
+from orchestrator.settings import Settings
+
+console = Console()
+DLQ_HEADERS = (
+    env.H_DLQ_REASON,
+    env.H_DLQ_ERROR,
+    env.H_DLQ_TOPIC,
+    env.H_DLQ_PARTITION,
+    env.H_DLQ_OFFSET,
+)
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    replay = commands.add_parser(
+        "replay", help="re-publish selected records of a topic (consumers are idempotent)"
+    )
+    replay.add_argument("topic")
+    _selection_arguments(replay)
+    replay.add_argument("--to-topic", help="publish there instead of back to the same topic")
+    replay.add_argument("--dry-run", action="store_true", help="list what would be sent")
+
+    dead = commands.add_parser("dlq", help="dead-letter records: list, show, re-drive")
+    verbs = dead.add_subparsers(dest="verb", required=True, metavar="VERB")
+    listing = verbs.add_parser("list", help="records of one topic's DLQ, or of every DLQ")
+    listing.add_argument("topic", nargs="?", help="the original topic (default: every DLQ)")
+    listing.add_argument("--reason", help="only this dlq_reason")
+    show = verbs.add_parser("show", help="one dead letter: headers and value")
+    show.add_argument("topic", help="the original topic")
+    show.add_argument("--partition", type=int, required=True)
+    show.add_argument("--offset", type=int, required=True)
+    redrive = verbs.add_parser("redrive", help="send dead letters back to their topic")
+    redrive.add_argument("topic", help="the original topic")
+    redrive.add_argument("--partition", type=int, action="append", default=[])
+    redrive.add_argument(
+        "--offset",
+        type=int,
+        action="append",
+        default=[],
+        help="one record's offset (repeatable; with --partition if several)",
+    )
+    redrive.add_argument("--reason", help="every dead letter with this dlq_reason")
+    redrive.add_argument("--all", action="store_true", help="every dead letter of the topic")
+    redrive.add_argument("--dry-run", action="store_true")
+
+
+def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        default=[],
+        help="only this partition (repeatable)",
+    )
+    parser.add_argument("--from-offset", type=int, help="first offset (per partition)")
+    parser.add_argument("--to-offset", type=int, help="last offset, inclusive")
+    parser.add_argument("--since", type=_time, help="records at or after (ISO 8601)")
+    parser.add_argument("--until", type=_time, help="records at or before (ISO 8601)")
+    parser.add_argument("--key", help="only records with this key")
+
+
+def _time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone, e.g. {text}Z or {text}+00:00")
+    return moment
+
+
+async def replay(args: argparse.Namespace, settings: Settings) -> int:
+    selection = Selection(
+        tuple(args.partition), args.from_offset, args.to_offset, args.since, args.until, args.key
+    )
+    records = await read(settings, args.topic, selection)
+    target = args.to_topic or args.topic
+    if args.dry_run:
+        _table(f"{len(records)} records would be re-published to {target}", records)
+        return 0
+    sent = await _send(settings, records, lambda _: target, _replayed)
+    console.print(f"re-published {sent} records of {args.topic} to {target}")
+    return 0
+
+
+async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    if args.verb == "list":
+        names = [dlq(args.topic)] if args.topic else await _dlq_topics(settings)
+        for name in names:
+            letters = [
+                r
+                for r in await read(settings, name, Selection())
+                if args.reason is None or r.headers.get(env.H_DLQ_REASON) == args.reason
+            ]
+            _table(f"{name}: {len(letters)} dead letters", letters, dead=True)
+        return 0
+    name = dlq(args.topic)
+    if args.verb == "show":
+        found = await read(settings, name, Selection((args.partition,), args.offset, args.offset))
+        if not found:
+            raise OrchestraError(
+                f"no record at {name} partition {args.partition} offset {args.offset}"
+            )
+        letter = found[0]
+        for header, value in sorted(letter.headers.items()):
+            console.print(f"[bold]{header}[/bold]: {value}")
+        console.print(f"[bold]key[/bold]: {letter.key}")
+        console.print(letter.value.decode("utf-8", "replace"))
+        return 0
+    if not (args.all or args.offset or args.reason):
+        raise OrchestraError("say which dead letters: --offset (repeatable), --reason or --all")
+    letters = [
+        r
+        for r in await read(settings, name, Selection(tuple(args.partition)))
+        if (args.all or not args.offset or r.offset in args.offset)
+        and (args.reason is None or r.headers.get(env.H_DLQ_REASON) == args.reason)
+    ]
+    if args.dry_run:
+        _table(f"{len(letters)} dead letters would be re-driven to {args.topic}", letters, True)
+        return 0
+    sent = await _send(
+        settings, letters, lambda r: r.headers.get(env.H_DLQ_TOPIC, args.topic), _redriven
+    )
+    console.print(f"re-drove {sent} dead letters of {name} to their topic")
+    return 0
+
+
+async def _send(settings: Settings, records: list[Record], target, headers) -> int:  # type: ignore[no-untyped-def]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("publishing", total=len(records))
+        return await publish(
+            settings, records, target, headers, lambda n: progress.update(task, completed=n)
+        )
+
+
+def _replayed(record: Record) -> dict[str, str]:
+    return {**record.headers, "replayed_from": f"{record.topic}/{record.partition}/{record.offset}"}
+
+
+def _redriven(record: Record) -> dict[str, str]:
+    kept = {k: v for k, v in record.headers.items() if k not in DLQ_HEADERS}
+    return {**kept, "redriven_from": f"{record.topic}/{record.partition}/{record.offset}"}
+
+
+async def _dlq_topics(settings: Settings) -> list[str]:
+    return sorted(name for name in await list_topics(settings) if name.endswith(DLQ_SUFFIX))
+
+
+def _table(title: str, records: list[Record], dead: bool = False) -> None:
+    table = Table(title=title)
+    columns = ["partition", "offset", "time", "key"]
+    columns += ["reason", "error", "from"] if dead else ["type"]
+    for column in columns:
+        table.add_column(column)
+    for r in records:
+        when = datetime.fromtimestamp(r.timestamp_ms / 1000).isoformat(timespec="seconds")
+        row = [str(r.partition), str(r.offset), when, r.key or ""]
+        if dead:
+            origin = "/".join(r.headers.get(h, "?") for h in DLQ_HEADERS[2:])
+            row += [
+                r.headers.get(env.H_DLQ_REASON, ""),
+                r.headers.get(env.H_DLQ_ERROR, "")[:80],
+                origin,
+            ]
+        else:
+            row.append(r.headers.get(env.H_TYPE, ""))
+        table.add_row(*row)
+    console.print(table)

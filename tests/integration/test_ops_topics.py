@@ -1,0 +1,154 @@
+"""``orchestra replay`` (by offset, time and key; dry run and real) changes nothing that
+already happened; ``orchestra dlq`` lists, shows and re-drives dead letters after a fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events import topics
+from orchestrator.app import Application
+from orchestrator.client import UpstreamClient
+from orchestrator.embedded import EmbeddedStack
+from orchestrator.ops.records import Selection, read
+from tests.integration import commerce as c
+from tests.integration.test_commerce_replay import drained, snapshot, some_business
+
+
+def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+        "ORCHESTRA_DATABASE_URL": stack.database_url,
+        "ORCHESTRA_LOG_LEVEL": "WARNING",
+        "COLUMNS": "250",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.usefixtures("running_app")
+async def test_replay_by_key_time_and_offset_changes_nothing(stack: EmbeddedStack) -> None:
+    before_business = datetime.now(UTC) - timedelta(seconds=1)
+    async with UpstreamClient(stack.settings(), watch=c.WATCHED) as client:
+        seen = c.Outcomes(client)
+        buyer_id, topup_id, _, order_id, _ = await some_business(client, seen)
+    await drained(stack)
+    before = await snapshot(stack.database_url)
+
+    dry = orchestra(stack, "replay", topics.ORDERS_SUBMITTED, "--key", order_id, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "1 records would be re-published" in dry.stdout
+    assert order_id in dry.stdout
+
+    by_key = orchestra(stack, "replay", topics.ORDERS_SUBMITTED, "--key", order_id)
+    assert "re-published 1 records" in by_key.stdout, by_key.stderr
+    by_time = orchestra(
+        stack,
+        "replay",
+        topics.WALLETS_TOPUP_REQUESTED,
+        "--since",
+        before_business.isoformat(),
+        "--dry-run",
+    )
+    assert topup_id in by_time.stdout, by_time.stderr
+    later = orchestra(
+        stack,
+        "replay",
+        topics.WALLETS_TOPUP_REQUESTED,
+        "--since",
+        (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        "--dry-run",
+    )
+    assert "0 records would be" in later.stdout
+    orchestra(
+        stack, "replay", topics.WALLETS_TOPUP_REQUESTED, "--since", before_business.isoformat()
+    )
+    (where,) = await read(stack.settings(), topics.CUSTOMERS_REGISTERED, Selection(key=buyer_id))
+    by_offset = orchestra(
+        stack,
+        "replay",
+        topics.CUSTOMERS_REGISTERED,
+        "--partition",
+        str(where.partition),
+        "--from-offset",
+        str(where.offset),
+        "--to-offset",
+        str(where.offset),
+    )
+    assert "re-published 1 records" in by_offset.stdout, by_offset.stderr
+
+    await drained(stack)
+    assert await snapshot(stack.database_url) == before
+    bad = orchestra(stack, "replay", "no.such.topic")
+    assert (bad.returncode, "no topic" in bad.stderr, "Traceback" in bad.stderr) == (2, True, False)
+
+
+@pytest.fixture(scope="module")
+def own_stack() -> Iterator[EmbeddedStack]:
+    with EmbeddedStack() as embedded:
+        yield embedded
+
+
+@pytest.mark.slow
+async def test_dead_letters_listed_shown_and_redriven_after_the_fix(
+    own_stack: EmbeddedStack,
+) -> None:
+    strict = Application(own_stack.settings(group_prefix="dlq", max_message_bytes=1_500))
+    await strict.start()
+    try:
+        async with UpstreamClient(own_stack.settings(), watch=c.WATCHED) as client:
+            seen = c.Outcomes(client)
+            big = c.order(c.unique("nobody"), [(f"SKU-{n:03d}", 1, "1") for n in range(60)], "PP")
+            small = c.order(c.unique("nobody"), [("SKU-1", 1, "1")], "PP")
+            await client.send(topics.ORDERS_SUBMITTED, big)
+            await client.send(topics.ORDERS_SUBMITTED, small)
+            await seen.one(small.order_id)
+    finally:
+        await strict.stop()
+
+    listed = orchestra(own_stack, "dlq", "list", topics.ORDERS_SUBMITTED)
+    assert listed.returncode == 0, listed.stderr
+    assert "TOO_LARGE" in listed.stdout
+    assert big.order_id in listed.stdout
+    (letter,) = await read(own_stack.settings(), topics.dlq(topics.ORDERS_SUBMITTED), Selection())
+    shown = orchestra(
+        own_stack,
+        "dlq",
+        "show",
+        topics.ORDERS_SUBMITTED,
+        "--partition",
+        str(letter.partition),
+        "--offset",
+        str(letter.offset),
+    )
+    assert "dlq_reason: TOO_LARGE" in shown.stdout
+    assert big.order_id in shown.stdout
+    refused = orchestra(own_stack, "dlq", "redrive", topics.ORDERS_SUBMITTED)
+    assert refused.returncode == 2
+    assert "--all" in refused.stderr
+
+    fixed = Application(own_stack.settings(group_prefix="dlq"))  # the fix: a larger limit
+    await fixed.start()
+    try:
+        async with UpstreamClient(own_stack.settings(), watch=c.WATCHED) as client:
+            seen = c.Outcomes(client)
+            sent = orchestra(
+                own_stack, "dlq", "redrive", topics.ORDERS_SUBMITTED, "--reason", "TOO_LARGE"
+            )
+            assert "re-drove 1 dead letters" in sent.stdout, sent.stderr
+            outcome = await seen.one(big.order_id)
+    finally:
+        await fixed.stop()
+    assert (outcome["status"], outcome["reason"]) == ("CANCELLED", "UNKNOWN_CUSTOMER")
