@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
+    docs = commands.add_parser(
+        "docs", help="write the AsyncAPI document of every topic, and the HTTP API's OpenAPI"
+    )
+    docs.add_argument("--out", default=".", help="folder to write into (default: here)")
+
     from orchestrator.ops import sagas_cli, topics_cli
 
     sagas_cli.add_parser(commands)
@@ -149,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orchestrator.ops import sagas_cli
 
             return asyncio.run(sagas_cli.run(args, settings))
+        elif args.command == "docs":
+            from orchestrator.docs import write_docs
+
+            for path in write_docs(load_settings(), args.out):
+                print(path)
         elif args.command in ("replay", "dlq"):
             settings = load_settings()
             orchestra_logging.configure("WARNING", settings.log_format)

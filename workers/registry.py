@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,12 +33,17 @@ from workers.store.service import StoreService, receive_stock
 class WorkerSpec:
     name: str
     topic: str
-    commands: TypeAdapter[Any]
+    command_model: Any
+    """The (discriminated union) type of the worker's commands."""
     inbox: Table
     outbox: Table
     build: Callable[[Settings], CommandHandler]
     feeds: tuple[FeedSpec, ...] = ()
     publishes: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def commands(self) -> TypeAdapter[Any]:
+        return TypeAdapter(self.command_model)
 
 
 def _code_key(settings: Settings) -> str:
@@ -50,7 +56,7 @@ WORKERS: dict[str, WorkerSpec] = {
         WorkerSpec(
             card_issuance.OWNER,
             topics.CARD_ISSUANCE_COMMANDS,
-            TypeAdapter(CardIssuanceCommand),
+            CardIssuanceCommand,
             card_issuance.card_issuance_inbox,
             card_issuance.card_issuance_outbox,
             lambda settings: CardIssuanceService(settings.card_number_salt.get_secret_value()),
@@ -58,7 +64,7 @@ WORKERS: dict[str, WorkerSpec] = {
         WorkerSpec(
             billing.OWNER,
             topics.BILLING_COMMANDS,
-            TypeAdapter(BillingCommand),
+            BillingCommand,
             billing.billing_inbox,
             billing.billing_outbox,
             lambda settings: BillingService(_code_key(settings)),
@@ -66,7 +72,7 @@ WORKERS: dict[str, WorkerSpec] = {
         WorkerSpec(
             payment.OWNER,
             topics.PAYMENT_COMMANDS,
-            TypeAdapter(PaymentCommand),
+            PaymentCommand,
             payment.payment_inbox,
             payment.payment_outbox,
             lambda _settings: PaymentService(),
@@ -74,7 +80,7 @@ WORKERS: dict[str, WorkerSpec] = {
         WorkerSpec(
             store.OWNER,
             topics.STORE_COMMANDS,
-            TypeAdapter(StoreCommand),
+            StoreCommand,
             store.store_inbox,
             store.store_outbox,
             lambda _settings: StoreService(),
@@ -83,7 +89,7 @@ WORKERS: dict[str, WorkerSpec] = {
         WorkerSpec(
             delivery.OWNER,
             topics.DELIVERY_COMMANDS,
-            TypeAdapter(DeliveryCommand),
+            DeliveryCommand,
             delivery.delivery_inbox,
             delivery.delivery_outbox,
             lambda _settings: DeliveryService(),
@@ -92,7 +98,7 @@ WORKERS: dict[str, WorkerSpec] = {
         WorkerSpec(
             notification.OWNER,
             topics.NOTIFICATION_COMMANDS,
-            TypeAdapter(NotificationCommand),
+            NotificationCommand,
             notification.notification_inbox,
             notification.notification_outbox,
             lambda settings: NotificationService(_code_key(settings)),

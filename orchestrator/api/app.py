@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import warnings
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.card_api import Problem
+from orchestrator import asyncapi
 from orchestrator.api import card_service, problems, registered_cards, virtual_cards
 from orchestrator.api.problems import PROBLEM_JSON
 from orchestrator.api.publishing import ApiPublisher
@@ -37,7 +39,7 @@ def build_api(settings: Settings, engine: AsyncEngine) -> FastAPI:
         client_id=f"{settings.group_prefix}-api",
         logger=broker_logger(settings.log_level),
         include_in_schema=False,
-        schema_url="/asyncapi",
+        schema_url=None,
     )
     app = FastAPI(
         title="Orchestra card service",
@@ -52,8 +54,23 @@ def build_api(settings: Settings, engine: AsyncEngine) -> FastAPI:
     app.include_router(registered_cards.router)
     app.include_router(card_service.router)
     problems.install(app)
+    _serve_asyncapi(app, settings)
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _serve_asyncapi(app: FastAPI, settings: Settings) -> None:
+    """The AsyncAPI document of every topic, as JSON and as a browsable page."""
+    document = asyncapi.as_json(settings)
+    page = asyncapi.as_html(settings)
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi_json() -> Response:
+        return Response(document, media_type="application/json")
+
+    @app.get("/asyncapi", include_in_schema=False)
+    async def asyncapi_page() -> HTMLResponse:
+        return HTMLResponse(page)
 
 
 def problem_openapi(app: FastAPI) -> dict[str, object]:

@@ -254,6 +254,13 @@ async def test_purchase_on_unknown_card_is_404(api: httpx.AsyncClient) -> None:
         assert answer["detail"] == f"Card with ID {card_id} not found"
 
 
+async def test_api_serves_the_asyncapi_document(api: httpx.AsyncClient) -> None:
+    document = (await api.get("/asyncapi.json")).json()
+    assert "orders.submitted" in document["channels"]
+    page = await api.get("/asyncapi")
+    assert page.headers["content-type"].startswith("text/html")
+
+
 async def test_unknown_route_method_and_huge_body_are_problems(api: httpx.AsyncClient) -> None:
     problem(await api.get("/nowhere"), 404, "RES-4040")
     problem(await api.delete("/cards"), 405, "HTTP-4050")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -92,3 +93,42 @@ def test_dev_prints_both_urls_runs_and_stops_on_sigterm() -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_docs_writes_asyncapi_of_every_topic_and_the_openapi(tmp_path: Path) -> None:
+    import json
+
+    run = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "docs", "--out", str(tmp_path / "docs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    document = json.loads((tmp_path / "docs" / "asyncapi.json").read_text())
+    channels = set(document["channels"])
+    contract = {
+        "customers.registered",
+        "customers.status",
+        "wallets.topup-requested",
+        "wallets.status",
+        "store.stock-received",
+        "delivery.points-updated",
+        "orders.submitted",
+        "orders.status",
+        "giftcards.purchase-requested",
+        "giftcards.activation-requested",
+        "giftcards.status",
+        "cards.issue-requested",
+        "cards.status",
+        "notifications.sent",
+        "orders.submitted.dlq",
+    }
+    assert contract <= channels
+    schemas = json.dumps(document["components"])
+    for model in ("OrderSubmitted", "OrderStatusChanged", "ReserveStock", "DeadLetter"):
+        assert model in schemas
+    openapi = json.loads((tmp_path / "docs" / "openapi.json").read_text())
+    assert "/v1/cards/virtual" in openapi["paths"]
+    assert (tmp_path / "docs" / "asyncapi.html").read_text().lstrip().startswith("<")

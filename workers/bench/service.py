@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Compensated, Reply, StepFailed
@@ -35,7 +34,7 @@ def _spec(name: str, topic: str) -> WorkerSpec:
     return WorkerSpec(
         name,
         topic,
-        TypeAdapter(BenchCommand),
+        BenchCommand,
         inbox_table(name),
         outbox_table(name),
         lambda _s: handle,

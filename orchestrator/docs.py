@@ -1,0 +1,35 @@
+"""``orchestra docs``: the AsyncAPI document (JSON and an HTML page) and the OpenAPI one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orchestrator import asyncapi
+from orchestrator.errors import OrchestraError
+from orchestrator.settings import Settings
+
+
+class DocsFolderUnusable(OrchestraError):
+    """The output folder cannot be created or written."""
+
+
+def write_docs(settings: Settings, out: str) -> list[Path]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from orchestrator.api.app import build_api
+
+    folder = Path(out)
+    api = build_api(settings, create_async_engine(settings.database_url))
+    files = {
+        "asyncapi.json": asyncapi.as_json(settings),
+        "asyncapi.html": asyncapi.as_html(settings),
+        "openapi.json": json.dumps(api.openapi(), indent=2),
+    }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    except OSError as exc:
+        raise DocsFolderUnusable(f"cannot write the documents into {folder}: {exc}") from None
+    return [folder / name for name in files]
