@@ -1,0 +1,43 @@
+"""Log lines are JSON off a terminal and never carry card numbers, codes or tokens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import structlog
+
+from orchestrator import logging as orchestra_logging
+
+
+def test_masking_processor_hides_secrets_in_every_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    orchestra_logging.configure("INFO", "json")
+    structlog.contextvars.bind_contextvars(saga_id="s-1", message_id="m-1")
+    try:
+        structlog.get_logger("test").info(
+            "charging 4111111111111111 for AAAA-BBBB-CCCC-DDDD",
+            card_token="tok_visa",
+            request={"cardNumber": "5500005555555559", "note": "paid by 4000056655665556"},
+            headers={"Authorization": "Bearer eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl"},
+            codes=["QRST-UVWX-YZ23-4567"],
+            activation_code="AAAA-BBBB-CCCC-DDDD",
+        )
+    finally:
+        structlog.contextvars.clear_contextvars()
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    event = json.loads(line)
+    assert event["event"] == "charging 4111********1111 for ****-****-****-****"
+    assert event["saga_id"] == "s-1"
+    assert event["message_id"] == "m-1"
+    assert event["card_token"] == "***"
+    assert event["request"] == {"cardNumber": "***", "note": "paid by 4000********5556"}
+    assert event["headers"] == {"Authorization": "***"}
+    assert event["codes"] == ["****-****-****-****"]
+    assert event["activation_code"] == "***"
+    for secret in ("4111111111111111", "5500005555555559", "AAAA-BBBB", "QRST", "c2lnbmF0dXJl"):
+        assert secret not in line
+
+
+def test_free_text_tokens_are_hidden() -> None:
+    text = "got Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.abc-DEF_123 from the client"
+    assert orchestra_logging.mask_text(text) == "got Bearer eyJ*** from the client"
