@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import Table
 
 from events import topics
+from orchestrator import metrics
 from orchestrator.api.server import HttpServer
 from orchestrator.db import create_engine, create_schema
 from orchestrator.engine.definition import Saga
@@ -201,6 +202,12 @@ class Application:
             self._tasks.append(asyncio.create_task(relay.run_sweeper(self._stop)))
         if self.runtime is not None:
             self._tasks.append(asyncio.create_task(self._run_timers(self.runtime)))
+        sampler = metrics.Sampler(
+            self.engine, [relay.table for relay in self.relays], list(self.broker.subscribers)
+        )
+        self._tasks.append(asyncio.create_task(sampler.run(self._stop)))
+        if self.settings.metrics_port:
+            metrics.serve(self.settings.metrics_port)
         log.info(
             "started", services=list(self.services), kafka=self.settings.kafka_bootstrap_servers
         )

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         description="postgresql+asyncpg://user:password@host/db or ...@/db?host=/socket/dir",
     )
     http_port: int = Field(default=8000, ge=1, le=65535)
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="a Prometheus scrape port besides the API's /metrics"
+    )
     http_host: str = Field(default="0.0.0.0", description="address the HTTP API listens on")
     jwt_secret: SecretStr = Field(
         default=SecretStr("orchestra-dev-jwt-secret-change-me-32b"),

@@ -7,10 +7,11 @@ import warnings
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.card_api import Problem
-from orchestrator import asyncapi
+from orchestrator import asyncapi, metrics
 from orchestrator.api import card_service, problems, registered_cards, virtual_cards
 from orchestrator.api.problems import PROBLEM_JSON
 from orchestrator.api.publishing import ApiPublisher
@@ -67,6 +68,10 @@ def _serve_asyncapi(app: FastAPI, settings: Settings) -> None:
     @app.get("/asyncapi.json", include_in_schema=False)
     async def asyncapi_json() -> Response:
         return Response(document, media_type="application/json")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/asyncapi", include_in_schema=False)
     async def asyncapi_page() -> HTMLResponse:

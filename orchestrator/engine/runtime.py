@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from events.base import Reply
 from events.dlq import DeadLetter
 from events.replies import REPLY_ADAPTER
+from orchestrator import metrics
 from orchestrator.engine import store
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaInstance
@@ -78,10 +79,13 @@ class SagaRuntime:
 
     async def handle_inbound(self, records: Sequence[RawRecord]) -> None:
         """Start one saga per valid record (deduplicated by business key); dead-letter the rest."""
-        rows = await with_retries(lambda: self._inbound_tx(records), what="start sagas")
+        rows, decisions = await with_retries(lambda: self._inbound_tx(records), what="start sagas")
         self.relay.publish_soon(rows)
+        metrics.observe(decisions)
 
-    async def _inbound_tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
+    async def _inbound_tx(
+        self, records: Sequence[RawRecord]
+    ) -> tuple[list[OutboxRow], list[Decision]]:
         now = self.clock()
         letters: list[DeadLetter] = []
         starts: dict[tuple[str, str], Decision] = {}
@@ -110,15 +114,20 @@ class SagaRuntime:
         log_dead_letters(letters)
         if len(fresh) < len(starts):
             log.info("duplicate requests ignored", count=len(starts) - len(fresh))
-        return rows
+        return rows, fresh
 
     # -- replies ------------------------------------------------------------------------------
 
     async def handle_replies(self, records: Sequence[RawRecord]) -> None:
-        rows = await with_retries(lambda: self._replies_tx(records), what="apply replies")
+        rows, decisions, timings = await with_retries(
+            lambda: self._replies_tx(records), what="apply replies"
+        )
         self.relay.publish_soon(rows)
+        metrics.observe(decisions, timings)
 
-    async def _replies_tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
+    async def _replies_tx(
+        self, records: Sequence[RawRecord]
+    ) -> tuple[list[OutboxRow], list[Decision], list[metrics.StepTiming]]:
         now = self.clock()
         letters: list[DeadLetter] = []
         replies: list[Parsed[Reply]] = []
@@ -139,6 +148,7 @@ class SagaRuntime:
             )
             current = dict(before)
             decisions: list[Decision] = []
+            timings: list[metrics.StepTiming] = []
             for reply in replies:
                 saga_id = reply.envelope.saga_id
                 assert saga_id is not None
@@ -154,22 +164,29 @@ class SagaRuntime:
                 decision = machine.on_reply(instance, reply.body, reply.envelope, now)
                 current[saga_id] = decision.instance
                 decisions.append(decision)
+                step = reply.envelope.saga_step
+                if step and decision.changed:
+                    seconds = (now - instance.updated_at).total_seconds()
+                    timings.append(
+                        metrics.StepTiming(instance.saga_type, step, instance.compensating, seconds)
+                    )
             await store.save_many(
                 conn,
                 [(before[i], after) for i, after in current.items() if after != before[i]],
             )
             rows = await self._record(conn, decisions, [dead_letter_message(x) for x in letters])
-        return rows
+        return rows, decisions, timings
 
     # -- timers -------------------------------------------------------------------------------
 
     async def fire_due(self, limit: int = 500) -> int:
         """Handle every saga whose step timed out or whose retry is due; returns how many."""
-        rows, count = await with_retries(lambda: self._due_tx(limit), what="fire timers")
+        rows, decisions = await with_retries(lambda: self._due_tx(limit), what="fire timers")
         self.relay.publish_soon(rows)
-        return count
+        metrics.observe(decisions)
+        return len(decisions)
 
-    async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], int]:
+    async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], list[Decision]]:
         now = self.clock()
         async with self.engine.begin() as conn:
             due = await store.lock_due(conn, now, limit)
@@ -184,7 +201,7 @@ class SagaRuntime:
                 decisions.append(decision)
             await store.save_many(conn, changes)
             rows = await self._record(conn, decisions, [])
-        return rows, len(decisions)
+        return rows, decisions
 
     # -- manual actions ---------------------------------------------------------------------
 

@@ -1,0 +1,148 @@
+"""Prometheus metrics: saga counts by type and ending, step latency, in-flight sagas,
+outbox backlog, consumer lag. One registry per process, served by the API at ``/metrics``
+and, where set, on ``ORCHESTRA_METRICS_PORT``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from sqlalchemy import Table, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.engine.instance import SagaStatus
+from orchestrator.engine.machine import Decision
+from schemas.sagas import saga_instances
+
+log = structlog.get_logger(__name__)
+
+REGISTRY = CollectorRegistry()
+SAGAS_STARTED = Counter(
+    "orchestra_sagas_started_total", "Sagas started", ["saga_type"], registry=REGISTRY
+)
+SAGAS_ENDED = Counter(
+    "orchestra_sagas_ended_total",
+    "Sagas ended: completed, compensated (every undo ran) or failed (needs an operator)",
+    ["saga_type", "outcome"],
+    registry=REGISTRY,
+)
+STEP_LATENCY = Histogram(
+    "orchestra_step_latency_seconds",
+    "From a command sent to its reply applied",
+    ["saga_type", "step", "direction"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "orchestra_sagas_in_flight", "Sagas running or compensating", ["saga_type"], registry=REGISTRY
+)
+OUTBOX_BACKLOG = Gauge(
+    "orchestra_outbox_backlog",
+    "Messages committed but not yet published",
+    ["outbox"],
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "orchestra_consumer_lag",
+    "Records behind the fetch high-water mark, per consumed topic",
+    ["topic"],
+    registry=REGISTRY,
+)
+ENDINGS = {
+    SagaStatus.COMPLETED: "completed",
+    SagaStatus.ABORTED: "compensated",
+    SagaStatus.FAILED: "failed",
+}
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    saga_type: str
+    step: str
+    compensating: bool
+    seconds: float
+
+
+def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -> None:
+    """Count what committed transactions did (called after commit, so retries count once)."""
+    for decision in decisions:
+        saga_type = decision.instance.saga_type
+        for entry in decision.history:
+            if entry.event == "started":
+                SAGAS_STARTED.labels(saga_type).inc()
+            elif entry.event == "ended" and entry.status in ENDINGS:
+                SAGAS_ENDED.labels(saga_type, ENDINGS[entry.status]).inc()
+    for timing in timings:
+        direction = "compensation" if timing.compensating else "forward"
+        STEP_LATENCY.labels(timing.saga_type, timing.step, direction).observe(timing.seconds)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+def serve(port: int) -> None:
+    """A separate scrape endpoint, for processes that do not run the HTTP API."""
+    start_http_server(port, registry=REGISTRY)
+
+
+class Sampler:
+    """Samples the gauges every few seconds: in-flight sagas, outbox backlog, lag."""
+
+    def __init__(
+        self, engine: AsyncEngine, outboxes: Sequence[Table], subscribers: Sequence[Any]
+    ) -> None:
+        self.engine = engine
+        self.outboxes = outboxes
+        self.subscribers = subscribers
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 5.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.sample()
+            except Exception as exc:  # a sample missed is not worth stopping for
+                log.warning("metrics sample failed", error=str(exc)[:200])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+    async def sample(self) -> None:
+        async with self.engine.connect() as conn:
+            running = await conn.execute(
+                select(saga_instances.c.saga_type, func.count())
+                .where(saga_instances.c.status.in_(["RUNNING", "COMPENSATING"]))
+                .group_by(saga_instances.c.saga_type)
+            )
+            IN_FLIGHT.clear()
+            for saga_type, count in running:
+                IN_FLIGHT.labels(saga_type).set(count)
+            for table in self.outboxes:
+                count = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+                OUTBOX_BACKLOG.labels(table.name).set(count)
+        for topic, lag in (await self._lag()).items():
+            CONSUMER_LAG.labels(topic).set(lag)
+
+    async def _lag(self) -> dict[str, int]:
+        behind: dict[str, int] = {}
+        for subscriber in self.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                if high is None:
+                    continue
+                position = await consumer.position(tp)
+                behind[tp.topic] = behind.get(tp.topic, 0) + max(0, high - position)
+        return behind
