@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final
@@ -23,6 +24,7 @@ H_SAGA_ID: Final = "ce_sagaid"
 H_SAGA_TYPE: Final = "ce_sagatype"
 H_SAGA_STEP: Final = "ce_sagastep"
 H_CONTENT_TYPE: Final = "content-type"
+H_TRACEPARENT: Final = "traceparent"
 
 H_DLQ_REASON: Final = "dlq_reason"
 H_DLQ_ERROR: Final = "dlq_error"
@@ -68,6 +70,10 @@ class Envelope(BaseModel):
             headers[H_SAGA_TYPE] = self.saga_type
         if self.saga_step is not None:
             headers[H_SAGA_STEP] = self.saga_step
+        if self.saga_id is not None:
+            # W3C trace context: the saga's trace, the span that sent this message.
+            span = hashlib.sha256(self.id.encode()).digest()[:8].hex()
+            headers[H_TRACEPARENT] = f"00-{self.saga_id.hex}-{span}-01"
         return headers
 
     @classmethod

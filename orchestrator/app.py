@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import Table
 
 from events import topics
-from orchestrator import metrics
+from orchestrator import metrics, telemetry
 from orchestrator.api.server import HttpServer
 from orchestrator.db import create_engine, create_schema
 from orchestrator.engine.definition import Saga
@@ -193,6 +193,7 @@ class Application:
         )
 
     async def start(self) -> None:
+        telemetry.enable(self.settings.otel_exporter)
         await create_schema(self.engine)
         await ensure_topics(self.settings, sorted(self.topics))
         await self.broker.start()
@@ -225,6 +226,7 @@ class Application:
                 await asyncio.wait_for(task, timeout=10)
         self._tasks.clear()
         await self.engine.dispose()
+        telemetry.flush()
         log.info("stopped", services=list(self.services))
 
     async def _run_timers(self, runtime: SagaRuntime) -> None:

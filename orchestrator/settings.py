@@ -26,6 +26,9 @@ class Settings(BaseSettings):
         description="postgresql+asyncpg://user:password@host/db or ...@/db?host=/socket/dir",
     )
     http_port: int = Field(default=8000, ge=1, le=65535)
+    otel_exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="where spans go; otlp reads the OTEL_EXPORTER_OTLP_* variables"
+    )
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="a Prometheus scrape port besides the API's /metrics"
     )

@@ -7,6 +7,7 @@ finds its id in the inbox and is skipped; its reply is already in the outbox or 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Command, Reply, StepFailed
 from events.dlq import DeadLetter, DeadLetterReason
-from events.envelope import Envelope
+from events.envelope import H_ID, Envelope
 from events.topics import SAGA_REPLIES
+from orchestrator import telemetry
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
     Parsed,
@@ -76,18 +78,31 @@ class ParticipantRuntime:
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
         what = f"{self.name} commands"
+        start_ns = time.time_ns()
         try:
-            rows = await with_retries(lambda: self._tx(records, isolate=False), what=what)
+            rows, handled = await with_retries(lambda: self._tx(records, isolate=False), what=what)
         except Exception as exc:
             if is_transient(exc):
                 raise
             log.error(
                 "batch failed; handling its commands one by one", worker=self.name, error=str(exc)
             )
-            rows = await with_retries(lambda: self._tx(records, isolate=True), what=what)
+            rows, handled = await with_retries(lambda: self._tx(records, isolate=True), what=what)
         self.relay.publish_soon(rows)
+        for command, reply_id, kind in handled:
+            assert command.saga_id is not None
+            telemetry.record(
+                f"{self.name} {kind}",
+                command.saga_id,
+                telemetry.message_span_id(reply_id),
+                telemetry.message_span_id(command.id),
+                start_ns,
+                {"saga.step": command.saga_step or "", "worker": self.name},
+            )
 
-    async def _tx(self, records: Sequence[RawRecord], isolate: bool) -> list[OutboxRow]:
+    async def _tx(
+        self, records: Sequence[RawRecord], isolate: bool
+    ) -> tuple[list[OutboxRow], list[tuple[Envelope, str, str]]]:
         """One transaction for the batch. With ``isolate``, each command runs in a savepoint
         and one whose handler fails is dead-lettered and answered with a refusal, so a bug
         met by one command neither stalls the partition nor blocks the others."""
@@ -104,6 +119,7 @@ class ParticipantRuntime:
             else:
                 parsed.setdefault(item.envelope.id, item)
         messages: list[OutboundMessage] = []
+        handled: list[tuple[Envelope, str, str]] = []
         async with self.engine.begin() as conn:
             fresh = await self._claim(conn, list(parsed))
             for message_id, item in parsed.items():
@@ -124,13 +140,15 @@ class ParticipantRuntime:
                 if isinstance(result, Handled):
                     messages.extend(result.publish)
                     result = result.reply
-                messages.append(self._reply(item.envelope, result))
+                reply = self._reply(item.envelope, result)
+                messages.append(reply)
+                handled.append((item.envelope, reply.headers[H_ID], item.body.kind))
             messages.extend(dead_letter_message(letter) for letter in letters)
             rows = await write_outbox(conn, self.relay.table, messages)
         if len(fresh) < len(parsed):
             log.info("duplicate commands skipped", worker=self.name, count=len(parsed) - len(fresh))
         log_dead_letters(letters)
-        return rows
+        return rows, handled
 
     async def _isolated(
         self, conn: AsyncConnection, item: Parsed[Command], letters: list[DeadLetter]

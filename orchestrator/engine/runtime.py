@@ -7,6 +7,7 @@ handler returns, that is after the commit; the outbox is published right after i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from events.base import Reply
 from events.dlq import DeadLetter
 from events.replies import REPLY_ADAPTER
 from orchestrator import metrics
-from orchestrator.engine import store
+from orchestrator.engine import store, tracing
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import Decision, HistoryEntry, RetryPolicy, SagaMachine
@@ -79,9 +80,11 @@ class SagaRuntime:
 
     async def handle_inbound(self, records: Sequence[RawRecord]) -> None:
         """Start one saga per valid record (deduplicated by business key); dead-letter the rest."""
+        start_ns = time.time_ns()
         rows, decisions = await with_retries(lambda: self._inbound_tx(records), what="start sagas")
         self.relay.publish_soon(rows)
         metrics.observe(decisions)
+        tracing.record_decisions(decisions, start_ns)
 
     async def _inbound_tx(
         self, records: Sequence[RawRecord]
@@ -119,11 +122,13 @@ class SagaRuntime:
     # -- replies ------------------------------------------------------------------------------
 
     async def handle_replies(self, records: Sequence[RawRecord]) -> None:
+        start_ns = time.time_ns()
         rows, decisions, timings = await with_retries(
             lambda: self._replies_tx(records), what="apply replies"
         )
         self.relay.publish_soon(rows)
         metrics.observe(decisions, timings)
+        tracing.record_decisions(decisions, start_ns)
 
     async def _replies_tx(
         self, records: Sequence[RawRecord]
@@ -181,9 +186,11 @@ class SagaRuntime:
 
     async def fire_due(self, limit: int = 500) -> int:
         """Handle every saga whose step timed out or whose retry is due; returns how many."""
+        start_ns = time.time_ns()
         rows, decisions = await with_retries(lambda: self._due_tx(limit), what="fire timers")
         self.relay.publish_soon(rows)
         metrics.observe(decisions)
+        tracing.record_decisions(decisions, start_ns)
         return len(decisions)
 
     async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], list[Decision]]:
