@@ -53,10 +53,10 @@ def _storable(value: object) -> None:
 
 
 class Body(BaseModel):
-    """A request body: unknown members are refused, so typos do not pass silently, and
-    text that no database could store (NUL, lone surrogates) is refused up front."""
+    """A request body: unknown members are ignored (a tolerant reader, like the topics),
+    and text that no database could store (NUL, lone surrogates) is refused up front."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -69,7 +69,7 @@ class CamelBody(Body):
     """A body of seeds 000, 001, 004: camelCase on the wire."""
 
     model_config = ConfigDict(
-        extra="forbid", str_strip_whitespace=True, alias_generator=to_camel, populate_by_name=True
+        extra="ignore", str_strip_whitespace=True, alias_generator=to_camel, populate_by_name=True
     )
 
 

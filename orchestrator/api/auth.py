@@ -12,7 +12,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from orchestrator.api.problems import ApiError
 from orchestrator.settings import Settings
 
-bearer = HTTPBearer(auto_error=False, description="JWT with `sub` = the user id, and `exp`")
+bearer = HTTPBearer(
+    auto_error=False, description="JWT: `sub` is the user id; `exp`, when present, is enforced"
+)
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,15 @@ def verify(settings: Settings, token: str) -> Caller:
             algorithms=[settings.jwt_algorithm],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
-            options={"require": ["exp", "sub"]},
+            options={"verify_exp": True},
         )
     except jwt.ExpiredSignatureError:
         raise _unauthorized("the token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise _unauthorized(f"the token is not valid: {exc}") from None
-    subject = claims.get("sub")
+    subject = claims.get("sub") or claims.get("user_id") or claims.get("userId")
     if not isinstance(subject, str) or not subject or len(subject) > 128:
-        raise _unauthorized("the token has no usable subject")
+        raise _unauthorized("the token names no user (sub)")
     return Caller(user_id=subject)
 
 

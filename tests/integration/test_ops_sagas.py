@@ -3,6 +3,7 @@ an operator would against the embedded stack with real sagas."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from tests.integration.helpers import query
 pytestmark = pytest.mark.usefixtures("running_app")
 
 
-def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
+async def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command line in a thread: the session's services share this event loop, and
+    a blocked loop would hold their transactions open under the command's feet."""
     env = {
         **os.environ,
         "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
@@ -28,7 +31,8 @@ def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[s
         "ORCHESTRA_LOG_LEVEL": "WARNING",
         "COLUMNS": "200",
     }
-    return subprocess.run(
+    return await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "orchestrator.cli", *args],
         env=env,
         capture_output=True,
@@ -58,7 +62,7 @@ async def test_list_show_and_trace_a_real_order(
     await client.send(topics.ORDERS_SUBMITTED, order)
     assert (await seen.one(order.order_id))["reason"] == "NO_DELIVERY_CAPACITY"
 
-    listed = orchestra(
+    listed = await orchestra(
         stack,
         "sagas",
         "list",
@@ -73,13 +77,13 @@ async def test_list_show_and_trace_a_real_order(
     assert order.order_id in listed.stdout
     assert "NO_DELIVERY_CAPACITY" in listed.stdout
 
-    shown = orchestra(stack, "sagas", "show", order.order_id)
+    shown = await orchestra(stack, "sagas", "show", order.order_id)
     assert shown.returncode == 0, shown.stderr
     for event in ("started", "step-failed", "compensated", "ended"):
         assert event in shown.stdout
 
     svg, page = tmp_path / "order.svg", tmp_path / "order.html"
-    traced = orchestra(
+    traced = await orchestra(
         stack, "sagas", "trace", order.order_id, "--svg", str(svg), "--html", str(page)
     )
     assert traced.returncode == 0, traced.stderr
@@ -128,11 +132,11 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
     ):
         await seen.wait([], timeout_s=0.1)
 
-    retried = orchestra(
+    retried = await orchestra(
         stack, "sagas", "retry", stuck.topup_id, "--why", "bank is back", "--actor", "alice"
     )
     assert retried.returncode == 0, retried.stderr
-    undone = orchestra(
+    undone = await orchestra(
         stack, "sagas", "compensate", stuck.topup_id, "--why", "client cancelled", "--actor", "bob"
     )
     assert undone.returncode == 0, undone.stderr
@@ -149,11 +153,11 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
         ("manual-compensate", "bob", "client cancelled"),
     ]
 
-    again = orchestra(stack, "sagas", "compensate", stuck.topup_id, "--why", "twice")
+    again = await orchestra(stack, "sagas", "compensate", stuck.topup_id, "--why", "twice")
     assert again.returncode == 2
     assert "Traceback" not in again.stderr
-    missing = orchestra(stack, "sagas", "show", "no-such-saga")
+    missing = await orchestra(stack, "sagas", "show", "no-such-saga")
     assert missing.returncode == 2
     assert "no saga" in missing.stderr
-    bad_age = orchestra(stack, "sagas", "list", "--older-than", "soon")
+    bad_age = await orchestra(stack, "sagas", "list", "--older-than", "soon")
     assert (bad_age.returncode, "Traceback" in bad_age.stderr) == (2, False)

@@ -3,6 +3,7 @@ already happened; ``orchestra dlq`` lists, shows and re-drives dead letters afte
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from tests.integration import commerce as c
 from tests.integration.test_commerce_replay import drained, snapshot, some_business
 
 
-def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
+async def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command line in a thread: the session's services share this event loop, and
+    a blocked loop would hold their transactions open under the command's feet."""
     env = {
         **os.environ,
         "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
@@ -28,7 +31,8 @@ def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[s
         "ORCHESTRA_LOG_LEVEL": "WARNING",
         "COLUMNS": "250",
     }
-    return subprocess.run(
+    return await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "orchestrator.cli", *args],
         env=env,
         capture_output=True,
@@ -47,14 +51,14 @@ async def test_replay_by_key_time_and_offset_changes_nothing(stack: EmbeddedStac
     await drained(stack)
     before = await snapshot(stack.database_url)
 
-    dry = orchestra(stack, "replay", topics.ORDERS_SUBMITTED, "--key", order_id, "--dry-run")
+    dry = await orchestra(stack, "replay", topics.ORDERS_SUBMITTED, "--key", order_id, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "1 records would be re-published" in dry.stdout
     assert order_id in dry.stdout
 
-    by_key = orchestra(stack, "replay", topics.ORDERS_SUBMITTED, "--key", order_id)
+    by_key = await orchestra(stack, "replay", topics.ORDERS_SUBMITTED, "--key", order_id)
     assert "re-published 1 records" in by_key.stdout, by_key.stderr
-    by_time = orchestra(
+    by_time = await orchestra(
         stack,
         "replay",
         topics.WALLETS_TOPUP_REQUESTED,
@@ -63,7 +67,7 @@ async def test_replay_by_key_time_and_offset_changes_nothing(stack: EmbeddedStac
         "--dry-run",
     )
     assert topup_id in by_time.stdout, by_time.stderr
-    later = orchestra(
+    later = await orchestra(
         stack,
         "replay",
         topics.WALLETS_TOPUP_REQUESTED,
@@ -72,11 +76,11 @@ async def test_replay_by_key_time_and_offset_changes_nothing(stack: EmbeddedStac
         "--dry-run",
     )
     assert "0 records would be" in later.stdout
-    orchestra(
+    await orchestra(
         stack, "replay", topics.WALLETS_TOPUP_REQUESTED, "--since", before_business.isoformat()
     )
     (where,) = await read(stack.settings(), topics.CUSTOMERS_REGISTERED, Selection(key=buyer_id))
-    by_offset = orchestra(
+    by_offset = await orchestra(
         stack,
         "replay",
         topics.CUSTOMERS_REGISTERED,
@@ -91,7 +95,7 @@ async def test_replay_by_key_time_and_offset_changes_nothing(stack: EmbeddedStac
 
     await drained(stack)
     assert await snapshot(stack.database_url) == before
-    bad = orchestra(stack, "replay", "no.such.topic")
+    bad = await orchestra(stack, "replay", "no.such.topic")
     assert (bad.returncode, "no topic" in bad.stderr, "Traceback" in bad.stderr) == (2, True, False)
 
 
@@ -118,12 +122,12 @@ async def test_dead_letters_listed_shown_and_redriven_after_the_fix(
     finally:
         await strict.stop()
 
-    listed = orchestra(own_stack, "dlq", "list", topics.ORDERS_SUBMITTED)
+    listed = await orchestra(own_stack, "dlq", "list", topics.ORDERS_SUBMITTED)
     assert listed.returncode == 0, listed.stderr
     assert "TOO_LARGE" in listed.stdout
     assert big.order_id in listed.stdout
     (letter,) = await read(own_stack.settings(), topics.dlq(topics.ORDERS_SUBMITTED), Selection())
-    shown = orchestra(
+    shown = await orchestra(
         own_stack,
         "dlq",
         "show",
@@ -135,7 +139,7 @@ async def test_dead_letters_listed_shown_and_redriven_after_the_fix(
     )
     assert "dlq_reason: TOO_LARGE" in shown.stdout
     assert big.order_id in shown.stdout
-    refused = orchestra(own_stack, "dlq", "redrive", topics.ORDERS_SUBMITTED)
+    refused = await orchestra(own_stack, "dlq", "redrive", topics.ORDERS_SUBMITTED)
     assert refused.returncode == 2
     assert "--all" in refused.stderr
 
@@ -144,7 +148,7 @@ async def test_dead_letters_listed_shown_and_redriven_after_the_fix(
     try:
         async with UpstreamClient(own_stack.settings(), watch=c.WATCHED) as client:
             seen = c.Outcomes(client)
-            sent = orchestra(
+            sent = await orchestra(
                 own_stack, "dlq", "redrive", topics.ORDERS_SUBMITTED, "--reason", "TOO_LARGE"
             )
             assert "re-drove 1 dead letters" in sent.stdout, sent.stderr
