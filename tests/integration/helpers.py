@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -13,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from events import topics
 from events.cards import CardIssueRequested, CardStatusChanged, CardType
 from orchestrator.client import OutcomeRecord, UpstreamClient
+from orchestrator.embedded import EmbeddedStack
 
 
 def unique(prefix: str) -> str:
@@ -83,3 +87,24 @@ async def query(database_url: str, sql: str, **params: object) -> list[tuple[obj
             return [tuple(row) for row in await conn.execute(text(sql), params)]
     finally:
         await engine.dispose()
+
+
+async def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the command line against ``stack``, in a thread: the session's services share this
+    event loop, and a blocked loop would hold their transactions open under the command."""
+    env = {
+        **os.environ,
+        "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+        "ORCHESTRA_DATABASE_URL": stack.database_url,
+        "ORCHESTRA_LOG_LEVEL": "WARNING",
+        "COLUMNS": "250",
+    }
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

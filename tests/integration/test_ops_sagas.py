@@ -3,10 +3,6 @@ an operator would against the embedded stack with real sagas."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,30 +12,9 @@ from events import topics
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from tests.integration import commerce as c
-from tests.integration.helpers import query
+from tests.integration.helpers import orchestra, query
 
 pytestmark = pytest.mark.usefixtures("running_app")
-
-
-async def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command line in a thread: the session's services share this event loop, and
-    a blocked loop would hold their transactions open under the command's feet."""
-    env = {
-        **os.environ,
-        "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
-        "ORCHESTRA_DATABASE_URL": stack.database_url,
-        "ORCHESTRA_LOG_LEVEL": "WARNING",
-        "COLUMNS": "200",
-    }
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -3,10 +3,6 @@ already happened; ``orchestra dlq`` lists, shows and re-drives dead letters afte
 
 from __future__ import annotations
 
-import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -18,28 +14,8 @@ from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.ops.records import Selection, read
 from tests.integration import commerce as c
+from tests.integration.helpers import orchestra
 from tests.integration.test_commerce_replay import drained, snapshot, some_business
-
-
-async def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command line in a thread: the session's services share this event loop, and
-    a blocked loop would hold their transactions open under the command's feet."""
-    env = {
-        **os.environ,
-        "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
-        "ORCHESTRA_DATABASE_URL": stack.database_url,
-        "ORCHESTRA_LOG_LEVEL": "WARNING",
-        "COLUMNS": "250",
-    }
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.usefixtures("running_app")
