@@ -79,9 +79,7 @@ def document(settings: Settings) -> AsyncAPI:
     )
 
 
-def as_json(settings: Settings) -> str:
-    return document(settings).to_specification().to_json()
-
-
-def as_html(settings: Settings) -> str:
-    return get_asyncapi_html(document(settings).to_specification())
+def rendered(settings: Settings) -> tuple[str, str]:
+    """The document as JSON and as an HTML page, generated once."""
+    specification = document(settings).to_specification()
+    return specification.to_json(), get_asyncapi_html(specification)

@@ -21,9 +21,10 @@ def write_docs(settings: Settings, out: str) -> list[Path]:
 
     folder = Path(out)
     api = build_api(settings, create_async_engine(settings.database_url))
+    document, page = asyncapi.rendered(settings)
     files = {
-        "asyncapi.json": asyncapi.as_json(settings),
-        "asyncapi.html": asyncapi.as_html(settings),
+        "asyncapi.json": document,
+        "asyncapi.html": page,
         "openapi.json": json.dumps(api.openapi(), indent=2),
     }
     try:

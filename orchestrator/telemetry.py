@@ -83,6 +83,11 @@ def add_processor(processor: SpanProcessor, service: str = "orchestra") -> None:
     _provider.add_span_processor(processor)
 
 
+def enabled() -> bool:
+    """Whether spans are recorded; callers skip building them when not."""
+    return _provider is not None
+
+
 def record(
     name: str,
     saga_id: UUID,

@@ -89,6 +89,12 @@ class ParticipantRuntime:
             )
             rows, handled = await with_retries(lambda: self._tx(records, isolate=True), what=what)
         self.relay.publish_soon(rows)
+        self._trace(handled, start_ns)
+
+    def _trace(self, handled: list[tuple[Envelope, str, str]], start_ns: int) -> None:
+        """A span per handled command, child of the orchestrator's send span."""
+        if not telemetry.enabled():
+            return
         for command, reply_id, kind in handled:
             assert command.saga_id is not None
             telemetry.record(

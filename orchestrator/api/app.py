@@ -62,8 +62,7 @@ def build_api(settings: Settings, engine: AsyncEngine) -> FastAPI:
 
 def _serve_asyncapi(app: FastAPI, settings: Settings) -> None:
     """The AsyncAPI document of every topic, as JSON and as a browsable page."""
-    document = asyncapi.as_json(settings)
-    page = asyncapi.as_html(settings)
+    document, page = asyncapi.rendered(settings)
 
     @app.get("/asyncapi.json", include_in_schema=False)
     async def asyncapi_json() -> Response:

@@ -9,6 +9,8 @@ from orchestrator.engine.machine import Decision
 
 
 def record_decisions(decisions: Iterable[Decision], start_ns: int) -> None:
+    if not telemetry.enabled():
+        return
     for decision in decisions:
         saga = decision.instance
         root = telemetry.root_span_id(saga.id)

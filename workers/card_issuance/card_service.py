@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy import ColumnElement, Row, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -435,22 +435,23 @@ def _next_month(day: dt.date) -> dt.date:
 
 
 async def _row(conn: AsyncConnection, card_id: str, lock: bool = False) -> AnyRow:
-    key = _uuid(card_id, "card")
-    query = select(service_cards).where(service_cards.c.card_id == key)
-    row = (await conn.execute(query.with_for_update() if lock else query)).first()
-    if row is None:
-        raise NotFound(f"Card with ID {card_id} not found")
-    return row
+    return await _one(conn, service_cards.c.card_id, card_id, "Card", lock)
 
 
 async def _transaction_row(
     conn: AsyncConnection, transaction_id: str, lock: bool = False
 ) -> AnyRow:
-    key = _uuid(transaction_id, "transaction")
-    query = select(card_transactions).where(card_transactions.c.transaction_id == key)
+    return await _one(conn, card_transactions.c.transaction_id, transaction_id, "Transaction", lock)
+
+
+async def _one(
+    conn: AsyncConnection, key: ColumnElement[Any], ident: str, what: str, lock: bool
+) -> AnyRow:
+    """The row whose uuid ``key`` is ``ident`` (optionally locked), or NotFound."""
+    query = select(key.table).where(key == _uuid(ident, what))
     row = (await conn.execute(query.with_for_update() if lock else query)).first()
     if row is None:
-        raise NotFound(f"Transaction with ID {transaction_id} not found")
+        raise NotFound(f"{what} with ID {ident} not found")
     return row
 
 
@@ -458,7 +459,7 @@ def _uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise NotFound(f"{what.capitalize()} with ID {value} not found") from None
+        raise NotFound(f"{what} with ID {value} not found") from None
 
 
 async def _set(conn: AsyncConnection, card_id: str, **values: object) -> None:
