@@ -71,7 +71,7 @@ class EmbeddedStack:
             "consumer_heartbeat_interval_ms": 500,
             "consumer_fetch_max_wait_ms": 20,
             "kafka_idempotent_producer": False,
-            "topic_partitions": 8,
+            "topic_partitions": 1,
         }
         values.update(overrides)
         return Settings(**values)

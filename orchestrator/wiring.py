@@ -7,7 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -19,10 +18,11 @@ from orchestrator.settings import Settings
 BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
 
 
-async def _keep_raw(_: Any) -> None:
-    """Decoder that leaves records undecoded: the runtimes validate each one themselves,
-    so a poison record is dead-lettered instead of failing the whole batch."""
-    return
+async def _raw_records(message: KafkaMessage) -> Sequence[RawRecord]:
+    """Decoder that hands the records over undecoded: the runtimes validate each one
+    themselves, so a poison record is dead-lettered instead of failing the whole batch."""
+    raw = message.raw_message
+    return raw if isinstance(raw, tuple | list) else (raw,)
 
 
 def subscribe_batches(
@@ -40,9 +40,9 @@ def subscribe_batches(
     seeks back to the first record of the batch, so nothing is skipped.
     """
 
-    async def consume(body: Any, message: KafkaMessage = Context("message")) -> None:
-        raw = message.raw_message
-        await handler(raw if isinstance(raw, tuple | list) else (raw,))
+    async def consume(records: Any) -> None:
+        """One parameter and no context: nothing for the dependency injector to resolve."""
+        await handler(records)
 
     broker.subscriber(
         *topics,
@@ -55,7 +55,7 @@ def subscribe_batches(
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_keep_raw,
+        decoder=_raw_records,
         title=title,
         description=description,
     )(consume)

@@ -2,9 +2,10 @@
 
 A handler inserts its outgoing messages into its owner's outbox table inside the same
 transaction as its state change. Right after commit the relay publishes exactly those
-rows and deletes them. If the process dies between commit and publish, the sweeper finds
-the rows later and publishes them: a message may go out twice, never zero times, and
-every consumer deduplicates (inbox by message id, saga by pending command id).
+rows; the rows acknowledged by the broker are deleted a few milliseconds later, many
+batches in one statement. If the process dies between commit and delete, the sweeper
+finds the rows later and publishes them: a message may go out twice, never zero times,
+and every consumer deduplicates (inbox by message id, saga by pending command id).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class OutboxRelay:
         sweep_age_s: float = 2.0,
         sweep_batch: int = 1_000,
         max_in_flight: int = 64,
+        delete_delay_s: float = 0.05,
     ) -> None:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -114,8 +116,11 @@ class OutboxRelay:
         self.sweep_interval_s = sweep_interval_s
         self.sweep_age_s = sweep_age_s
         self.sweep_batch = sweep_batch
+        self.delete_delay_s = delete_delay_s
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._published: list[int] = []
+        self._deleter: asyncio.Task[None] | None = None
 
     def publish_soon(self, rows: Sequence[OutboxRow]) -> None:
         """Publish committed rows in the background, so the consumer can take its next batch.
@@ -135,27 +140,50 @@ class OutboxRelay:
             await self.publish(rows)
 
     async def drain(self) -> None:
-        """Wait for background publishing (at a graceful stop)."""
+        """Wait for background publishing and delete what it published (at a graceful stop)."""
         while self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self.delete_published()
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
-        """Publish rows just committed, then delete them. A failure leaves them to the sweeper."""
+        """Publish rows just committed; once acknowledged they are deleted soon after, with
+        the rows of other batches. A failure leaves them to the sweeper."""
         if not rows:
             return
         try:
             await self.publisher.publish([row.message for row in rows])
-            async with self._autocommit.connect() as conn:  # one statement: no BEGIN/COMMIT
-                await conn.execute(
-                    _statements(self.table).delete, {"ids": [row.id for row in rows]}
-                )
         except Exception as exc:  # the rows stay in the outbox: the sweeper retries them
             log.warning(
                 "outbox publish failed; left to the sweeper", table=self.table.name, error=str(exc)
             )
+            return
+        self._published.extend(row.id for row in rows)
+        if self._deleter is None or self._deleter.done():
+            self._deleter = asyncio.create_task(self._delete_soon())
+
+    async def _delete_soon(self) -> None:
+        await asyncio.sleep(self.delete_delay_s)
+        await self.delete_published()
+
+    async def delete_published(self) -> None:
+        """Delete every row published so far, in one statement without BEGIN/COMMIT. If that
+        fails the ids are kept for the next attempt; a crash before it only means the sweeper
+        publishes them again, and consumers deduplicate."""
+        ids, self._published = self._published, []
+        if not ids:
+            return
+        try:
+            async with self._autocommit.connect() as conn:
+                await conn.execute(_statements(self.table).delete, {"ids": ids})
+        except Exception as exc:
+            self._published[:0] = ids
+            log.warning(
+                "outbox delete failed; kept for later", table=self.table.name, error=str(exc)
+            )
 
     async def sweep_once(self) -> int:
         """Publish rows older than ``sweep_age_s`` (left by a crash or a failed publish)."""
+        await self.delete_published()
         table = self.table
         async with self.engine.begin() as conn:
             result = await conn.execute(

@@ -1,31 +1,35 @@
 """The saga runtime: upstream records start sagas, replies and timers move them on.
 
-Each consumed batch is one database transaction holding every saga change, its history
-and its outgoing messages (outbox). Offsets are committed by the consumer only after the
-handler returns, that is after the commit; the outbox is published right after it.
+Each consumed batch is written atomically: every saga change, its history and its outgoing
+messages (outbox) in one statement (see ``batch_write``). Offsets are committed by the
+consumer only after the handler returns, that is after the write; the outbox is published
+right after it.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import structlog
 from pydantic import TypeAdapter
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.base import Reply
 from events.dlq import DeadLetter
 from events.replies import REPLY_ADAPTER
 from orchestrator import metrics
 from orchestrator.engine import store, tracing
+from orchestrator.engine.batch_write import BatchWrite, Written, write_batch
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaInstance
-from orchestrator.engine.machine import Decision, HistoryEntry, RetryPolicy, SagaMachine
-from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
+from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
+from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow
 from orchestrator.engine.records import (
     Parsed,
     RawRecord,
@@ -35,11 +39,15 @@ from orchestrator.engine.records import (
     parse_record,
 )
 from orchestrator.engine.retry import with_retries
+from orchestrator.errors import ConcurrentUpdate
 from schemas.sagas import orchestrator_outbox
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
+
+_MAX_REREADS = 50
+"""Rounds of read-decide-write for the replies of one batch whose sagas keep moving."""
 
 
 def utc_now() -> datetime:
@@ -63,6 +71,7 @@ class SagaRuntime:
         clock: Clock = utc_now,
     ) -> None:
         self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.relay = relay
         self.clock = clock
         self.max_message_bytes = max_message_bytes
@@ -81,12 +90,12 @@ class SagaRuntime:
     async def handle_inbound(self, records: Sequence[RawRecord]) -> None:
         """Start one saga per valid record (deduplicated by business key); dead-letter the rest."""
         start_ns = time.time_ns()
-        rows, decisions = await with_retries(lambda: self._inbound_tx(records), what="start sagas")
+        rows, decisions = await with_retries(lambda: self._start_sagas(records), what="start sagas")
         self.relay.publish_soon(rows)
         metrics.observe(decisions)
         tracing.record_decisions(decisions, start_ns)
 
-    async def _inbound_tx(
+    async def _start_sagas(
         self, records: Sequence[RawRecord]
     ) -> tuple[list[OutboxRow], list[Decision]]:
         now = self.clock()
@@ -109,33 +118,26 @@ class SagaRuntime:
             key = (machine.definition.name, parsed.body.business_key())
             if key not in starts:
                 starts[key] = machine.start(parsed.body, parsed.envelope, now)
-        async with self.engine.begin() as conn:
-            inserted = await store.insert_new(conn, [d.instance for d in starts.values()])
-            fresh = [d for d in starts.values() if d.instance.id in inserted]
-            messages = [dead_letter_message(letter) for letter in letters]
-            rows = await self._record(conn, fresh, messages)
+        batch = BatchWrite(inserts=[d.instance for d in starts.values()])
+        for decision in starts.values():
+            batch.add(decision, owned=True)
+        batch.messages.extend((dead_letter_message(letter), None) for letter in letters)
+        written = await self._write(batch)
+        fresh = [d for d in starts.values() if d.instance.id in written.sagas]
         log_dead_letters(letters)
         if len(fresh) < len(starts):
             log.info("duplicate requests ignored", count=len(starts) - len(fresh))
-        return rows, fresh
+        return written.rows, fresh
 
     # -- replies ------------------------------------------------------------------------------
 
     async def handle_replies(self, records: Sequence[RawRecord]) -> None:
+        """Apply replies without locks: read, decide, write under a version check in one
+        statement; the sagas that moved meanwhile (a timer, an operator) are read again."""
         start_ns = time.time_ns()
-        rows, decisions, timings = await with_retries(
-            lambda: self._replies_tx(records), what="apply replies"
-        )
-        self.relay.publish_soon(rows)
-        metrics.observe(decisions, timings)
-        tracing.record_decisions(decisions, start_ns)
-
-    async def _replies_tx(
-        self, records: Sequence[RawRecord]
-    ) -> tuple[list[OutboxRow], list[Decision], list[metrics.StepTiming]]:
         now = self.clock()
         letters: list[DeadLetter] = []
-        replies: list[Parsed[Reply]] = []
+        pending: list[Parsed[Reply]] = []
         adapter: TypeAdapter[Any] = REPLY_ADAPTER
         for record in records:
             parsed = parse_record(
@@ -146,14 +148,33 @@ class SagaRuntime:
             elif parsed.envelope.saga_id is None or parsed.envelope.saga_type not in self.machines:
                 letters.append(envelope_letter(parsed, "reply without a known saga id and type"))
             else:
-                replies.append(parsed)
-        async with self.engine.begin() as conn:
-            before = await store.lock(
-                conn, [r.envelope.saga_id for r in replies if r.envelope.saga_id]
-            )
+                pending.append(parsed)
+        extra = [(dead_letter_message(letter), None) for letter in letters]
+        for _ in range(_MAX_REREADS):
+            apply = functools.partial(self._apply_replies, pending, extra, now)
+            applied = await with_retries(apply, what="apply replies")
+            self.relay.publish_soon(applied.rows)
+            metrics.observe(applied.decisions, applied.timings)
+            tracing.record_decisions(applied.decisions, start_ns)
+            if not applied.conflicts:
+                break
+            pending = [r for r in pending if r.envelope.saga_id in applied.conflicts]
+            extra = []
+        else:
+            raise ConcurrentUpdate(f"{len(pending)} replies met sagas that kept moving")
+        log_dead_letters(letters)
+
+    async def _apply_replies(
+        self,
+        replies: Sequence[Parsed[Reply]],
+        extra: Sequence[tuple[OutboundMessage, None]],
+        now: datetime,
+    ) -> _Applied:
+        async with self._autocommit.connect() as conn:
+            before = await store.load(conn, [r.envelope.saga_id for r in replies])
             current = dict(before)
             decisions: list[Decision] = []
-            timings: list[metrics.StepTiming] = []
+            timings: list[tuple[UUID, metrics.StepTiming]] = []
             for reply in replies:
                 saga_id = reply.envelope.saga_id
                 assert saga_id is not None
@@ -172,15 +193,24 @@ class SagaRuntime:
                 step = reply.envelope.saga_step
                 if step and decision.changed:
                     seconds = (now - instance.updated_at).total_seconds()
-                    timings.append(
-                        metrics.StepTiming(instance.saga_type, step, instance.compensating, seconds)
+                    timing = metrics.StepTiming(
+                        instance.saga_type, step, instance.compensating, seconds
                     )
-            await store.save_many(
-                conn,
-                [(before[i], after) for i, after in current.items() if after != before[i]],
+                    timings.append((saga_id, timing))
+            changed = {i for i, after in current.items() if after != before[i]}
+            batch = BatchWrite(
+                updates=[(before[i], current[i]) for i in sorted(changed)], messages=list(extra)
             )
-            rows = await self._record(conn, decisions, [dead_letter_message(x) for x in letters])
-        return rows, decisions, timings
+            for decision in decisions:
+                batch.add(decision, owned=decision.instance.id in changed)
+            written = await write_batch(conn, orchestrator_outbox, batch)
+        conflicts = changed - written.sagas
+        return _Applied(
+            written.rows,
+            [d for d in decisions if d.instance.id not in conflicts],
+            [t for saga_id, t in timings if saga_id not in conflicts],
+            conflicts,
+        )
 
     # -- timers -------------------------------------------------------------------------------
 
@@ -206,8 +236,10 @@ class SagaRuntime:
                 decision = machine.on_due(instance, now)
                 changes.append((instance, decision.instance))
                 decisions.append(decision)
-            await store.save_many(conn, changes)
-            rows = await self._record(conn, decisions, [])
+            batch = BatchWrite(updates=changes)
+            for decision in decisions:
+                batch.add(decision, owned=True)
+            rows = (await write_batch(conn, orchestrator_outbox, batch)).rows
         return rows, decisions
 
     # -- manual actions ---------------------------------------------------------------------
@@ -233,8 +265,12 @@ class SagaRuntime:
                     decision = machine.compensate(instance, now, actor, why)
                 else:
                     raise ValueError(f"unknown action {action!r}")
-                saved = await store.save(conn, instance, decision.instance)
-                return await self._record(conn, [decision], []), saved
+                batch = BatchWrite(updates=[(instance, decision.instance)])
+                batch.add(decision, owned=True)
+                written = await write_batch(conn, orchestrator_outbox, batch)
+                if saga_id not in written.sagas:
+                    raise ConcurrentUpdate(f"saga {saga_id} changed under this action")
+                return written.rows, decision.instance.evolve(version=instance.version + 1)
 
         rows, saved = await with_retries(tx, what=f"manual {action}")
         self.relay.publish_soon(rows)
@@ -242,15 +278,17 @@ class SagaRuntime:
 
     # -- shared -----------------------------------------------------------------------------
 
-    async def _record(
-        self, conn: AsyncConnection, decisions: Sequence[Decision], extra: Sequence[OutboundMessage]
-    ) -> list[OutboxRow]:
-        history: list[tuple[UUID, HistoryEntry]] = []
-        messages = list(extra)
-        for decision in decisions:
-            history.extend((decision.instance.id, entry) for entry in decision.history)
-            messages.extend(
-                OutboundMessage.of(o.topic, o.key, o.envelope, o.body) for o in decision.outgoing
-            )
-        await store.append_history(conn, history)
-        return await write_outbox(conn, orchestrator_outbox, messages)
+    async def _write(self, batch: BatchWrite) -> Written:
+        """One statement, so no transaction around it: atomic on its own."""
+        if batch.empty:
+            return Written(set(), [])
+        async with self._autocommit.connect() as conn:
+            return await write_batch(conn, orchestrator_outbox, batch)
+
+
+@dataclass(frozen=True)
+class _Applied:
+    rows: list[OutboxRow]
+    decisions: list[Decision]
+    timings: list[metrics.StepTiming]
+    conflicts: set[UUID]

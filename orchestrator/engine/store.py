@@ -1,26 +1,24 @@
-"""Saga instances and history in PostgreSQL, with optimistic versioning."""
+"""Reading saga instances; ``batch_write`` writes them, with their history and outbox."""
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, any_, bindparam, select, text, update
+from sqlalchemy import Row, and_, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.engine.machine import HistoryEntry
-from orchestrator.errors import ConcurrentUpdate
 from schemas.sagas import saga_instances
 
 _T = saga_instances
 
 
-def _values(instance: SagaInstance) -> dict[str, Any]:
+def row_values(instance: SagaInstance) -> dict[str, Any]:
     return {
         "id": instance.id,
         "saga_type": instance.saga_type,
@@ -63,35 +61,15 @@ def to_instance(row: Row[Any]) -> SagaInstance:
     )
 
 
-async def insert_new(conn: AsyncConnection, instances: Sequence[SagaInstance]) -> set[uuid.UUID]:
-    """Insert sagas not already started for their business key; returns the ids inserted."""
-    if not instances:
-        return set()
-    rows = json.dumps([_values(i) for i in instances], default=str)
-    return {row[0] for row in await conn.execute(_INSERT_NEW, {"rows": rows})}
-
-
-_RECORD = """
+SAGA_RECORD = """
     id uuid, saga_type text, business_key text, status text, step_index int,
     compensating boolean, pending_command_id text, attempt int, next_action_at timestamptz,
     data jsonb, reason text, correlation_id text, version int, created_at timestamptz,
     updated_at timestamptz, ended_at timestamptz"""
 
-_INSERT_NEW = text(
-    f"""
-    INSERT INTO saga_instances (id, saga_type, business_key, status, step_index, compensating,
-        pending_command_id, attempt, next_action_at, data, reason, correlation_id, version,
-        created_at, updated_at, ended_at)
-    SELECT r.id, r.saga_type, r.business_key, r.status, r.step_index, r.compensating,
-           r.pending_command_id, r.attempt, r.next_action_at, r.data, r.reason,
-           r.correlation_id, r.version, r.created_at, r.updated_at, r.ended_at
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_RECORD})
-    ON CONFLICT ON CONSTRAINT uq_saga_instances_business_key DO NOTHING
-    RETURNING id
-    """
-)
 _IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
-_LOCK = select(_T).where(_T.c.id == any_(_IDS)).order_by(_T.c.id).with_for_update()
+_LOAD = select(_T).where(_T.c.id == any_(_IDS))
+_LOCK = _LOAD.order_by(_T.c.id).with_for_update()
 
 
 async def lock(
@@ -103,6 +81,16 @@ async def lock(
         return {}
     rows = await conn.execute(_LOCK, {"ids": ids})
     return {row.id: to_instance(row) for row in rows}
+
+
+async def load(
+    conn: AsyncConnection, saga_ids: Iterable[uuid.UUID | None]
+) -> dict[uuid.UUID, SagaInstance]:
+    """Read sagas without locking them: writers check the version instead."""
+    ids = sorted({i for i in saga_ids if i is not None})
+    if not ids:
+        return {}
+    return {row.id: to_instance(row) for row in await conn.execute(_LOAD, {"ids": ids})}
 
 
 async def lock_due(conn: AsyncConnection, now: datetime, limit: int) -> list[SagaInstance]:
@@ -122,87 +110,16 @@ async def get(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaInstance | None:
     return to_instance(row) if row else None
 
 
-async def save(conn: AsyncConnection, before: SagaInstance, after: SagaInstance) -> SagaInstance:
-    """Write ``after`` if the row still has ``before``'s version; else ConcurrentUpdate."""
-    saved = after.evolve(version=before.version + 1)
-    values = _values(saved)
-    del values["id"], values["created_at"]
-    result = await conn.execute(
-        update(_T)
-        .where(and_(_T.c.id == before.id, _T.c.version == before.version))
-        .values(**values)
-    )
-    if result.rowcount != 1:
-        raise ConcurrentUpdate(f"saga {before.id} changed since version {before.version}")
-    return saved
-
-
-async def save_many(
-    conn: AsyncConnection, changes: Sequence[tuple[SagaInstance, SagaInstance]]
-) -> None:
-    """Write many (before, after) pairs in one statement; ConcurrentUpdate if any row moved."""
-    if not changes:
-        return
-    if len(changes) == 1:
-        await save(conn, *changes[0])
-        return
-    rows = []
-    for before, after in changes:
-        values = _values(after.evolve(version=before.version + 1))
-        values["old_version"] = before.version
-        rows.append(values)
-    result = await conn.execute(_BULK_SAVE, {"rows": json.dumps(rows, default=str)})
-    saved = {row[0] for row in result}
-    if len(saved) != len(changes):
-        raise ConcurrentUpdate(f"{len(changes) - len(saved)} sagas changed under this batch")
-
-
-_BULK_SAVE = text(
-    f"""
-    UPDATE saga_instances AS s SET
-        status = r.status, step_index = r.step_index, compensating = r.compensating,
-        pending_command_id = r.pending_command_id, attempt = r.attempt,
-        next_action_at = r.next_action_at, data = r.data, reason = r.reason,
-        correlation_id = r.correlation_id, version = r.version,
-        updated_at = r.updated_at, ended_at = r.ended_at
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({_RECORD}, old_version int)
-    WHERE s.id = r.id AND s.version = r.old_version
-    RETURNING s.id
-    """
-)
-
-
-async def append_history(
-    conn: AsyncConnection, entries: Sequence[tuple[uuid.UUID, HistoryEntry]]
-) -> None:
-    if not entries:
-        return
-    rows = [
-        {
-            "saga_id": saga_id,
-            "at": e.at,
-            "event": e.event,
-            "step": e.step,
-            "status": e.status.value,
-            "message_id": e.message_id,
-            "message_type": e.message_type,
-            "topic": e.topic,
-            "detail": e.detail,
-            "actor": e.actor,
-        }
-        for saga_id, e in entries
-    ]
-    await conn.execute(_APPEND_HISTORY, {"rows": json.dumps(rows, default=str)})
-
-
-_APPEND_HISTORY = text(
-    """
-    INSERT INTO saga_history
-        (saga_id, at, event, step, status, message_id, message_type, topic, detail, actor)
-    SELECT r.saga_id, r.at, r.event, r.step, r.status, r.message_id, r.message_type, r.topic,
-           r.detail, r.actor
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-        saga_id uuid, at timestamptz, event text, step text, status text, message_id text,
-        message_type text, topic text, detail text, actor text)
-    """
-)
+def history_values(saga_id: uuid.UUID, e: HistoryEntry) -> dict[str, Any]:
+    return {
+        "saga_id": saga_id,
+        "at": e.at,
+        "event": e.event,
+        "step": e.step,
+        "status": e.status.value,
+        "message_id": e.message_id,
+        "message_type": e.message_type,
+        "topic": e.topic,
+        "detail": e.detail,
+        "actor": e.actor,
+    }

@@ -1,0 +1,168 @@
+"""One statement writes a whole batch: saga rows, their history and their outbox messages.
+
+A single statement is atomic without BEGIN and COMMIT, so a batch costs one round trip
+to PostgreSQL instead of six. The saga rows are either inserted (new sagas, skipped when
+the business key already has one) or updated under an optimistic version check. History
+lines and messages owned by a saga are written only if that saga's row was written, in
+the same statement; the caller learns which sagas were written and retries the others
+from a fresh read.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from uuid import UUID
+
+from sqlalchemy import Table, TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator.engine import store
+from orchestrator.engine.instance import SagaInstance
+from orchestrator.engine.machine import Decision, HistoryEntry
+from orchestrator.engine.outbox import OutboundMessage, OutboxRow
+
+
+class SagaWrite(Enum):
+    INSERT = "insert"
+    """New sagas; one whose business key is taken is skipped."""
+    UPDATE = "update"
+    """(before, after) pairs; one whose row moved past ``before.version`` is skipped."""
+
+
+@dataclass
+class BatchWrite:
+    """What a batch writes. ``owner`` None: written whatever happens to the saga rows."""
+
+    inserts: list[SagaInstance] = field(default_factory=list)
+    updates: list[tuple[SagaInstance, SagaInstance]] = field(default_factory=list)
+    history: list[tuple[UUID, HistoryEntry, UUID | None]] = field(default_factory=list)
+    messages: list[tuple[OutboundMessage, UUID | None]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.inserts or self.updates or self.history or self.messages)
+
+    def add(self, decision: Decision, owned: bool) -> None:
+        """The decision's history and messages; ``owned``: only if its saga row is written."""
+        saga_id = decision.instance.id
+        owner = saga_id if owned else None
+        self.history.extend((saga_id, entry, owner) for entry in decision.history)
+        self.messages.extend(
+            (OutboundMessage.of(o.topic, o.key, o.envelope, o.body), owner)
+            for o in decision.outgoing
+        )
+
+
+@dataclass(frozen=True)
+class Written:
+    sagas: set[UUID]
+    """The sagas whose rows were written."""
+    rows: list[OutboxRow]
+    """The outbox rows written, to publish after the statement."""
+
+
+_HISTORY_RECORD = """
+    saga_id uuid, at timestamptz, event text, step text, status text, message_id text,
+    message_type text, topic text, detail text, actor text, owner uuid"""
+
+_INSERT_SAGAS = f"""
+    INSERT INTO saga_instances (id, saga_type, business_key, status, step_index, compensating,
+        pending_command_id, attempt, next_action_at, data, reason, correlation_id, version,
+        created_at, updated_at, ended_at)
+    SELECT r.id, r.saga_type, r.business_key, r.status, r.step_index, r.compensating,
+           r.pending_command_id, r.attempt, r.next_action_at, r.data, r.reason,
+           r.correlation_id, r.version, r.created_at, r.updated_at, r.ended_at
+    FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS r({store.SAGA_RECORD})
+    ON CONFLICT ON CONSTRAINT uq_saga_instances_business_key DO NOTHING
+    RETURNING id"""
+
+_UPDATE_SAGAS = f"""
+    UPDATE saga_instances AS s SET
+        status = r.status, step_index = r.step_index, compensating = r.compensating,
+        pending_command_id = r.pending_command_id, attempt = r.attempt,
+        next_action_at = r.next_action_at, data = r.data, reason = r.reason,
+        correlation_id = r.correlation_id, version = r.version,
+        updated_at = r.updated_at, ended_at = r.ended_at
+    FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS r({store.SAGA_RECORD}, old_version int)
+    WHERE s.id = r.id AND s.version = r.old_version
+    RETURNING s.id"""
+
+
+@functools.cache
+def _statement(mode: SagaWrite, outbox: str) -> TextClause:
+    """Fixed per (mode, outbox): prepared once per connection, never recompiled."""
+    sagas = _INSERT_SAGAS if mode is SagaWrite.INSERT else _UPDATE_SAGAS
+    return text(
+        f"""
+        WITH written AS ({sagas}
+        ), history AS (
+            INSERT INTO saga_history
+                (saga_id, at, event, step, status, message_id, message_type, topic, detail,
+                 actor)
+            SELECT h.saga_id, h.at, h.event, h.step, h.status, h.message_id, h.message_type,
+                   h.topic, h.detail, h.actor
+            FROM jsonb_to_recordset(CAST(:history AS jsonb)) AS h({_HISTORY_RECORD})
+            WHERE h.owner IS NULL OR h.owner IN (SELECT id FROM written)
+        ), outbox AS (
+            INSERT INTO {outbox} (topic, key, headers, payload)
+            SELECT m.topic, m.key, CAST(m.headers AS jsonb), m.payload
+            FROM unnest(
+                CAST(:owners AS uuid[]), CAST(:topics AS text[]), CAST(:keys AS text[]),
+                CAST(:headers AS text[]), CAST(:payloads AS bytea[])
+            ) WITH ORDINALITY AS m(owner, topic, key, headers, payload, n)
+            WHERE m.owner IS NULL OR m.owner IN (SELECT id FROM written)
+            ORDER BY m.n
+            RETURNING id
+        )
+        SELECT ARRAY(SELECT id FROM written) AS sagas, ARRAY(SELECT id FROM outbox ORDER BY id)
+        """
+    )
+
+
+def _saga_rows(batch: BatchWrite) -> str:
+    if batch.inserts:
+        return json.dumps([store.row_values(i) for i in batch.inserts], default=str)
+    rows = []
+    for before, after in batch.updates:
+        values = store.row_values(after.evolve(version=before.version + 1))
+        values["old_version"] = before.version
+        rows.append(values)
+    return json.dumps(rows, default=str)
+
+
+def _history_rows(batch: BatchWrite) -> str:
+    return json.dumps(
+        [
+            store.history_values(saga_id, entry) | {"owner": owner}
+            for saga_id, entry, owner in batch.history
+        ],
+        default=str,
+    )
+
+
+async def write_batch(conn: AsyncConnection, outbox: Table, batch: BatchWrite) -> Written:
+    """Write ``batch`` in one statement (atomic on an autocommit connection too)."""
+    if batch.inserts and batch.updates:
+        raise ValueError("a batch write either inserts or updates sagas, not both")
+    mode = SagaWrite.INSERT if batch.inserts else SagaWrite.UPDATE
+    messages = [m for m, _ in batch.messages]
+    result = await conn.execute(
+        _statement(mode, outbox.name),
+        {
+            "sagas": _saga_rows(batch),
+            "history": _history_rows(batch),
+            "owners": [owner for _, owner in batch.messages],
+            "topics": [m.topic for m in messages],
+            "keys": [m.key for m in messages],
+            "headers": [json.dumps(m.headers) for m in messages],
+            "payloads": [m.payload for m in messages],
+        },
+    )
+    sagas, ids = result.one()
+    written = set(sagas)
+    kept = [m for m, owner in batch.messages if owner is None or owner in written]
+    # ids come from the outbox's sequence in insertion order, which is ``m.n`` order
+    return Written(written, [OutboxRow(id_, m) for id_, m in zip(ids, kept, strict=True)])
