@@ -14,8 +14,10 @@ import functools
 import json
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -122,24 +124,31 @@ def _statement(mode: SagaWrite, outbox: str) -> TextClause:
     )
 
 
+def _json(value: Any) -> str:
+    """orjson, many times faster; the standard library for what it refuses (ints over 64 bits)."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=str)
+
+
 def _saga_rows(batch: BatchWrite) -> str:
     if batch.inserts:
-        return json.dumps([store.row_values(i) for i in batch.inserts], default=str)
+        return _json([store.row_values(i) for i in batch.inserts])
     rows = []
     for before, after in batch.updates:
         values = store.row_values(after.evolve(version=before.version + 1))
         values["old_version"] = before.version
         rows.append(values)
-    return json.dumps(rows, default=str)
+    return _json(rows)
 
 
 def _history_rows(batch: BatchWrite) -> str:
-    return json.dumps(
+    return _json(
         [
             store.history_values(saga_id, entry) | {"owner": owner}
             for saga_id, entry, owner in batch.history
-        ],
-        default=str,
+        ]
     )
 
 
@@ -157,7 +166,7 @@ async def write_batch(conn: AsyncConnection, outbox: Table, batch: BatchWrite) -
             "owners": [owner for _, owner in batch.messages],
             "topics": [m.topic for m in messages],
             "keys": [m.key for m in messages],
-            "headers": [json.dumps(m.headers) for m in messages],
+            "headers": [orjson.dumps(m.headers).decode() for m in messages],
             "payloads": [m.payload for m in messages],
         },
     )

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import orjson
 import structlog
 from sqlalchemy import Table, TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -87,7 +87,7 @@ async def write_outbox(
         {
             "topics": [m.topic for m in messages],
             "keys": [m.key for m in messages],
-            "headers": [json.dumps(m.headers) for m in messages],
+            "headers": [orjson.dumps(m.headers).decode() for m in messages],
             "payloads": [m.payload for m in messages],
         },
     )
