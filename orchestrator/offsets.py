@@ -1,0 +1,60 @@
+"""Offset commits off the consumer's path: the next batch does not wait for the broker.
+
+A consumer hands the committer the records of each batch it has handled (its transaction
+committed). One request at a time is in flight; what arrives meanwhile is merged, so
+under load one request covers many batches. Only handled batches are ever committed. A
+commit lost to a crash or a rebalance means those records are delivered again, and every
+handler deduplicates them (inbox by message id, sagas by version and pending command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Protocol
+
+import structlog
+from aiokafka import TopicPartition
+
+from orchestrator.engine.records import RawRecord
+
+log = structlog.get_logger(__name__)
+
+
+class Committing(Protocol):
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+class OffsetCommitter:
+    """Commits one consumer group's offsets in the background."""
+
+    def __init__(self, group_id: str) -> None:
+        self.group_id = group_id
+        self.closing = False
+        self._pending: dict[TopicPartition, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def handled(self, consumer: Committing, records: Iterable[RawRecord]) -> asyncio.Task[None]:
+        """Commit past ``records`` soon; returns the task that will (to await at a stop)."""
+        pending = self._pending
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            if record.offset >= pending.get(partition, 0):
+                pending[partition] = record.offset + 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._commit(consumer))
+        return self._task
+
+    async def _commit(self, consumer: Committing) -> None:
+        while self._pending:
+            offsets, self._pending = self._pending, {}
+            try:
+                await consumer.commit(offsets)
+            except Exception as exc:  # redelivered and deduplicated; nothing is lost
+                log.warning("offset commit failed", group=self.group_id, error=str(exc)[:300])
+
+    async def flush(self) -> None:
+        """At a stop: from now on handlers wait for their commit; wait for the one running."""
+        self.closing = True
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
