@@ -141,6 +141,9 @@ class EmbeddedStack:
                 workdir / "pg", cleanup_mode="delete"
             )
             self._postgres.psql(f"CREATE DATABASE {DATABASE};")
+            # outboxes churn: look for tables to vacuum every few seconds, not every minute
+            self._postgres.psql("ALTER SYSTEM SET autovacuum_naptime = '5s';")
+            self._postgres.psql("SELECT pg_reload_conf();")
             info = self._postgres.get_postmaster_info()
         except Exception as exc:
             raise EmbeddedStackError(f"embedded PostgreSQL did not start: {exc}") from None

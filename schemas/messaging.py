@@ -32,6 +32,16 @@ def _table_prefix(owner: str) -> str:
     return owner.replace("-", "_")
 
 
+OUTBOX_STORAGE = {
+    "autovacuum_vacuum_scale_factor": "0",
+    "autovacuum_vacuum_threshold": "5000",
+    "autovacuum_vacuum_cost_delay": "0",
+}
+"""Every outbox row is deleted within milliseconds of its insert: vacuum after a fixed
+number of them, not a fraction of a table that is almost always empty, so the sweeper's
+index scans do not walk an ever longer run of dead entries."""
+
+
 def outbox_table(owner: str) -> Table:
     """The outbox of ``owner`` (created on first use, then shared)."""
     if owner not in _outboxes:
@@ -48,6 +58,7 @@ def outbox_table(owner: str) -> Table:
                 "created_at", DateTime(timezone=True), nullable=False, server_default=func.now()
             ),
             Index(f"ix_{name}_created_at", "created_at"),
+            postgresql_with=OUTBOX_STORAGE,
         )
     return _outboxes[owner]
 
