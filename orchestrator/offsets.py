@@ -1,22 +1,21 @@
 """Offset commits off the consumer's path: the next batch does not wait for the broker.
 
-A consumer hands the committer the records of each batch it has handled (its transaction
-committed). One request at a time is in flight; what arrives meanwhile is merged, so
-under load one request covers many batches. Only handled batches are ever committed. A
-commit lost to a crash or a rebalance means those records are delivered again, and every
-handler deduplicates them (inbox by message id, sagas by version and pending command).
+A consumer hands the committer its positions after each batch it has handled (its write
+committed), before it polls again: positions, not the last record's offset plus one, step
+over what is not a record (transaction markers), as Kafka's own commit does. One request
+at a time is in flight; what arrives meanwhile is merged, so under load one request covers
+many batches. Only handled batches are ever committed. A commit lost to a crash or a
+rebalance means those records are delivered again, and every handler deduplicates them
+(inbox by message id, sagas by version and pending command).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Protocol
 
 import structlog
 from aiokafka import TopicPartition
-
-from orchestrator.engine.records import RawRecord
 
 log = structlog.get_logger(__name__)
 
@@ -34,13 +33,15 @@ class OffsetCommitter:
         self._pending: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def handled(self, consumer: Committing, records: Iterable[RawRecord]) -> asyncio.Task[None]:
-        """Commit past ``records`` soon; returns the task that will (to await at a stop)."""
+    def handled(
+        self, consumer: Committing, positions: dict[TopicPartition, int]
+    ) -> asyncio.Task[None]:
+        """Commit ``positions`` (the consumer's, right after a handled batch) soon; returns
+        the task that will, to await at a stop."""
         pending = self._pending
-        for record in records:
-            partition = TopicPartition(record.topic, record.partition)
-            if record.offset >= pending.get(partition, 0):
-                pending[partition] = record.offset + 1
+        for partition, offset in positions.items():
+            if offset >= pending.get(partition, 0):
+                pending[partition] = offset
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._commit(consumer))
         return self._task

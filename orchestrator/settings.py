@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         le=10_000,
         description="Kafka answers a fetch once data arrives; the embedded broker waits it out",
     )
+    consumer_fetch_quick_wait_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="fetch wait while batches are small (fetch pacing); none: always the max",
+    )
     consumer_max_batch: int = Field(default=500, ge=1, le=10_000)
     group_prefix: str = Field(default="orchestra", min_length=1, max_length=100)
 

@@ -16,6 +16,8 @@ from faststream.middlewares import AckPolicy
 
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.engine.records import RawRecord
+from orchestrator.fetch_pacing import FetchPacing
+from orchestrator.offsets import OffsetCommitter
 from orchestrator.settings import Settings
 
 BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
@@ -24,9 +26,13 @@ _BATCH_WAIT_MS = 1_000
 """How long one poll waits for a first record; it returns as soon as there is one."""
 
 
-async def _raw_records(message: KafkaMessage) -> Sequence[RawRecord]:
-    """Decoder that hands the records over undecoded: the runtimes validate each one
-    themselves, so a poison record is dead-lettered instead of failing the whole batch."""
+async def _message(message: KafkaMessage) -> KafkaMessage:
+    """Decoder that leaves the records undecoded: the runtimes validate each one themselves,
+    so a poison record is dead-lettered instead of failing the whole batch."""
+    return message
+
+
+def _records(message: KafkaMessage) -> Sequence[RawRecord]:
     raw = message.raw_message
     return raw if isinstance(raw, tuple | list) else (raw,)
 
@@ -40,15 +46,31 @@ def subscribe_batches(
     title: str,
     description: str,
 ) -> None:
-    """One consumer in ``group_id``; each batch is handled, then its offsets committed.
+    """One consumer in ``group_id``; each batch is handled, then its offsets committed in
+    the background (see ``offsets``).
 
-    ``NACK_ON_ERROR``: if the handler raises (its transaction rolled back), the consumer
-    seeks back to the first record of the batch, so nothing is skipped.
+    If the handler raises (its transaction rolled back), the consumer seeks back to the
+    first record of the batch, so nothing is skipped.
     """
+    committer = OffsetCommitter(group_id)
+    if isinstance(broker, OrchestraBroker):
+        broker.committers.append(committer)
 
-    async def consume(records: Any) -> None:
+    async def consume(message: Any) -> None:
         """One parameter and no context: nothing for the dependency injector to resolve."""
-        await handler(records)
+        records = _records(message)
+        try:
+            await handler(records)
+        except Exception:
+            await message.nack()
+            raise
+        consumer = message.consumer
+        if not isinstance(consumer, AIOKafkaConsumer):  # FastStream's test client: no offsets
+            return
+        positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
+        committed = committer.handled(consumer, positions)
+        if committer.closing:
+            await committed
 
     subscriber = broker.subscriber(
         *topics,
@@ -60,18 +82,25 @@ def subscribe_batches(
         auto_offset_reset="earliest",
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_records,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_message,
         title=title,
         description=description,
     )
     subscriber(consume)
-    next_batch = functools.partial(_next_batch, max_records=settings.consumer_max_batch)
+    pacing = (
+        FetchPacing(settings.consumer_fetch_quick_wait_ms, settings.consumer_fetch_max_wait_ms)
+        if settings.consumer_fetch_quick_wait_ms
+        else None
+    )
+    next_batch = functools.partial(
+        _next_batch, max_records=settings.consumer_max_batch, pacing=pacing
+    )
     subscriber.get_msg = next_batch  # type: ignore[method-assign]
 
 
 async def _next_batch(
-    consumer: AIOKafkaConsumer, max_records: int
+    consumer: AIOKafkaConsumer, max_records: int, pacing: FetchPacing | None
 ) -> tuple[ConsumerRecord[Any, Any], ...]:
     """The next batch, as soon as one record is there.
 
@@ -79,15 +108,26 @@ async def _next_batch(
     a record arriving then waited up to that long on every hop of a saga.
     """
     batches = await consumer.getmany(timeout_ms=_BATCH_WAIT_MS, max_records=max_records)
-    return tuple(chain.from_iterable(batches.values()))
+    records = tuple(chain.from_iterable(batches.values()))
+    if pacing is not None:
+        if records:
+            pacing.after_batch(consumer, len(records))
+        else:
+            pacing.after_idle(consumer)
+    return records
 
 
 class OrchestraBroker(KafkaBroker):
-    """A KafkaBroker whose subscribers join their groups at the same time.
+    """A KafkaBroker whose subscribers join their groups at the same time, and whose
+    consumers commit their offsets in the background.
 
     FastStream starts subscribers one after another, and each group join waits about half
     the session timeout; with one consumer per service that adds up at start-up.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.committers: list[OffsetCommitter] = []
 
     async def start(self) -> None:
         await self.connect()
@@ -95,6 +135,12 @@ class OrchestraBroker(KafkaBroker):
         for publisher in self.publishers:
             await publisher.start()
         self.running = True
+
+    async def stop(self, *args: Any, **kwargs: Any) -> None:
+        """Offsets of handled batches are committed before the consumers leave."""
+        for committer in self.committers:
+            await committer.flush()
+        await super().stop(*args, **kwargs)
 
 
 class BrokerPublisher:

@@ -36,7 +36,7 @@ BACKWARD = ("RefundPayment", "ReleaseStock")
 
 async def run_ceiling(settings: Settings, stop: Callable[[], bool]) -> None:
     kafka = {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
-    producer = AIOKafkaProducer(**kafka, linger_ms=0, acks=1)
+    producer = AIOKafkaProducer(**kafka, linger_ms=1, acks=1)
     await producer.start()
     sagas: dict[str, list[object]] = {}  # order_id -> [step index, compensating, reason]
 

@@ -1,0 +1,167 @@
+"""The one-statement batch write: sagas started once per business key, and replies applied
+without locks, read again when the saga moved between the read and the write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from events.bench import BENCH_REQUESTED, BenchStepDone
+from events.envelope import Envelope
+from events.topics import SAGA_REPLIES
+from orchestrator.db import create_engine, create_schema
+from orchestrator.embedded import EmbeddedStack
+from orchestrator.engine import runtime as runtime_module
+from orchestrator.engine.machine import RetryPolicy
+from orchestrator.engine.outbox import OutboundMessage, OutboxRelay
+from orchestrator.engine.runtime import SagaRuntime
+from orchestrator.sagas.bench import BENCH_SAGA
+from schemas.sagas import orchestrator_outbox
+from tests.integration.helpers import unique
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
+    key: bytes | None = None
+    partition: int = 0
+    offset: int = 0
+    timestamp: int = 0
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[OutboundMessage] = []
+
+    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        self.messages.extend(messages)
+
+
+@pytest.fixture
+async def engine(stack: EmbeddedStack) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(stack.settings())
+    await create_schema(engine)
+    yield engine
+    async with engine.begin() as conn:  # the session's other tests wait for running sagas
+        await conn.execute(
+            text("DELETE FROM saga_instances WHERE saga_type = :t"), {"t": BENCH_SAGA.name}
+        )
+    await engine.dispose()
+
+
+def _runtime(engine: AsyncEngine, sent: Sent) -> SagaRuntime:
+    relay = OutboxRelay(engine, orchestrator_outbox, sent, delete_delay_s=0.0)
+    return SagaRuntime(engine, [BENCH_SAGA], RetryPolicy(), relay)
+
+
+def _request(order_id: str) -> Record:
+    body = json.dumps({"order_id": order_id, "amount_minor": 500}).encode()
+    return Record(BENCH_REQUESTED, body, key=order_id.encode())
+
+
+def _reply_to(command: OutboundMessage) -> Record:
+    sent = command.headers
+    envelope = Envelope(
+        type="bench-payment.BenchStepDone.v1",
+        causation_id=sent["ce_id"],
+        saga_id=UUID(sent["ce_sagaid"]),
+        saga_type=sent["ce_sagatype"],
+        saga_step=sent["ce_sagastep"],
+    )
+    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
+    return Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)
+
+
+async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(await conn.execute(text(sql), params))
+
+
+async def test_the_same_request_twice_in_one_batch_or_two_starts_one_saga(
+    engine: AsyncEngine,
+) -> None:
+    sent = Sent()
+    runtime = _runtime(engine, sent)
+    order_id = unique("once")
+    await runtime.handle_inbound([_request(order_id), _request(order_id)])
+    await runtime.handle_inbound([_request(order_id)])
+    await runtime.relay.drain()
+    sagas = await _rows(engine, "SELECT id FROM saga_instances WHERE business_key = :k", k=order_id)
+    assert len(sagas) == 1
+    history = await _rows(
+        engine, "SELECT event FROM saga_history WHERE saga_id = :s", s=sagas[0][0]
+    )
+    assert [event for (event,) in history].count("started") == 1
+    assert [m.headers["ce_sagaid"] for m in sent.messages] == [str(sagas[0][0])]
+
+
+async def test_a_reply_meeting_a_saga_that_moved_is_applied_once_after_a_fresh_read(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = Sent()
+    runtime = _runtime(engine, sent)
+    order_id = unique("moved")
+    await runtime.handle_inbound([_request(order_id)])
+    await runtime.relay.drain()
+    (command,) = sent.messages
+    saga_id = UUID(command.headers["ce_sagaid"])
+
+    writes = 0
+    original = runtime_module.write_batch
+
+    async def write_after_someone_else(*args: Any) -> Any:
+        nonlocal writes
+        writes += 1
+        if writes == 1:  # another writer (a timer, an operator) commits in between
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE saga_instances SET version = version + 1 WHERE id = :s"),
+                    {"s": saga_id},
+                )
+        return await original(*args)
+
+    monkeypatch.setattr(runtime_module, "write_batch", write_after_someone_else)
+    await runtime.handle_replies([_reply_to(command)])
+    await runtime.relay.drain()
+
+    assert writes == 2
+    ((step, version),) = await _rows(
+        engine, "SELECT step_index, version FROM saga_instances WHERE id = :s", s=saga_id
+    )
+    assert (step, version) == (1, 2)  # started at 0, bumped by the other writer, the reply
+    events = [
+        event
+        for (event,) in await _rows(
+            engine, "SELECT event FROM saga_history WHERE saga_id = :s ORDER BY id", s=saga_id
+        )
+    ]
+    assert events.count("step-completed") == 1
+    commands = [m.headers["ce_sagastep"] for m in sent.messages[1:]]
+    assert commands == ["reserve-stock"]
+    outbox = await _rows(engine, f"SELECT count(*) FROM {orchestrator_outbox.name}")
+    assert outbox == [(0,)]
+
+
+async def test_a_reply_for_a_saga_no_one_knows_writes_nothing(engine: AsyncEngine) -> None:
+    sent = Sent()
+    runtime = _runtime(engine, sent)
+    envelope = Envelope(
+        type="bench-payment.BenchStepDone.v1",
+        causation_id=str(uuid4()),
+        saga_id=uuid4(),
+        saga_type=BENCH_SAGA.name,
+        saga_step="reserve-payment",
+    )
+    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
+    await runtime.handle_replies([Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)])
+    await runtime.relay.drain()
+    assert sent.messages == []

@@ -1,0 +1,88 @@
+"""Background offset commits and fetch pacing: pure logic against fake consumers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import structlog.testing
+from aiokafka import TopicPartition
+
+from orchestrator.fetch_pacing import FetchPacing
+from orchestrator.offsets import OffsetCommitter
+
+T0 = TopicPartition("t", 0)
+T1 = TopicPartition("t", 1)
+
+
+@dataclass
+class SlowConsumer:
+    """Answers each commit only when released; can be told to fail."""
+
+    commits: list[dict[TopicPartition, int]] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    fail: bool = False
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        await self.release.wait()
+        if self.fail:
+            raise RuntimeError("rebalanced")
+        self.commits.append(dict(offsets))
+
+
+async def test_batches_handled_while_a_commit_is_in_flight_go_in_the_next_one() -> None:
+    consumer = SlowConsumer()
+    committer = OffsetCommitter("g")
+    committer.handled(consumer, {T0: 7})
+    await asyncio.sleep(0)  # the first commit is now waiting on the broker
+    committer.handled(consumer, {T0: 8, T1: 3})
+    committer.handled(consumer, {T0: 10})
+    consumer.release.set()
+    await committer.flush()
+    assert consumer.commits == [{T0: 7}, {T0: 10, T1: 3}]
+
+
+async def test_a_failed_commit_is_logged_not_raised_and_later_batches_still_commit() -> None:
+    consumer = SlowConsumer(fail=True)
+    consumer.release.set()
+    committer = OffsetCommitter("g")
+    with structlog.testing.capture_logs():
+        await committer.handled(consumer, {T0: 2})
+    consumer.fail = False
+    await committer.handled(consumer, {T0: 3})
+    assert consumer.commits == [{T0: 3}]
+
+
+async def test_after_flush_the_caller_can_wait_for_its_own_commit() -> None:
+    consumer = SlowConsumer()
+    consumer.release.set()
+    committer = OffsetCommitter("g")
+    await committer.flush()
+    assert committer.closing
+    await committer.handled(consumer, {T1: 42})
+    assert consumer.commits == [{T1: 42}]
+
+
+class Fetcher:
+    _fetch_max_wait_ms = 500
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self._fetcher = Fetcher()
+
+
+def test_pacing_waits_briefly_after_a_lone_record_and_long_under_load_or_idle() -> None:
+    pacing = FetchPacing(quick_ms=2, steady_ms=20, small_batch=1)
+    consumer = Consumer()
+    pacing.after_batch(consumer, 1)
+    assert consumer._fetcher._fetch_max_wait_ms == 2
+    pacing.after_batch(consumer, 30)
+    assert consumer._fetcher._fetch_max_wait_ms == 20
+    pacing.after_batch(consumer, 1)
+    pacing.after_idle(consumer)
+    assert consumer._fetcher._fetch_max_wait_ms == 20
+
+
+def test_pacing_leaves_a_consumer_without_a_fetcher_alone() -> None:
+    FetchPacing(quick_ms=2, steady_ms=20).after_batch(object(), 1)
