@@ -21,10 +21,10 @@ from orchestrator.engine.outbox import OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import broker_security, ensure_topics
+from orchestrator.publisher import KafkaPublisher
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
 from orchestrator.wiring import (
-    BrokerPublisher,
     OrchestraBroker,
     broker_logger,
     subscribe_batches,
@@ -82,7 +82,7 @@ class Application:
             log_level=logging.DEBUG,
             description="Orchestra: saga orchestration on Kafka",
         )
-        self.publisher = BrokerPublisher(self.broker)
+        self.publisher = KafkaPublisher(settings, f"{settings.group_prefix}-outbox")
         self.relays: list[OutboxRelay] = []
         self.topics: set[str] = set()
         self.runtime: SagaRuntime | None = None
@@ -196,6 +196,7 @@ class Application:
         telemetry.enable(self.settings.otel_exporter)
         await create_schema(self.engine)
         await ensure_topics(self.settings, sorted(self.topics))
+        await self.publisher.start()
         await self.broker.start()
         if self.http is not None:
             await self.http.start()
@@ -221,6 +222,7 @@ class Application:
         await self.broker.stop()
         for relay in self.relays:
             await relay.drain()
+        await self.publisher.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=10)

@@ -1,4 +1,4 @@
-"""FastStream wiring: batch subscribers that hand raw records to the runtimes, and the publisher."""
+"""FastStream wiring: batch subscribers that hand raw records to the runtimes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.engine.records import RawRecord
 from orchestrator.fetch_pacing import FetchPacing
 from orchestrator.offsets import OffsetCommitter
@@ -141,26 +140,6 @@ class OrchestraBroker(KafkaBroker):
         for committer in self.committers:
             await committer.flush()
         await super().stop(*args, **kwargs)
-
-
-class BrokerPublisher:
-    """Publishes outbox messages through the FastStream broker and waits for every ack."""
-
-    def __init__(self, broker: KafkaBroker) -> None:
-        self.broker = broker
-
-    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
-        pending = [
-            await self.broker.publish(
-                m.payload,
-                m.topic,
-                key=m.key.encode("utf-8") if m.key is not None else None,
-                headers=m.headers,
-                no_confirm=True,
-            )
-            for m in messages
-        ]
-        await asyncio.gather(*pending)
 
 
 def broker_logger(level: str) -> logging.Logger:

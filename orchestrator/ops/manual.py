@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,10 +10,9 @@ from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import RetryPolicy
 from orchestrator.engine.outbox import OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
-from orchestrator.kafka import broker_security
+from orchestrator.publisher import KafkaPublisher
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
-from orchestrator.wiring import BrokerPublisher, OrchestraBroker, broker_logger
 from schemas.sagas import orchestrator_outbox
 
 
@@ -26,16 +24,10 @@ async def act(
     Uses a producer only: joining the orchestrator's consumer groups from a command line
     tool would make the running services rebalance.
     """
-    broker = OrchestraBroker(
-        settings.bootstrap_servers,
-        security=broker_security(settings),
-        client_id=f"{settings.group_prefix}-ops",
-        logger=broker_logger(settings.log_level),
-        log_level=logging.DEBUG,
-    )
-    await broker.start()
+    publisher = KafkaPublisher(settings, f"{settings.group_prefix}-ops")
+    await publisher.start()
     try:
-        relay = OutboxRelay(engine, orchestrator_outbox, BrokerPublisher(broker))
+        relay = OutboxRelay(engine, orchestrator_outbox, publisher)
         policy = RetryPolicy(
             settings.step_timeout_s,
             settings.retry_budget,
@@ -47,4 +39,4 @@ async def act(
         await relay.drain()
         return saved
     finally:
-        await broker.stop()
+        await publisher.stop()
