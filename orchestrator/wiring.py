@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from itertools import chain
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -18,6 +20,8 @@ from orchestrator.engine.records import RawRecord
 from orchestrator.fetch_pacing import FetchPacing
 from orchestrator.offsets import OffsetCommitter
 from orchestrator.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
 
@@ -66,7 +70,11 @@ def subscribe_batches(
         consumer = message.consumer
         if not isinstance(consumer, AIOKafkaConsumer):  # FastStream's test client: no offsets
             return
-        positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
+        try:
+            positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
+        except KafkaError as exc:  # revoked meanwhile: the next owner gets the records again
+            log.info("offsets not committed", group=group_id, error=str(exc)[:200])
+            return
         committed = committer.handled(consumer, positions)
         if committer.closing:
             await committed
