@@ -72,6 +72,11 @@ def admin_kwargs(settings: Settings) -> dict[str, object]:
     return options
 
 
+def client_kwargs(settings: Settings) -> dict[str, object]:
+    """Options for a producer or consumer (``admin_kwargs`` less the admin's request timeout)."""
+    return {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
+
+
 async def ensure_topics(
     settings: Settings,
     topics: Iterable[str],

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.errors import KafkaUnavailable
-from orchestrator.kafka import admin_kwargs
+from orchestrator.kafka import client_kwargs
 from orchestrator.settings import Settings
 
 
@@ -24,7 +24,7 @@ class KafkaPublisher:
 
     def __init__(self, settings: Settings, client_id: str) -> None:
         self._options: dict[str, Any] = {
-            **{k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"},
+            **client_kwargs(settings),
             "client_id": client_id,
             "acks": "all",
             "enable_idempotence": settings.kafka_idempotent_producer,

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from events.bench import delivery_fails
 from orchestrator.benchmark.scenarios import STANDARD
-from orchestrator.kafka import admin_kwargs
+from orchestrator.kafka import client_kwargs
 from orchestrator.settings import Settings
 
 PREFIX: Final = "ceiling."
@@ -35,7 +35,7 @@ BACKWARD = ("RefundPayment", "ReleaseStock")
 
 
 async def run_ceiling(settings: Settings, stop: Callable[[], bool]) -> None:
-    kafka = {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
+    kafka = client_kwargs(settings)
     producer = AIOKafkaProducer(**kafka, linger_ms=1, acks=1)
     await producer.start()
     sagas: dict[str, list[object]] = {}  # order_id -> [step index, compensating, reason]

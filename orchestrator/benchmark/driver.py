@@ -13,7 +13,7 @@ from aiokafka.structs import TopicPartition
 from rich.progress import Progress
 
 from orchestrator.benchmark.scenarios import Scenario
-from orchestrator.kafka import admin_kwargs
+from orchestrator.kafka import client_kwargs
 from orchestrator.settings import Settings
 
 
@@ -48,7 +48,7 @@ async def drive(
     timeout_s: float = 600.0,
 ) -> DriveResult:
     """Publish ``warmup + total`` requests, C at a time; measure the last ``total``."""
-    kafka = {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
+    kafka = client_kwargs(settings)
     producer = AIOKafkaProducer(**kafka, linger_ms=1, acks=1)
     consumer = AIOKafkaConsumer(
         **kafka,

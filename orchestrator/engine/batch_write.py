@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestrator.engine import store
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import Decision, HistoryEntry
-from orchestrator.engine.outbox import OutboundMessage, OutboxRow
+from orchestrator.engine.outbox import OutboundMessage, OutboxRow, outbox_columns
 
 
 class SagaWrite(Enum):
@@ -157,17 +157,13 @@ async def write_batch(conn: AsyncConnection, outbox: Table, batch: BatchWrite) -
     if batch.inserts and batch.updates:
         raise ValueError("a batch write either inserts or updates sagas, not both")
     mode = SagaWrite.INSERT if batch.inserts else SagaWrite.UPDATE
-    messages = [m for m, _ in batch.messages]
     result = await conn.execute(
         _statement(mode, outbox.name),
         {
             "sagas": _saga_rows(batch),
             "history": _history_rows(batch),
             "owners": [owner for _, owner in batch.messages],
-            "topics": [m.topic for m in messages],
-            "keys": [m.key for m in messages],
-            "headers": [orjson.dumps(m.headers).decode() for m in messages],
-            "payloads": [m.payload for m in messages],
+            **outbox_columns([m for m, _ in batch.messages]),
         },
     )
     sagas, ids = result.one()

@@ -15,7 +15,7 @@ import contextlib
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -76,21 +76,23 @@ def _statements(table: Table) -> _Statements:
     )
 
 
+def outbox_columns(messages: Sequence[OutboundMessage]) -> dict[str, list[Any]]:
+    """The array parameters an outbox insert takes, one element per message."""
+    return {
+        "topics": [m.topic for m in messages],
+        "keys": [m.key for m in messages],
+        "headers": [orjson.dumps(m.headers).decode() for m in messages],
+        "payloads": [m.payload for m in messages],
+    }
+
+
 async def write_outbox(
     conn: AsyncConnection, table: Table, messages: Sequence[OutboundMessage]
 ) -> list[OutboxRow]:
     """Insert ``messages`` in the caller's transaction; returns the rows to publish after commit."""
     if not messages:
         return []
-    result = await conn.execute(
-        _statements(table).insert,
-        {
-            "topics": [m.topic for m in messages],
-            "keys": [m.key for m in messages],
-            "headers": [orjson.dumps(m.headers).decode() for m in messages],
-            "payloads": [m.payload for m in messages],
-        },
-    )
+    result = await conn.execute(_statements(table).insert, outbox_columns(messages))
     ids = [row[0] for row in result]
     return [OutboxRow(id_, message) for id_, message in zip(ids, messages, strict=True)]
 

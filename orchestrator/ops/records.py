@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from orchestrator.errors import KafkaUnavailable, OrchestraError
-from orchestrator.kafka import admin_kwargs
+from orchestrator.kafka import client_kwargs
 from orchestrator.settings import Settings
 
 IDLE_S = 2.0
@@ -57,7 +57,7 @@ class Record:
 
 async def read(settings: Settings, topic: str, selection: Selection) -> list[Record]:
     """Every selected record present when the read starts, in partition and offset order."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **_kafka(settings))
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
     try:
         await consumer.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
@@ -117,7 +117,7 @@ async def publish(
     headers: Callable[[Record], dict[str, str]],
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    producer = AIOKafkaProducer(acks="all", **_kafka(settings))
+    producer = AIOKafkaProducer(acks="all", **client_kwargs(settings))
     try:
         await producer.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
@@ -140,7 +140,3 @@ async def publish(
         return len(pending)
     finally:
         await producer.stop()
-
-
-def _kafka(settings: Settings) -> dict[str, object]:
-    return {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
