@@ -21,7 +21,6 @@ import orjson
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator.engine import store
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import Decision, HistoryEntry
 from orchestrator.engine.outbox import OutboundMessage, OutboxRow, outbox_columns
@@ -66,6 +65,12 @@ class Written:
     """The outbox rows written, to publish after the statement."""
 
 
+_SAGA_RECORD = """
+    id uuid, saga_type text, business_key text, status text, step_index int,
+    compensating boolean, pending_command_id text, attempt int, next_action_at timestamptz,
+    data jsonb, reason text, correlation_id text, version int, created_at timestamptz,
+    updated_at timestamptz, ended_at timestamptz"""
+
 _HISTORY_RECORD = """
     saga_id uuid, at timestamptz, event text, step text, status text, message_id text,
     message_type text, topic text, detail text, actor text, owner uuid"""
@@ -77,7 +82,7 @@ _INSERT_SAGAS = f"""
     SELECT r.id, r.saga_type, r.business_key, r.status, r.step_index, r.compensating,
            r.pending_command_id, r.attempt, r.next_action_at, r.data, r.reason,
            r.correlation_id, r.version, r.created_at, r.updated_at, r.ended_at
-    FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS r({store.SAGA_RECORD})
+    FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS r({_SAGA_RECORD})
     ON CONFLICT ON CONSTRAINT uq_saga_instances_business_key DO NOTHING
     RETURNING id"""
 
@@ -88,7 +93,7 @@ _UPDATE_SAGAS = f"""
         next_action_at = r.next_action_at, data = r.data, reason = r.reason,
         correlation_id = r.correlation_id, version = r.version,
         updated_at = r.updated_at, ended_at = r.ended_at
-    FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS r({store.SAGA_RECORD}, old_version int)
+    FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS r({_SAGA_RECORD}, old_version int)
     WHERE s.id = r.id AND s.version = r.old_version
     RETURNING s.id"""
 
@@ -124,6 +129,42 @@ def _statement(mode: SagaWrite, outbox: str) -> TextClause:
     )
 
 
+def _row_values(instance: SagaInstance) -> dict[str, Any]:
+    return {
+        "id": instance.id,
+        "saga_type": instance.saga_type,
+        "business_key": instance.business_key,
+        "status": instance.status.value,
+        "step_index": instance.step_index,
+        "compensating": instance.compensating,
+        "pending_command_id": instance.pending_command_id,
+        "attempt": instance.attempt,
+        "next_action_at": instance.next_action_at,
+        "data": instance.data,
+        "reason": instance.reason,
+        "correlation_id": instance.correlation_id,
+        "version": instance.version,
+        "created_at": instance.created_at,
+        "updated_at": instance.updated_at,
+        "ended_at": instance.ended_at,
+    }
+
+
+def _history_values(saga_id: UUID, e: HistoryEntry) -> dict[str, Any]:
+    return {
+        "saga_id": saga_id,
+        "at": e.at,
+        "event": e.event,
+        "step": e.step,
+        "status": e.status.value,
+        "message_id": e.message_id,
+        "message_type": e.message_type,
+        "topic": e.topic,
+        "detail": e.detail,
+        "actor": e.actor,
+    }
+
+
 def _json(value: Any) -> str:
     """orjson, many times faster; the standard library for what it refuses (ints over 64 bits)."""
     try:
@@ -134,10 +175,10 @@ def _json(value: Any) -> str:
 
 def _saga_rows(batch: BatchWrite) -> str:
     if batch.inserts:
-        return _json([store.row_values(i) for i in batch.inserts])
+        return _json([_row_values(i) for i in batch.inserts])
     rows = []
     for before, after in batch.updates:
-        values = store.row_values(after.evolve(version=before.version + 1))
+        values = _row_values(after.evolve(version=before.version + 1))
         values["old_version"] = before.version
         rows.append(values)
     return _json(rows)
@@ -146,7 +187,7 @@ def _saga_rows(batch: BatchWrite) -> str:
 def _history_rows(batch: BatchWrite) -> str:
     return _json(
         [
-            store.history_values(saga_id, entry) | {"owner": owner}
+            _history_values(saga_id, entry) | {"owner": owner}
             for saga_id, entry, owner in batch.history
         ]
     )

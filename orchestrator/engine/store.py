@@ -12,31 +12,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.engine.instance import SagaInstance, SagaStatus
-from orchestrator.engine.machine import HistoryEntry
 from schemas.sagas import saga_instances
 
 _T = saga_instances
-
-
-def row_values(instance: SagaInstance) -> dict[str, Any]:
-    return {
-        "id": instance.id,
-        "saga_type": instance.saga_type,
-        "business_key": instance.business_key,
-        "status": instance.status.value,
-        "step_index": instance.step_index,
-        "compensating": instance.compensating,
-        "pending_command_id": instance.pending_command_id,
-        "attempt": instance.attempt,
-        "next_action_at": instance.next_action_at,
-        "data": instance.data,
-        "reason": instance.reason,
-        "correlation_id": instance.correlation_id,
-        "version": instance.version,
-        "created_at": instance.created_at,
-        "updated_at": instance.updated_at,
-        "ended_at": instance.ended_at,
-    }
 
 
 def to_instance(row: Row[Any]) -> SagaInstance:
@@ -60,12 +38,6 @@ def to_instance(row: Row[Any]) -> SagaInstance:
         ended_at=m["ended_at"],
     )
 
-
-SAGA_RECORD = """
-    id uuid, saga_type text, business_key text, status text, step_index int,
-    compensating boolean, pending_command_id text, attempt int, next_action_at timestamptz,
-    data jsonb, reason text, correlation_id text, version int, created_at timestamptz,
-    updated_at timestamptz, ended_at timestamptz"""
 
 _IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _LOAD = select(_T).where(_T.c.id == any_(_IDS))
@@ -108,18 +80,3 @@ async def lock_due(conn: AsyncConnection, now: datetime, limit: int) -> list[Sag
 async def get(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaInstance | None:
     row = (await conn.execute(select(_T).where(_T.c.id == saga_id))).first()
     return to_instance(row) if row else None
-
-
-def history_values(saga_id: uuid.UUID, e: HistoryEntry) -> dict[str, Any]:
-    return {
-        "saga_id": saga_id,
-        "at": e.at,
-        "event": e.event,
-        "step": e.step,
-        "status": e.status.value,
-        "message_id": e.message_id,
-        "message_type": e.message_type,
-        "topic": e.topic,
-        "detail": e.detail,
-        "actor": e.actor,
-    }
