@@ -73,15 +73,13 @@ class Application:
             settings.bootstrap_servers,
             security=broker_security(settings),
             client_id=f"{settings.group_prefix}",
-            enable_idempotence=settings.kafka_idempotent_producer,
-            acks="all",
-            linger_ms=1,
-            max_request_size=settings.max_message_bytes + 64_000,
             graceful_timeout=15.0,
             logger=broker_logger(settings.log_level),
             log_level=logging.DEBUG,
             description="Orchestra: saga orchestration on Kafka",
         )
+        # every message the services send goes through an outbox and this producer; the
+        # broker above only consumes
         self.publisher = KafkaPublisher(settings, f"{settings.group_prefix}-outbox")
         self.relays: list[OutboxRelay] = []
         self.topics: set[str] = set()
