@@ -3,15 +3,17 @@
 A consumer hands the committer its positions after each batch it has handled (its write
 committed), before it polls again: positions, not the last record's offset plus one, step
 over what is not a record (transaction markers), as Kafka's own commit does. One request
-at a time is in flight; what arrives meanwhile is merged, so under load one request covers
-many batches. Only handled batches are ever committed. A commit lost to a crash or a
-rebalance means those records are delivered again, and every handler deduplicates them
-(inbox by message id, sagas by version and pending command).
+at a time is in flight, at most one per ``interval_s`` (Kafka's auto-commit has 5 s); what
+arrives meanwhile is merged, so under load one request covers many batches. Only handled
+batches are ever committed. A commit lost to a crash or a rebalance means those records are
+delivered again, and every handler deduplicates them (inbox by message id, sagas by version
+and pending command).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Protocol
 
 import structlog
@@ -27,11 +29,14 @@ class Committing(Protocol):
 class OffsetCommitter:
     """Commits one consumer group's offsets in the background."""
 
-    def __init__(self, group_id: str) -> None:
+    def __init__(self, group_id: str, interval_s: float = 0.0) -> None:
         self.group_id = group_id
+        self.interval_s = interval_s
         self.closing = False
         self._pending: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._last_commit = -interval_s
+        self._hurry = asyncio.Event()
 
     def handled(
         self, consumer: Committing, positions: dict[TopicPartition, int]
@@ -47,7 +52,13 @@ class OffsetCommitter:
         return self._task
 
     async def _commit(self, consumer: Committing) -> None:
+        loop = asyncio.get_running_loop()
         while self._pending:
+            wait = self._last_commit + self.interval_s - loop.time()
+            if wait > 0 and not self.closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), wait)
+            self._last_commit = loop.time()
             offsets, self._pending = self._pending, {}
             try:
                 await consumer.commit(offsets)
@@ -57,5 +68,6 @@ class OffsetCommitter:
     async def flush(self) -> None:
         """At a stop: from now on handlers wait for their commit; wait for the one running."""
         self.closing = True
+        self._hurry.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         description="fetch wait while batches are small (fetch pacing); none: always the max",
     )
     consumer_max_batch: int = Field(default=500, ge=1, le=10_000)
+    consumer_commit_interval_ms: int = Field(
+        default=100,
+        ge=0,
+        le=60_000,
+        description="at most one offset commit per interval per consumer; handled records "
+        "redelivered after a crash are deduplicated",
+    )
     group_prefix: str = Field(default="orchestra", min_length=1, max_length=100)
 
     kafka_idempotent_producer: bool = False

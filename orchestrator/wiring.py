@@ -10,7 +10,7 @@ from itertools import chain
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
@@ -27,6 +27,9 @@ BatchHandler = Callable[[Sequence[RawRecord]], Awaitable[None]]
 
 _BATCH_WAIT_MS = 1_000
 """How long one poll waits for a first record; it returns as soon as there is one."""
+
+_FAILED_BATCH_PAUSE_S = 0.5
+"""Pause after a batch whose handler failed (past its own retries), before it is read again."""
 
 
 async def _message(message: KafkaMessage) -> KafkaMessage:
@@ -55,29 +58,22 @@ def subscribe_batches(
     If the handler raises (its transaction rolled back), the consumer seeks back to the
     first record of the batch, so nothing is skipped.
     """
-    committer = OffsetCommitter(group_id)
+    committer = OffsetCommitter(group_id, settings.consumer_commit_interval_ms / 1000)
     if isinstance(broker, OrchestraBroker):
         broker.committers.append(committer)
+    batches = _Batches(handler, committer)
 
     async def consume(message: Any) -> None:
-        """One parameter and no context: nothing for the dependency injector to resolve."""
+        """FastStream's path (its test client): one parameter and no context, so nothing
+        for the dependency injector to resolve."""
         records = _records(message)
         try:
             await handler(records)
         except Exception:
             await message.nack()
             raise
-        consumer = message.consumer
-        if not isinstance(consumer, AIOKafkaConsumer):  # FastStream's test client: no offsets
-            return
-        try:
-            positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
-        except KafkaError as exc:  # revoked meanwhile: the next owner gets the records again
-            log.info("offsets not committed", group=group_id, error=str(exc)[:200])
-            return
-        committed = committer.handled(consumer, positions)
-        if committer.closing:
-            await committed
+        if isinstance(message.consumer, AIOKafkaConsumer):
+            await batches.commit(message.consumer)
 
     subscriber = broker.subscriber(
         *topics,
@@ -100,10 +96,70 @@ def subscribe_batches(
         if settings.consumer_fetch_quick_wait_ms
         else None
     )
-    next_batch = functools.partial(
+    subscriber.get_msg = functools.partial(  # type: ignore[method-assign]
         _next_batch, max_records=settings.consumer_max_batch, pacing=pacing
     )
-    subscriber.get_msg = next_batch  # type: ignore[method-assign]
+
+    async def consume_one(records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
+        """The consume loop's path: the records go straight to the handler, without
+        FastStream's per-message stages (context, middlewares, parser, filters), which
+        cost as much as the handler itself on a small batch."""
+        if not subscriber.running:
+            return
+        with subscriber.lock:
+            await batches.handle(subscriber.consumer, records)
+
+    subscriber.consume_one = consume_one  # type: ignore[method-assign,assignment]
+
+
+class _Batches:
+    """Handles a consumer's batches: commit the positions after a handled one, rewind to
+    the batch's first records after a failed one."""
+
+    def __init__(self, handler: BatchHandler, committer: OffsetCommitter) -> None:
+        self.handler = handler
+        self.committer = committer
+
+    async def handle(
+        self, consumer: AIOKafkaConsumer | None, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        try:
+            await self.handler(records)
+        except Exception as exc:
+            log.error(
+                "batch failed; its records will be consumed again",
+                group=self.committer.group_id,
+                records=len(records),
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                exc_info=True,
+            )
+            if consumer is not None:
+                _rewind(consumer, records)
+            await asyncio.sleep(_FAILED_BATCH_PAUSE_S)
+            return
+        if consumer is not None:
+            await self.commit(consumer)
+
+    async def commit(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
+        except KafkaError as exc:  # revoked meanwhile: the next owner gets the records again
+            log.info("offsets not committed", group=self.committer.group_id, error=str(exc)[:200])
+            return
+        committed = self.committer.handled(consumer, positions)
+        if self.committer.closing:
+            await committed
+
+
+def _rewind(consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+    """Seek each partition of the batch back to its earliest record."""
+    earliest: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        if record.offset < earliest.get(partition, record.offset + 1):
+            earliest[partition] = record.offset
+    for partition, offset in earliest.items():
+        consumer.seek(partition, offset)
 
 
 async def _next_batch(

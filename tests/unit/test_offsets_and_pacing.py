@@ -86,3 +86,26 @@ def test_pacing_waits_briefly_after_a_lone_record_and_long_under_load_or_idle() 
 
 def test_pacing_leaves_a_consumer_without_a_fetcher_alone() -> None:
     FetchPacing(quick_ms=2, steady_ms=20).after_batch(object(), 1)
+
+
+async def test_commits_are_spaced_by_the_interval_and_merge_what_came_between() -> None:
+    consumer = SlowConsumer()
+    consumer.release.set()
+    committer = OffsetCommitter("g", interval_s=0.2)
+    await committer.handled(consumer, {T0: 1})
+    second = committer.handled(consumer, {T0: 2})
+    committer.handled(consumer, {T0: 3})
+    await asyncio.sleep(0.05)
+    assert consumer.commits == [{T0: 1}]
+    await second
+    assert consumer.commits == [{T0: 1}, {T0: 3}]
+
+
+async def test_flush_does_not_wait_out_the_interval() -> None:
+    consumer = SlowConsumer()
+    consumer.release.set()
+    committer = OffsetCommitter("g", interval_s=60)
+    await committer.handled(consumer, {T0: 1})
+    committer.handled(consumer, {T0: 2})
+    await asyncio.wait_for(committer.flush(), 1)
+    assert consumer.commits == [{T0: 1}, {T0: 2}]
