@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import Settings
@@ -25,6 +29,29 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=False,
         connect_args={"statement_cache_size": 512},
     )
+
+
+@contextlib.asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """asyncpg's own connection, from the engine's pool, for the engine's hot statements:
+    no SQLAlchemy execution layer (compiled-statement lookup, parameter and result
+    processing) around each one. No transaction is begun: every statement commits on its
+    own. A connection that broke meanwhile leaves the pool."""
+    async with engine.connect() as conn:
+        driver = await driver_of(conn)
+        try:
+            yield driver
+        except BaseException:
+            if driver.is_closed():
+                await conn.invalidate()
+            raise
+
+
+async def driver_of(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn``; its statements join the transaction ``conn``
+    has begun on the server, that is once ``conn`` has run a statement in it."""
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
 
 
 async def create_schema(engine: AsyncEngine) -> None:

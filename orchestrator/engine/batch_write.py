@@ -18,8 +18,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import Table, TextClause, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Table
 
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import Decision, HistoryEntry
@@ -82,7 +81,7 @@ _INSERT_SAGAS = f"""
     SELECT r.id, r.saga_type, r.business_key, r.status, r.step_index, r.compensating,
            r.pending_command_id, r.attempt, r.next_action_at, r.data, r.reason,
            r.correlation_id, r.version, r.created_at, r.updated_at, r.ended_at
-    FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS r({_SAGA_RECORD})
+    FROM jsonb_to_recordset($1::jsonb) AS r({_SAGA_RECORD})
     ON CONFLICT ON CONSTRAINT uq_saga_instances_business_key DO NOTHING
     RETURNING id"""
 
@@ -93,17 +92,16 @@ _UPDATE_SAGAS = f"""
         next_action_at = r.next_action_at, data = r.data, reason = r.reason,
         correlation_id = r.correlation_id, version = r.version,
         updated_at = r.updated_at, ended_at = r.ended_at
-    FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS r({_SAGA_RECORD}, old_version int)
+    FROM jsonb_to_recordset($1::jsonb) AS r({_SAGA_RECORD}, old_version int)
     WHERE s.id = r.id AND s.version = r.old_version
     RETURNING s.id"""
 
 
 @functools.cache
-def _statement(mode: SagaWrite, outbox: str) -> TextClause:
-    """Fixed per (mode, outbox): prepared once per connection, never recompiled."""
+def _statement(mode: SagaWrite, outbox: str) -> str:
+    """Fixed per (mode, outbox): prepared once per connection (asyncpg's statement cache)."""
     sagas = _INSERT_SAGAS if mode is SagaWrite.INSERT else _UPDATE_SAGAS
-    return text(
-        f"""
+    return f"""
         WITH written AS ({sagas}
         ), history AS (
             INSERT INTO saga_history
@@ -111,14 +109,13 @@ def _statement(mode: SagaWrite, outbox: str) -> TextClause:
                  actor)
             SELECT h.saga_id, h.at, h.event, h.step, h.status, h.message_id, h.message_type,
                    h.topic, h.detail, h.actor
-            FROM jsonb_to_recordset(CAST(:history AS jsonb)) AS h({_HISTORY_RECORD})
+            FROM jsonb_to_recordset($2::jsonb) AS h({_HISTORY_RECORD})
             WHERE h.owner IS NULL OR h.owner IN (SELECT id FROM written)
         ), outbox AS (
             INSERT INTO {outbox} (topic, key, headers, payload)
             SELECT m.topic, m.key, CAST(m.headers AS jsonb), m.payload
             FROM unnest(
-                CAST(:owners AS uuid[]), CAST(:topics AS text[]), CAST(:keys AS text[]),
-                CAST(:headers AS text[]), CAST(:payloads AS bytea[])
+                $3::uuid[], $4::text[], $5::text[], $6::text[], $7::bytea[]
             ) WITH ORDINALITY AS m(owner, topic, key, headers, payload, n)
             WHERE m.owner IS NULL OR m.owner IN (SELECT id FROM written)
             ORDER BY m.n
@@ -126,7 +123,6 @@ def _statement(mode: SagaWrite, outbox: str) -> TextClause:
         )
         SELECT ARRAY(SELECT id FROM written) AS sagas, ARRAY(SELECT id FROM outbox ORDER BY id)
         """
-    )
 
 
 def _row_values(instance: SagaInstance) -> dict[str, Any]:
@@ -193,21 +189,23 @@ def _history_rows(batch: BatchWrite) -> str:
     )
 
 
-async def write_batch(conn: AsyncConnection, outbox: Table, batch: BatchWrite) -> Written:
-    """Write ``batch`` in one statement (atomic on an autocommit connection too)."""
+async def write_batch(driver: Any, outbox: Table, batch: BatchWrite) -> Written:
+    """Write ``batch`` in one statement on asyncpg's connection (``db.driver_connection``,
+    or ``db.driver_of`` inside a transaction): atomic without a transaction too."""
     if batch.inserts and batch.updates:
         raise ValueError("a batch write either inserts or updates sagas, not both")
     mode = SagaWrite.INSERT if batch.inserts else SagaWrite.UPDATE
-    result = await conn.execute(
+    columns = outbox_columns([m for m, _ in batch.messages])
+    sagas, ids = await driver.fetchrow(
         _statement(mode, outbox.name),
-        {
-            "sagas": _saga_rows(batch),
-            "history": _history_rows(batch),
-            "owners": [owner for _, owner in batch.messages],
-            **outbox_columns([m for m, _ in batch.messages]),
-        },
+        _saga_rows(batch),
+        _history_rows(batch),
+        [owner for _, owner in batch.messages],
+        columns["topics"],
+        columns["keys"],
+        columns["headers"],
+        columns["payloads"],
     )
-    sagas, ids = result.one()
     written = set(sagas)
     kept = [m for m, owner in batch.messages if owner is None or owner in written]
     # ids come from the outbox's sequence in insertion order, which is ``m.n`` order

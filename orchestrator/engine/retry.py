@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
+from asyncpg.exceptions import ConnectionDoesNotExistError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from orchestrator.errors import ConcurrentUpdate
@@ -18,6 +19,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     ConcurrentUpdate,
     OperationalError,
     InterfaceError,
+    ConnectionDoesNotExistError,
     ConnectionError,
     TimeoutError,
     OSError,
@@ -26,15 +28,20 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "08000", "0
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Faults that another attempt can cure: lost connections, lock conflicts, races."""
+    """Faults that another attempt can cure: lost connections, lock conflicts, races.
+
+    SQLAlchemy's errors wrap the driver's; the hot statements run on asyncpg directly
+    (``db.driver_connection``) and raise its own, which carry the SQLSTATE themselves."""
     if isinstance(exc, IntegrityError):
         return True  # a concurrent writer won a unique key; re-reading decides again
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if sqlstate in RETRYABLE_SQLSTATES:
-            return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    origin = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(origin, "sqlstate", None) or getattr(origin, "pgcode", None)
+    if isinstance(sqlstate, str) and (
+        sqlstate in RETRYABLE_SQLSTATES or sqlstate.startswith(("08", "23"))
+    ):
+        return True
     return isinstance(exc, TRANSIENT)
 
 

@@ -24,6 +24,7 @@ from events.base import Reply
 from events.dlq import DeadLetter
 from events.replies import REPLY_ADAPTER
 from orchestrator import metrics
+from orchestrator.db import driver_connection, driver_of
 from orchestrator.engine import store, tracing
 from orchestrator.engine.batch_write import BatchWrite, Written, write_batch
 from orchestrator.engine.definition import Saga
@@ -71,7 +72,6 @@ class SagaRuntime:
         clock: Clock = utc_now,
     ) -> None:
         self.engine = engine
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.relay = relay
         self.clock = clock
         self.max_message_bytes = max_message_bytes
@@ -170,8 +170,8 @@ class SagaRuntime:
         extra: Sequence[tuple[OutboundMessage, None]],
         now: datetime,
     ) -> _Applied:
-        async with self._autocommit.connect() as conn:
-            before = await store.load(conn, [r.envelope.saga_id for r in replies])
+        async with driver_connection(self.engine) as driver:
+            before = await store.load(driver, [r.envelope.saga_id for r in replies])
             current = dict(before)
             decisions: list[Decision] = []
             timings: list[tuple[UUID, metrics.StepTiming]] = []
@@ -203,7 +203,7 @@ class SagaRuntime:
             )
             for decision in decisions:
                 batch.add(decision, owned=decision.instance.id in changed)
-            written = await write_batch(conn, orchestrator_outbox, batch)
+            written = await write_batch(driver, orchestrator_outbox, batch)
         conflicts = changed - written.sagas
         return _Applied(
             written.rows,
@@ -239,7 +239,7 @@ class SagaRuntime:
             batch = BatchWrite(updates=changes)
             for decision in decisions:
                 batch.add(decision, owned=True)
-            rows = (await write_batch(conn, orchestrator_outbox, batch)).rows
+            rows = (await write_batch(await driver_of(conn), orchestrator_outbox, batch)).rows
         return rows, decisions
 
     # -- manual actions ---------------------------------------------------------------------
@@ -267,7 +267,7 @@ class SagaRuntime:
                     raise ValueError(f"unknown action {action!r}")
                 batch = BatchWrite(updates=[(instance, decision.instance)])
                 batch.add(decision, owned=True)
-                written = await write_batch(conn, orchestrator_outbox, batch)
+                written = await write_batch(await driver_of(conn), orchestrator_outbox, batch)
                 if saga_id not in written.sagas:
                     raise ConcurrentUpdate(f"saga {saga_id} changed under this action")
                 return written.rows, decision.instance.evolve(version=instance.version + 1)
@@ -282,8 +282,8 @@ class SagaRuntime:
         """One statement, so no transaction around it: atomic on its own."""
         if batch.empty:
             return Written(set(), [])
-        async with self._autocommit.connect() as conn:
-            return await write_batch(conn, orchestrator_outbox, batch)
+        async with driver_connection(self.engine) as driver:
+            return await write_batch(driver, orchestrator_outbox, batch)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,11 @@ _T = saga_instances
 
 
 def to_instance(row: Row[Any]) -> SagaInstance:
-    m = row._mapping
+    return from_mapping(row._mapping)
+
+
+def from_mapping(m: Mapping[Any, Any]) -> SagaInstance:
+    """A saga from its row: SQLAlchemy's row mapping or asyncpg's record."""
     return SagaInstance(
         id=m["id"],
         saga_type=m["saga_type"],
@@ -40,8 +44,8 @@ def to_instance(row: Row[Any]) -> SagaInstance:
 
 
 _IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
-_LOAD = select(_T).where(_T.c.id == any_(_IDS))
-_LOCK = _LOAD.order_by(_T.c.id).with_for_update()
+_LOCK = select(_T).where(_T.c.id == any_(_IDS)).order_by(_T.c.id).with_for_update()
+_LOAD = f"SELECT {', '.join(c.name for c in _T.c)} FROM {_T.name} WHERE id = ANY($1::uuid[])"
 
 
 async def lock(
@@ -55,14 +59,13 @@ async def lock(
     return {row.id: to_instance(row) for row in rows}
 
 
-async def load(
-    conn: AsyncConnection, saga_ids: Iterable[uuid.UUID | None]
-) -> dict[uuid.UUID, SagaInstance]:
-    """Read sagas without locking them: writers check the version instead."""
+async def load(driver: Any, saga_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, SagaInstance]:
+    """Read sagas without locking them, on asyncpg's connection (``db.driver_connection``):
+    writers check the version instead."""
     ids = sorted({i for i in saga_ids if i is not None})
     if not ids:
         return {}
-    return {row.id: to_instance(row) for row in await conn.execute(_LOAD, {"ids": ids})}
+    return {row["id"]: from_mapping(row) for row in await driver.fetch(_LOAD, ids)}
 
 
 async def lock_due(conn: AsyncConnection, now: datetime, limit: int) -> list[SagaInstance]:
