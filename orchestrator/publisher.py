@@ -3,20 +3,45 @@
 Outbox rows already carry every header they need (the envelope), so FastStream's publish
 path (a command per message, middlewares, a codec, a correlation id) would only add cost
 to every message the engine sends.
+
+Messages go into record batches the publisher builds itself, one open batch per partition,
+not through ``send()``, which pays per message for a future, a metadata wait and an
+accumulator entry. A batch handed to the producer stays open until the producer takes it
+for a request (aiokafka's documented contract for open batches), so messages that come
+meanwhile still join it, as they would with ``send()``. One future per batch tells the
+callers when the broker acknowledged it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.errors import KafkaUnavailable
 from orchestrator.kafka import client_kwargs
 from orchestrator.settings import Settings
+
+_MAX_BATCH_BYTES = 512 * 1024
+"""A record batch grows up to this; a larger message goes alone in its own batch. Below
+Kafka's default ``message.max.bytes`` (1 MiB), so brokers accept every batch."""
+
+
+@dataclass
+class _Partition:
+    """The batches of one partition: the open one, and those not yet handed over."""
+
+    open: Any = None
+    acked: asyncio.Future[None] | None = None
+    waiting: deque[tuple[Any, asyncio.Future[None]]] = field(default_factory=deque)
+    handing: asyncio.Task[None] | None = None
 
 
 class KafkaPublisher:
@@ -29,9 +54,12 @@ class KafkaPublisher:
             "acks": "all",
             "enable_idempotence": settings.kafka_idempotent_producer,
             "linger_ms": 1,
+            "max_batch_size": _MAX_BATCH_BYTES,
             "max_request_size": settings.max_message_bytes + 64_000,
         }
         self._producer: AIOKafkaProducer | None = None
+        self._partitioner = DefaultPartitioner()
+        self._partitions: dict[tuple[str, int], _Partition] = {}
 
     async def start(self) -> None:
         """Connects; aiokafka's producer has to be made inside the running loop."""
@@ -40,21 +68,80 @@ class KafkaPublisher:
             await self._producer.start()
 
     async def stop(self) -> None:
+        handing = [p.handing for p in self._partitions.values() if p.handing is not None]
+        await asyncio.gather(*handing, return_exceptions=True)
+        self._partitions.clear()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
 
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        """Returns once the broker acknowledged every message; raises if one failed."""
         producer = self._producer
         if producer is None:
             raise KafkaUnavailable("the outbox publisher is not started")
-        sent = [
-            await producer.send(
-                m.topic,
-                m.payload,
-                key=m.key.encode() if m.key is not None else None,
-                headers=[(name, value.encode()) for name, value in m.headers.items()],
-            )
-            for m in messages
-        ]
-        await asyncio.gather(*sent)
+        acks: set[asyncio.Future[None]] = set()
+        for m in messages:
+            partition = self._partition(m, await self._partitions_of(producer, m.topic))
+            acks.add(self._append(producer, m, partition))
+        await asyncio.gather(*acks)
+
+    def _append(
+        self, producer: AIOKafkaProducer, m: OutboundMessage, partition: int
+    ) -> asyncio.Future[None]:
+        state = self._partitions.setdefault((m.topic, partition), _Partition())
+        key = m.key.encode() if m.key is not None else None
+        headers = [(name, value.encode()) for name, value in m.headers.items()]
+        if (
+            state.open is not None
+            and state.acked is not None
+            and state.open.append(key=key, value=m.payload, timestamp=None, headers=headers)
+            is not None
+        ):
+            return state.acked
+        batch = producer.create_batch()
+        batch.append(key=key, value=m.payload, timestamp=None, headers=headers)
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.open, state.acked = batch, acked
+        state.waiting.append((batch, acked))
+        if state.handing is None or state.handing.done():
+            state.handing = asyncio.create_task(self._hand_over(producer, m.topic, partition))
+        return acked
+
+    async def _hand_over(self, producer: AIOKafkaProducer, topic: str, partition: int) -> None:
+        """Hands the partition's batches to the producer in order; each waits until the
+        previous one has left for the broker."""
+        state = self._partitions[(topic, partition)]
+        while state.waiting:
+            batch, acked = state.waiting.popleft()
+            try:
+                sent = await producer.send_batch(batch, topic, partition=partition)
+            except Exception as exc:
+                batch.close()
+                if state.open is batch:
+                    state.open = state.acked = None
+                if not acked.done():
+                    acked.set_exception(exc)
+                continue
+            sent.add_done_callback(functools.partial(_settle, acked))
+
+    async def _partitions_of(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
+        known = producer.client.cluster.partitions_for_topic(topic)
+        return sorted(known if known else await producer.partitions_for(topic))
+
+    def _partition(self, message: OutboundMessage, partitions: list[int]) -> int:
+        """The partition the producer itself would pick (murmur2 of the key, as Java's)."""
+        if len(partitions) == 1:
+            return partitions[0]
+        key = message.key.encode() if message.key is not None else None
+        return int(self._partitioner(key, partitions, partitions))
+
+
+def _settle(acked: asyncio.Future[None], sent: asyncio.Future[Any]) -> None:
+    if acked.done():
+        return
+    error = None if sent.cancelled() else sent.exception()
+    if error is None:
+        acked.set_result(None)
+    else:
+        acked.set_exception(error)

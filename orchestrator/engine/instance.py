@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -41,4 +41,14 @@ class SagaInstance:
     ended_at: datetime | None = None
 
     def evolve(self, **changes: Any) -> SagaInstance:
-        return replace(self, **changes)
+        """A copy with ``changes``; dataclasses.replace, without its per-call introspection
+        (a saga's reply evolves its instance several times)."""
+        unknown = changes.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"SagaInstance has no field {sorted(unknown)}")
+        copy = object.__new__(SagaInstance)
+        copy.__dict__.update(self.__dict__, **changes)
+        return copy
+
+
+_FIELDS = frozenset(f.name for f in fields(SagaInstance))

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel
 
 from events.base import Command, Compensated, Message, Reply, StepFailed, UpstreamRecord
-from events.envelope import Envelope
+from events.envelope import Envelope, new_id
 from orchestrator.engine.definition import Saga, SagaResult, Step
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 
@@ -110,8 +110,8 @@ class SagaMachine:
         )
         first = self._next_applicable(state, 0)
         if first is None:
-            return self._finish(instance, SagaStatus.COMPLETED, None, now, [started])
-        return self._send(instance, first, compensating=False, now=now, history=[started])
+            return self._finish(instance, SagaStatus.COMPLETED, None, now, [started], state)
+        return self._send(instance, first, False, now, [started], state=state)
 
     def on_reply(
         self, instance: SagaInstance, reply: Reply, envelope: Envelope, now: datetime
@@ -232,8 +232,8 @@ class SagaMachine:
         history.append(HistoryEntry("step-completed", instance.status, now, step=step.name))
         following = self._next_applicable(state, instance.step_index + 1)
         if following is None:
-            return self._finish(instance, SagaStatus.COMPLETED, None, now, history)
-        return self._send(instance, following, compensating=False, now=now, history=history)
+            return self._finish(instance, SagaStatus.COMPLETED, None, now, history, state)
+        return self._send(instance, following, False, now, history, state=state)
 
     def _on_compensation_reply(
         self,
@@ -272,9 +272,9 @@ class SagaMachine:
                 instance = instance.evolve(
                     status=SagaStatus.COMPENSATING, compensating=True, reason=reason
                 )
-                return self._send(instance, candidate, compensating=True, now=now, history=history)
+                return self._send(instance, candidate, True, now, history, state=state)
         return self._finish(
-            instance.evolve(reason=reason), SagaStatus.ABORTED, reason, now, history
+            instance.evolve(reason=reason), SagaStatus.ABORTED, reason, now, history, state
         )
 
     def _retry_or_fail(
@@ -323,13 +323,17 @@ class SagaMachine:
         now: datetime,
         history: list[HistoryEntry],
         retry: bool = False,
+        state: BaseModel | None = None,
     ) -> Decision:
+        """Send step ``index`` (or its compensation); ``state``: the instance's data, already
+        read, if the caller has it."""
         step = self.definition.steps[index]
-        state = self._state(instance)
+        if state is None:
+            state = self._state(instance)
         build = step.compensate if compensating else step.send
         assert build is not None
         command: Command = build(state)
-        command_id = str(uuid4())
+        command_id = new_id()
         envelope = Envelope(
             id=command_id,
             type=f"{step.participant.name}.{command.kind}.v1",
@@ -371,6 +375,7 @@ class SagaMachine:
         reason: str | None,
         now: datetime,
         history: list[HistoryEntry],
+        state: BaseModel | None = None,
     ) -> Decision:
         contract_status = {
             SagaStatus.COMPLETED: self.definition.success_status,
@@ -385,7 +390,8 @@ class SagaMachine:
             updated_at=now,
             ended_at=now,
         )
-        state = self._state(instance)
+        if state is None:
+            state = self._state(instance)
         outcome = self.definition.outcome(
             state, SagaResult(str(instance.id), contract_status, reason)
         )
