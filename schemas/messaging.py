@@ -13,7 +13,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
-    Index,
     LargeBinary,
     String,
     Table,
@@ -57,7 +56,6 @@ def outbox_table(owner: str) -> Table:
             Column(
                 "created_at", DateTime(timezone=True), nullable=False, server_default=func.now()
             ),
-            Index(f"ix_{name}_created_at", "created_at"),
             postgresql_with=OUTBOX_STORAGE,
         )
     return _outboxes[owner]

@@ -184,7 +184,11 @@ class OutboxRelay:
             )
 
     async def sweep_once(self) -> int:
-        """Publish rows older than ``sweep_age_s`` (left by a crash or a failed publish)."""
+        """Publish rows older than ``sweep_age_s`` (left by a crash or a failed publish).
+
+        Walks the outbox in id order, oldest first, with no index on ``created_at``: the
+        table holds only the rows of the last moments, so the walk is short, and no insert
+        pays for a second index."""
         await self.delete_published()
         table = self.table
         async with self.engine.begin() as conn:
