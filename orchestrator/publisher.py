@@ -53,7 +53,7 @@ class KafkaPublisher:
             "client_id": client_id,
             "acks": "all",
             "enable_idempotence": settings.kafka_idempotent_producer,
-            "linger_ms": 1,
+            "linger_ms": 0,
             "max_batch_size": _MAX_BATCH_BYTES,
             "max_request_size": settings.max_message_bytes + 64_000,
         }
