@@ -40,6 +40,7 @@ from orchestrator.engine.records import (
     parse_record,
 )
 from orchestrator.engine.retry import with_retries
+from orchestrator.engine.saga_cache import SagaCache
 from orchestrator.errors import ConcurrentUpdate
 from schemas.sagas import orchestrator_outbox
 
@@ -76,6 +77,7 @@ class SagaRuntime:
         self.clock = clock
         self.max_message_bytes = max_message_bytes
         self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
+        self._cache = SagaCache()
         self.by_topic = {d.inbound_topic: self.machines[d.name] for d in definitions}
         self._adapters: dict[str, TypeAdapter[Any]] = {
             d.inbound_topic: TypeAdapter(d.trigger) for d in definitions
@@ -124,6 +126,7 @@ class SagaRuntime:
         batch.messages.extend((dead_letter_message(letter), None) for letter in letters)
         written = await self._write(batch)
         fresh = [d for d in starts.values() if d.instance.id in written.sagas]
+        self._cache.written(d.instance for d in fresh)
         log_dead_letters(letters)
         if len(fresh) < len(starts):
             log.info("duplicate requests ignored", count=len(starts) - len(fresh))
@@ -150,8 +153,8 @@ class SagaRuntime:
             else:
                 pending.append(parsed)
         extra = [(dead_letter_message(letter), None) for letter in letters]
-        for _ in range(_MAX_REREADS):
-            apply = functools.partial(self._apply_replies, pending, extra, now)
+        for round_ in range(_MAX_REREADS):
+            apply = functools.partial(self._apply_replies, pending, extra, now, cached=round_ == 0)
             applied = await with_retries(apply, what="apply replies")
             self.relay.publish_soon(applied.rows)
             metrics.observe(applied.decisions, applied.timings)
@@ -169,12 +172,20 @@ class SagaRuntime:
         replies: Sequence[Parsed[Reply]],
         extra: Sequence[tuple[OutboundMessage, None]],
         now: datetime,
+        cached: bool,
     ) -> _Applied:
+        """One round of read, decide, write. With ``cached``, the sagas this process wrote
+        last are taken from its cache instead of read; those whose change the write then
+        refuses, or whose cached state would ignore a reply, come back as conflicts, to be
+        decided again on a fresh read."""
+        ids = {r.envelope.saga_id for r in replies if r.envelope.saga_id is not None}
+        from_cache = self._cache.get(ids) if cached else {}
         async with driver_connection(self.engine) as driver:
-            before = await store.load(driver, [r.envelope.saga_id for r in replies])
+            before = from_cache | await store.load(driver, ids - from_cache.keys())
             current = dict(before)
             decisions: list[Decision] = []
             timings: list[tuple[UUID, metrics.StepTiming]] = []
+            suspects: set[UUID] = set()
             for reply in replies:
                 saga_id = reply.envelope.saga_id
                 assert saga_id is not None
@@ -188,6 +199,8 @@ class SagaRuntime:
                     continue
                 machine = self.machines[instance.saga_type]
                 decision = machine.on_reply(instance, reply.body, reply.envelope, now)
+                if not decision.changed and saga_id in from_cache:
+                    suspects.add(saga_id)
                 current[saga_id] = decision.instance
                 decisions.append(decision)
                 step = reply.envelope.saga_step
@@ -197,14 +210,23 @@ class SagaRuntime:
                         instance.saga_type, step, instance.compensating, seconds
                     )
                     timings.append((saga_id, timing))
-            changed = {i for i, after in current.items() if after != before[i]}
+            decisions = [d for d in decisions if d.instance.id not in suspects]
+            changed = {
+                i for i, after in current.items() if after != before[i] and i not in suspects
+            }
             batch = BatchWrite(
                 updates=[(before[i], current[i]) for i in sorted(changed)], messages=list(extra)
             )
             for decision in decisions:
                 batch.add(decision, owned=decision.instance.id in changed)
-            written = await write_batch(driver, orchestrator_outbox, batch)
-        conflicts = changed - written.sagas
+            written = (
+                await write_batch(driver, orchestrator_outbox, batch)
+                if not batch.empty
+                else Written(set(), [])
+            )
+        conflicts = (changed - written.sagas) | suspects
+        self._cache.forget(conflicts)
+        self._cache.written(current[i].evolve(version=before[i].version + 1) for i in written.sagas)
         return _Applied(
             written.rows,
             [d for d in decisions if d.instance.id not in conflicts],
@@ -218,6 +240,7 @@ class SagaRuntime:
         """Handle every saga whose step timed out or whose retry is due; returns how many."""
         start_ns = time.time_ns()
         rows, decisions = await with_retries(lambda: self._due_tx(limit), what="fire timers")
+        self._cache.forget(d.instance.id for d in decisions)
         self.relay.publish_soon(rows)
         metrics.observe(decisions)
         tracing.record_decisions(decisions, start_ns)
@@ -273,6 +296,7 @@ class SagaRuntime:
                 return written.rows, decision.instance.evolve(version=instance.version + 1)
 
         rows, saved = await with_retries(tx, what=f"manual {action}")
+        self._cache.forget([saga_id])
         self.relay.publish_soon(rows)
         return saved
 

@@ -165,3 +165,43 @@ async def test_a_reply_for_a_saga_no_one_knows_writes_nothing(engine: AsyncEngin
     await runtime.handle_replies([Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)])
     await runtime.relay.drain()
     assert sent.messages == []
+
+
+async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh_read(
+    engine: AsyncEngine,
+) -> None:
+    """The runtime keeps the sagas it wrote; an operator in another process re-sent the
+    step meanwhile, so the cached saga awaits the old command. The reply to the new one
+    must move the saga on, not be ignored."""
+    sent = Sent()
+    runtime = _runtime(engine, sent)
+    order_id = unique("stale")
+    await runtime.handle_inbound([_request(order_id)])
+    await runtime.relay.drain()
+    (first,) = sent.messages
+    saga_id = UUID(first.headers["ce_sagaid"])
+
+    operator = _runtime(engine, sent)
+    await operator.manual(saga_id, "retry", "ops", "participant restarted")
+    await operator.relay.drain()
+    retried = sent.messages[-1]
+    assert retried.headers["ce_id"] != first.headers["ce_id"]
+
+    await runtime.handle_replies([_reply_to(retried)])
+    await runtime.relay.drain()
+    ((step,),) = await _rows(
+        engine, "SELECT step_index FROM saga_instances WHERE id = :s", s=saga_id
+    )
+    assert step == 1
+    assert sent.messages[-1].headers["ce_sagastep"] == "reserve-stock"
+
+    await runtime.handle_replies([_reply_to(first)])  # the answer to the superseded command
+    await runtime.relay.drain()
+    events = [
+        event
+        for (event,) in await _rows(
+            engine, "SELECT event FROM saga_history WHERE saga_id = :s ORDER BY id", s=saga_id
+        )
+    ]
+    assert events.count("step-completed") == 1
+    assert events[-1] == "reply-ignored"
