@@ -81,6 +81,16 @@ def _reply_to(command: OutboundMessage) -> Record:
     return Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)
 
 
+async def _started(engine: AsyncEngine, name: str) -> tuple[Sent, SagaRuntime, OutboundMessage]:
+    """A runtime that started one saga; its first command."""
+    sent = Sent()
+    runtime = _runtime(engine, sent)
+    await runtime.handle_inbound([_request(unique(name))])
+    await runtime.relay.drain()
+    (command,) = sent.messages
+    return sent, runtime, command
+
+
 async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
     async with engine.connect() as conn:
         return list(await conn.execute(text(sql), params))
@@ -107,12 +117,7 @@ async def test_the_same_request_twice_in_one_batch_or_two_starts_one_saga(
 async def test_a_reply_meeting_a_saga_that_moved_is_applied_once_after_a_fresh_read(
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent = Sent()
-    runtime = _runtime(engine, sent)
-    order_id = unique("moved")
-    await runtime.handle_inbound([_request(order_id)])
-    await runtime.relay.drain()
-    (command,) = sent.messages
+    sent, runtime, command = await _started(engine, "moved")
     saga_id = UUID(command.headers["ce_sagaid"])
 
     writes = 0
@@ -173,12 +178,7 @@ async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh
     """The runtime keeps the sagas it wrote; an operator in another process re-sent the
     step meanwhile, so the cached saga awaits the old command. The reply to the new one
     must move the saga on, not be ignored."""
-    sent = Sent()
-    runtime = _runtime(engine, sent)
-    order_id = unique("stale")
-    await runtime.handle_inbound([_request(order_id)])
-    await runtime.relay.drain()
-    (first,) = sent.messages
+    sent, runtime, first = await _started(engine, "stale")
     saga_id = UUID(first.headers["ce_sagaid"])
 
     operator = _runtime(engine, sent)
