@@ -199,8 +199,14 @@ async def pay_invoice(
 
     async def record(conn: AsyncConnection) -> InvoicePaymentRequested:
         card = await cards.get(conn, card_id, lock=True)
-        if card.credit_limit is None:
-            raise cards.NotFound(f"card {card_id} is a debit card: it has no invoice")
+        if card.credit_limit is None:  # the card exists: the request is refused, not lost
+            raise ApiError(
+                422,
+                "PAY-4220",
+                "Payment refused",
+                f"card {card_id} is a debit card: it has no invoice to pay",
+                reason="NO_INVOICE",
+            )
         await conn.execute(
             pg_insert(invoice_payments).values(
                 payment_id=payment_id,

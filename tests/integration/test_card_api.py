@@ -332,6 +332,15 @@ async def test_card_service_card_lifecycle(api: httpx.AsyncClient, token: str) -
     other = await issue(api, type="DEBIT", credit_limit=None, variant="PHYSICAL")
     await api.post(f"/api/cards/{other['id']}/block", json={"reason": "DAMAGED"})
     assert (await api.post(f"/api/cards/{other['id']}/unblock")).json()["status"] == "ACTIVE"
+    no_invoice = problem(
+        await api.post(
+            f"/api/cards/{other['id']}/invoice/pay",
+            json={"source_account_id": "c-1", "amount": 10},
+        ),
+        422,
+        "PAY-4220",
+    )
+    assert no_invoice["reason"] == "NO_INVOICE"
     problem(
         await api.post(
             "/api/cards", json={"account_id": "a", "type": "CREDIT", "variant": "VIRTUAL"}
