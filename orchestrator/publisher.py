@@ -81,16 +81,19 @@ class KafkaPublisher:
         if producer is None:
             raise KafkaUnavailable("the outbox publisher is not started")
         acks: set[asyncio.Future[None]] = set()
+        partitions: dict[str, list[int]] = {}
         for m in messages:
-            partition = self._partition(m, await self._partitions_of(producer, m.topic))
-            acks.add(self._append(producer, m, partition))
+            if m.topic not in partitions:
+                partitions[m.topic] = await self._partitions_of(producer, m.topic)
+            key = m.key.encode() if m.key is not None else None
+            partition = self._partition(key, partitions[m.topic])
+            acks.add(self._append(producer, m, key, partition))
         await asyncio.gather(*acks)
 
     def _append(
-        self, producer: AIOKafkaProducer, m: OutboundMessage, partition: int
+        self, producer: AIOKafkaProducer, m: OutboundMessage, key: bytes | None, partition: int
     ) -> asyncio.Future[None]:
         state = self._partitions.setdefault((m.topic, partition), _Partition())
-        key = m.key.encode() if m.key is not None else None
         headers = [(name, value.encode()) for name, value in m.headers.items()]
         if (
             state.open is not None
@@ -129,11 +132,10 @@ class KafkaPublisher:
         known = producer.client.cluster.partitions_for_topic(topic)
         return sorted(known if known else await producer.partitions_for(topic))
 
-    def _partition(self, message: OutboundMessage, partitions: list[int]) -> int:
+    def _partition(self, key: bytes | None, partitions: list[int]) -> int:
         """The partition the producer itself would pick (murmur2 of the key, as Java's)."""
         if len(partitions) == 1:
             return partitions[0]
-        key = message.key.encode() if message.key is not None else None
         return int(self._partitioner(key, partitions, partitions))
 
 
