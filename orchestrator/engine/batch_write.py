@@ -161,6 +161,11 @@ def _history_values(saga_id: UUID, e: HistoryEntry) -> dict[str, Any]:
     }
 
 
+def updated(before: SagaInstance, after: SagaInstance) -> SagaInstance:
+    """``after`` as an update of ``before`` leaves its row: the next version."""
+    return after.evolve(version=before.version + 1)
+
+
 def _json(value: Any) -> str:
     """orjson, many times faster; the standard library for what it refuses (ints over 64 bits)."""
     try:
@@ -174,7 +179,7 @@ def _saga_rows(batch: BatchWrite) -> str:
         return _json([_row_values(i) for i in batch.inserts])
     rows = []
     for before, after in batch.updates:
-        values = _row_values(after.evolve(version=before.version + 1))
+        values = _row_values(updated(before, after))
         values["old_version"] = before.version
         rows.append(values)
     return _json(rows)

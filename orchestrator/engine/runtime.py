@@ -26,7 +26,7 @@ from events.replies import REPLY_ADAPTER
 from orchestrator import metrics
 from orchestrator.db import driver_connection, driver_of
 from orchestrator.engine import store, tracing
-from orchestrator.engine.batch_write import BatchWrite, Written, write_batch
+from orchestrator.engine.batch_write import BatchWrite, Written, updated, write_batch
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
@@ -226,7 +226,7 @@ class SagaRuntime:
             )
         conflicts = (changed - written.sagas) | suspects
         self._cache.forget(conflicts)
-        self._cache.written(current[i].evolve(version=before[i].version + 1) for i in written.sagas)
+        self._cache.written(updated(before[i], current[i]) for i in written.sagas)
         return _Applied(
             written.rows,
             [d for d in decisions if d.instance.id not in conflicts],
@@ -293,7 +293,7 @@ class SagaRuntime:
                 written = await write_batch(await driver_of(conn), orchestrator_outbox, batch)
                 if saga_id not in written.sagas:
                     raise ConcurrentUpdate(f"saga {saga_id} changed under this action")
-                return written.rows, decision.instance.evolve(version=instance.version + 1)
+                return written.rows, updated(instance, decision.instance)
 
         rows, saved = await with_retries(tx, what=f"manual {action}")
         self._cache.forget([saga_id])
