@@ -145,6 +145,8 @@ class OutboxRelay:
         """Wait for background publishing and delete what it published (at a graceful stop)."""
         while self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._deleter is not None:  # a delete already running has taken its ids along
+            await asyncio.gather(self._deleter, return_exceptions=True)
         await self.delete_published()
 
     async def publish(self, rows: Sequence[OutboxRow]) -> None:
