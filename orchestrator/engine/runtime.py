@@ -262,6 +262,8 @@ class SagaRuntime:
             batch = BatchWrite(updates=changes)
             for decision in decisions:
                 batch.add(decision, owned=True)
+            if batch.empty:  # nothing due: the usual tick, no write
+                return [], decisions
             rows = (await write_batch(await driver_of(conn), orchestrator_outbox, batch)).rows
         return rows, decisions
 
