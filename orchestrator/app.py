@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -208,6 +209,10 @@ class Application:
         self._tasks.append(asyncio.create_task(sampler.run(self._stop)))
         if self.settings.metrics_port:
             metrics.serve(self.settings.metrics_port)
+        # What start-up built (modules, pools, compiled statements: ~140k objects) lives as
+        # long as the process; frozen, a full collection no longer walks it (60-80 ms with
+        # the event loop stopped, several times a minute under load).
+        gc.freeze()
         log.info(
             "started", services=list(self.services), kafka=self.settings.kafka_bootstrap_servers
         )
