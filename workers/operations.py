@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, Table, func, select, update
+from sqlalchemy import Row, Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,6 +38,13 @@ class Operations:
 
     def __init__(self, table: Table) -> None:
         self.table = table
+        key = (table.c.saga_id == bindparam("b_saga_id")) & (table.c.step == bindparam("b_step"))
+        # built once: a statement built per command costs more to build and look up in
+        # SQLAlchemy's compiled cache than to run
+        self._lock_statement = select(table.c.status, table.c.reply).where(key).with_for_update()
+        self._insert = pg_insert(table)
+        self._tombstone = pg_insert(table).on_conflict_do_nothing()
+        self._mark_undone = update(table).where(key).values(status=UNDONE, updated_at=func.now())
 
     async def run(
         self, conn: AsyncConnection, envelope: Envelope, action: Callable[[], Awaitable[Reply]]
@@ -56,9 +63,13 @@ class Operations:
             return reply
         status = REFUSED if isinstance(reply, StepFailed) else DONE
         await conn.execute(
-            pg_insert(self.table).values(
-                saga_id=saga_id, step=step, status=status, reply=reply.model_dump(mode="json")
-            )
+            self._insert,
+            {
+                "saga_id": saga_id,
+                "step": step,
+                "status": status,
+                "reply": reply.model_dump(mode="json"),
+            },
         )
         return reply
 
@@ -68,26 +79,17 @@ class Operations:
         row = await self._lock(conn, saga_id, step)
         if row is None:
             await conn.execute(
-                pg_insert(self.table)
-                .values(saga_id=saga_id, step=step, status=UNDONE, reply=None)
-                .on_conflict_do_nothing()
+                self._tombstone,
+                {"saga_id": saga_id, "step": step, "status": UNDONE, "reply": None},
             )
             return Compensated()
         if row.status == DONE:
             refused = await action(REPLY_ADAPTER.validate_python(row.reply))
             if refused is not None:
                 return refused
-            await conn.execute(
-                update(self.table)
-                .where(self.table.c.saga_id == saga_id, self.table.c.step == step)
-                .values(status=UNDONE, updated_at=func.now())
-            )
+            await conn.execute(self._mark_undone, {"b_saga_id": saga_id, "b_step": step})
         return Compensated()
 
     async def _lock(self, conn: AsyncConnection, saga_id: UUID, step: str) -> Row[Any, Any] | None:
-        result = await conn.execute(
-            select(self.table.c.status, self.table.c.reply)
-            .where(self.table.c.saga_id == saga_id, self.table.c.step == step)
-            .with_for_update()
-        )
+        result = await conn.execute(self._lock_statement, {"b_saga_id": saga_id, "b_step": step})
         return result.first()
