@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,6 +43,12 @@ from workers.operations import Operations, step_key
 
 GIFT_CARD_IN_USE = "GIFT_CARD_IN_USE"
 GIFT_CARD_SALES = "giftcards"
+
+
+_OPEN_WALLET = select(customer_wallets.c.wallet_id, customer_wallets.c.currency).where(
+    customer_wallets.c.customer_id == bindparam("b_customer_id"),
+    customer_wallets.c.status == "OPEN",
+)
 
 
 class CustomerAccounts:
@@ -312,14 +318,7 @@ class CustomerAccounts:
         return await self.operations.undo(conn, envelope, undo)
 
     async def _wallet(self, conn: AsyncConnection, customer_id: str) -> Row[Any, Any] | None:
-        return (
-            await conn.execute(
-                select(customer_wallets.c.wallet_id, customer_wallets.c.currency).where(
-                    customer_wallets.c.customer_id == customer_id,
-                    customer_wallets.c.status == "OPEN",
-                )
-            )
-        ).first()
+        return (await conn.execute(_OPEN_WALLET, {"b_customer_id": customer_id})).first()
 
     async def _gift_card(self, conn: AsyncConnection, gift_card_id: str) -> Row[Any, Any] | None:
         return (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import uuid4
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +23,25 @@ from events.envelope import Envelope
 from events.money import to_minor
 from schemas.delivery import delivery_cases, delivery_operations, delivery_points, point_updates
 from workers.operations import Operations, step_key
+
+# Statements are built once: one built per command costs more to build and to look up in
+# SQLAlchemy's compiled cache than to run.
+_POINT_KIND = select(delivery_points.c.kind).where(
+    delivery_points.c.point_id == bindparam("b_point_id")
+)
+_TAKE_SLOT = (
+    update(delivery_points)
+    .where(delivery_points.c.point_id == bindparam("b_point_id"), delivery_points.c.capacity > 0)
+    .values(capacity=delivery_points.c.capacity - 1, updated_at=func.now())
+    .returning(delivery_points.c.capacity)
+)
+_INSERT_CASE = pg_insert(delivery_cases)
+_COURIER_WITH_ROOM = (
+    select(delivery_points.c.point_id)
+    .where(delivery_points.c.kind == DeliveryMethod.COURIER.value, delivery_points.c.capacity > 0)
+    .order_by(delivery_points.c.capacity.desc(), delivery_points.c.point_id)
+    .limit(1)
+)
 
 
 class DeliveryService:
@@ -46,37 +65,29 @@ class DeliveryService:
             point_id = command.point_id or await _courier_with_room(conn)
             if point_id is None:
                 return StepFailed(reason=NO_DELIVERY_CAPACITY, detail="no courier has a free slot")
-            point = (
-                await conn.execute(
-                    select(delivery_points.c.kind).where(delivery_points.c.point_id == point_id)
-                )
-            ).first()
+            point = (await conn.execute(_POINT_KIND, {"b_point_id": point_id})).first()
             if point is None or point.kind != command.method.value:
                 return StepFailed(
                     reason=UNKNOWN_DELIVERY_POINT,
                     detail=f"no {command.method.value} point {point_id}",
                 )
-            taken = await conn.execute(
-                update(delivery_points)
-                .where(delivery_points.c.point_id == point_id, delivery_points.c.capacity > 0)
-                .values(capacity=delivery_points.c.capacity - 1, updated_at=func.now())
-                .returning(delivery_points.c.capacity)
-            )
+            taken = await conn.execute(_TAKE_SLOT, {"b_point_id": point_id})
             if taken.first() is None:
                 return StepFailed(
                     reason=NO_DELIVERY_CAPACITY, detail=f"{point_id} has no free slot"
                 )
             case_id = f"DLV-{uuid4().hex[:16]}"
             await conn.execute(
-                pg_insert(delivery_cases).values(
-                    case_id=case_id,
-                    saga_id=saga_id,
-                    order_id=command.order_id,
-                    point_id=point_id,
-                    method=command.method.value,
-                    address=command.address,
-                    status="OPEN",
-                )
+                _INSERT_CASE,
+                {
+                    "case_id": case_id,
+                    "saga_id": saga_id,
+                    "order_id": command.order_id,
+                    "point_id": point_id,
+                    "method": command.method.value,
+                    "address": command.address,
+                    "status": "OPEN",
+                },
             )
             return DeliveryBooked(delivery_case_id=case_id)
 
@@ -108,14 +119,7 @@ class DeliveryService:
 
 async def _courier_with_room(conn: AsyncConnection) -> str | None:
     """The courier company with the most free slots, for an order that named none."""
-    found = await conn.execute(
-        select(delivery_points.c.point_id)
-        .where(
-            delivery_points.c.kind == DeliveryMethod.COURIER.value, delivery_points.c.capacity > 0
-        )
-        .order_by(delivery_points.c.capacity.desc(), delivery_points.c.point_id)
-        .limit(1)
-    )
+    found = await conn.execute(_COURIER_WITH_ROOM)
     return found.scalar_one_or_none()
 
 

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,6 +42,18 @@ from workers.runtime import Handled
 GIFT_CARD_CODE = "giftcard-code"
 
 Sender = Callable[[AsyncConnection, Envelope, Any, list[OutboundMessage]], Awaitable[Reply]]
+
+# Statements are built once: one built per command costs more to build and to look up in
+# SQLAlchemy's compiled cache than to run.
+_ACTIVE_ACCOUNT = select(accounts.c.account_id, accounts.c.first_name).where(
+    accounts.c.customer_id == bindparam("b_customer_id"), accounts.c.status == "ACTIVE"
+)
+_ACTIVE_CHANNELS = (
+    select(channels.c.channel, channels.c.address)
+    .where(channels.c.account_id == bindparam("b_account_id"), channels.c.status == "ACTIVE")
+    .with_for_update()
+)
+_INSERT_NOTIFICATION = pg_insert(notifications)
 
 
 class NotificationService:
@@ -157,21 +169,11 @@ class NotificationService:
     ) -> Reply:
         saga_id, _ = step_key(envelope)
         account = (
-            await conn.execute(
-                select(accounts.c.account_id, accounts.c.first_name).where(
-                    accounts.c.customer_id == command.customer_id, accounts.c.status == "ACTIVE"
-                )
-            )
+            await conn.execute(_ACTIVE_ACCOUNT, {"b_customer_id": command.customer_id})
         ).first()
         if account is None:
             return Notified(delivered=False, detail=f"client {command.customer_id} has no account")
-        rows = (
-            await conn.execute(
-                select(channels.c.channel, channels.c.address)
-                .where(channels.c.account_id == account.account_id, channels.c.status == "ACTIVE")
-                .with_for_update()
-            )
-        ).all()
+        rows = (await conn.execute(_ACTIVE_CHANNELS, {"b_account_id": account.account_id})).all()
         addresses = {Channel(row.channel): row.address for row in rows}
         params = {"first_name": account.first_name, **command.params}
         subject, body = template(command.template).render(params)
@@ -254,15 +256,16 @@ class NotificationService:
     ) -> str:
         notification_id = f"N-{uuid4().hex[:20]}"
         await conn.execute(
-            pg_insert(notifications).values(
-                notification_id=notification_id,
-                saga_id=saga_id,
-                template=template_name,
-                channel=channel.value,
-                recipient=recipient,
-                status=result.value,
-                detail="" if result == Delivery.SENT else "permanent failure",
-            )
+            _INSERT_NOTIFICATION,
+            {
+                "notification_id": notification_id,
+                "saga_id": saga_id,
+                "template": template_name,
+                "channel": channel.value,
+                "recipient": recipient,
+                "status": result.value,
+                "detail": "" if result == Delivery.SENT else "permanent failure",
+            },
         )
         return notification_id
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import uuid4
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +20,14 @@ from schemas.payment import bank_simulator_book
 
 DECLINE_TOKEN = "tok_decline"
 UNAVAILABLE_TOKEN = "tok_unavailable"
+
+
+_BOOK = pg_insert(bank_simulator_book).on_conflict_do_nothing(
+    index_elements=[bank_simulator_book.c.idempotency_key]
+)
+_BOOKED = select(bank_simulator_book.c.reference, bank_simulator_book.c.amount_minor).where(
+    bank_simulator_book.c.idempotency_key == bindparam("b_key")
+)
 
 
 class BankDeclined(Exception):
@@ -66,23 +74,16 @@ class SimulatedBank:
             raise BankDeclined("declined by the issuer")
         reference = f"BNK-{uuid4().hex[:20]}"
         await conn.execute(
-            pg_insert(bank_simulator_book)
-            .values(
-                reference=reference,
-                idempotency_key=idempotency_key,
-                amount_minor=amount_minor,
-                refunded_minor=0,
-                currency=currency,
-            )
-            .on_conflict_do_nothing(index_elements=[bank_simulator_book.c.idempotency_key])
+            _BOOK,
+            {
+                "reference": reference,
+                "idempotency_key": idempotency_key,
+                "amount_minor": amount_minor,
+                "refunded_minor": 0,
+                "currency": currency,
+            },
         )
-        booked = (
-            await conn.execute(
-                select(bank_simulator_book.c.reference, bank_simulator_book.c.amount_minor).where(
-                    bank_simulator_book.c.idempotency_key == idempotency_key
-                )
-            )
-        ).one()
+        booked = (await conn.execute(_BOOKED, {"b_key": idempotency_key})).one()
         return BankCharge(booked.reference, booked.amount_minor)
 
     async def refund(self, conn: AsyncConnection, reference: str, amount_minor: int) -> None:

@@ -24,6 +24,8 @@ from schemas.payment import bank_payments, gift_card_bindings, payment_operation
 from workers.operations import Operations, step_key
 from workers.payment.bank import BankApi, BankDeclined, BankUnavailable, SimulatedBank
 
+_INSERT_PAYMENT = pg_insert(bank_payments)
+
 
 class PaymentService:
     """Handles the payment commands; each is idempotent per saga step."""
@@ -62,19 +64,20 @@ class PaymentService:
                 return StepFailed(reason=ACQUIRER_UNAVAILABLE, detail=str(exc), retryable=True)
             payment_id = f"P-{uuid4().hex[:20]}"
             await conn.execute(
-                pg_insert(bank_payments).values(
-                    payment_id=payment_id,
-                    saga_id=saga_id,
-                    step=step,
-                    customer_id=command.customer_id,
-                    method=command.method.value,
-                    token_hint=_hint(command.card_token),
-                    amount_minor=charge.amount_minor,
-                    currency=command.currency,
-                    purpose=command.purpose,
-                    bank_reference=charge.reference,
-                    status="CAPTURED",
-                )
+                _INSERT_PAYMENT,
+                {
+                    "payment_id": payment_id,
+                    "saga_id": saga_id,
+                    "step": step,
+                    "customer_id": command.customer_id,
+                    "method": command.method.value,
+                    "token_hint": _hint(command.card_token),
+                    "amount_minor": charge.amount_minor,
+                    "currency": command.currency,
+                    "purpose": command.purpose,
+                    "bank_reference": charge.reference,
+                    "status": "CAPTURED",
+                },
             )
             return BankCharged(payment_id=payment_id, amount_minor=charge.amount_minor)
 

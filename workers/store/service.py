@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +23,49 @@ from schemas.store import (
     store_operations,
 )
 from workers.operations import Operations, step_key
+
+# Statements are built once: one built per command costs more to build and to look up in
+# SQLAlchemy's compiled cache than to run.
+_STOCK_ROW = (stock.c.sku == bindparam("b_sku")) & (
+    stock.c.warehouse_id == bindparam("b_warehouse")
+)
+_TAKE = (
+    update(stock)
+    .where(_STOCK_ROW)
+    .values(
+        available=stock.c.available - bindparam("b_quantity"),
+        reserved=stock.c.reserved + bindparam("b_quantity"),
+        updated_at=func.now(),
+    )
+)
+_GIVE_BACK = (
+    update(stock)
+    .where(_STOCK_ROW)
+    .values(
+        available=stock.c.available + bindparam("b_quantity"),
+        reserved=stock.c.reserved - bindparam("b_quantity"),
+        updated_at=func.now(),
+    )
+)
+_LOCK_STOCK = (
+    select(stock.c.sku, stock.c.warehouse_id, stock.c.available)
+    .where(stock.c.sku.in_(bindparam("b_skus", expanding=True)))
+    .order_by(stock.c.sku, stock.c.warehouse_id)
+    .with_for_update()
+)
+_INSERT_RESERVATION = pg_insert(reservations)
+_INSERT_PICKING_CASE = pg_insert(picking_cases)
+_RELEASE_RESERVATIONS = (
+    update(reservations)
+    .where(reservations.c.saga_id == bindparam("b_saga_id"), reservations.c.status == "RESERVED")
+    .values(status="RELEASED")
+    .returning(reservations.c.sku, reservations.c.warehouse_id, reservations.c.quantity)
+)
+_CANCEL_PICKING_CASE = (
+    update(picking_cases)
+    .where(picking_cases.c.saga_id == bindparam("b_saga_id"))
+    .values(status="CANCELLED", updated_at=func.now())
+)
 
 
 class StoreService:
@@ -53,33 +96,30 @@ class StoreService:
                 return plan
             for (sku, warehouse), quantity in plan.items():
                 await conn.execute(
-                    update(stock)
-                    .where(stock.c.sku == sku, stock.c.warehouse_id == warehouse)
-                    .values(
-                        available=stock.c.available - quantity,
-                        reserved=stock.c.reserved + quantity,
-                        updated_at=func.now(),
-                    )
+                    _TAKE, {"b_sku": sku, "b_warehouse": warehouse, "b_quantity": quantity}
                 )
             await conn.execute(
-                pg_insert(reservations).values(
-                    [
-                        {
-                            "saga_id": saga_id,
-                            "sku": sku,
-                            "warehouse_id": warehouse,
-                            "quantity": quantity,
-                            "status": "RESERVED",
-                        }
-                        for (sku, warehouse), quantity in plan.items()
-                    ]
-                )
+                _INSERT_RESERVATION,
+                [
+                    {
+                        "saga_id": saga_id,
+                        "sku": sku,
+                        "warehouse_id": warehouse,
+                        "quantity": quantity,
+                        "status": "RESERVED",
+                    }
+                    for (sku, warehouse), quantity in plan.items()
+                ],
             )
             case_id = f"PICK-{uuid4().hex[:16]}"
             await conn.execute(
-                pg_insert(picking_cases).values(
-                    case_id=case_id, saga_id=saga_id, order_id=command.order_id, status="OPEN"
-                )
+                _INSERT_PICKING_CASE,
+                {
+                    "case_id": case_id,
+                    "saga_id": saga_id,
+                    "order_id": command.order_id,
+                    "status": "OPEN",
+                },
             )
             return StockReserved(picking_case_id=case_id)
 
@@ -99,14 +139,7 @@ async def _allocate(
     conn: AsyncConnection, wanted: Counter[str]
 ) -> dict[tuple[str, str], int] | StepFailed:
     """Lock the SKUs' stock rows (in a fixed order) and take from the fullest warehouses."""
-    rows = (
-        await conn.execute(
-            select(stock.c.sku, stock.c.warehouse_id, stock.c.available)
-            .where(stock.c.sku.in_(sorted(wanted)))
-            .order_by(stock.c.sku, stock.c.warehouse_id)
-            .with_for_update()
-        )
-    ).all()
+    rows = (await conn.execute(_LOCK_STOCK, {"b_skus": sorted(wanted)})).all()
     plan: dict[tuple[str, str], int] = {}
     short: list[str] = []
     for sku, quantity in sorted(wanted.items()):
@@ -124,29 +157,12 @@ async def _allocate(
 
 
 async def _release(conn: AsyncConnection, saga_id: UUID) -> None:
-    held = (
-        await conn.execute(
-            update(reservations)
-            .where(reservations.c.saga_id == saga_id, reservations.c.status == "RESERVED")
-            .values(status="RELEASED")
-            .returning(reservations.c.sku, reservations.c.warehouse_id, reservations.c.quantity)
-        )
-    ).all()
+    held = (await conn.execute(_RELEASE_RESERVATIONS, {"b_saga_id": saga_id})).all()
     for sku, warehouse, quantity in sorted(held):
         await conn.execute(
-            update(stock)
-            .where(stock.c.sku == sku, stock.c.warehouse_id == warehouse)
-            .values(
-                available=stock.c.available + quantity,
-                reserved=stock.c.reserved - quantity,
-                updated_at=func.now(),
-            )
+            _GIVE_BACK, {"b_sku": sku, "b_warehouse": warehouse, "b_quantity": quantity}
         )
-    await conn.execute(
-        update(picking_cases)
-        .where(picking_cases.c.saga_id == saga_id)
-        .values(status="CANCELLED", updated_at=func.now())
-    )
+    await conn.execute(_CANCEL_PICKING_CASE, {"b_saga_id": saga_id})
 
 
 async def receive_stock(conn: AsyncConnection, receipts: Sequence[StockReceived]) -> int:
