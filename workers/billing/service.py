@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,6 +33,19 @@ from workers.billing.accounts import CustomerAccounts
 from workers.operations import Operations
 
 WALLET_CLOSED = "WALLET_CLOSED"
+
+
+# Statements built once, not per command (see workers/operations.py).
+_SAGA_WALLET = select(card_wallets).where(card_wallets.c.saga_id == bindparam("b_saga_id"))
+_INSERT_WALLET = pg_insert(card_wallets)
+_WALLET_TOMBSTONE = pg_insert(card_wallets).on_conflict_do_nothing(
+    index_elements=[card_wallets.c.saga_id]
+)
+_CLOSE_WALLET = (
+    update(card_wallets)
+    .where(card_wallets.c.saga_id == bindparam("b_saga_id"))
+    .values(status="CLOSED", updated_at=func.now())
+)
 
 
 class BillingService:
@@ -74,9 +87,7 @@ class BillingService:
     async def open_card_wallet(
         self, conn: AsyncConnection, saga_id: UUID, command: OpenCardWallet
     ) -> Reply:
-        mine = (
-            await conn.execute(select(card_wallets).where(card_wallets.c.saga_id == saga_id))
-        ).first()
+        mine = (await conn.execute(_SAGA_WALLET, {"b_saga_id": saga_id})).first()
         if mine is not None:
             if mine.status == "OPEN":
                 return WalletOpened(
@@ -94,33 +105,29 @@ class BillingService:
             )
         wallet_id = f"W-{uuid4().hex[:20]}"
         await conn.execute(
-            pg_insert(card_wallets).values(
-                wallet_id=wallet_id,
-                saga_id=saga_id,
-                card_id=command.card_id,
-                currency=command.currency,
-                balance_minor=0,
-                status="OPEN",
-            )
+            _INSERT_WALLET,
+            {
+                "wallet_id": wallet_id,
+                "saga_id": saga_id,
+                "card_id": command.card_id,
+                "currency": command.currency,
+                "balance_minor": 0,
+                "status": "OPEN",
+            },
         )
         return WalletOpened(wallet_id=wallet_id, balance=from_minor(0), currency=command.currency)
 
     async def close_card_wallet(self, conn: AsyncConnection, saga_id: UUID) -> Reply:
         """Close the saga's wallet; a closed tombstone if it was never opened."""
         await conn.execute(
-            pg_insert(card_wallets)
-            .values(
-                wallet_id=f"W-{uuid4().hex[:20]}",
-                saga_id=saga_id,
-                currency="XXX",
-                balance_minor=0,
-                status="CLOSED",
-            )
-            .on_conflict_do_nothing(index_elements=[card_wallets.c.saga_id])
+            _WALLET_TOMBSTONE,
+            {
+                "wallet_id": f"W-{uuid4().hex[:20]}",
+                "saga_id": saga_id,
+                "currency": "XXX",
+                "balance_minor": 0,
+                "status": "CLOSED",
+            },
         )
-        await conn.execute(
-            update(card_wallets)
-            .where(card_wallets.c.saga_id == saga_id)
-            .values(status="CLOSED", updated_at=func.now())
-        )
+        await conn.execute(_CLOSE_WALLET, {"b_saga_id": saga_id})
         return Compensated()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +27,59 @@ from workers.operations import Operations
 
 LIVE = ("PENDING", "ACTIVE")
 REFILL_BATCH = 200
+
+# Statements built once, not per command (see workers/operations.py).
+_MINE = select(cards).where(cards.c.saga_id == bindparam("b_saga_id"))
+_MINE_LOCKED = _MINE.with_for_update()
+_LIVE_CARD = select(cards.c.saga_id).where(
+    cards.c.user_id == bindparam("b_user_id"),
+    cards.c.card_type == bindparam("b_card_type"),
+    cards.c.status.in_(LIVE),
+)
+_INSERT_CARD = (
+    pg_insert(cards)
+    .on_conflict_do_nothing(
+        index_elements=[cards.c.user_id, cards.c.card_type],
+        index_where=text("status IN ('PENDING', 'ACTIVE')"),
+    )
+    .returning(cards.c.saga_id)
+)
+_TOMBSTONE = pg_insert(cards).on_conflict_do_nothing(index_elements=[cards.c.saga_id])
+_ACTIVATE = (
+    update(cards)
+    .where(cards.c.saga_id == bindparam("b_saga_id"))
+    .values(status="ACTIVE", updated_at=func.now())
+)
+_CANCEL = (
+    update(cards)
+    .where(cards.c.saga_id == bindparam("b_saga_id"))
+    .values(status="CANCELLED", card_id=None, number_hash=None, updated_at=func.now())
+)
+_PICK_ID = (
+    select(card_inventory.c.card_id)
+    .where(
+        card_inventory.c.card_type == bindparam("b_card_type"),
+        card_inventory.c.status == "AVAILABLE",
+    )
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_REFILL = pg_insert(card_inventory).on_conflict_do_nothing()
+_RESERVE_ID = (
+    update(card_inventory)
+    .where(card_inventory.c.card_id == bindparam("b_card_id"))
+    .values(status="RESERVED", saga_id=bindparam("b_new_saga_id"), updated_at=func.now())
+)
+_USE_ID = (
+    update(card_inventory)
+    .where(card_inventory.c.card_id == bindparam("b_card_id"))
+    .values(status="USED", updated_at=func.now())
+)
+_FREE_ID = (
+    update(card_inventory)
+    .where(card_inventory.c.card_id == bindparam("b_card_id"))
+    .values(status="AVAILABLE", saga_id=None, updated_at=func.now())
+)
 
 
 class CardIssuanceService:
@@ -52,19 +105,13 @@ class CardIssuanceService:
         return await self.release(conn, envelope.saga_id, command)
 
     async def reserve(self, conn: AsyncConnection, saga_id: UUID, command: ReserveCard) -> Reply:
-        mine = (await conn.execute(select(cards).where(cards.c.saga_id == saga_id))).first()
+        mine = (await conn.execute(_MINE, {"b_saga_id": saga_id})).first()
         if mine is not None:
             if mine.status in LIVE:
                 return CardReserved(card_id=mine.card_id, masked_number=mine.masked_number)
             return StepFailed(reason=CARD_RELEASED, detail="the request was already compensated")
         live = await conn.execute(
-            select(cards.c.saga_id).where(
-                and_(
-                    cards.c.user_id == command.user_id,
-                    cards.c.card_type == command.card_type.value,
-                    cards.c.status.in_(LIVE),
-                )
-            )
+            _LIVE_CARD, {"b_user_id": command.user_id, "b_card_type": command.card_type.value}
         )
         if live.first() is not None:
             return _active_card_exists(command)
@@ -72,107 +119,64 @@ class CardIssuanceService:
         number = new_card_number()
         masked = mask(number)
         inserted = await conn.execute(
-            pg_insert(cards)
-            .values(
-                saga_id=saga_id,
-                request_id=command.request_id,
-                user_id=command.user_id,
-                card_type=command.card_type.value,
-                card_id=card_id,
-                number_hash=number_hash(number, self.number_salt),
-                masked_number=masked,
-                status="PENDING",
-            )
-            .on_conflict_do_nothing(
-                index_elements=[cards.c.user_id, cards.c.card_type],
-                index_where=text("status IN ('PENDING', 'ACTIVE')"),
-            )
-            .returning(cards.c.saga_id)
+            _INSERT_CARD,
+            {
+                "saga_id": saga_id,
+                "request_id": command.request_id,
+                "user_id": command.user_id,
+                "card_type": command.card_type.value,
+                "card_id": card_id,
+                "number_hash": number_hash(number, self.number_salt),
+                "masked_number": masked,
+                "status": "PENDING",
+            },
         )
         if inserted.first() is None:
             return _active_card_exists(command)
-        await conn.execute(
-            update(card_inventory)
-            .where(card_inventory.c.card_id == card_id)
-            .values(status="RESERVED", saga_id=saga_id, updated_at=func.now())
-        )
+        await conn.execute(_RESERVE_ID, {"b_card_id": card_id, "b_new_saga_id": saga_id})
         return CardReserved(card_id=card_id, masked_number=masked)
 
     async def activate(self, conn: AsyncConnection, saga_id: UUID) -> Reply:
-        mine = (
-            await conn.execute(select(cards).where(cards.c.saga_id == saga_id).with_for_update())
-        ).first()
+        mine = (await conn.execute(_MINE_LOCKED, {"b_saga_id": saga_id})).first()
         if mine is None or mine.status not in LIVE:
             return StepFailed(reason=CARD_RELEASED, detail="no reserved card for this saga")
         if mine.status == "PENDING":
-            await conn.execute(
-                update(cards)
-                .where(cards.c.saga_id == saga_id)
-                .values(status="ACTIVE", updated_at=func.now())
-            )
-            await conn.execute(
-                update(card_inventory)
-                .where(card_inventory.c.card_id == mine.card_id)
-                .values(status="USED", updated_at=func.now())
-            )
+            await conn.execute(_ACTIVATE, {"b_saga_id": saga_id})
+            await conn.execute(_USE_ID, {"b_card_id": mine.card_id})
         return CardActivated(card_id=mine.card_id)
 
     async def release(self, conn: AsyncConnection, saga_id: UUID, command: ReleaseCard) -> Reply:
         """Cancel the saga's card and return its id; a tombstone if there was none yet."""
-        mine = (
-            await conn.execute(select(cards).where(cards.c.saga_id == saga_id).with_for_update())
-        ).first()
+        mine = (await conn.execute(_MINE_LOCKED, {"b_saga_id": saga_id})).first()
         if mine is None:
             await conn.execute(
-                pg_insert(cards)
-                .values(
-                    saga_id=saga_id,
-                    request_id=command.request_id,
-                    user_id=command.user_id,
-                    card_type=command.card_type.value,
-                    status="CANCELLED",
-                )
-                .on_conflict_do_nothing(index_elements=[cards.c.saga_id])
+                _TOMBSTONE,
+                {
+                    "saga_id": saga_id,
+                    "request_id": command.request_id,
+                    "user_id": command.user_id,
+                    "card_type": command.card_type.value,
+                    "status": "CANCELLED",
+                },
             )
             return Compensated()
         if mine.status in LIVE:
-            await conn.execute(
-                update(cards)
-                .where(cards.c.saga_id == saga_id)
-                .values(status="CANCELLED", card_id=None, number_hash=None, updated_at=func.now())
-            )
-            await conn.execute(
-                update(card_inventory)
-                .where(card_inventory.c.card_id == mine.card_id)
-                .values(status="AVAILABLE", saga_id=None, updated_at=func.now())
-            )
+            await conn.execute(_CANCEL, {"b_saga_id": saga_id})
+            await conn.execute(_FREE_ID, {"b_card_id": mine.card_id})
         return Compensated()
 
     async def _take_card_id(self, conn: AsyncConnection, card_type: str) -> str:
         """Lock one available id from the inventory, refilling it when empty."""
-        pick = (
-            select(card_inventory.c.card_id)
-            .where(
-                and_(
-                    card_inventory.c.card_type == card_type, card_inventory.c.status == "AVAILABLE"
-                )
-            )
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
         while True:
-            found = (await conn.execute(pick)).scalar_one_or_none()
+            found = (await conn.execute(_PICK_ID, {"b_card_type": card_type})).scalar_one_or_none()
             if found is not None:
                 return str(found)
             await conn.execute(
-                pg_insert(card_inventory)
-                .values(
-                    [
-                        {"card_id": new_card_id(), "card_type": card_type, "status": "AVAILABLE"}
-                        for _ in range(REFILL_BATCH)
-                    ]
-                )
-                .on_conflict_do_nothing()
+                _REFILL,
+                [
+                    {"card_id": new_card_id(), "card_type": card_type, "status": "AVAILABLE"}
+                    for _ in range(REFILL_BATCH)
+                ],
             )
 
 

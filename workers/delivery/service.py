@@ -24,8 +24,7 @@ from events.money import to_minor
 from schemas.delivery import delivery_cases, delivery_operations, delivery_points, point_updates
 from workers.operations import Operations, step_key
 
-# Statements are built once: one built per command costs more to build and to look up in
-# SQLAlchemy's compiled cache than to run.
+# Statements built once, not per command (see workers/operations.py).
 _POINT_KIND = select(delivery_points.c.kind).where(
     delivery_points.c.point_id == bindparam("b_point_id")
 )

@@ -43,8 +43,7 @@ GIFT_CARD_CODE = "giftcard-code"
 
 Sender = Callable[[AsyncConnection, Envelope, Any, list[OutboundMessage]], Awaitable[Reply]]
 
-# Statements are built once: one built per command costs more to build and to look up in
-# SQLAlchemy's compiled cache than to run.
+# Statements built once, not per command (see workers/operations.py).
 _ACTIVE_ACCOUNT = select(accounts.c.account_id, accounts.c.first_name).where(
     accounts.c.customer_id == bindparam("b_customer_id"), accounts.c.status == "ACTIVE"
 )

@@ -24,8 +24,7 @@ from schemas.store import (
 )
 from workers.operations import Operations, step_key
 
-# Statements are built once: one built per command costs more to build and to look up in
-# SQLAlchemy's compiled cache than to run.
+# Statements built once, not per command (see workers/operations.py).
 _STOCK_ROW = (stock.c.sku == bindparam("b_sku")) & (
     stock.c.warehouse_id == bindparam("b_warehouse")
 )
