@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Update, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,16 +46,22 @@ _INSERT_CARD = (
     .returning(cards.c.saga_id)
 )
 _TOMBSTONE = pg_insert(cards).on_conflict_do_nothing(index_elements=[cards.c.saga_id])
-_ACTIVATE = (
-    update(cards)
-    .where(cards.c.saga_id == bindparam("b_saga_id"))
-    .values(status="ACTIVE", updated_at=func.now())
-)
-_CANCEL = (
-    update(cards)
-    .where(cards.c.saga_id == bindparam("b_saga_id"))
-    .values(status="CANCELLED", card_id=None, number_hash=None, updated_at=func.now())
-)
+
+
+def _set_card(**values: Any) -> Update:
+    return update(cards).where(cards.c.saga_id == bindparam("b_saga_id")).values(values)
+
+
+def _set_card_id(**values: Any) -> Update:
+    return (
+        update(card_inventory)
+        .where(card_inventory.c.card_id == bindparam("b_card_id"))
+        .values(values)
+    )
+
+
+_ACTIVATE = _set_card(status="ACTIVE", updated_at=func.now())
+_CANCEL = _set_card(status="CANCELLED", card_id=None, number_hash=None, updated_at=func.now())
 _PICK_ID = (
     select(card_inventory.c.card_id)
     .where(
@@ -65,21 +72,11 @@ _PICK_ID = (
     .with_for_update(skip_locked=True)
 )
 _REFILL = pg_insert(card_inventory).on_conflict_do_nothing()
-_RESERVE_ID = (
-    update(card_inventory)
-    .where(card_inventory.c.card_id == bindparam("b_card_id"))
-    .values(status="RESERVED", saga_id=bindparam("b_new_saga_id"), updated_at=func.now())
+_RESERVE_ID = _set_card_id(
+    status="RESERVED", saga_id=bindparam("b_new_saga_id"), updated_at=func.now()
 )
-_USE_ID = (
-    update(card_inventory)
-    .where(card_inventory.c.card_id == bindparam("b_card_id"))
-    .values(status="USED", updated_at=func.now())
-)
-_FREE_ID = (
-    update(card_inventory)
-    .where(card_inventory.c.card_id == bindparam("b_card_id"))
-    .values(status="AVAILABLE", saga_id=None, updated_at=func.now())
-)
+_USE_ID = _set_card_id(status="USED", updated_at=func.now())
+_FREE_ID = _set_card_id(status="AVAILABLE", saga_id=None, updated_at=func.now())
 
 
 class CardIssuanceService:
