@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import BindParameter, Table, Update, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,27 +34,44 @@ class InsufficientFunds(Exception):
     """The debited account would go below zero; nothing was written."""
 
 
-def _balance_table(account: str) -> tuple[Table, str] | None:
-    kind, _, ident = account.partition(":")
-    if kind == "wallet":
-        return customer_wallets, ident
-    if kind == "giftcard":
-        return gift_cards, ident
-    return None
-
-
-async def _adjust(conn: AsyncConnection, account: str, delta: int) -> int | None:
-    found = _balance_table(account)
-    if found is None:
-        return None
-    table, ident = found
-    key = table.c.wallet_id if table is customer_wallets else table.c.gift_card_id
-    result = await conn.execute(
+def _adjustment(table: Table, key: str) -> Update:
+    """Add ``b_delta`` to the balance of row ``b_ident`` unless it would go below zero."""
+    delta: BindParameter[int] = bindparam("b_delta")
+    return (
         update(table)
-        .where(key == ident, table.c.balance_minor + delta >= 0)
+        .where(table.c[key] == bindparam("b_ident"), table.c.balance_minor + delta >= 0)
         .values(balance_minor=table.c.balance_minor + delta, updated_at=func.now())
         .returning(table.c.balance_minor)
     )
+
+
+# Statements built once, not per command (see workers/operations.py).
+_ADJUST = {
+    "wallet": _adjustment(customer_wallets, "wallet_id"),
+    "giftcard": _adjustment(gift_cards, "gift_card_id"),
+}
+_INSERT_ENTRIES = pg_insert(ledger_entries)
+_STEP_ENTRIES = (
+    select(
+        ledger_entries.c.movement_id,
+        ledger_entries.c.account,
+        ledger_entries.c.amount_minor,
+        ledger_entries.c.currency,
+    )
+    .where(
+        ledger_entries.c.saga_id == bindparam("b_saga_id"),
+        ledger_entries.c.step == bindparam("b_step"),
+    )
+    .order_by(ledger_entries.c.entry_id)
+)
+
+
+async def _adjust(conn: AsyncConnection, account: str, delta: int) -> int | None:
+    kind, _, ident = account.partition(":")
+    statement = _ADJUST.get(kind)
+    if statement is None:
+        return None
+    result = await conn.execute(statement, {"b_ident": ident, "b_delta": delta})
     balance = result.scalar_one_or_none()
     if balance is None:
         raise InsufficientFunds(account)
@@ -82,38 +99,26 @@ async def move(
         target_balance = await _adjust(conn, target, amount_minor)
     movement = uuid4().hex
     await conn.execute(
-        pg_insert(ledger_entries).values(
-            [
-                {
-                    "movement_id": movement,
-                    "account": account,
-                    "amount_minor": amount,
-                    "currency": currency,
-                    "saga_id": saga_id,
-                    "step": step,
-                    "memo": memo,
-                }
-                for account, amount in ((source, -amount_minor), (target, amount_minor))
-            ]
-        )
+        _INSERT_ENTRIES,
+        [
+            {
+                "movement_id": movement,
+                "account": account,
+                "amount_minor": amount,
+                "currency": currency,
+                "saga_id": saga_id,
+                "step": step,
+                "memo": memo,
+            }
+            for account, amount in ((source, -amount_minor), (target, amount_minor))
+        ],
     )
     return source_balance, target_balance
 
 
 async def reverse_step(conn: AsyncConnection, saga_id: UUID, step: str, memo: str) -> None:
     """Post the opposite of every movement this saga step made (the compensation)."""
-    entries = (
-        await conn.execute(
-            select(
-                ledger_entries.c.movement_id,
-                ledger_entries.c.account,
-                ledger_entries.c.amount_minor,
-                ledger_entries.c.currency,
-            )
-            .where(ledger_entries.c.saga_id == saga_id, ledger_entries.c.step == step)
-            .order_by(ledger_entries.c.entry_id)
-        )
-    ).all()
+    entries = (await conn.execute(_STEP_ENTRIES, {"b_saga_id": saga_id, "b_step": step})).all()
     credited = [entry for entry in entries if entry.amount_minor > 0]
     for entry in credited:
         debited = next(
