@@ -45,10 +45,57 @@ GIFT_CARD_IN_USE = "GIFT_CARD_IN_USE"
 GIFT_CARD_SALES = "giftcards"
 
 
+# Statements built once, not per command (see workers/operations.py).
 _OPEN_WALLET = select(customer_wallets.c.wallet_id, customer_wallets.c.currency).where(
     customer_wallets.c.customer_id == bindparam("b_customer_id"),
     customer_wallets.c.status == "OPEN",
 )
+_INSERT_WALLET = (
+    pg_insert(customer_wallets)
+    .on_conflict_do_nothing(index_elements=[customer_wallets.c.customer_id])
+    .returning(customer_wallets.c.wallet_id)
+)
+_CLOSE_EMPTY_WALLET = (
+    update(customer_wallets)
+    .where(
+        customer_wallets.c.wallet_id == bindparam("b_wallet_id"),
+        customer_wallets.c.balance_minor == 0,
+    )
+    .values(status="CLOSED", updated_at=func.now())
+    .returning(customer_wallets.c.wallet_id)
+)
+_INSERT_GIFT_CARD = pg_insert(gift_cards)
+_CANCEL_INACTIVE_GIFT_CARD = (
+    update(gift_cards)
+    .where(
+        gift_cards.c.gift_card_id == bindparam("b_gift_card_id"), gift_cards.c.status == "INACTIVE"
+    )
+    .values(status="CANCELLED", updated_at=func.now())
+    .returning(gift_cards.c.gift_card_id)
+)
+_GIFT_CARD_BY_CODE = (
+    select(gift_cards).where(gift_cards.c.code_hash == bindparam("b_code_hash")).with_for_update()
+)
+_ACTIVATE_GIFT_CARD = (
+    update(gift_cards)
+    .where(gift_cards.c.gift_card_id == bindparam("b_gift_card_id"))
+    .values(
+        status="ACTIVE",
+        owner_id=bindparam("b_owner_id"),
+        activated_by_saga=bindparam("b_saga_id"),
+        updated_at=func.now(),
+    )
+)
+_DEACTIVATE_UNSPENT_GIFT_CARD = (
+    update(gift_cards)
+    .where(
+        gift_cards.c.gift_card_id == bindparam("b_gift_card_id"),
+        gift_cards.c.balance_minor == gift_cards.c.initial_minor,
+    )
+    .values(status="INACTIVE", owner_id=None, activated_by_saga=None, updated_at=func.now())
+    .returning(gift_cards.c.gift_card_id)
+)
+_GIFT_CARD = select(gift_cards).where(gift_cards.c.gift_card_id == bindparam("b_gift_card_id"))
 
 
 class CustomerAccounts:
@@ -71,17 +118,15 @@ class CustomerAccounts:
                 )
             wallet_id = f"W-{uuid4().hex[:20]}"
             inserted = await conn.execute(
-                pg_insert(customer_wallets)
-                .values(
-                    wallet_id=wallet_id,
-                    customer_id=command.customer_id,
-                    currency=command.currency,
-                    balance_minor=0,
-                    status="OPEN",
-                    saga_id=saga_id,
-                )
-                .on_conflict_do_nothing(index_elements=[customer_wallets.c.customer_id])
-                .returning(customer_wallets.c.wallet_id)
+                _INSERT_WALLET,
+                {
+                    "wallet_id": wallet_id,
+                    "customer_id": command.customer_id,
+                    "currency": command.currency,
+                    "balance_minor": 0,
+                    "status": "OPEN",
+                    "saga_id": saga_id,
+                },
             )
             if inserted.first() is None:
                 return StepFailed(
@@ -95,15 +140,7 @@ class CustomerAccounts:
     async def close_wallet(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
         async def undo(done: Reply) -> StepFailed | None:
             assert isinstance(done, CustomerWalletOpened)
-            closed = await conn.execute(
-                update(customer_wallets)
-                .where(
-                    customer_wallets.c.wallet_id == done.wallet_id,
-                    customer_wallets.c.balance_minor == 0,
-                )
-                .values(status="CLOSED", updated_at=func.now())
-                .returning(customer_wallets.c.wallet_id)
-            )
+            closed = await conn.execute(_CLOSE_EMPTY_WALLET, {"b_wallet_id": done.wallet_id})
             if closed.first() is None:
                 return StepFailed(reason=WALLET_NOT_EMPTY, detail="money arrived on the wallet")
             return None
@@ -201,18 +238,19 @@ class CustomerAccounts:
                 return StepFailed(reason=UNSUPPORTED_CURRENCY, detail=command.currency)
             gift_card_id = f"G-{uuid4().hex[:20]}"
             await conn.execute(
-                pg_insert(gift_cards).values(
-                    gift_card_id=gift_card_id,
-                    code_hash=stored_hash_of_card(self.code_key, gift_card_id),
-                    currency=command.currency,
-                    initial_minor=command.amount_minor,
-                    balance_minor=0,
-                    status="INACTIVE",
-                    purchaser_id=command.purchaser_id,
-                    recipient_name=command.recipient_name,
-                    design=command.design,
-                    saga_id=saga_id,
-                )
+                _INSERT_GIFT_CARD,
+                {
+                    "gift_card_id": gift_card_id,
+                    "code_hash": stored_hash_of_card(self.code_key, gift_card_id),
+                    "currency": command.currency,
+                    "initial_minor": command.amount_minor,
+                    "balance_minor": 0,
+                    "status": "INACTIVE",
+                    "purchaser_id": command.purchaser_id,
+                    "recipient_name": command.recipient_name,
+                    "design": command.design,
+                    "saga_id": saga_id,
+                },
             )
             await ledger.move(
                 conn,
@@ -234,13 +272,7 @@ class CustomerAccounts:
         async def undo(done: Reply) -> StepFailed | None:
             assert isinstance(done, GiftCardIssued)
             cancelled = await conn.execute(
-                update(gift_cards)
-                .where(
-                    gift_cards.c.gift_card_id == done.gift_card_id,
-                    gift_cards.c.status == "INACTIVE",
-                )
-                .values(status="CANCELLED", updated_at=func.now())
-                .returning(gift_cards.c.gift_card_id)
+                _CANCEL_INACTIVE_GIFT_CARD, {"b_gift_card_id": done.gift_card_id}
             )
             if cancelled.first() is None:
                 return StepFailed(reason=GIFT_CARD_IN_USE, detail="the card was activated")
@@ -258,24 +290,18 @@ class CustomerAccounts:
             if await self._wallet(conn, command.customer_id) is None:
                 return _unknown_customer(command.customer_id)
             code_hash = stored_hash(self.code_key, command.code_digest)
-            card = (
-                await conn.execute(
-                    select(gift_cards).where(gift_cards.c.code_hash == code_hash).with_for_update()
-                )
-            ).first()
+            card = (await conn.execute(_GIFT_CARD_BY_CODE, {"b_code_hash": code_hash})).first()
             if card is None or card.status == "CANCELLED":
                 return StepFailed(reason=INVALID_ACTIVATION_CODE, detail="no gift card has it")
             if card.status != "INACTIVE":
                 return StepFailed(reason=CODE_ALREADY_USED, detail="the code was used already")
             await conn.execute(
-                update(gift_cards)
-                .where(gift_cards.c.gift_card_id == card.gift_card_id)
-                .values(
-                    status="ACTIVE",
-                    owner_id=command.customer_id,
-                    activated_by_saga=saga_id,
-                    updated_at=func.now(),
-                )
+                _ACTIVATE_GIFT_CARD,
+                {
+                    "b_gift_card_id": card.gift_card_id,
+                    "b_owner_id": command.customer_id,
+                    "b_saga_id": saga_id,
+                },
             )
             return CodeRedeemed(
                 gift_card_id=card.gift_card_id,
@@ -289,15 +315,7 @@ class CustomerAccounts:
         async def undo(done: Reply) -> StepFailed | None:
             assert isinstance(done, CodeRedeemed)
             reverted = await conn.execute(
-                update(gift_cards)
-                .where(
-                    gift_cards.c.gift_card_id == done.gift_card_id,
-                    gift_cards.c.balance_minor == gift_cards.c.initial_minor,
-                )
-                .values(
-                    status="INACTIVE", owner_id=None, activated_by_saga=None, updated_at=func.now()
-                )
-                .returning(gift_cards.c.gift_card_id)
+                _DEACTIVATE_UNSPENT_GIFT_CARD, {"b_gift_card_id": done.gift_card_id}
             )
             if reverted.first() is None:
                 return StepFailed(reason=GIFT_CARD_IN_USE, detail="the card was spent from")
@@ -321,9 +339,7 @@ class CustomerAccounts:
         return (await conn.execute(_OPEN_WALLET, {"b_customer_id": customer_id})).first()
 
     async def _gift_card(self, conn: AsyncConnection, gift_card_id: str) -> Row[Any, Any] | None:
-        return (
-            await conn.execute(select(gift_cards).where(gift_cards.c.gift_card_id == gift_card_id))
-        ).first()
+        return (await conn.execute(_GIFT_CARD, {"b_gift_card_id": gift_card_id})).first()
 
 
 def _unknown_customer(customer_id: str) -> StepFailed:
