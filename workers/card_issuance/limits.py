@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import func, update
+from sqlalchemy import BindParameter, bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Reply, StepFailed
@@ -18,6 +18,23 @@ from events.envelope import Envelope
 from schemas.card_service import invoice_payments, service_cards
 from workers.operations import Operations
 
+_AMOUNT: BindParameter[int] = bindparam("b_amount")
+# Statements built once, not per command (see workers/operations.py).
+_RESTORE = (
+    update(service_cards)
+    .where(
+        service_cards.c.card_id == bindparam("b_card_id"),
+        service_cards.c.available_minor + _AMOUNT <= service_cards.c.credit_limit_minor,
+    )
+    .values(available_minor=service_cards.c.available_minor + _AMOUNT, updated_at=func.now())
+    .returning(service_cards.c.available_minor)
+)
+_SETTLE = (
+    update(invoice_payments)
+    .where(invoice_payments.c.payment_id == bindparam("b_payment_id"))
+    .values(status=bindparam("b_status"), reason=bindparam("b_reason"), updated_at=func.now())
+)
+
 
 async def restore_limit(
     conn: AsyncConnection, operations: Operations, envelope: Envelope, command: RestoreCardLimit
@@ -28,17 +45,7 @@ async def restore_limit(
         except ValueError:
             return StepFailed(reason=CARD_NOT_FOUND, detail=f"no card {command.card_id}")
         restored = await conn.execute(
-            update(service_cards)
-            .where(
-                service_cards.c.card_id == card_id,
-                service_cards.c.available_minor + command.amount_minor
-                <= service_cards.c.credit_limit_minor,
-            )
-            .values(
-                available_minor=service_cards.c.available_minor + command.amount_minor,
-                updated_at=func.now(),
-            )
-            .returning(service_cards.c.available_minor)
+            _RESTORE, {"b_card_id": card_id, "b_amount": command.amount_minor}
         )
         available = restored.scalar_one_or_none()
         if available is None:
@@ -55,7 +62,5 @@ async def restore_limit(
 
 async def _settle(conn: AsyncConnection, payment_id: str, status: str, reason: str | None) -> None:
     await conn.execute(
-        update(invoice_payments)
-        .where(invoice_payments.c.payment_id == payment_id)
-        .values(status=status, reason=reason, updated_at=func.now())
+        _SETTLE, {"b_payment_id": payment_id, "b_status": status, "b_reason": reason}
     )

@@ -35,6 +35,17 @@ _TAKE_SLOT = (
     .returning(delivery_points.c.capacity)
 )
 _INSERT_CASE = pg_insert(delivery_cases)
+_CANCEL_OPEN_CASE = (
+    update(delivery_cases)
+    .where(delivery_cases.c.case_id == bindparam("b_case_id"), delivery_cases.c.status == "OPEN")
+    .values(status="CANCELLED", updated_at=func.now())
+    .returning(delivery_cases.c.point_id)
+)
+_FREE_SLOT = (
+    update(delivery_points)
+    .where(delivery_points.c.point_id == bindparam("b_point_id"))
+    .values(capacity=delivery_points.c.capacity + 1, updated_at=func.now())
+)
 _COURIER_WITH_ROOM = (
     select(delivery_points.c.point_id)
     .where(delivery_points.c.kind == DeliveryMethod.COURIER.value, delivery_points.c.capacity > 0)
@@ -95,22 +106,10 @@ class DeliveryService:
     async def cancel(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
         async def undo(done: Reply) -> StepFailed | None:
             assert isinstance(done, DeliveryBooked)
-            cancelled = await conn.execute(
-                update(delivery_cases)
-                .where(
-                    delivery_cases.c.case_id == done.delivery_case_id,
-                    delivery_cases.c.status == "OPEN",
-                )
-                .values(status="CANCELLED", updated_at=func.now())
-                .returning(delivery_cases.c.point_id)
-            )
+            cancelled = await conn.execute(_CANCEL_OPEN_CASE, {"b_case_id": done.delivery_case_id})
             point_id = cancelled.scalar_one_or_none()
             if point_id is not None:
-                await conn.execute(
-                    update(delivery_points)
-                    .where(delivery_points.c.point_id == point_id)
-                    .values(capacity=delivery_points.c.capacity + 1, updated_at=func.now())
-                )
+                await conn.execute(_FREE_SLOT, {"b_point_id": point_id})
             return None
 
         return await self.operations.undo(conn, envelope, undo)

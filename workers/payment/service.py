@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,7 +24,30 @@ from schemas.payment import bank_payments, gift_card_bindings, payment_operation
 from workers.operations import Operations, step_key
 from workers.payment.bank import BankApi, BankDeclined, BankUnavailable, SimulatedBank
 
+# Statements built once, not per command (see workers/operations.py).
 _INSERT_PAYMENT = pg_insert(bank_payments)
+_REFUND_PAYMENT = (
+    update(bank_payments)
+    .where(
+        bank_payments.c.payment_id == bindparam("b_payment_id"),
+        bank_payments.c.status == "CAPTURED",
+    )
+    .values(status="REFUNDED")
+    .returning(bank_payments.c.bank_reference)
+)
+_NEW_BINDING = pg_insert(gift_card_bindings)
+_BIND_GIFT_CARD = _NEW_BINDING.on_conflict_do_update(
+    index_elements=[gift_card_bindings.c.gift_card_id],
+    set_={name: _NEW_BINDING.excluded[name] for name in ("customer_id", "saga_id", "status")},
+)
+_UNBIND_GIFT_CARD = (
+    update(gift_card_bindings)
+    .where(
+        gift_card_bindings.c.gift_card_id == bindparam("b_gift_card_id"),
+        gift_card_bindings.c.saga_id == bindparam("b_saga_id"),
+    )
+    .values(status="UNBOUND")
+)
 
 
 class PaymentService:
@@ -86,15 +109,7 @@ class PaymentService:
     async def refund(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
         async def undo(done: Reply) -> StepFailed | None:
             assert isinstance(done, BankCharged)
-            refunded = await conn.execute(
-                update(bank_payments)
-                .where(
-                    bank_payments.c.payment_id == done.payment_id,
-                    bank_payments.c.status == "CAPTURED",
-                )
-                .values(status="REFUNDED")
-                .returning(bank_payments.c.bank_reference)
-            )
+            refunded = await conn.execute(_REFUND_PAYMENT, {"b_payment_id": done.payment_id})
             reference = refunded.scalar_one_or_none()
             if reference is not None:
                 await self.bank.refund(conn, reference, done.amount_minor)
@@ -107,21 +122,13 @@ class PaymentService:
 
         async def action() -> Reply:
             await conn.execute(
-                pg_insert(gift_card_bindings)
-                .values(
-                    gift_card_id=command.gift_card_id,
-                    customer_id=command.customer_id,
-                    saga_id=saga_id,
-                    status="BOUND",
-                )
-                .on_conflict_do_update(
-                    index_elements=[gift_card_bindings.c.gift_card_id],
-                    set_={
-                        "customer_id": command.customer_id,
-                        "saga_id": saga_id,
-                        "status": "BOUND",
-                    },
-                )
+                _BIND_GIFT_CARD,
+                {
+                    "gift_card_id": command.gift_card_id,
+                    "customer_id": command.customer_id,
+                    "saga_id": saga_id,
+                    "status": "BOUND",
+                },
             )
             return GiftCardBound(gift_card_id=command.gift_card_id)
 
@@ -133,12 +140,7 @@ class PaymentService:
         async def undo(done: Reply) -> StepFailed | None:
             assert isinstance(done, GiftCardBound)
             await conn.execute(
-                update(gift_card_bindings)
-                .where(
-                    gift_card_bindings.c.gift_card_id == done.gift_card_id,
-                    gift_card_bindings.c.saga_id == saga_id,
-                )
-                .values(status="UNBOUND")
+                _UNBIND_GIFT_CARD, {"b_gift_card_id": done.gift_card_id, "b_saga_id": saga_id}
             )
             return None
 
