@@ -46,6 +46,17 @@ _FREE_SLOT = (
     .where(delivery_points.c.point_id == bindparam("b_point_id"))
     .values(capacity=delivery_points.c.capacity + 1, updated_at=func.now())
 )
+_NEW_UPDATE = (
+    pg_insert(point_updates).on_conflict_do_nothing().returning(point_updates.c.update_key)
+)
+_NEW_POINT = pg_insert(delivery_points)
+_SET_POINT = _NEW_POINT.on_conflict_do_update(
+    index_elements=[delivery_points.c.point_id],
+    set_={
+        **{name: _NEW_POINT.excluded[name] for name in ("kind", "name", "capacity", "price_minor")},
+        "updated_at": func.now(),
+    },
+)
 _COURIER_WITH_ROOM = (
     select(delivery_points.c.point_id)
     .where(delivery_points.c.kind == DeliveryMethod.COURIER.value, delivery_points.c.capacity > 0)
@@ -126,26 +137,19 @@ async def update_points(conn: AsyncConnection, updates: Sequence[PointUpdated]) 
     applied = 0
     for point in updates:
         fresh = await conn.execute(
-            pg_insert(point_updates)
-            .values(update_key=point.business_key(), point_id=point.point_id)
-            .on_conflict_do_nothing()
-            .returning(point_updates.c.update_key)
+            _NEW_UPDATE, {"update_key": point.business_key(), "point_id": point.point_id}
         )
         if fresh.first() is None:
             continue
         applied += 1
-        state = {
-            "kind": point.kind.value,
-            "name": point.name,
-            "capacity": point.capacity,
-            "price_minor": None if point.price is None else to_minor(point.price),
-        }
         await conn.execute(
-            pg_insert(delivery_points)
-            .values(point_id=point.point_id, **state)
-            .on_conflict_do_update(
-                index_elements=[delivery_points.c.point_id],
-                set_={**state, "updated_at": func.now()},
-            )
+            _SET_POINT,
+            {
+                "point_id": point.point_id,
+                "kind": point.kind.value,
+                "name": point.name,
+                "capacity": point.capacity,
+                "price_minor": None if point.price is None else to_minor(point.price),
+            },
         )
     return applied

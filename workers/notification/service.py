@@ -53,6 +53,22 @@ _ACTIVE_CHANNELS = (
     .with_for_update()
 )
 _INSERT_NOTIFICATION = pg_insert(notifications)
+_TAKEN = select(accounts.c.customer_id).where(
+    (accounts.c.username == bindparam("b_username"))
+    | (accounts.c.customer_id == bindparam("b_customer_id"))
+)
+_INSERT_ACCOUNT = pg_insert(accounts)
+_INSERT_CHANNEL = pg_insert(channels)
+_DELETE_CHANNELS = delete(channels).where(channels.c.account_id == bindparam("b_account_id"))
+_DELETE_ACCOUNT = delete(accounts).where(accounts.c.account_id == bindparam("b_account_id"))
+_BOUNCED = (
+    update(channels)
+    .where(
+        channels.c.account_id == bindparam("b_account_id"),
+        channels.c.channel == bindparam("b_channel"),
+    )
+    .values(status="BOUNCED", updated_at=func.now())
+)
 
 
 class NotificationService:
@@ -87,10 +103,8 @@ class NotificationService:
         async def action() -> Reply:
             taken = (
                 await conn.execute(
-                    select(accounts.c.customer_id).where(
-                        (accounts.c.username == command.username)
-                        | (accounts.c.customer_id == command.customer_id)
-                    )
+                    _TAKEN,
+                    {"b_username": command.username, "b_customer_id": command.customer_id},
                 )
             ).first()
             if taken is not None:
@@ -101,31 +115,31 @@ class NotificationService:
                 )
             account_id = f"ACC-{uuid4().hex[:16]}"
             await conn.execute(
-                pg_insert(accounts).values(
-                    account_id=account_id,
-                    customer_id=command.customer_id,
-                    username=command.username,
-                    first_name=command.first_name,
-                    last_name=command.last_name,
-                    status="ACTIVE",
-                    saga_id=saga_id,
-                )
+                _INSERT_ACCOUNT,
+                {
+                    "account_id": account_id,
+                    "customer_id": command.customer_id,
+                    "username": command.username,
+                    "first_name": command.first_name,
+                    "last_name": command.last_name,
+                    "status": "ACTIVE",
+                    "saga_id": saga_id,
+                },
             )
             await conn.execute(
-                pg_insert(channels).values(
-                    [
-                        {
-                            "account_id": account_id,
-                            "channel": channel,
-                            "address": address,
-                            "status": "ACTIVE",
-                        }
-                        for channel, address in (
-                            (Channel.EMAIL.value, command.email),
-                            (Channel.SMS.value, command.phone),
-                        )
-                    ]
-                )
+                _INSERT_CHANNEL,
+                [
+                    {
+                        "account_id": account_id,
+                        "channel": channel,
+                        "address": address,
+                        "status": "ACTIVE",
+                    }
+                    for channel, address in (
+                        (Channel.EMAIL.value, command.email),
+                        (Channel.SMS.value, command.phone),
+                    )
+                ],
             )
             return AccountCreated(account_id=account_id)
 
@@ -136,8 +150,8 @@ class NotificationService:
 
         async def undo(done: Reply) -> StepFailed | None:
             assert isinstance(done, AccountCreated)
-            await conn.execute(delete(channels).where(channels.c.account_id == done.account_id))
-            await conn.execute(delete(accounts).where(accounts.c.account_id == done.account_id))
+            await conn.execute(_DELETE_CHANNELS, {"b_account_id": done.account_id})
+            await conn.execute(_DELETE_ACCOUNT, {"b_account_id": done.account_id})
             return None
 
         return await self.operations.undo(conn, envelope, undo)
@@ -196,12 +210,7 @@ class NotificationService:
                 )
                 return Notified(delivered=True, channel=channel, notification_id=notification_id)
             await conn.execute(
-                update(channels)
-                .where(
-                    channels.c.account_id == account.account_id,
-                    channels.c.channel == channel.value,
-                )
-                .values(status="BOUNCED", updated_at=func.now())
+                _BOUNCED, {"b_account_id": account.account_id, "b_channel": channel.value}
             )
         return Notified(delivered=False, detail="every channel of the client bounced")
 

@@ -65,6 +65,14 @@ _CANCEL_PICKING_CASE = (
     .where(picking_cases.c.saga_id == bindparam("b_saga_id"))
     .values(status="CANCELLED", updated_at=func.now())
 )
+_NEW_RECEIPT = (
+    pg_insert(stock_receipts).on_conflict_do_nothing().returning(stock_receipts.c.receipt_key)
+)
+_NEW_STOCK = pg_insert(stock)
+_ADD_STOCK = _NEW_STOCK.on_conflict_do_update(
+    index_elements=[stock.c.sku, stock.c.warehouse_id],
+    set_={"available": stock.c.available + _NEW_STOCK.excluded.available, "updated_at": func.now()},
+)
 
 
 class StoreService:
@@ -169,30 +177,25 @@ async def receive_stock(conn: AsyncConnection, receipts: Sequence[StockReceived]
     applied = 0
     for receipt in receipts:
         fresh = await conn.execute(
-            pg_insert(stock_receipts)
-            .values(
-                receipt_key=receipt.business_key(),
-                sku=receipt.sku,
-                warehouse_id=receipt.warehouse_id,
-                quantity=receipt.quantity,
-            )
-            .on_conflict_do_nothing()
-            .returning(stock_receipts.c.receipt_key)
+            _NEW_RECEIPT,
+            {
+                "receipt_key": receipt.business_key(),
+                "sku": receipt.sku,
+                "warehouse_id": receipt.warehouse_id,
+                "quantity": receipt.quantity,
+            },
         )
         if fresh.first() is None:
             continue
         applied += 1
-        added = pg_insert(stock).values(
-            sku=receipt.sku,
-            warehouse_id=receipt.warehouse_id,
-            available=receipt.quantity,
-            reserved=0,
-        )
         await conn.execute(
-            added.on_conflict_do_update(
-                index_elements=[stock.c.sku, stock.c.warehouse_id],
-                set_={"available": stock.c.available + receipt.quantity, "updated_at": func.now()},
-            )
+            _ADD_STOCK,
+            {
+                "sku": receipt.sku,
+                "warehouse_id": receipt.warehouse_id,
+                "available": receipt.quantity,
+                "reserved": 0,
+            },
         )
         catalogue = {
             key: value
