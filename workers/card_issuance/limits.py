@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import BindParameter, bindparam, func, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Reply, StepFailed
@@ -17,16 +17,12 @@ from events.card_invoices import (
 from events.envelope import Envelope
 from schemas.card_service import invoice_payments, service_cards
 from workers.operations import Operations
+from workers.sql import add_within
 
-_AMOUNT: BindParameter[int] = bindparam("b_amount")
 # Statements built once, not per command (see workers/operations.py).
 _RESTORE = (
-    update(service_cards)
-    .where(
-        service_cards.c.card_id == bindparam("b_card_id"),
-        service_cards.c.available_minor + _AMOUNT <= service_cards.c.credit_limit_minor,
-    )
-    .values(available_minor=service_cards.c.available_minor + _AMOUNT, updated_at=func.now())
+    add_within(service_cards, "card_id", "available_minor", cap="credit_limit_minor")
+    .values(updated_at=func.now())
     .returning(service_cards.c.available_minor)
 )
 _SETTLE = (
@@ -45,7 +41,7 @@ async def restore_limit(
         except ValueError:
             return StepFailed(reason=CARD_NOT_FOUND, detail=f"no card {command.card_id}")
         restored = await conn.execute(
-            _RESTORE, {"b_card_id": card_id, "b_amount": command.amount_minor}
+            _RESTORE, {"b_key": card_id, "b_amount": command.amount_minor}
         )
         available = restored.scalar_one_or_none()
         if available is None:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import uuid4
 
-from sqlalchemy import BindParameter, bindparam, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.payment import bank_simulator_book
+from workers.sql import add_within
 
 DECLINE_TOKEN = "tok_decline"
 UNAVAILABLE_TOKEN = "tok_unavailable"
@@ -28,15 +29,7 @@ _BOOK = pg_insert(bank_simulator_book).on_conflict_do_nothing(
 _BOOKED = select(bank_simulator_book.c.reference, bank_simulator_book.c.amount_minor).where(
     bank_simulator_book.c.idempotency_key == bindparam("b_key")
 )
-_REFUNDED: BindParameter[int] = bindparam("b_amount")
-_REFUND = (
-    update(bank_simulator_book)
-    .where(
-        bank_simulator_book.c.reference == bindparam("b_reference"),
-        bank_simulator_book.c.refunded_minor + _REFUNDED <= bank_simulator_book.c.amount_minor,
-    )
-    .values(refunded_minor=bank_simulator_book.c.refunded_minor + _REFUNDED)
-)
+_REFUND = add_within(bank_simulator_book, "reference", "refunded_minor", cap="amount_minor")
 
 
 class BankDeclined(Exception):
@@ -96,4 +89,4 @@ class SimulatedBank:
         return BankCharge(booked.reference, booked.amount_minor)
 
     async def refund(self, conn: AsyncConnection, reference: str, amount_minor: int) -> None:
-        await conn.execute(_REFUND, {"b_reference": reference, "b_amount": amount_minor})
+        await conn.execute(_REFUND, {"b_key": reference, "b_amount": amount_minor})
