@@ -25,7 +25,7 @@ from workers.delivery.service import DeliveryService, update_points
 from workers.feeds import FeedSpec
 from workers.notification.service import NotificationService
 from workers.payment.service import PaymentService
-from workers.runtime import CommandHandler
+from workers.runtime import CommandHandler, Decider
 from workers.store.service import StoreService, receive_stock
 
 
@@ -37,7 +37,7 @@ class WorkerSpec:
     """The (discriminated union) type of the worker's commands."""
     inbox: Table
     outbox: Table
-    build: Callable[[Settings], CommandHandler]
+    build: Callable[[Settings], CommandHandler | Decider]
     feeds: tuple[FeedSpec, ...] = ()
     publishes: tuple[str, ...] = ()
 

@@ -22,6 +22,7 @@ from events.dlq import DeadLetter, DeadLetterReason
 from events.envelope import H_ID, Envelope
 from events.topics import SAGA_REPLIES
 from orchestrator import telemetry
+from orchestrator.db import driver_connection
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
     Parsed,
@@ -32,6 +33,7 @@ from orchestrator.engine.records import (
     parse_record,
 )
 from orchestrator.engine.retry import is_transient, with_retries
+from workers.claimed_write import claim_and_write
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +51,15 @@ class Handled:
 CommandHandler = Callable[[AsyncConnection, Envelope, Any], Awaitable[Reply | Handled]]
 
 
+@dataclass(frozen=True)
+class Decider:
+    """A handler that decides from the command alone: it reads and writes nothing and has
+    no effect outside, so a batch of its commands is claimed and answered in one statement
+    (``claimed_write``), without a transaction around a handler."""
+
+    decide: Callable[[Envelope, Any], Reply]
+
+
 class ParticipantRuntime:
     """Runs one worker's command handler over batches of its command topic."""
 
@@ -58,7 +69,7 @@ class ParticipantRuntime:
         topic: str,
         engine: AsyncEngine,
         commands: TypeAdapter[Any],
-        handle: CommandHandler,
+        handle: CommandHandler | Decider,
         relay: OutboxRelay,
         inbox: Table,
         max_message_bytes: int = 1_000_000,
@@ -79,6 +90,12 @@ class ParticipantRuntime:
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
         what = f"{self.name} commands"
         start_ns = time.time_ns()
+        if isinstance(self.handle, Decider):
+            decide = self.handle.decide
+            rows, handled = await with_retries(lambda: self._decided(records, decide), what=what)
+            self.relay.publish_soon(rows)
+            self._trace(handled, start_ns)
+            return
         try:
             rows, handled = await with_retries(lambda: self._tx(records, isolate=False), what=what)
         except Exception as exc:
@@ -112,18 +129,9 @@ class ParticipantRuntime:
         """One transaction for the batch. With ``isolate``, each command runs in a savepoint
         and one whose handler fails is dead-lettered and answered with a refusal, so a bug
         met by one command neither stalls the partition nor blocks the others."""
-        letters: list[DeadLetter] = []
-        parsed: dict[str, Parsed[Command]] = {}
-        for record in records:
-            item = parse_record(
-                record, self.commands, self.max_message_bytes, "command", require_envelope=True
-            )
-            if isinstance(item, DeadLetter):
-                letters.append(item)
-            elif item.envelope.saga_id is None:
-                letters.append(envelope_letter(item, "command without ce_sagaid header"))
-            else:
-                parsed.setdefault(item.envelope.id, item)
+        handle = self.handle
+        assert not isinstance(handle, Decider)
+        parsed, letters = self._parse(records)
         messages: list[OutboundMessage] = []
         handled: list[tuple[Envelope, str, str]] = []
         async with self.engine.begin() as conn:
@@ -138,9 +146,9 @@ class ParticipantRuntime:
                 )
                 try:
                     if isolate:
-                        result = await self._isolated(conn, item, letters)
+                        result = await self._isolated(conn, item, letters, handle)
                     else:
-                        result = await self.handle(conn, item.envelope, item.body)
+                        result = await handle(conn, item.envelope, item.body)
                 finally:
                     structlog.contextvars.unbind_contextvars("message_id", "saga_id", "saga_type")
                 if isinstance(result, Handled):
@@ -156,12 +164,75 @@ class ParticipantRuntime:
         log_dead_letters(letters)
         return rows, handled
 
+    async def _decided(
+        self, records: Sequence[RawRecord], decide: Callable[[Envelope, Any], Reply]
+    ) -> tuple[list[OutboxRow], list[tuple[Envelope, str, str]]]:
+        """The batch of a ``Decider``: every reply decided first, then one statement claims
+        the commands and writes the replies (and dead letters) of those it claimed."""
+        parsed, unreadable = self._parse(records)
+        messages: list[tuple[OutboundMessage, str | None]] = [
+            (dead_letter_message(letter), None) for letter in unreadable
+        ]
+        failed: dict[str, DeadLetter] = {}
+        answers: dict[str, tuple[Envelope, str, str]] = {}
+        for message_id, item in parsed.items():
+            try:
+                result = decide(item.envelope, item.body)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                failed[message_id] = envelope_letter(item, error, DeadLetterReason.HANDLER_ERROR)
+                messages.append((dead_letter_message(failed[message_id]), message_id))
+                result = StepFailed(reason=PARTICIPANT_ERROR, detail=error)
+            reply = self._reply(item.envelope, result)
+            messages.append((reply, message_id))
+            answers[message_id] = (item.envelope, reply.headers[H_ID], item.body.kind)
+        async with driver_connection(self.engine) as driver:
+            claimed = await claim_and_write(
+                driver, self.inbox, self.relay.table, list(parsed), messages
+            )
+        if len(claimed.fresh) < len(parsed):
+            log.info(
+                "duplicate commands skipped",
+                worker=self.name,
+                count=len(parsed) - len(claimed.fresh),
+            )
+        letters = unreadable + [failed[i] for i in failed if i in claimed.fresh]
+        for letter in letters[len(unreadable) :]:
+            log.error(
+                "command failed; dead-lettered and refused", worker=self.name, error=letter.error
+            )
+        log_dead_letters(letters)
+        return claimed.rows, [answers[i] for i in answers if i in claimed.fresh]
+
+    def _parse(
+        self, records: Sequence[RawRecord]
+    ) -> tuple[dict[str, Parsed[Command]], list[DeadLetter]]:
+        """The batch's commands by message id (a repeat within the batch counted once), and
+        the records refused before any handler saw them."""
+        letters: list[DeadLetter] = []
+        parsed: dict[str, Parsed[Command]] = {}
+        for record in records:
+            item = parse_record(
+                record, self.commands, self.max_message_bytes, "command", require_envelope=True
+            )
+            if isinstance(item, DeadLetter):
+                letters.append(item)
+            elif item.envelope.saga_id is None:
+                letters.append(envelope_letter(item, "command without ce_sagaid header"))
+            else:
+                parsed.setdefault(item.envelope.id, item)
+        return parsed, letters
+
     async def _isolated(
-        self, conn: AsyncConnection, item: Parsed[Command], letters: list[DeadLetter]
+        self,
+        conn: AsyncConnection,
+        item: Parsed[Command],
+        letters: list[DeadLetter],
+        handle: CommandHandler,
     ) -> Reply | Handled:
         try:
             async with conn.begin_nested():
-                return await self.handle(conn, item.envelope, item.body)
+                return await handle(conn, item.envelope, item.body)
         except Exception as exc:
             if is_transient(exc):
                 raise

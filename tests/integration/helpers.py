@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -17,6 +18,7 @@ from events import topics
 from events.cards import CardIssueRequested, CardStatusChanged, CardType
 from orchestrator.client import OutcomeRecord, UpstreamClient
 from orchestrator.embedded import EmbeddedStack
+from orchestrator.engine.outbox import OutboundMessage
 
 
 def unique(prefix: str) -> str:
@@ -108,3 +110,22 @@ async def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedPro
         timeout=120,
         check=False,
     )
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
+    key: bytes | None = None
+    partition: int = 0
+    offset: int = 0
+    timestamp: int = 0
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[OutboundMessage] = []
+
+    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        self.messages.extend(messages)

@@ -4,8 +4,7 @@ without locks, read again when the saga moved between the read and the write."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -25,26 +24,7 @@ from orchestrator.engine.outbox import OutboundMessage, OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.sagas.bench import BENCH_SAGA
 from schemas.sagas import orchestrator_outbox
-from tests.integration.helpers import unique
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    value: bytes
-    headers: Sequence[tuple[str, bytes]] = ()
-    key: bytes | None = None
-    partition: int = 0
-    offset: int = 0
-    timestamp: int = 0
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.messages: list[OutboundMessage] = []
-
-    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
-        self.messages.extend(messages)
+from tests.integration.helpers import Record, Sent, unique
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from events.base import Compensated, Reply, StepFailed
 from events.bench import (
     BENCH_DELIVERY_COMMANDS,
@@ -20,9 +18,10 @@ from events.bench import (
 from events.envelope import Envelope
 from schemas.messaging import inbox_table, outbox_table
 from workers.registry import WorkerSpec
+from workers.runtime import Decider
 
 
-async def handle(conn: AsyncConnection, envelope: Envelope, command: object) -> Reply:
+def decide(envelope: Envelope, command: object) -> Reply:
     if isinstance(command, RefundPayment | ReleaseStock):
         return Compensated()
     if isinstance(command, CreateDelivery) and delivery_fails(command.order_id):
@@ -37,7 +36,7 @@ def _spec(name: str, topic: str) -> WorkerSpec:
         BenchCommand,
         inbox_table(name),
         outbox_table(name),
-        lambda _s: handle,
+        lambda _s: Decider(decide),
     )
 
 
