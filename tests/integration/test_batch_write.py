@@ -15,11 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.bench import BENCH_REQUESTED, BenchStepDone
 from events.envelope import Envelope
 from events.topics import SAGA_REPLIES
-from orchestrator.db import create_engine, create_schema, driver_connection
+from orchestrator.db import create_engine, create_schema
 from orchestrator.embedded import EmbeddedStack
-from orchestrator.engine import batch_write as batch_write_module
 from orchestrator.engine import runtime as runtime_module
-from orchestrator.engine.batch_write import BatchWrite, SagaWrite
+from orchestrator.engine.batch_write import BatchWrite
 from orchestrator.engine.machine import RetryPolicy
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
@@ -194,18 +193,3 @@ async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh
     ]
     assert events.count("step-completed") == 1
     assert events[-1] == "reply-ignored"
-
-
-async def test_a_reply_batch_finds_its_sagas_by_key_not_by_scanning_them_all(
-    engine: AsyncEngine,
-) -> None:
-    """The update's plan, as prepared once for every batch, does not read the whole table:
-    its cost would grow with every saga ever run."""
-    statement = batch_write_module._statement(SagaWrite.UPDATE, orchestrator_outbox.name)
-    async with driver_connection(engine) as driver:
-        plan = [
-            line
-            for (line,) in await driver.fetch(f"EXPLAIN (GENERIC_PLAN) {statement}", *[None] * 8)
-        ]
-    assert any("saga_instances" in line and "Index" in line for line in plan), plan
-    assert not any("Seq Scan on saga_instances" in line for line in plan), plan

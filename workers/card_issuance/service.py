@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Update, bindparam, func, select, text, update
+from sqlalchemy import Update, bindparam, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -66,7 +66,9 @@ _PICK_ID = (
     select(card_inventory.c.card_id)
     .where(
         card_inventory.c.card_type == bindparam("b_card_type"),
-        card_inventory.c.status == "AVAILABLE",
+        # inline, not a parameter: the prepared plan can then use the partial index of
+        # available ids instead of reading every id ever issued
+        card_inventory.c.status == literal_column("'AVAILABLE'"),
     )
     .limit(1)
     .with_for_update(skip_locked=True)
