@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final
@@ -38,13 +39,40 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class _RandomBytes(threading.local):
+    """Bytes from ``os.urandom``, read 4 KiB at a time: one system call per 256 ids instead
+    of one per id (under load each call could cost a reschedule). Per thread; a forked
+    child starts afresh, so no two processes share a pool."""
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.pos = 0
+
+
+_random = _RandomBytes()
+
+
+def _forget_pool() -> None:
+    global _random
+    _random = _RandomBytes()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+_VARIANT = "89ab" * 4
+"""The RFC 4122 variant digit for each hex digit drawn there (its two top bits 10)."""
+
+
 def new_id() -> str:
     """A random (version 4) UUID as text: ``str(uuid4())`` without building a UUID object."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    source = _random
+    pos = source.pos
+    if pos >= len(source.pool):
+        source.pool = os.urandom(4096)
+        pos = 0
+    source.pos = pos + 16
+    h = source.pool[pos : pos + 16].hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:]}"
 
 
 class Envelope(BaseModel):
