@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import logging as orchestra_logging
+from orchestrator.db import create_engine, create_schema
 from orchestrator.embedded import EmbeddedStack
 
 
@@ -15,6 +17,15 @@ def stack() -> Iterator[EmbeddedStack]:
     orchestra_logging.configure("WARNING", "console")
     with EmbeddedStack() as embedded:
         yield embedded
+
+
+@pytest.fixture
+async def engine(stack: EmbeddedStack) -> AsyncIterator[AsyncEngine]:
+    """An engine on the session's database, every table created."""
+    engine = create_engine(stack.settings())
+    await create_schema(engine)
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,12 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from orchestrator.engine.outbox import OutboundMessage, OutboxRow, outbox_columns
+from orchestrator.engine.outbox import (
+    OutboundMessage,
+    OutboxRow,
+    outbox_columns,
+    owned_outbox_insert,
+)
 
 
 @dataclass(frozen=True)
@@ -34,15 +39,7 @@ def _statement(inbox: str, outbox: str) -> str:
             INSERT INTO {inbox} (message_id) SELECT unnest($1::text[])
             ON CONFLICT DO NOTHING
             RETURNING message_id
-        ), outbox AS (
-            INSERT INTO {outbox} (topic, key, headers, payload)
-            SELECT m.topic, m.key, CAST(m.headers AS jsonb), m.payload
-            FROM unnest(
-                $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]
-            ) WITH ORDINALITY AS m(claim, topic, key, headers, payload, n)
-            WHERE m.claim IS NULL OR m.claim IN (SELECT message_id FROM claimed)
-            ORDER BY m.n
-            RETURNING id
+        ), outbox AS ({owned_outbox_insert(outbox, 2, "text", "SELECT message_id FROM claimed")}
         )
         SELECT ARRAY(SELECT message_id FROM claimed), ARRAY(SELECT id FROM outbox ORDER BY id)
         """

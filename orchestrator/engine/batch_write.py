@@ -22,7 +22,12 @@ from sqlalchemy import Table
 
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import Decision, HistoryEntry
-from orchestrator.engine.outbox import OutboundMessage, OutboxRow, outbox_columns
+from orchestrator.engine.outbox import (
+    OutboundMessage,
+    OutboxRow,
+    outbox_columns,
+    owned_outbox_insert,
+)
 
 
 class SagaWrite(Enum):
@@ -111,15 +116,7 @@ def _statement(mode: SagaWrite, outbox: str) -> str:
                    h.topic, h.detail, h.actor
             FROM jsonb_to_recordset($2::jsonb) AS h({_HISTORY_RECORD})
             WHERE h.owner IS NULL OR h.owner IN (SELECT id FROM written)
-        ), outbox AS (
-            INSERT INTO {outbox} (topic, key, headers, payload)
-            SELECT m.topic, m.key, CAST(m.headers AS jsonb), m.payload
-            FROM unnest(
-                $3::uuid[], $4::text[], $5::text[], $6::text[], $7::bytea[]
-            ) WITH ORDINALITY AS m(owner, topic, key, headers, payload, n)
-            WHERE m.owner IS NULL OR m.owner IN (SELECT id FROM written)
-            ORDER BY m.n
-            RETURNING id
+        ), outbox AS ({owned_outbox_insert(outbox, 3, "uuid", "SELECT id FROM written")}
         )
         SELECT ARRAY(SELECT id FROM written) AS sagas, ARRAY(SELECT id FROM outbox ORDER BY id)
         """

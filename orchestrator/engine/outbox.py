@@ -76,6 +76,24 @@ def _statements(table: Table) -> _Statements:
     )
 
 
+def owned_outbox_insert(outbox: str, first: int, owner_type: str, owners: str) -> str:
+    """The outbox insert of a one-statement write (``batch_write``, ``workers.claimed_write``):
+    the messages as arrays, parameters ``$first`` to ``$first + 4`` (owner, then the columns
+    ``outbox_columns`` gives), each written if its owner is NULL or among ``owners`` (a
+    subquery on the statement's earlier writes). Returns the ids, in message order."""
+    p = [f"${first + i}" for i in range(5)]
+    return f"""
+            INSERT INTO {outbox} (topic, key, headers, payload)
+            SELECT m.topic, m.key, CAST(m.headers AS jsonb), m.payload
+            FROM unnest(
+                {p[0]}::{owner_type}[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[],
+                {p[4]}::bytea[]
+            ) WITH ORDINALITY AS m(owner, topic, key, headers, payload, n)
+            WHERE m.owner IS NULL OR m.owner IN ({owners})
+            ORDER BY m.n
+            RETURNING id"""
+
+
 def outbox_columns(messages: Sequence[OutboundMessage]) -> dict[str, list[Any]]:
     """The array parameters an outbox insert takes, one element per message."""
     return {

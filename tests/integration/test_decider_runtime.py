@@ -4,32 +4,20 @@ on is dead-lettered and refused; a record no one can read is dead-lettered."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from uuid import uuid4
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.base import Reply
 from events.bench import BENCH_PAYMENT_COMMANDS, ReservePayment
 from events.envelope import Envelope
-from orchestrator.db import create_engine, create_schema
-from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.outbox import OutboxRelay
 from tests.integration.helpers import Record, Sent, unique
 from workers.bench.service import BENCH_WORKERS, decide
 from workers.runtime import Decider, ParticipantRuntime
 
 SPEC = BENCH_WORKERS["bench-payment"]
-
-
-@pytest.fixture
-async def engine(stack: EmbeddedStack) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(stack.settings())
-    await create_schema(engine)
-    yield engine
-    await engine.dispose()
 
 
 def _command(order_id: str) -> Record:

@@ -5,28 +5,17 @@ plan is checked as generic: a sequential scan here costs more with every saga ev
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
-import pytest
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.db import create_engine, create_schema, driver_connection
-from orchestrator.embedded import EmbeddedStack
+from orchestrator.db import driver_connection
 from orchestrator.engine import batch_write
 from orchestrator.engine.batch_write import SagaWrite
 from schemas.sagas import orchestrator_outbox
 from workers.card_issuance import service as card_issuance
-
-
-@pytest.fixture
-async def engine(stack: EmbeddedStack) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(stack.settings())
-    await create_schema(engine)
-    yield engine
-    await engine.dispose()
 
 
 async def _generic_plan(engine: AsyncEngine, statement: str, *values: Any) -> list[str]:
