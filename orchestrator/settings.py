@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         description="fetch wait while batches are small (fetch pacing); none: always the max",
     )
     consumer_max_batch: int = Field(default=500, ge=1, le=10_000)
+    consumer_prefetch: bool = Field(
+        default=False,
+        description="fetch the next batch while one is handled; off: fetch once it is handled, "
+        "so a batch takes all that arrived meanwhile instead of the few that beat the fetch",
+    )
     consumer_commit_interval_ms: int = Field(
         default=100,
         ge=0,

@@ -96,8 +96,9 @@ def subscribe_batches(
         if settings.consumer_fetch_quick_wait_ms
         else None
     )
+    hold = not settings.consumer_prefetch
     subscriber.get_msg = functools.partial(  # type: ignore[method-assign]
-        _next_batch, max_records=settings.consumer_max_batch, pacing=pacing
+        _next_batch, max_records=settings.consumer_max_batch, pacing=pacing, hold=hold
     )
 
     async def consume_one(records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
@@ -108,6 +109,8 @@ def subscribe_batches(
             return
         with subscriber.lock:
             await batches.handle(subscriber.consumer, records)
+        if hold and subscriber.consumer is not None:
+            _release(subscriber.consumer)
 
     subscriber.consume_one = consume_one  # type: ignore[method-assign,assignment]
 
@@ -163,21 +166,42 @@ def _rewind(consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, An
 
 
 async def _next_batch(
-    consumer: AIOKafkaConsumer, max_records: int, pacing: FetchPacing | None
+    consumer: AIOKafkaConsumer, max_records: int, pacing: FetchPacing | None, hold: bool
 ) -> tuple[ConsumerRecord[Any, Any], ...]:
-    """The next batch, as soon as one record is there.
+    """The next batch, as soon as one record is there; with ``hold``, the consumer fetches
+    nothing more until the batch is handled (``_release``).
 
     Replaces FastStream's own, which sleeps as long again after a poll that found nothing:
     a record arriving then waited up to that long on every hop of a saga.
     """
     batches = await consumer.getmany(timeout_ms=_BATCH_WAIT_MS, max_records=max_records)
     records = tuple(chain.from_iterable(batches.values()))
+    if hold and records:
+        _hold(consumer)
     if pacing is not None:
         if records:
             pacing.after_batch(consumer, len(records))
         else:
             pacing.after_idle(consumer)
     return records
+
+
+def _hold(consumer: AIOKafkaConsumer) -> None:
+    """No fetch while a batch is handled.
+
+    aiokafka fetches again as soon as it hands out a batch. Under load the broker answers
+    that fetch at once with the few records that arrived in the meantime, so every large
+    batch is followed by a small one, which costs a batch's fixed price (a database round
+    trip) while the records that came after it wait for the next turn. Paused, the consumer
+    fetches after the handler, and that fetch takes everything that arrived during it.
+    """
+    consumer.pause(*consumer.assignment())
+
+
+def _release(consumer: AIOKafkaConsumer) -> None:
+    paused = consumer.paused()
+    if paused:
+        consumer.resume(*paused)
 
 
 class OrchestraBroker(KafkaBroker):
