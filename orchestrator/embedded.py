@@ -69,7 +69,7 @@ class EmbeddedStack:
             "database_url": self.database_url,
             "consumer_session_timeout_ms": 3_000,
             "consumer_heartbeat_interval_ms": 500,
-            "consumer_fetch_max_wait_ms": 10,
+            "consumer_fetch_max_wait_ms": 20,
             "consumer_fetch_quick_wait_ms": 2,
             "kafka_idempotent_producer": False,
             "topic_partitions": 1,
