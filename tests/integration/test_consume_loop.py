@@ -21,10 +21,12 @@ async def _batches_while_busy(settings: Settings) -> list[list[bytes]]:
     topic = unique("loop")
     await ensure_topics(settings, [topic])
     batches: list[list[bytes]] = []
-    first_in_hand = asyncio.Event()
+    first_in_hand, all_in = asyncio.Event(), asyncio.Event()
 
     async def handler(records: Sequence[RawRecord]) -> None:
         batches.append([r.value for r in records])
+        if sum(map(len, batches)) >= 21:
+            all_in.set()
         if len(batches) == 1:
             first_in_hand.set()
             await asyncio.sleep(0.4)
@@ -40,9 +42,7 @@ async def _batches_while_busy(settings: Settings) -> list[list[bytes]]:
         for n in range(20):
             await producer.send_and_wait(topic, str(n).encode())
             await asyncio.sleep(0.005)
-        async with asyncio.timeout(30):
-            while sum(map(len, batches)) < 21:
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(all_in.wait(), timeout=30)
     finally:
         await producer.stop()
         await broker.stop()
