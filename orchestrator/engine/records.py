@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -39,7 +40,44 @@ class Parsed(Generic[T]):
 
     @property
     def key(self) -> str | None:
-        return self.record.key.decode("utf-8", "replace") if self.record.key is not None else None
+        return text_key(self.record.key)
+
+
+_UNSTORABLE = "\x00"
+"""PostgreSQL text and jsonb hold any Unicode but NUL (and no lone surrogate)."""
+
+_ESCAPED_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+"""A JSON escape that may decode to NUL or to a surrogate: only then is the document walked."""
+
+
+def text_key(raw: bytes | None) -> str | None:
+    """A record key as text that can be stored: bad UTF-8 and NUL become U+FFFD."""
+    if raw is None:
+        return None
+    return raw.decode("utf-8", "replace").replace(_UNSTORABLE, "\ufffd")
+
+
+def _unstorable_text(document: Any) -> bool:
+    """Whether a JSON document holds a string (or key) no database text column can hold."""
+    if isinstance(document, str):
+        return _UNSTORABLE in document or any("\ud800" <= c <= "\udfff" for c in document)
+    if isinstance(document, dict):
+        return any(_unstorable_text(k) or _unstorable_text(v) for k, v in document.items())
+    if isinstance(document, list):
+        return any(_unstorable_text(item) for item in document)
+    return False
+
+
+def _storable_headers(headers: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The headers with NUL replaced by U+FFFD, and the names of those that held one."""
+    bad = [name for name, value in headers.items() if _UNSTORABLE in name or _UNSTORABLE in value]
+    if not bad:
+        return headers, []
+    kept = {
+        name.replace(_UNSTORABLE, "\ufffd"): value.replace(_UNSTORABLE, "\ufffd")
+        for name, value in headers.items()
+    }
+    return kept, [name.replace(_UNSTORABLE, "\ufffd") for name in bad]
 
 
 def parse_record(
@@ -50,7 +88,7 @@ def parse_record(
     require_envelope: bool,
 ) -> Parsed[T] | DeadLetter:
     """Validate one record; never raises for bad input, returns a DeadLetter instead."""
-    headers = decode_headers(record.headers or ())
+    headers, unstorable = _storable_headers(decode_headers(record.headers or ()))
     value = record.value or b""
 
     def dead(reason: DeadLetterReason, error: str) -> DeadLetter:
@@ -67,12 +105,22 @@ def parse_record(
 
     if len(value) > max_bytes:
         return dead(DeadLetterReason.TOO_LARGE, f"record of {len(value)} bytes exceeds {max_bytes}")
+    if unstorable:
+        return dead(
+            DeadLetterReason.INVALID_ENVELOPE,
+            f"header(s) {', '.join(unstorable)} hold a NUL character, which cannot be stored",
+        )
     try:
         document = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
         return dead(DeadLetterReason.INVALID_JSON, f"value is not valid UTF-8 JSON: {exc}")
     if not isinstance(document, dict):
         return dead(DeadLetterReason.INVALID_PAYLOAD, "value must be a JSON object")
+    if _ESCAPED_UNSTORABLE.search(value) and _unstorable_text(document):
+        return dead(
+            DeadLetterReason.INVALID_PAYLOAD,
+            "text with a NUL character or a lone surrogate, which cannot be stored",
+        )
     try:
         body = adapter.validate_python(document)
     except ValidationError as exc:
@@ -112,8 +160,7 @@ def dead_letter_message(letter: DeadLetter) -> OutboundMessage:
             env.H_DLQ_OFFSET: str(letter.offset),
         }
     )
-    key = letter.key.decode("utf-8", "replace") if letter.key is not None else None
-    return OutboundMessage(letter.topic + ".dlq", key, headers, letter.value)
+    return OutboundMessage(letter.topic + ".dlq", text_key(letter.key), headers, letter.value)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -1,0 +1,73 @@
+"""Text PostgreSQL cannot hold (NUL, a lone surrogate) in a record is dead-lettered with its
+reason, and the records after it go on: it must not fail its batch's write forever."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from events.bench import BENCH_REQUESTED
+from orchestrator.engine.machine import RetryPolicy
+from orchestrator.engine.outbox import OutboxRelay
+from orchestrator.engine.runtime import SagaRuntime
+from orchestrator.sagas.bench import BENCH_SAGA
+from schemas.sagas import orchestrator_outbox
+from tests.integration.helpers import Record, Sent, unique
+
+
+def _order(order_id: str, **record: object) -> Record:
+    body = json.dumps({"order_id": order_id, "amount_minor": 500}).encode()
+    return Record(BENCH_REQUESTED, body, **record)  # type: ignore[arg-type]
+
+
+async def test_unstorable_text_is_dead_lettered_and_the_batch_goes_on(
+    engine: AsyncEngine,
+) -> None:
+    sent = Sent()
+    runtime = SagaRuntime(
+        engine,
+        [BENCH_SAGA],
+        RetryPolicy(),
+        OutboxRelay(engine, orchestrator_outbox, sent, delete_delay_s=0.0),
+    )
+    good, escaped, keyed = unique("good"), unique("escaped"), unique("keyed")
+    batch = [
+        Record(BENCH_REQUESTED, b'{"order_id": "a\\u0000b", "amount_minor": 500}', offset=1),
+        Record(BENCH_REQUESTED, b'{"order_id": "\\ud800", "amount_minor": 500}', offset=2),
+        _order(unique("header"), headers=[("ce_id", b"x\x00y")], offset=3),
+        _order(keyed, key=b"k\x00", offset=4),
+        _order(good, offset=5),
+        # an escaped backslash before "u0000" is plain text, and an escaped pair is one emoji
+        Record(
+            BENCH_REQUESTED,
+            b'{"order_id": "%s\\\\u0000\\ud83d\\ude00", "amount_minor": 500}' % escaped.encode(),
+            offset=6,
+        ),
+    ]
+    await runtime.handle_inbound(batch)
+    await runtime.relay.drain()
+
+    letters = {
+        int(m.headers["dlq_offset"]): (m.headers["dlq_reason"], m.headers["dlq_error"])
+        for m in sent.messages
+        if m.topic == f"{BENCH_REQUESTED}.dlq"
+    }
+    assert letters.keys() == {1, 2, 3}
+    assert letters[1][0] == letters[2][0] == "INVALID_PAYLOAD"
+    assert "NUL" in letters[1][1]
+    assert letters[3] == (
+        "INVALID_ENVELOPE",
+        "header(s) ce_id hold a NUL character, which cannot be stored",
+    )
+    (dead_header,) = [m for m in sent.messages if m.headers.get("dlq_offset") == "3"]
+    assert dead_header.headers["ce_id"] == "x\ufffdy"
+    async with engine.connect() as conn:
+        started = await conn.execute(
+            text("SELECT business_key FROM saga_instances WHERE business_key LIKE ANY(:keys)"),
+            {"keys": [good, f"{escaped}%", keyed]},
+        )
+        keys = sorted(key for (key,) in started)
+    # the NUL in a record key does not stop its saga; escaped text is kept as sent
+    assert keys == sorted([good, keyed, f"{escaped}\\u0000\U0001f600"])
