@@ -87,8 +87,8 @@ class Envelope(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=200)
     causation_id: str | None = Field(default=None, max_length=200)
     saga_id: UUID | None = None
-    saga_type: str | None = None
-    saga_step: str | None = None
+    saga_type: str | None = Field(default=None, max_length=64)
+    saga_step: str | None = Field(default=None, max_length=64)
 
     def headers(self) -> dict[str, str]:
         """CloudEvents binary-mode headers, every one the contract names."""

@@ -12,13 +12,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from events import topics
 from events.cards import CardIssueRequested, CardStatusChanged, CardType
 from orchestrator.client import OutcomeRecord, UpstreamClient
 from orchestrator.embedded import EmbeddedStack
-from orchestrator.engine.outbox import OutboundMessage
+from orchestrator.engine.machine import RetryPolicy
+from orchestrator.engine.outbox import OutboundMessage, OutboxRelay
+from orchestrator.engine.runtime import SagaRuntime
+from orchestrator.sagas.bench import BENCH_SAGA
+from schemas.sagas import orchestrator_outbox
 
 
 def unique(prefix: str) -> str:
@@ -129,3 +133,9 @@ class Sent:
 
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
         self.messages.extend(messages)
+
+
+def bench_runtime(engine: AsyncEngine, sent: Sent) -> SagaRuntime:
+    """The orchestrator's runtime for the benchmark saga, publishing into ``sent``."""
+    relay = OutboxRelay(engine, orchestrator_outbox, sent, delete_delay_s=0.0)
+    return SagaRuntime(engine, [BENCH_SAGA], RetryPolicy(), relay)

@@ -19,12 +19,11 @@ from orchestrator.db import create_engine, create_schema
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine import runtime as runtime_module
 from orchestrator.engine.batch_write import BatchWrite
-from orchestrator.engine.machine import RetryPolicy
-from orchestrator.engine.outbox import OutboundMessage, OutboxRelay
+from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.sagas.bench import BENCH_SAGA
 from schemas.sagas import orchestrator_outbox
-from tests.integration.helpers import Record, Sent, unique
+from tests.integration.helpers import Record, Sent, bench_runtime, unique
 
 
 @pytest.fixture
@@ -37,11 +36,6 @@ async def engine(stack: EmbeddedStack) -> AsyncIterator[AsyncEngine]:
             text("DELETE FROM saga_instances WHERE saga_type = :t"), {"t": BENCH_SAGA.name}
         )
     await engine.dispose()
-
-
-def _runtime(engine: AsyncEngine, sent: Sent) -> SagaRuntime:
-    relay = OutboxRelay(engine, orchestrator_outbox, sent, delete_delay_s=0.0)
-    return SagaRuntime(engine, [BENCH_SAGA], RetryPolicy(), relay)
 
 
 def _request(order_id: str) -> Record:
@@ -65,7 +59,7 @@ def _reply_to(command: OutboundMessage) -> Record:
 async def _started(engine: AsyncEngine, name: str) -> tuple[Sent, SagaRuntime, OutboundMessage]:
     """A runtime that started one saga; its first command."""
     sent = Sent()
-    runtime = _runtime(engine, sent)
+    runtime = bench_runtime(engine, sent)
     await runtime.handle_inbound([_request(unique(name))])
     await runtime.relay.drain()
     (command,) = sent.messages
@@ -81,7 +75,7 @@ async def test_the_same_request_twice_in_one_batch_or_two_starts_one_saga(
     engine: AsyncEngine,
 ) -> None:
     sent = Sent()
-    runtime = _runtime(engine, sent)
+    runtime = bench_runtime(engine, sent)
     order_id = unique("once")
     await runtime.handle_inbound([_request(order_id), _request(order_id)])
     await runtime.handle_inbound([_request(order_id)])
@@ -146,7 +140,7 @@ async def test_a_reply_meeting_a_saga_that_moved_is_applied_once_after_a_fresh_r
 
 async def test_a_reply_for_a_saga_no_one_knows_writes_nothing(engine: AsyncEngine) -> None:
     sent = Sent()
-    runtime = _runtime(engine, sent)
+    runtime = bench_runtime(engine, sent)
     envelope = Envelope(
         type="bench-payment.BenchStepDone.v1",
         causation_id=str(uuid4()),
@@ -169,7 +163,7 @@ async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh
     sent, runtime, first = await _started(engine, "stale")
     saga_id = UUID(first.headers["ce_sagaid"])
 
-    operator = _runtime(engine, sent)
+    operator = bench_runtime(engine, sent)
     await operator.manual(saga_id, "retry", "ops", "participant restarted")
     await operator.relay.drain()
     retried = sent.messages[-1]

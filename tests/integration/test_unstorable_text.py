@@ -1,20 +1,20 @@
-"""Text PostgreSQL cannot hold (NUL, a lone surrogate) in a record is dead-lettered with its
-reason, and the records after it go on: it must not fail its batch's write forever."""
+"""Text PostgreSQL cannot hold (NUL, a lone surrogate, a header longer than its column) in a
+record is dead-lettered with its reason, and the records after it go on: it must not fail
+its batch's write forever."""
 
 from __future__ import annotations
 
 import json
+from uuid import uuid4
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events.bench import BENCH_REQUESTED
-from orchestrator.engine.machine import RetryPolicy
-from orchestrator.engine.outbox import OutboxRelay
-from orchestrator.engine.runtime import SagaRuntime
+from events.bench import BENCH_REQUESTED, BenchStepDone
+from events.envelope import Envelope
+from events.topics import SAGA_REPLIES
 from orchestrator.sagas.bench import BENCH_SAGA
-from schemas.sagas import orchestrator_outbox
-from tests.integration.helpers import Record, Sent, unique
+from tests.integration.helpers import Record, Sent, bench_runtime, unique
 
 
 def _order(order_id: str, **record: object) -> Record:
@@ -26,12 +26,7 @@ async def test_unstorable_text_is_dead_lettered_and_the_batch_goes_on(
     engine: AsyncEngine,
 ) -> None:
     sent = Sent()
-    runtime = SagaRuntime(
-        engine,
-        [BENCH_SAGA],
-        RetryPolicy(),
-        OutboxRelay(engine, orchestrator_outbox, sent, delete_delay_s=0.0),
-    )
+    runtime = bench_runtime(engine, sent)
     good, escaped, keyed = unique("good"), unique("escaped"), unique("keyed")
     batch = [
         Record(BENCH_REQUESTED, b'{"order_id": "a\\u0000b", "amount_minor": 500}', offset=1),
@@ -71,3 +66,23 @@ async def test_unstorable_text_is_dead_lettered_and_the_batch_goes_on(
         keys = sorted(key for (key,) in started)
     # the NUL in a record key does not stop its saga; escaped text is kept as sent
     assert keys == sorted([good, keyed, f"{escaped}\\u0000\U0001f600"])
+
+
+async def test_a_reply_whose_step_name_no_column_can_hold_is_dead_lettered(
+    engine: AsyncEngine,
+) -> None:
+    sent = Sent()
+    runtime = bench_runtime(engine, sent)
+    envelope = Envelope(
+        type="bench-payment.BenchStepDone.v1",
+        causation_id="not-awaited",
+        saga_id=uuid4(),
+        saga_type=BENCH_SAGA.name,
+    )
+    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
+    headers.append(("ce_sagastep", b"s" * 65))
+    await runtime.handle_replies([Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)])
+    await runtime.relay.drain()
+    (letter,) = sent.messages
+    assert letter.headers["dlq_reason"] == "INVALID_ENVELOPE"
+    assert "saga_step" in letter.headers["dlq_error"]
