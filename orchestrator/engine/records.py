@@ -80,6 +80,27 @@ def _storable_headers(headers: dict[str, str]) -> tuple[dict[str, str], list[str
     return kept, [name.replace(_UNSTORABLE, "\ufffd") for name in bad]
 
 
+def record_letter(
+    record: RawRecord,
+    reason: DeadLetterReason,
+    error: str,
+    headers: dict[str, str] | None = None,
+) -> DeadLetter:
+    """The dead letter of a raw record, its value and (storable) headers kept."""
+    if headers is None:
+        headers = _storable_headers(decode_headers(record.headers or ()))[0]
+    return DeadLetter(
+        reason=reason,
+        error=error[:1_000],
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value or b"",
+        headers=headers,
+    )
+
+
 def parse_record(
     record: RawRecord,
     adapter: TypeAdapter[T],
@@ -92,16 +113,7 @@ def parse_record(
     value = record.value or b""
 
     def dead(reason: DeadLetterReason, error: str) -> DeadLetter:
-        return DeadLetter(
-            reason=reason,
-            error=error[:1_000],
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=value,
-            headers=headers,
-        )
+        return record_letter(record, reason, error, headers)
 
     if len(value) > max_bytes:
         return dead(DeadLetterReason.TOO_LARGE, f"record of {len(value)} bytes exceeds {max_bytes}")

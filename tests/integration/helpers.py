@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -10,12 +11,16 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from events import topics
+from events.bench import BENCH_REQUESTED, BenchStepDone
 from events.cards import CardIssueRequested, CardStatusChanged, CardType
+from events.envelope import Envelope
+from events.topics import SAGA_REPLIES
 from orchestrator.client import OutcomeRecord, UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.machine import RetryPolicy
@@ -139,3 +144,23 @@ def bench_runtime(engine: AsyncEngine, sent: Sent) -> SagaRuntime:
     """The orchestrator's runtime for the benchmark saga, publishing into ``sent``."""
     relay = OutboxRelay(engine, orchestrator_outbox, sent, delete_delay_s=0.0)
     return SagaRuntime(engine, [BENCH_SAGA], RetryPolicy(), relay)
+
+
+def bench_request(order_id: str) -> Record:
+    """An order for the benchmark saga."""
+    body = json.dumps({"order_id": order_id, "amount_minor": 500}).encode()
+    return Record(BENCH_REQUESTED, body, key=order_id.encode())
+
+
+def bench_reply_to(command: OutboundMessage) -> Record:
+    """A bench participant's success reply to ``command``."""
+    sent = command.headers
+    envelope = Envelope(
+        type="bench-payment.BenchStepDone.v1",
+        causation_id=sent["ce_id"],
+        saga_id=UUID(sent["ce_sagaid"]),
+        saga_type=sent["ce_sagatype"],
+        saga_step=sent["ce_sagastep"],
+    )
+    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
+    return Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)

@@ -3,7 +3,6 @@ without locks, read again when the saga moved between the read and the write."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid4
@@ -12,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events.bench import BENCH_REQUESTED, BenchStepDone
+from events.bench import BenchStepDone
 from events.envelope import Envelope
 from events.topics import SAGA_REPLIES
 from orchestrator.db import create_engine, create_schema
@@ -23,7 +22,14 @@ from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.sagas.bench import BENCH_SAGA
 from schemas.sagas import orchestrator_outbox
-from tests.integration.helpers import Record, Sent, bench_runtime, unique
+from tests.integration.helpers import (
+    Record,
+    Sent,
+    bench_reply_to,
+    bench_request,
+    bench_runtime,
+    unique,
+)
 
 
 @pytest.fixture
@@ -38,29 +44,11 @@ async def engine(stack: EmbeddedStack) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def _request(order_id: str) -> Record:
-    body = json.dumps({"order_id": order_id, "amount_minor": 500}).encode()
-    return Record(BENCH_REQUESTED, body, key=order_id.encode())
-
-
-def _reply_to(command: OutboundMessage) -> Record:
-    sent = command.headers
-    envelope = Envelope(
-        type="bench-payment.BenchStepDone.v1",
-        causation_id=sent["ce_id"],
-        saga_id=UUID(sent["ce_sagaid"]),
-        saga_type=sent["ce_sagatype"],
-        saga_step=sent["ce_sagastep"],
-    )
-    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
-    return Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)
-
-
 async def _started(engine: AsyncEngine, name: str) -> tuple[Sent, SagaRuntime, OutboundMessage]:
     """A runtime that started one saga; its first command."""
     sent = Sent()
     runtime = bench_runtime(engine, sent)
-    await runtime.handle_inbound([_request(unique(name))])
+    await runtime.handle_inbound([bench_request(unique(name))])
     await runtime.relay.drain()
     (command,) = sent.messages
     return sent, runtime, command
@@ -77,8 +65,8 @@ async def test_the_same_request_twice_in_one_batch_or_two_starts_one_saga(
     sent = Sent()
     runtime = bench_runtime(engine, sent)
     order_id = unique("once")
-    await runtime.handle_inbound([_request(order_id), _request(order_id)])
-    await runtime.handle_inbound([_request(order_id)])
+    await runtime.handle_inbound([bench_request(order_id), bench_request(order_id)])
+    await runtime.handle_inbound([bench_request(order_id)])
     await runtime.relay.drain()
     sagas = await _rows(engine, "SELECT id FROM saga_instances WHERE business_key = :k", k=order_id)
     assert len(sagas) == 1
@@ -113,7 +101,7 @@ async def test_a_reply_meeting_a_saga_that_moved_is_applied_once_after_a_fresh_r
         return await original(driver, outbox, batch)
 
     monkeypatch.setattr(runtime_module, "write_batch", write_after_someone_else)
-    await runtime.handle_replies([_reply_to(command)])
+    await runtime.handle_replies([bench_reply_to(command)])
     await runtime.relay.drain()
 
     assert writes == 2
@@ -169,7 +157,7 @@ async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh
     retried = sent.messages[-1]
     assert retried.headers["ce_id"] != first.headers["ce_id"]
 
-    await runtime.handle_replies([_reply_to(retried)])
+    await runtime.handle_replies([bench_reply_to(retried)])
     await runtime.relay.drain()
     ((step,),) = await _rows(
         engine, "SELECT step_index FROM saga_instances WHERE id = :s", s=saga_id
@@ -177,7 +165,7 @@ async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh
     assert step == 1
     assert sent.messages[-1].headers["ce_sagastep"] == "reserve-stock"
 
-    await runtime.handle_replies([_reply_to(first)])  # the answer to the superseded command
+    await runtime.handle_replies([bench_reply_to(first)])  # the answer to the superseded command
     await runtime.relay.drain()
     events = [
         event

@@ -1,0 +1,77 @@
+"""A bug met by one record (a saga's code raising on it) dead-letters that record with the
+error, and the other records of its batch go on: the partition does not stall."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from events.bench import BENCH_REQUESTED, BenchOrderPlaced
+from events.topics import SAGA_REPLIES
+from orchestrator.sagas.bench import BENCH_SAGA
+from tests.integration.helpers import Sent, bench_reply_to, bench_request, bench_runtime, unique
+
+
+async def _steps(engine: AsyncEngine, saga_ids: list[UUID]) -> dict[UUID, int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT id, step_index FROM saga_instances WHERE id = ANY(:ids)"),
+            {"ids": saga_ids},
+        )
+        return {row.id: row.step_index for row in rows}
+
+
+async def test_a_start_that_raises_is_dead_lettered_and_the_others_start(
+    engine: AsyncEngine,
+) -> None:
+    sent = Sent()
+    runtime = bench_runtime(engine, sent)
+    machine = runtime.machines[BENCH_SAGA.name]
+    real_start = machine.start
+    bad, good = unique("bug"), unique("fine")
+
+    def start(trigger: BenchOrderPlaced, *args: Any) -> Any:
+        if trigger.order_id == bad:
+            raise KeyError("pricing rule")
+        return real_start(trigger, *args)
+
+    machine.start = start  # type: ignore[method-assign]
+    await runtime.handle_inbound([bench_request(bad), bench_request(good)])
+    await runtime.relay.drain()
+
+    (letter,) = [m for m in sent.messages if m.topic == f"{BENCH_REQUESTED}.dlq"]
+    assert letter.key == bad
+    assert letter.headers["dlq_reason"] == "HANDLER_ERROR"
+    assert "KeyError" in letter.headers["dlq_error"]
+    commands = [m for m in sent.messages if m.topic != f"{BENCH_REQUESTED}.dlq"]
+    assert [m.headers["ce_sagastep"] for m in commands] == ["reserve-payment"]
+
+
+async def test_a_reply_that_raises_is_dead_lettered_and_the_others_apply(
+    engine: AsyncEngine,
+) -> None:
+    sent = Sent()
+    runtime = bench_runtime(engine, sent)
+    await runtime.handle_inbound([bench_request(unique("a")), bench_request(unique("b"))])
+    await runtime.relay.drain()
+    first, second = sent.messages
+    bad_saga, good_saga = (UUID(m.headers["ce_sagaid"]) for m in (first, second))
+    machine = runtime.machines[BENCH_SAGA.name]
+    real_on_reply = machine.on_reply
+
+    def on_reply(instance: Any, *args: Any) -> Any:
+        if instance.id == bad_saga:
+            raise RuntimeError("step function bug")
+        return real_on_reply(instance, *args)
+
+    machine.on_reply = on_reply  # type: ignore[method-assign]
+    await runtime.handle_replies([bench_reply_to(first), bench_reply_to(second)])
+    await runtime.relay.drain()
+
+    assert await _steps(engine, [bad_saga, good_saga]) == {bad_saga: 0, good_saga: 1}
+    letters = [m for m in sent.messages if m.topic == f"{SAGA_REPLIES}.dlq"]
+    assert [m.headers["ce_sagaid"] for m in letters] == [str(bad_saga)]
+    assert "RuntimeError: step function bug" in letters[0].headers["dlq_error"]
