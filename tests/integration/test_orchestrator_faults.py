@@ -3,16 +3,32 @@ error, and the other records of its batch go on: the partition does not stall.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events.bench import BENCH_REQUESTED, BenchOrderPlaced
+from events.bench import BENCH_REQUESTED
 from events.topics import SAGA_REPLIES
+from orchestrator.engine.machine import SagaMachine
 from orchestrator.sagas.bench import BENCH_SAGA
 from tests.integration.helpers import Sent, bench_reply_to, bench_request, bench_runtime, unique
+
+
+def _fail_on(
+    machine: SagaMachine, method: str, bad: Callable[[Any], bool], error: Exception
+) -> None:
+    """``machine.<method>`` raises ``error`` when its first argument is ``bad``."""
+    real = getattr(machine, method)
+
+    def failing(first: Any, *args: Any) -> Any:
+        if bad(first):
+            raise error
+        return real(first, *args)
+
+    setattr(machine, method, failing)
 
 
 async def _steps(engine: AsyncEngine, saga_ids: list[UUID]) -> dict[UUID, int]:
@@ -29,16 +45,9 @@ async def test_a_start_that_raises_is_dead_lettered_and_the_others_start(
 ) -> None:
     sent = Sent()
     runtime = bench_runtime(engine, sent)
-    machine = runtime.machines[BENCH_SAGA.name]
-    real_start = machine.start
     bad, good = unique("bug"), unique("fine")
-
-    def start(trigger: BenchOrderPlaced, *args: Any) -> Any:
-        if trigger.order_id == bad:
-            raise KeyError("pricing rule")
-        return real_start(trigger, *args)
-
-    machine.start = start  # type: ignore[method-assign]
+    machine = runtime.machines[BENCH_SAGA.name]
+    _fail_on(machine, "start", lambda trigger: trigger.order_id == bad, KeyError("pricing rule"))
     await runtime.handle_inbound([bench_request(bad), bench_request(good)])
     await runtime.relay.drain()
 
@@ -60,18 +69,11 @@ async def test_a_reply_that_raises_is_dead_lettered_and_the_others_apply(
     first, second = sent.messages
     bad_saga, good_saga = (UUID(m.headers["ce_sagaid"]) for m in (first, second))
     machine = runtime.machines[BENCH_SAGA.name]
-    real_on_reply = machine.on_reply
-
-    def on_reply(instance: Any, *args: Any) -> Any:
-        if instance.id == bad_saga:
-            raise RuntimeError("step function bug")
-        return real_on_reply(instance, *args)
-
-    machine.on_reply = on_reply  # type: ignore[method-assign]
+    _fail_on(machine, "on_reply", lambda saga: saga.id == bad_saga, RuntimeError("step bug"))
     await runtime.handle_replies([bench_reply_to(first), bench_reply_to(second)])
     await runtime.relay.drain()
 
     assert await _steps(engine, [bad_saga, good_saga]) == {bad_saga: 0, good_saga: 1}
     letters = [m for m in sent.messages if m.topic == f"{SAGA_REPLIES}.dlq"]
     assert [m.headers["ce_sagaid"] for m in letters] == [str(bad_saga)]
-    assert "RuntimeError: step function bug" in letters[0].headers["dlq_error"]
+    assert "RuntimeError: step bug" in letters[0].headers["dlq_error"]
