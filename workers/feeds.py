@@ -2,7 +2,8 @@
 
 ``store.stock-received`` and ``delivery.points-updated`` are applied here, one
 transaction per batch; each record is applied once by its business key, and a record
-that fails validation is dead-lettered with its reason.
+that fails validation is dead-lettered with its reason, as is one that fails to apply
+(``isolation``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import UpstreamRecord
-from events.dlq import DeadLetter
+from events.dlq import DeadLetter, DeadLetterReason
+from orchestrator.engine.isolation import isolating
 from orchestrator.engine.outbox import OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
     RawRecord,
     dead_letter_message,
     log_dead_letters,
     parse_record,
+    record_letter,
 )
 from orchestrator.engine.retry import with_retries
 
@@ -56,8 +59,20 @@ class FeedRuntime:
         self.max_message_bytes = max_message_bytes
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
+        await isolating(records, self._handle, self._refuse, f"{self.spec.topic} feed")
+
+    async def _handle(self, records: Sequence[RawRecord]) -> None:
         rows = await with_retries(lambda: self._tx(records), what=f"{self.spec.topic} feed")
         self.relay.publish_soon(rows)
+
+    async def _refuse(self, record: RawRecord, error: str) -> None:
+        message = dead_letter_message(record_letter(record, DeadLetterReason.HANDLER_ERROR, error))
+
+        async def tx() -> list[OutboxRow]:
+            async with self.engine.begin() as conn:
+                return await write_outbox(conn, self.relay.table, [message])
+
+        self.relay.publish_soon(await with_retries(tx, what=f"{self.spec.topic} dead letter"))
 
     async def _tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
         letters: list[DeadLetter] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from orchestrator.engine import store, tracing
 from orchestrator.engine.batch_write import BatchWrite, Written, updated, write_batch
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaInstance
+from orchestrator.engine.isolation import isolating
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow
 from orchestrator.engine.records import (
@@ -40,7 +41,7 @@ from orchestrator.engine.records import (
     parse_record,
     record_letter,
 )
-from orchestrator.engine.retry import is_transient, with_retries
+from orchestrator.engine.retry import with_retries
 from orchestrator.engine.saga_cache import SagaCache
 from orchestrator.errors import ConcurrentUpdate
 from schemas.sagas import orchestrator_outbox
@@ -92,7 +93,7 @@ class SagaRuntime:
 
     async def handle_inbound(self, records: Sequence[RawRecord]) -> None:
         """Start one saga per valid record (deduplicated by business key); dead-letter the rest."""
-        await self._isolating(records, self._handle_inbound, "upstream records")
+        await isolating(records, self._handle_inbound, self._refuse, "upstream records")
 
     async def _handle_inbound(self, records: Sequence[RawRecord]) -> None:
         start_ns = time.time_ns()
@@ -141,7 +142,7 @@ class SagaRuntime:
     async def handle_replies(self, records: Sequence[RawRecord]) -> None:
         """Apply replies without locks: read, decide, write under a version check in one
         statement; the sagas that moved meanwhile (a timer, an operator) are read again."""
-        await self._isolating(records, self._handle_replies, "replies")
+        await isolating(records, self._handle_replies, self._refuse, "replies")
 
     async def _handle_replies(self, records: Sequence[RawRecord]) -> None:
         start_ns = time.time_ns()
@@ -311,35 +312,8 @@ class SagaRuntime:
 
     # -- shared -----------------------------------------------------------------------------
 
-    async def _isolating(
-        self,
-        records: Sequence[RawRecord],
-        handle: Callable[[Sequence[RawRecord]], Awaitable[None]],
-        what: str,
-    ) -> None:
-        """Handle a batch; if it fails for a reason another attempt cannot cure (a bug met
-        by one record: a saga's step function raising, a value no column takes), handle its
-        records one by one and dead-letter the one that fails alone, so that it neither
-        stalls the partition nor holds back the other sagas. Nothing of a failed attempt was
-        written: each write is one statement."""
-        try:
-            await handle(records)
-            return
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.error("batch failed; handling its records one by one", what=what, error=_error(exc))
-        for record in records:
-            try:
-                await handle([record])
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                await self._refuse(record, _error(exc))
-
     async def _refuse(self, record: RawRecord, error: str) -> None:
         letter = record_letter(record, DeadLetterReason.HANDLER_ERROR, error)
-        log.error("record failed; dead-lettered", topic=record.topic, offset=record.offset)
         batch = BatchWrite(messages=[(dead_letter_message(letter), None)])
         written = await with_retries(lambda: self._write(batch), what="dead letter")
         self.relay.publish_soon(written.rows)
@@ -358,7 +332,3 @@ class _Applied:
     decisions: list[Decision]
     timings: list[metrics.StepTiming]
     conflicts: set[UUID]
-
-
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
