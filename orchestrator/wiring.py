@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 
+from orchestrator.engine.isolation import error_of
 from orchestrator.engine.records import RawRecord
 from orchestrator.fetch_pacing import FetchPacing
 from orchestrator.offsets import OffsetCommitter
@@ -133,7 +134,7 @@ class _Batches:
                 "batch failed; its records will be consumed again",
                 group=self.committer.group_id,
                 records=len(records),
-                error=f"{type(exc).__name__}: {exc}"[:500],
+                error=error_of(exc),
                 exc_info=True,
             )
             if consumer is not None:

@@ -23,6 +23,7 @@ from events.envelope import H_ID, Envelope
 from events.topics import SAGA_REPLIES
 from orchestrator import telemetry
 from orchestrator.db import driver_connection
+from orchestrator.engine.isolation import error_of
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
     Parsed,
@@ -179,10 +180,8 @@ class ParticipantRuntime:
             try:
                 result = decide(item.envelope, item.body)
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-                failed[message_id] = envelope_letter(item, error, DeadLetterReason.HANDLER_ERROR)
+                failed[message_id], result = _refusal(item, exc)
                 messages.append((dead_letter_message(failed[message_id]), message_id))
-                result = StepFailed(reason=PARTICIPANT_ERROR, detail=error)
             reply = self._reply(item.envelope, result)
             messages.append((reply, message_id))
             answers[message_id] = (item.envelope, reply.headers[H_ID], item.body.kind)
@@ -236,10 +235,12 @@ class ParticipantRuntime:
         except Exception as exc:
             if is_transient(exc):
                 raise
-            error = f"{type(exc).__name__}: {exc}"[:500]
-            log.error("command failed; dead-lettered and refused", worker=self.name, error=error)
-            letters.append(envelope_letter(item, error, DeadLetterReason.HANDLER_ERROR))
-            return StepFailed(reason=PARTICIPANT_ERROR, detail=error)
+            letter, refusal = _refusal(item, exc)
+            log.error(
+                "command failed; dead-lettered and refused", worker=self.name, error=letter.error
+            )
+            letters.append(letter)
+            return refusal
 
     async def _claim(self, conn: AsyncConnection, message_ids: list[str]) -> set[str]:
         """Insert inbox rows; the ids that were not there yet are the ones to handle."""
@@ -259,3 +260,11 @@ class ParticipantRuntime:
             saga_step=command.saga_step,
         )
         return OutboundMessage.of(SAGA_REPLIES, str(command.saga_id), envelope, reply)
+
+
+def _refusal(item: Parsed[Command], exc: Exception) -> tuple[DeadLetter, StepFailed]:
+    """What a command whose handler failed gets: a dead letter and a refusal, both with
+    the error."""
+    error = error_of(exc)
+    letter = envelope_letter(item, error, DeadLetterReason.HANDLER_ERROR)
+    return letter, StepFailed(reason=PARTICIPANT_ERROR, detail=error)
