@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import sys
 from collections.abc import Sequence
 
+from orchestrator import event_loop
 from orchestrator import logging as orchestra_logging
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import load_settings
@@ -123,15 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orchestrator.app import resolve_services
             from orchestrator.serve import serve
 
-            asyncio.run(serve(settings, resolve_services(args.services)))
+            event_loop.run(serve(settings, resolve_services(args.services)), settings.event_loop)
         elif args.command == "dev":
             from orchestrator.dev import run_dev
 
-            asyncio.run(run_dev(args.kafka_port))
+            event_loop.run(run_dev(args.kafka_port), load_settings().event_loop)
         elif args.command == "demo":
             from orchestrator.demo import run_demo
 
-            return asyncio.run(run_demo(users=args.users))
+            return event_loop.run(run_demo(users=args.users), load_settings().event_loop)
         elif args.command == "bench":
             from orchestrator.benchmark.runner import BenchOptions, run_bench
 
@@ -145,15 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 saga=args.saga,
                 split=not args.one_process,
             )
-            configured = load_settings() if args.external else None
-            report = asyncio.run(run_bench(options, configured))
+            settings = load_settings()
+            configured = settings if args.external else None
+            report = event_loop.run(run_bench(options, configured), settings.event_loop)
             return 0 if report["outcomes_ok"] else 1
         elif args.command == "sagas":
             settings = load_settings()
             orchestra_logging.configure("WARNING", settings.log_format)
             from orchestrator.ops import sagas_cli
 
-            return asyncio.run(sagas_cli.run(args, settings))
+            return event_loop.run(sagas_cli.run(args, settings), settings.event_loop)
         elif args.command == "docs":
             from orchestrator.docs import write_docs
 
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orchestrator.ops import topics_cli
 
             handler = topics_cli.replay if args.command == "replay" else topics_cli.dead_letters
-            return asyncio.run(handler(args, settings))
+            return event_loop.run(handler(args, settings), settings.event_loop)
     except OrchestraError as exc:
         print(f"orchestra: error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.errors import SettingsError
+from orchestrator.event_loop import EventLoop
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -68,6 +69,10 @@ class Settings(BaseSettings):
         default=False,
         description="fetch the next batch while one is handled; off: fetch once it is handled, "
         "so a batch takes all that arrived meanwhile instead of the few that beat the fetch",
+    )
+    event_loop: EventLoop = Field(
+        default="uvloop",
+        description="uvloop (where installed: Linux, macOS) or the standard asyncio loop",
     )
     consumer_commit_interval_ms: int = Field(
         default=100,

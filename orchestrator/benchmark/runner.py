@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestrator import event_loop
 from orchestrator import logging as orchestra_logging
 from orchestrator.benchmark import ceiling
 from orchestrator.benchmark.driver import DriveResult, drive
@@ -58,7 +59,7 @@ def _serve_engine(
         await asyncio.to_thread(stop.wait)
         await app.stop()
 
-    asyncio.run(main())
+    event_loop.run(main(), settings.event_loop)
 
 
 def _serve_ceiling(
@@ -70,7 +71,7 @@ def _serve_ceiling(
         ready.set()
         await ceiling.run_ceiling(settings, stop.is_set)
 
-    asyncio.run(main())
+    event_loop.run(main(), settings.event_loop)
 
 
 @dataclass
