@@ -2,11 +2,17 @@
 
 Apache Kafka answers a waiting fetch as soon as a record arrives, so a long wait costs
 nothing there and pacing is off. The embedded broker (Tansu) answers only when it next
-looks, a fraction of the wait later, on every hop of every saga. A short wait makes a
-lone saga fast but has every idle consumer poll the broker hundreds of times a second,
-and under load it cuts batches small. So: short while batches are small (a few sagas in
-flight, where latency is what shows), long when batches are large (under load a batch is
-waiting at every fetch anyway) and long again when the consumer is idle.
+looks: when the fetch arrives, then after half the wait, three quarters, and so on. A record
+that lands just after the first look waits half the wait, on every hop of every saga, while
+a short wait has every idle consumer poll the broker hundreds of times a second. So the
+wait follows what the consumer last saw:
+
+- after a one-record batch (a lone saga: its next record comes within milliseconds), the
+  quick wait;
+- after a larger batch (under load: sagas move in convoys, and the next ones are close
+  behind), the busy wait, short enough that a record landing after the first look is not
+  left for half the long wait, long enough not to poll between convoys;
+- after an empty fetch (idle), the long steady wait.
 """
 
 from __future__ import annotations
@@ -18,14 +24,15 @@ from typing import Any
 @dataclass(frozen=True)
 class FetchPacing:
     quick_ms: int
-    """Wait while batches are small."""
+    """Wait after a batch of at most ``small_batch`` records."""
+    busy_ms: int
+    """Wait after a larger batch."""
     steady_ms: int
-    """Wait under load and when idle."""
+    """Wait after an empty fetch."""
     small_batch: int = 1
-    """Batches of at most this many records count as small."""
 
     def after_batch(self, consumer: Any, records: int) -> None:
-        self._set(consumer, self.quick_ms if records <= self.small_batch else self.steady_ms)
+        self._set(consumer, self.quick_ms if records <= self.small_batch else self.busy_ms)
 
     def after_idle(self, consumer: Any) -> None:
         self._set(consumer, self.steady_ms)

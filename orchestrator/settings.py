@@ -62,7 +62,13 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         le=10_000,
-        description="fetch wait while batches are small (fetch pacing); none: always the max",
+        description="fetch wait after a one-record batch (fetch pacing); none: always the max",
+    )
+    consumer_fetch_busy_wait_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="fetch wait after a larger batch (fetch pacing); none: the max",
     )
     consumer_max_batch: int = Field(default=500, ge=1, le=10_000)
     consumer_prefetch: bool = Field(

@@ -93,7 +93,11 @@ def subscribe_batches(
     )
     subscriber(consume)
     pacing = (
-        FetchPacing(settings.consumer_fetch_quick_wait_ms, settings.consumer_fetch_max_wait_ms)
+        FetchPacing(
+            quick_ms=settings.consumer_fetch_quick_wait_ms,
+            busy_ms=settings.consumer_fetch_busy_wait_ms or settings.consumer_fetch_max_wait_ms,
+            steady_ms=settings.consumer_fetch_max_wait_ms,
+        )
         if settings.consumer_fetch_quick_wait_ms
         else None
     )

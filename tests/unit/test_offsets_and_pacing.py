@@ -72,20 +72,21 @@ class Consumer:
         self._fetcher = Fetcher()
 
 
-def test_pacing_waits_briefly_after_a_lone_record_and_long_under_load_or_idle() -> None:
-    pacing = FetchPacing(quick_ms=2, steady_ms=20, small_batch=1)
+def test_pacing_waits_briefly_after_a_lone_record_less_under_load_and_long_when_idle() -> None:
+    pacing = FetchPacing(quick_ms=2, busy_ms=6, steady_ms=20)
     consumer = Consumer()
     pacing.after_batch(consumer, 1)
     assert consumer._fetcher._fetch_max_wait_ms == 2
     pacing.after_batch(consumer, 30)
-    assert consumer._fetcher._fetch_max_wait_ms == 20
-    pacing.after_batch(consumer, 1)
+    assert consumer._fetcher._fetch_max_wait_ms == 6
     pacing.after_idle(consumer)
     assert consumer._fetcher._fetch_max_wait_ms == 20
+    pacing.after_batch(consumer, 1)
+    assert consumer._fetcher._fetch_max_wait_ms == 2
 
 
 def test_pacing_leaves_a_consumer_without_a_fetcher_alone() -> None:
-    FetchPacing(quick_ms=2, steady_ms=20).after_batch(object(), 1)
+    FetchPacing(quick_ms=2, busy_ms=6, steady_ms=20).after_batch(object(), 1)
 
 
 async def test_commits_are_spaced_by_the_interval_and_merge_what_came_between() -> None:
