@@ -68,7 +68,8 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         le=10_000,
-        description="fetch wait after a larger batch (fetch pacing); none: the max",
+        description="fetch wait after a larger batch, when pacing is on (a quick wait set); "
+        "none: the max",
     )
     consumer_max_batch: int = Field(default=500, ge=1, le=10_000)
     consumer_prefetch: bool = Field(
