@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import UpstreamRecord
-from events.dlq import DeadLetter, DeadLetterReason
+from events.dlq import DeadLetter
 from orchestrator.engine.isolation import isolating
 from orchestrator.engine.outbox import OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
@@ -25,7 +25,6 @@ from orchestrator.engine.records import (
     dead_letter_message,
     log_dead_letters,
     parse_record,
-    record_letter,
 )
 from orchestrator.engine.retry import with_retries
 
@@ -59,20 +58,11 @@ class FeedRuntime:
         self.max_message_bytes = max_message_bytes
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
-        await isolating(records, self._handle, self._refuse, f"{self.spec.topic} feed")
+        await isolating(records, self._handle, self.relay, f"{self.spec.topic} feed")
 
     async def _handle(self, records: Sequence[RawRecord]) -> None:
         rows = await with_retries(lambda: self._tx(records), what=f"{self.spec.topic} feed")
         self.relay.publish_soon(rows)
-
-    async def _refuse(self, record: RawRecord, error: str) -> None:
-        message = dead_letter_message(record_letter(record, DeadLetterReason.HANDLER_ERROR, error))
-
-        async def tx() -> list[OutboxRow]:
-            async with self.engine.begin() as conn:
-                return await write_outbox(conn, self.relay.table, [message])
-
-        self.relay.publish_soon(await with_retries(tx, what=f"{self.spec.topic} dead letter"))
 
     async def _tx(self, records: Sequence[RawRecord]) -> list[OutboxRow]:
         letters: list[DeadLetter] = []

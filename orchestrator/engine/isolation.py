@@ -12,21 +12,22 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
-from orchestrator.engine.records import RawRecord
-from orchestrator.engine.retry import is_transient
+from events.dlq import DeadLetterReason
+from orchestrator.engine.outbox import OutboxRelay, OutboxRow, write_outbox
+from orchestrator.engine.records import RawRecord, dead_letter_message, record_letter
+from orchestrator.engine.retry import is_transient, with_retries
 
 log = structlog.get_logger(__name__)
 
 Handle = Callable[[Sequence[RawRecord]], Awaitable[None]]
-Refuse = Callable[[RawRecord, str], Awaitable[None]]
 
 
 async def isolating(
-    records: Sequence[RawRecord], handle: Handle, refuse: Refuse, what: str
+    records: Sequence[RawRecord], handle: Handle, relay: OutboxRelay, what: str
 ) -> None:
-    """``handle(records)``; on a lasting failure ``handle([record])`` for each, and
-    ``refuse(record, error)`` for one failing alone. ``handle`` must write nothing when it
-    fails (one transaction, or one statement)."""
+    """``handle(records)``; on a lasting failure ``handle([record])`` for each, and one
+    failing alone is refused through ``relay``'s outbox. ``handle`` must write nothing when
+    it fails (one transaction, or one statement)."""
     try:
         await handle(records)
         return
@@ -41,7 +42,18 @@ async def isolating(
             if is_transient(exc):
                 raise
             log.error("record failed; dead-lettered", what=what, offset=record.offset)
-            await refuse(record, error_of(exc))
+            await _refuse(relay, record, error_of(exc), what)
+
+
+async def _refuse(relay: OutboxRelay, record: RawRecord, error: str, what: str) -> None:
+    """The record's dead letter (``HANDLER_ERROR``, with the error) into the outbox, then out."""
+    message = dead_letter_message(record_letter(record, DeadLetterReason.HANDLER_ERROR, error))
+
+    async def tx() -> list[OutboxRow]:
+        async with relay.engine.begin() as conn:
+            return await write_outbox(conn, relay.table, [message])
+
+    relay.publish_soon(await with_retries(tx, what=f"{what}: dead letter"))
 
 
 def error_of(exc: BaseException) -> str:

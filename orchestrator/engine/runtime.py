@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.base import Reply
-from events.dlq import DeadLetter, DeadLetterReason
+from events.dlq import DeadLetter
 from events.replies import REPLY_ADAPTER
 from orchestrator import metrics
 from orchestrator.db import driver_connection, driver_of
@@ -39,7 +39,6 @@ from orchestrator.engine.records import (
     envelope_letter,
     log_dead_letters,
     parse_record,
-    record_letter,
 )
 from orchestrator.engine.retry import with_retries
 from orchestrator.engine.saga_cache import SagaCache
@@ -93,7 +92,7 @@ class SagaRuntime:
 
     async def handle_inbound(self, records: Sequence[RawRecord]) -> None:
         """Start one saga per valid record (deduplicated by business key); dead-letter the rest."""
-        await isolating(records, self._handle_inbound, self._refuse, "upstream records")
+        await isolating(records, self._handle_inbound, self.relay, "upstream records")
 
     async def _handle_inbound(self, records: Sequence[RawRecord]) -> None:
         start_ns = time.time_ns()
@@ -142,7 +141,7 @@ class SagaRuntime:
     async def handle_replies(self, records: Sequence[RawRecord]) -> None:
         """Apply replies without locks: read, decide, write under a version check in one
         statement; the sagas that moved meanwhile (a timer, an operator) are read again."""
-        await isolating(records, self._handle_replies, self._refuse, "replies")
+        await isolating(records, self._handle_replies, self.relay, "replies")
 
     async def _handle_replies(self, records: Sequence[RawRecord]) -> None:
         start_ns = time.time_ns()
@@ -311,12 +310,6 @@ class SagaRuntime:
         return saved
 
     # -- shared -----------------------------------------------------------------------------
-
-    async def _refuse(self, record: RawRecord, error: str) -> None:
-        letter = record_letter(record, DeadLetterReason.HANDLER_ERROR, error)
-        batch = BatchWrite(messages=[(dead_letter_message(letter), None)])
-        written = await with_retries(lambda: self._write(batch), what="dead letter")
-        self.relay.publish_soon(written.rows)
 
     async def _write(self, batch: BatchWrite) -> Written:
         """One statement, so no transaction around it: atomic on its own."""
