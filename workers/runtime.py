@@ -7,10 +7,11 @@ finds its id in the inbox and is skipped; its reply is already in the outbox or 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from pydantic import TypeAdapter
@@ -35,6 +36,7 @@ from orchestrator.engine.records import (
 )
 from orchestrator.engine.retry import is_transient, with_retries
 from workers.claimed_write import claim_and_write
+from workers.operations import Operations
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +61,14 @@ class Decider:
     (``claimed_write``), without a transaction around a handler."""
 
     decide: Callable[[Envelope, Any], Reply]
+
+
+@runtime_checkable
+class KeepsSteps(Protocol):
+    """A handler whose steps go through ``Operations``: a batch's step rows are read in one
+    statement before its commands are handled (``Operations.preloaded``)."""
+
+    operations: Operations
 
 
 class ParticipantRuntime:
@@ -137,33 +147,51 @@ class ParticipantRuntime:
         handled: list[tuple[Envelope, str, str]] = []
         async with self.engine.begin() as conn:
             fresh = await self._claim(conn, list(parsed))
-            for message_id, item in parsed.items():
-                if message_id not in fresh:
-                    continue
-                structlog.contextvars.bind_contextvars(
-                    message_id=message_id,
-                    saga_id=str(item.envelope.saga_id),
-                    saga_type=item.envelope.saga_type,
-                )
-                try:
-                    if isolate:
-                        result = await self._isolated(conn, item, letters, handle)
-                    else:
-                        result = await handle(conn, item.envelope, item.body)
-                finally:
-                    structlog.contextvars.unbind_contextvars("message_id", "saga_id", "saga_type")
-                if isinstance(result, Handled):
-                    messages.extend(result.publish)
-                    result = result.reply
-                reply = self._reply(item.envelope, result)
-                messages.append(reply)
-                handled.append((item.envelope, reply.headers[H_ID], item.body.kind))
+            todo = [item for message_id, item in parsed.items() if message_id in fresh]
+            async with self._steps_read(conn, todo, isolate):
+                for item in todo:
+                    result = await self._handled(conn, item, letters, handle, isolate)
+                    if isinstance(result, Handled):
+                        messages.extend(result.publish)
+                        result = result.reply
+                    reply = self._reply(item.envelope, result)
+                    messages.append(reply)
+                    handled.append((item.envelope, reply.headers[H_ID], item.body.kind))
             messages.extend(dead_letter_message(letter) for letter in letters)
             rows = await write_outbox(conn, self.relay.table, messages)
         if len(fresh) < len(parsed):
             log.info("duplicate commands skipped", worker=self.name, count=len(parsed) - len(fresh))
         log_dead_letters(letters)
         return rows, handled
+
+    def _steps_read(
+        self, conn: AsyncConnection, todo: Sequence[Parsed[Command]], isolate: bool
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The batch's step rows read in one statement, if the handler keeps steps. Not
+        with ``isolate``: a savepoint rolled back alone would leave them stale."""
+        if isolate or not todo or not isinstance(self.handle, KeepsSteps):
+            return contextlib.nullcontext()
+        return self.handle.operations.preloaded(conn, [item.envelope for item in todo])
+
+    async def _handled(
+        self,
+        conn: AsyncConnection,
+        item: Parsed[Command],
+        letters: list[DeadLetter],
+        handle: CommandHandler,
+        isolate: bool,
+    ) -> Reply | Handled:
+        structlog.contextvars.bind_contextvars(
+            message_id=item.envelope.id,
+            saga_id=str(item.envelope.saga_id),
+            saga_type=item.envelope.saga_type,
+        )
+        try:
+            if isolate:
+                return await self._isolated(conn, item, letters, handle)
+            return await handle(conn, item.envelope, item.body)
+        finally:
+            structlog.contextvars.unbind_contextvars("message_id", "saga_id", "saga_type")
 
     async def _decided(
         self, records: Sequence[RawRecord], decide: Callable[[Envelope, Any], Reply]

@@ -52,7 +52,8 @@ class BillingService:
     """Handles the billing commands; each is idempotent per saga (step)."""
 
     def __init__(self, code_key: str) -> None:
-        self.accounts = CustomerAccounts(Operations(billing_operations), code_key)
+        self.operations = Operations(billing_operations)
+        self.accounts = CustomerAccounts(self.operations, code_key)
 
     async def __call__(self, conn: AsyncConnection, envelope: Envelope, command: object) -> Reply:
         assert envelope.saga_id is not None

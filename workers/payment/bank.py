@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Protocol
 from uuid import uuid4
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,12 +22,12 @@ DECLINE_TOKEN = "tok_decline"
 UNAVAILABLE_TOKEN = "tok_unavailable"
 
 # Statements built once, not per command (see workers/operations.py).
-_BOOK = pg_insert(bank_simulator_book).on_conflict_do_nothing(
-    index_elements=[bank_simulator_book.c.idempotency_key]
-)
-_BOOKED = select(bank_simulator_book.c.reference, bank_simulator_book.c.amount_minor).where(
-    bank_simulator_book.c.idempotency_key == bindparam("b_key")
-)
+_NEW_BOOKING = pg_insert(bank_simulator_book)
+# a key already booked keeps its row (the no-op update only makes it returned): one round trip
+_BOOK = _NEW_BOOKING.on_conflict_do_update(
+    index_elements=[bank_simulator_book.c.idempotency_key],
+    set_={"idempotency_key": _NEW_BOOKING.excluded.idempotency_key},
+).returning(bank_simulator_book.c.reference, bank_simulator_book.c.amount_minor)
 _REFUND = add_within(bank_simulator_book, "reference", "refunded_minor", cap="amount_minor")
 
 
@@ -75,17 +74,18 @@ class SimulatedBank:
         if token == DECLINE_TOKEN:
             raise BankDeclined("declined by the issuer")
         reference = f"BNK-{uuid4().hex[:20]}"
-        await conn.execute(
-            _BOOK,
-            {
-                "reference": reference,
-                "idempotency_key": idempotency_key,
-                "amount_minor": amount_minor,
-                "refunded_minor": 0,
-                "currency": currency,
-            },
-        )
-        booked = (await conn.execute(_BOOKED, {"b_key": idempotency_key})).one()
+        booked = (
+            await conn.execute(
+                _BOOK,
+                {
+                    "reference": reference,
+                    "idempotency_key": idempotency_key,
+                    "amount_minor": amount_minor,
+                    "refunded_minor": 0,
+                    "currency": currency,
+                },
+            )
+        ).one()
         return BankCharge(booked.reference, booked.amount_minor)
 
     async def refund(self, conn: AsyncConnection, reference: str, amount_minor: int) -> None:
