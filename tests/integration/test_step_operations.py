@@ -5,7 +5,6 @@ reads and writes its own row or a batch's rows are read and written together."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import pytest
@@ -62,8 +61,8 @@ async def rows(engine: AsyncEngine, saga_id: UUID) -> list[tuple[str, str, objec
 
 
 @pytest.fixture
-async def operations(engine: AsyncEngine) -> AsyncIterator[Operations]:
-    yield Operations(payment_operations)
+def operations(engine: AsyncEngine) -> Operations:
+    return Operations(payment_operations)
 
 
 @pytest.mark.parametrize("batched", BATCHED)
@@ -98,7 +97,8 @@ async def test_a_compensation_first_leaves_a_tombstone_that_refuses_the_command(
 
     assert compensated == Compensated()
     for reply in (refused, refused_later):
-        assert isinstance(reply, StepFailed) and reply.reason == ALREADY_COMPENSATED
+        assert isinstance(reply, StepFailed)
+        assert reply.reason == ALREADY_COMPENSATED
     assert (effects.done, effects.undone) == (0, 0)
     assert await rows(engine, saga_id) == [("charge", "UNDONE", None)]
 
@@ -109,8 +109,9 @@ async def test_a_done_step_is_undone_once_in_the_same_batch_or_a_later_one(
 ) -> None:
     effects = Effects()
     same, later = uuid4(), uuid4()
-    async with engine.begin() as conn, in_batch(
-        operations, conn, batched, command(same), command(later)
+    async with (
+        engine.begin() as conn,
+        in_batch(operations, conn, batched, command(same), command(later)),
     ):
         await operations.run(conn, command(same), effects.act)
         await operations.run(conn, command(later), effects.act)
@@ -122,7 +123,8 @@ async def test_a_done_step_is_undone_once_in_the_same_batch_or_a_later_one(
     assert (effects.done, effects.undone) == (2, 2)
     for saga_id in (same, later):
         [(_, status, reply)] = await rows(engine, saga_id)
-        assert status == "UNDONE" and isinstance(reply, dict)
+        assert status == "UNDONE"
+        assert isinstance(reply, dict)
 
 
 @pytest.mark.parametrize("batched", BATCHED)
@@ -142,7 +144,8 @@ async def test_a_refusal_is_kept_and_a_retryable_failure_is_not(
         again = await operations.run(conn, declined, effects.act)
         cured = await operations.run(conn, flaky, effects.act)
 
-    assert isinstance(again, StepFailed) and again.reason == "PAYMENT_DECLINED"
+    assert isinstance(again, StepFailed)
+    assert again.reason == "PAYMENT_DECLINED"
     assert isinstance(cured, BankCharged)
     assert sorted((step, status) for step, status, _ in await rows(engine, saga_id)) == [
         ("bind", "DONE"),
@@ -154,10 +157,14 @@ async def test_a_batch_that_fails_writes_none_of_its_steps(
     engine: AsyncEngine, operations: Operations
 ) -> None:
     saga_id, effects = uuid4(), Effects()
-    with pytest.raises(RuntimeError):
+
+    async def batch() -> None:
         async with engine.begin() as conn, operations.preloaded(conn, [command(saga_id)]):
             await operations.run(conn, command(saga_id), effects.act)
             raise RuntimeError("a later command of the batch failed")
+
+    with pytest.raises(RuntimeError):
+        await batch()
     assert await rows(engine, saga_id) == []
 
 
@@ -167,12 +174,15 @@ async def test_a_step_written_by_another_consumer_meanwhile_fails_the_batch(
     """A consumer that lost its partition may still be handling the same command: the
     batch written second fails (and is decided again from the first one's row)."""
     saga_id, effects = uuid4(), Effects()
+
+    async def overtaken_batch() -> None:
+        async with engine.begin() as conn, operations.preloaded(conn, [command(saga_id)]):
+            await operations.run(conn, command(saga_id), effects.act)
+            async with engine.begin() as other:
+                await operations.run(other, command(saga_id), effects.act)
+
     with pytest.raises(ConcurrentUpdate):
-        async with engine.begin() as conn:
-            async with operations.preloaded(conn, [command(saga_id)]):
-                await operations.run(conn, command(saga_id), effects.act)
-                async with engine.begin() as other:
-                    await operations.run(other, command(saga_id), effects.act)
+        await overtaken_batch()
     async with engine.begin() as conn, operations.preloaded(conn, [command(saga_id)]):
         reply = await operations.run(conn, command(saga_id), effects.act)
     assert reply == BankCharged(payment_id="P-2", amount_minor=100)

@@ -30,7 +30,11 @@ _POINT_KIND = select(delivery_points.c.kind).where(
 )
 _TAKE_SLOT = (
     update(delivery_points)
-    .where(delivery_points.c.point_id == bindparam("b_point_id"), delivery_points.c.capacity > 0)
+    .where(
+        delivery_points.c.point_id == bindparam("b_point_id"),
+        delivery_points.c.kind == bindparam("b_kind"),
+        delivery_points.c.capacity > 0,
+    )
     .values(capacity=delivery_points.c.capacity - 1, updated_at=func.now())
     .returning(delivery_points.c.capacity)
 )
@@ -86,17 +90,11 @@ class DeliveryService:
             point_id = command.point_id or await _courier_with_room(conn)
             if point_id is None:
                 return StepFailed(reason=NO_DELIVERY_CAPACITY, detail="no courier has a free slot")
-            point = (await conn.execute(_POINT_KIND, {"b_point_id": point_id})).first()
-            if point is None or point.kind != command.method.value:
-                return StepFailed(
-                    reason=UNKNOWN_DELIVERY_POINT,
-                    detail=f"no {command.method.value} point {point_id}",
-                )
-            taken = await conn.execute(_TAKE_SLOT, {"b_point_id": point_id})
+            taken = await conn.execute(
+                _TAKE_SLOT, {"b_point_id": point_id, "b_kind": command.method.value}
+            )
             if taken.first() is None:
-                return StepFailed(
-                    reason=NO_DELIVERY_CAPACITY, detail=f"{point_id} has no free slot"
-                )
+                return await _no_slot(conn, point_id, command.method.value)
             case_id = f"DLV-{uuid4().hex[:16]}"
             await conn.execute(
                 _INSERT_CASE,
@@ -124,6 +122,14 @@ class DeliveryService:
             return None
 
         return await self.operations.undo(conn, envelope, undo)
+
+
+async def _no_slot(conn: AsyncConnection, point_id: str, method: str) -> StepFailed:
+    """Why no slot was taken: no such point (of that kind), or no free slot."""
+    point = (await conn.execute(_POINT_KIND, {"b_point_id": point_id})).first()
+    if point is None or point.kind != method:
+        return StepFailed(reason=UNKNOWN_DELIVERY_POINT, detail=f"no {method} point {point_id}")
+    return StepFailed(reason=NO_DELIVERY_CAPACITY, detail=f"{point_id} has no free slot")
 
 
 async def _courier_with_room(conn: AsyncConnection) -> str | None:

@@ -48,9 +48,14 @@ _ACTIVE_ACCOUNT = select(accounts.c.account_id, accounts.c.first_name).where(
     accounts.c.customer_id == bindparam("b_customer_id"), accounts.c.status == "ACTIVE"
 )
 _ACTIVE_CHANNELS = (
-    select(channels.c.channel, channels.c.address)
-    .where(channels.c.account_id == bindparam("b_account_id"), channels.c.status == "ACTIVE")
-    .with_for_update()
+    select(accounts.c.account_id, accounts.c.first_name, channels.c.channel, channels.c.address)
+    .join_from(accounts, channels, channels.c.account_id == accounts.c.account_id)
+    .where(
+        accounts.c.customer_id == bindparam("b_customer_id"),
+        accounts.c.status == "ACTIVE",
+        channels.c.status == "ACTIVE",
+    )
+    .with_for_update(of=channels)
 )
 _INSERT_NOTIFICATION = pg_insert(notifications)
 _TAKEN = select(accounts.c.customer_id).where(
@@ -181,14 +186,19 @@ class NotificationService:
         outbox: list[OutboundMessage],
     ) -> Reply:
         saga_id, _ = step_key(envelope)
-        account = (
-            await conn.execute(_ACTIVE_ACCOUNT, {"b_customer_id": command.customer_id})
-        ).first()
-        if account is None:
-            return Notified(delivered=False, detail=f"client {command.customer_id} has no account")
-        rows = (await conn.execute(_ACTIVE_CHANNELS, {"b_account_id": account.account_id})).all()
+        rows = (await conn.execute(_ACTIVE_CHANNELS, {"b_customer_id": command.customer_id})).all()
+        if rows:
+            account_id, first_name = rows[0].account_id, rows[0].first_name
+        else:  # no account, or one whose every channel has bounced
+            account = (
+                await conn.execute(_ACTIVE_ACCOUNT, {"b_customer_id": command.customer_id})
+            ).first()
+            if account is None:
+                detail = f"client {command.customer_id} has no account"
+                return Notified(delivered=False, detail=detail)
+            account_id, first_name = account.account_id, account.first_name
         addresses = {Channel(row.channel): row.address for row in rows}
-        params = {"first_name": account.first_name, **command.params}
+        params = {"first_name": first_name, **command.params}
         subject, body = template(command.template).render(params)
         for channel in (c for c in CHANNEL_ORDER if c in addresses):
             recipient = addresses[channel]
@@ -209,9 +219,7 @@ class NotificationService:
                     )
                 )
                 return Notified(delivered=True, channel=channel, notification_id=notification_id)
-            await conn.execute(
-                _BOUNCED, {"b_account_id": account.account_id, "b_channel": channel.value}
-            )
+            await conn.execute(_BOUNCED, {"b_account_id": account_id, "b_channel": channel.value})
         return Notified(delivered=False, detail="every channel of the client bounced")
 
     async def _send_code(

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from uuid import UUID, uuid4
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,15 +28,6 @@ from workers.operations import Operations, step_key
 _STOCK_ROW = (stock.c.sku == bindparam("b_sku")) & (
     stock.c.warehouse_id == bindparam("b_warehouse")
 )
-_TAKE = (
-    update(stock)
-    .where(_STOCK_ROW)
-    .values(
-        available=stock.c.available - bindparam("b_quantity"),
-        reserved=stock.c.reserved + bindparam("b_quantity"),
-        updated_at=func.now(),
-    )
-)
 _GIVE_BACK = (
     update(stock)
     .where(_STOCK_ROW)
@@ -52,8 +43,27 @@ _LOCK_STOCK = (
     .order_by(stock.c.sku, stock.c.warehouse_id)
     .with_for_update()
 )
-_INSERT_RESERVATION = pg_insert(reservations)
-_INSERT_PICKING_CASE = pg_insert(picking_cases)
+_PLANNED = """unnest(
+            CAST(:skus AS text[]), CAST(:warehouses AS text[]), CAST(:quantities AS bigint[])
+        ) AS p(sku, warehouse_id, quantity)"""
+# the planned quantities taken, reserved and picked in one round trip
+_RESERVE = text(
+    f"""
+    WITH taken AS (
+        UPDATE {stock.name} AS s
+        SET available = s.available - p.quantity, reserved = s.reserved + p.quantity,
+            updated_at = now()
+        FROM {_PLANNED}
+        WHERE s.sku = p.sku AND s.warehouse_id = p.warehouse_id
+    ), reserved AS (
+        INSERT INTO {reservations.name} (saga_id, sku, warehouse_id, quantity, status)
+        SELECT CAST(:saga_id AS uuid), p.sku, p.warehouse_id, p.quantity, 'RESERVED'
+        FROM {_PLANNED}
+    )
+    INSERT INTO {picking_cases.name} (case_id, saga_id, order_id, status)
+    VALUES (:case_id, CAST(:saga_id AS uuid), :order_id, 'OPEN')
+    """
+)
 _RELEASE_RESERVATIONS = (
     update(reservations)
     .where(reservations.c.saga_id == bindparam("b_saga_id"), reservations.c.status == "RESERVED")
@@ -101,31 +111,16 @@ class StoreService:
             plan = await _allocate(conn, wanted)
             if isinstance(plan, StepFailed):
                 return plan
-            for (sku, warehouse), quantity in plan.items():
-                await conn.execute(
-                    _TAKE, {"b_sku": sku, "b_warehouse": warehouse, "b_quantity": quantity}
-                )
-            await conn.execute(
-                _INSERT_RESERVATION,
-                [
-                    {
-                        "saga_id": saga_id,
-                        "sku": sku,
-                        "warehouse_id": warehouse,
-                        "quantity": quantity,
-                        "status": "RESERVED",
-                    }
-                    for (sku, warehouse), quantity in plan.items()
-                ],
-            )
             case_id = f"PICK-{uuid4().hex[:16]}"
             await conn.execute(
-                _INSERT_PICKING_CASE,
+                _RESERVE,
                 {
-                    "case_id": case_id,
+                    "skus": [sku for sku, _ in plan],
+                    "warehouses": [warehouse for _, warehouse in plan],
+                    "quantities": list(plan.values()),
                     "saga_id": saga_id,
+                    "case_id": case_id,
                     "order_id": command.order_id,
-                    "status": "OPEN",
                 },
             )
             return StockReserved(picking_case_id=case_id)
