@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import uuid4
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,17 +28,23 @@ from workers.operations import Operations, step_key
 _POINT_KIND = select(delivery_points.c.kind).where(
     delivery_points.c.point_id == bindparam("b_point_id")
 )
-_TAKE_SLOT = (
-    update(delivery_points)
-    .where(
-        delivery_points.c.point_id == bindparam("b_point_id"),
-        delivery_points.c.kind == bindparam("b_kind"),
-        delivery_points.c.capacity > 0,
+# a slot of a point of the right kind taken and the case opened in one round trip; no row
+# returned: no such point, or no free slot
+_BOOK = text(
+    f"""
+    WITH taken AS (
+        UPDATE {delivery_points.name}
+        SET capacity = capacity - 1, updated_at = now()
+        WHERE point_id = :point_id AND kind = :method AND capacity > 0
+        RETURNING point_id
     )
-    .values(capacity=delivery_points.c.capacity - 1, updated_at=func.now())
-    .returning(delivery_points.c.capacity)
+    INSERT INTO {delivery_cases.name}
+        (case_id, saga_id, order_id, point_id, method, address, status)
+    SELECT :case_id, CAST(:saga_id AS uuid), :order_id, point_id, :method, :address, 'OPEN'
+    FROM taken
+    RETURNING case_id
+    """
 )
-_INSERT_CASE = pg_insert(delivery_cases)
 _CANCEL_OPEN_CASE = (
     update(delivery_cases)
     .where(delivery_cases.c.case_id == bindparam("b_case_id"), delivery_cases.c.status == "OPEN")
@@ -90,14 +96,9 @@ class DeliveryService:
             point_id = command.point_id or await _courier_with_room(conn)
             if point_id is None:
                 return StepFailed(reason=NO_DELIVERY_CAPACITY, detail="no courier has a free slot")
-            taken = await conn.execute(
-                _TAKE_SLOT, {"b_point_id": point_id, "b_kind": command.method.value}
-            )
-            if taken.first() is None:
-                return await _no_slot(conn, point_id, command.method.value)
             case_id = f"DLV-{uuid4().hex[:16]}"
-            await conn.execute(
-                _INSERT_CASE,
+            booked = await conn.execute(
+                _BOOK,
                 {
                     "case_id": case_id,
                     "saga_id": saga_id,
@@ -105,9 +106,10 @@ class DeliveryService:
                     "point_id": point_id,
                     "method": command.method.value,
                     "address": command.address,
-                    "status": "OPEN",
                 },
             )
+            if booked.first() is None:
+                return await _no_slot(conn, point_id, command.method.value)
             return DeliveryBooked(delivery_case_id=case_id)
 
         return await self.operations.run(conn, envelope, action)
