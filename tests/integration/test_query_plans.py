@@ -17,17 +17,39 @@ from orchestrator.engine.batch_write import SagaWrite
 from schemas.sagas import orchestrator_outbox
 from workers.card_issuance import service as card_issuance
 
+_MANY_SAGAS = """
+    INSERT INTO saga_instances (id, saga_type, business_key, status, step_index, data, version)
+    SELECT gen_random_uuid(), 'plan-check', 'key-' || n, 'COMPLETED', 0, '{}'::jsonb, 1
+    FROM generate_series(1, 5000) AS n"""
 
-async def _generic_plan(engine: AsyncEngine, statement: str, *values: Any) -> list[str]:
-    async with driver_connection(engine) as driver, driver.transaction():
-        await driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        rows = await driver.fetch(f"EXPLAIN {statement}", *values)
+
+async def _generic_plan(
+    engine: AsyncEngine, statement: str, *values: Any, setup: str | None = None
+) -> list[str]:
+    """The plan, with ``setup`` run first in the same transaction, rolled back after."""
+    async with driver_connection(engine) as driver:
+        transaction = driver.transaction()
+        await transaction.start()
+        try:
+            if setup is not None:
+                await driver.execute(setup)
+            await driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            rows = await driver.fetch(f"EXPLAIN {statement}", *values)
+        finally:
+            await transaction.rollback()
     return [line for (line,) in rows]
 
 
 async def test_a_reply_batch_finds_its_sagas_by_key(engine: AsyncEngine) -> None:
+    """On a table of a few rows a scan is cheaper and PostgreSQL rightly takes it; the plan
+    is checked on one of thousands, whatever the tests before left in it."""
     statement = batch_write._statement(SagaWrite.UPDATE, orchestrator_outbox.name)
-    plan = await _generic_plan(engine, statement, "[]", "[]", [], [], [], [], [], [uuid4()])
+    plan = await _generic_plan(
+        engine,
+        statement,
+        *("[]", "[]", [], [], [], [], [], [uuid4()]),
+        setup=f"{_MANY_SAGAS}; ANALYZE saga_instances",
+    )
     assert any("on saga_instances" in line and "Index" in line for line in plan), plan
     assert not any("Seq Scan on saga_instances" in line for line in plan), plan
 
