@@ -37,7 +37,11 @@ WALLET_CLOSED = "WALLET_CLOSED"
 
 # Statements built once, not per command (see workers/operations.py).
 _SAGA_WALLET = select(card_wallets).where(card_wallets.c.saga_id == bindparam("b_saga_id"))
-_INSERT_WALLET = pg_insert(card_wallets)
+_OPEN_WALLET = (
+    pg_insert(card_wallets)
+    .on_conflict_do_nothing(index_elements=[card_wallets.c.saga_id])
+    .returning(card_wallets.c.wallet_id)
+)
 _WALLET_TOMBSTONE = pg_insert(card_wallets).on_conflict_do_nothing(
     index_elements=[card_wallets.c.saga_id]
 )
@@ -88,6 +92,23 @@ class BillingService:
     async def open_card_wallet(
         self, conn: AsyncConnection, saga_id: UUID, command: OpenCardWallet
     ) -> Reply:
+        if command.currency in SUPPORTED_CURRENCIES:
+            wallet_id = f"W-{uuid4().hex[:20]}"
+            opened = await conn.execute(
+                _OPEN_WALLET,
+                {
+                    "wallet_id": wallet_id,
+                    "saga_id": saga_id,
+                    "card_id": command.card_id,
+                    "currency": command.currency,
+                    "balance_minor": 0,
+                    "status": "OPEN",
+                },
+            )
+            if opened.first() is not None:
+                return WalletOpened(
+                    wallet_id=wallet_id, balance=from_minor(0), currency=command.currency
+                )
         mine = (await conn.execute(_SAGA_WALLET, {"b_saga_id": saga_id})).first()
         if mine is not None:
             if mine.status == "OPEN":
@@ -99,24 +120,10 @@ class BillingService:
             return StepFailed(
                 reason=WALLET_CLOSED, detail="the wallet was already closed by a compensation"
             )
-        if command.currency not in SUPPORTED_CURRENCIES:
-            return StepFailed(
-                reason=UNSUPPORTED_CURRENCY,
-                detail=f"{command.currency} is not supported: {sorted(SUPPORTED_CURRENCIES)}",
-            )
-        wallet_id = f"W-{uuid4().hex[:20]}"
-        await conn.execute(
-            _INSERT_WALLET,
-            {
-                "wallet_id": wallet_id,
-                "saga_id": saga_id,
-                "card_id": command.card_id,
-                "currency": command.currency,
-                "balance_minor": 0,
-                "status": "OPEN",
-            },
+        return StepFailed(
+            reason=UNSUPPORTED_CURRENCY,
+            detail=f"{command.currency} is not supported: {sorted(SUPPORTED_CURRENCIES)}",
         )
-        return WalletOpened(wallet_id=wallet_id, balance=from_minor(0), currency=command.currency)
 
     async def close_card_wallet(self, conn: AsyncConnection, saga_id: UUID) -> Reply:
         """Close the saga's wallet; a closed tombstone if it was never opened."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Update, bindparam, func, literal_column, select, text, update
+from sqlalchemy import Update, bindparam, func, literal_column, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,18 +32,47 @@ REFILL_BATCH = 200
 # Statements built once, not per command (see workers/operations.py).
 _MINE = select(cards).where(cards.c.saga_id == bindparam("b_saga_id"))
 _MINE_LOCKED = _MINE.with_for_update()
-_LIVE_CARD = select(cards.c.saga_id).where(
-    cards.c.user_id == bindparam("b_user_id"),
-    cards.c.card_type == bindparam("b_card_type"),
-    cards.c.status.in_(LIVE),
+# the saga's own card and the user's live card of that type, in one round trip
+_MINE_OR_LIVE = union_all(
+    _MINE,
+    select(cards).where(
+        cards.c.user_id == bindparam("b_user_id"),
+        cards.c.card_type == bindparam("b_card_type"),
+        cards.c.status.in_(LIVE),
+    ),
 )
-_INSERT_CARD = (
-    pg_insert(cards)
-    .on_conflict_do_nothing(
-        index_elements=[cards.c.user_id, cards.c.card_type],
-        index_where=text("status IN ('PENDING', 'ACTIVE')"),
+# the card inserted unless the user has a live one of that type, and its id reserved
+_INSERT_CARD = text(
+    f"""
+    WITH inserted AS (
+        INSERT INTO {cards.name}
+            (saga_id, request_id, user_id, card_type, card_id, number_hash, masked_number, status)
+        VALUES (CAST(:saga_id AS uuid), :request_id, :user_id, :card_type, :card_id,
+                :number_hash, :masked_number, 'PENDING')
+        ON CONFLICT (user_id, card_type) WHERE status IN ('PENDING', 'ACTIVE') DO NOTHING
+        RETURNING card_id
     )
-    .returning(cards.c.saga_id)
+    UPDATE {card_inventory.name} AS i
+    SET status = 'RESERVED', saga_id = CAST(:saga_id AS uuid), updated_at = now()
+    FROM inserted WHERE i.card_id = inserted.card_id
+    RETURNING i.card_id
+    """
+)
+# the saga's card as it was (locked), activated with its id if it was pending
+_ACTIVATE = text(
+    f"""
+    WITH mine AS (
+        SELECT card_id, status FROM {cards.name} WHERE saga_id = :saga_id FOR UPDATE
+    ), activated AS (
+        UPDATE {cards.name} SET status = 'ACTIVE', updated_at = now()
+        WHERE saga_id = :saga_id AND status = 'PENDING'
+        RETURNING card_id
+    ), used AS (
+        UPDATE {card_inventory.name} AS i SET status = 'USED', updated_at = now()
+        FROM activated WHERE i.card_id = activated.card_id
+    )
+    SELECT card_id, status FROM mine
+    """
 )
 _TOMBSTONE = pg_insert(cards).on_conflict_do_nothing(index_elements=[cards.c.saga_id])
 
@@ -60,7 +89,6 @@ def _set_card_id(**values: Any) -> Update:
     )
 
 
-_ACTIVATE = _set_card(status="ACTIVE", updated_at=func.now())
 _CANCEL = _set_card(status="CANCELLED", card_id=None, number_hash=None, updated_at=func.now())
 _PICK_ID = (
     select(card_inventory.c.card_id)
@@ -74,10 +102,6 @@ _PICK_ID = (
     .with_for_update(skip_locked=True)
 )
 _REFILL = pg_insert(card_inventory).on_conflict_do_nothing()
-_RESERVE_ID = _set_card_id(
-    status="RESERVED", saga_id=bindparam("b_new_saga_id"), updated_at=func.now()
-)
-_USE_ID = _set_card_id(status="USED", updated_at=func.now())
 _FREE_ID = _set_card_id(status="AVAILABLE", saga_id=None, updated_at=func.now())
 
 
@@ -104,15 +128,21 @@ class CardIssuanceService:
         return await self.release(conn, envelope.saga_id, command)
 
     async def reserve(self, conn: AsyncConnection, saga_id: UUID, command: ReserveCard) -> Reply:
-        mine = (await conn.execute(_MINE, {"b_saga_id": saga_id})).first()
+        found = await conn.execute(
+            _MINE_OR_LIVE,
+            {
+                "b_saga_id": saga_id,
+                "b_user_id": command.user_id,
+                "b_card_type": command.card_type.value,
+            },
+        )
+        rows = found.all()
+        mine = next((row for row in rows if row.saga_id == saga_id), None)
         if mine is not None:
             if mine.status in LIVE:
                 return CardReserved(card_id=mine.card_id, masked_number=mine.masked_number)
             return StepFailed(reason=CARD_RELEASED, detail="the request was already compensated")
-        live = await conn.execute(
-            _LIVE_CARD, {"b_user_id": command.user_id, "b_card_type": command.card_type.value}
-        )
-        if live.first() is not None:
+        if rows:
             return _active_card_exists(command)
         card_id = await self._take_card_id(conn, command.card_type.value)
         number = new_card_number()
@@ -127,21 +157,16 @@ class CardIssuanceService:
                 "card_id": card_id,
                 "number_hash": number_hash(number, self.number_salt),
                 "masked_number": masked,
-                "status": "PENDING",
             },
         )
         if inserted.first() is None:
             return _active_card_exists(command)
-        await conn.execute(_RESERVE_ID, {"b_card_id": card_id, "b_new_saga_id": saga_id})
         return CardReserved(card_id=card_id, masked_number=masked)
 
     async def activate(self, conn: AsyncConnection, saga_id: UUID) -> Reply:
-        mine = (await conn.execute(_MINE_LOCKED, {"b_saga_id": saga_id})).first()
+        mine = (await conn.execute(_ACTIVATE, {"saga_id": saga_id})).first()
         if mine is None or mine.status not in LIVE:
             return StepFailed(reason=CARD_RELEASED, detail="no reserved card for this saga")
-        if mine.status == "PENDING":
-            await conn.execute(_ACTIVATE, {"b_saga_id": saga_id})
-            await conn.execute(_USE_ID, {"b_card_id": mine.card_id})
         return CardActivated(card_id=mine.card_id)
 
     async def release(self, conn: AsyncConnection, saga_id: UUID, command: ReleaseCard) -> Reply:
