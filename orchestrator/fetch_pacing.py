@@ -18,7 +18,10 @@ wait follows what the consumer last saw:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,24 @@ class FetchPacing:
     steady_ms: int
     """Wait after an empty fetch."""
     small_batch: int = 1
+
+    @classmethod
+    def configured(cls, settings: Settings) -> FetchPacing | None:
+        """The pacing the settings ask for; None (always the full wait) without a quick wait."""
+        if not settings.consumer_fetch_quick_wait_ms:
+            return None
+        return cls(
+            quick_ms=settings.consumer_fetch_quick_wait_ms,
+            busy_ms=settings.consumer_fetch_busy_wait_ms or settings.consumer_fetch_max_wait_ms,
+            steady_ms=settings.consumer_fetch_max_wait_ms,
+        )
+
+    def after(self, consumer: Any, records: int) -> None:
+        """After a poll that returned ``records`` records (0: it found none)."""
+        if records:
+            self.after_batch(consumer, records)
+        else:
+            self.after_idle(consumer)
 
     def after_batch(self, consumer: Any, records: int) -> None:
         self._set(consumer, self.quick_ms if records <= self.small_batch else self.busy_ms)

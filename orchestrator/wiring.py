@@ -92,15 +92,7 @@ def subscribe_batches(
         description=description,
     )
     subscriber(consume)
-    pacing = (
-        FetchPacing(
-            quick_ms=settings.consumer_fetch_quick_wait_ms,
-            busy_ms=settings.consumer_fetch_busy_wait_ms or settings.consumer_fetch_max_wait_ms,
-            steady_ms=settings.consumer_fetch_max_wait_ms,
-        )
-        if settings.consumer_fetch_quick_wait_ms
-        else None
-    )
+    pacing = FetchPacing.configured(settings)
     hold = not settings.consumer_prefetch
     subscriber.get_msg = functools.partial(  # type: ignore[method-assign]
         _next_batch, max_records=settings.consumer_max_batch, pacing=pacing, hold=hold
@@ -184,10 +176,7 @@ async def _next_batch(
     if hold and records:
         _hold(consumer)
     if pacing is not None:
-        if records:
-            pacing.after_batch(consumer, len(records))
-        else:
-            pacing.after_idle(consumer)
+        pacing.after(consumer, len(records))
     return records
 
 

@@ -14,6 +14,7 @@ from aiokafka.structs import TopicPartition
 from rich.progress import Progress
 
 from orchestrator.benchmark.scenarios import Scenario
+from orchestrator.fetch_pacing import FetchPacing
 from orchestrator.kafka import client_kwargs
 from orchestrator.settings import Settings
 
@@ -57,6 +58,8 @@ async def drive(
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
     )
+    # paced as the services' consumers are, so the last hop of a saga is not the driver's
+    pacing = FetchPacing.configured(settings)
     request_topic, status_topic = scenario.request_topic, scenario.status_topic
     await producer.start()
     await consumer.start()
@@ -92,6 +95,8 @@ async def drive(
                 raise TimeoutError(f"{everything - done} sagas unfinished after {timeout_s}s")
             batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
             now = time.perf_counter()
+            if pacing is not None:
+                pacing.after(consumer, sum(len(records) for records in batches.values()))
             for records in batches.values():
                 for record in records:
                     status = json.loads(record.value)

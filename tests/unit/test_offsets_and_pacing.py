@@ -10,6 +10,7 @@ from aiokafka import TopicPartition
 
 from orchestrator.fetch_pacing import FetchPacing
 from orchestrator.offsets import OffsetCommitter
+from orchestrator.settings import Settings
 
 T0 = TopicPartition("t", 0)
 T1 = TopicPartition("t", 1)
@@ -83,6 +84,29 @@ def test_pacing_waits_briefly_after_a_lone_record_less_under_load_and_long_when_
     assert consumer._fetcher._fetch_max_wait_ms == 20
     pacing.after_batch(consumer, 1)
     assert consumer._fetcher._fetch_max_wait_ms == 2
+
+
+def test_pacing_follows_what_each_poll_returned() -> None:
+    pacing = FetchPacing(quick_ms=2, busy_ms=6, steady_ms=20)
+    consumer = Consumer()
+    for records, wait_ms in ((1, 2), (0, 20), (25, 6), (0, 20)):
+        pacing.after(consumer, records)
+        assert consumer._fetcher._fetch_max_wait_ms == wait_ms
+
+
+def test_pacing_is_on_only_where_the_settings_set_a_quick_wait() -> None:
+    kafka = Settings(consumer_fetch_max_wait_ms=500)
+    embedded = kafka.model_copy(
+        update={
+            "consumer_fetch_max_wait_ms": 20,
+            "consumer_fetch_quick_wait_ms": 2,
+            "consumer_fetch_busy_wait_ms": 6,
+        }
+    )
+    without_busy = embedded.model_copy(update={"consumer_fetch_busy_wait_ms": None})
+    assert FetchPacing.configured(kafka) is None
+    assert FetchPacing.configured(embedded) == FetchPacing(quick_ms=2, busy_ms=6, steady_ms=20)
+    assert FetchPacing.configured(without_busy) == FetchPacing(2, 20, 20)
 
 
 def test_pacing_leaves_a_consumer_without_a_fetcher_alone() -> None:
