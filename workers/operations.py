@@ -130,7 +130,7 @@ class Operations:
     ) -> AsyncIterator[None]:
         """A batch's steps in two statements instead of two per command: within the block,
         ``run`` and ``undo`` on ``conn`` find the rows of these commands' steps read and
-        locked at its start (in key order, as each command's own lock would), and their
+        locked at its start (in key order: two batches take them in the same order), and their
         writes go out together when it ends. For a batch in one transaction whose handlers
         all complete or all roll back, not for savepoints that roll back alone."""
         keys = sorted({step_key(e) for e in envelopes if e.saga_id is not None and e.saga_step})
