@@ -51,11 +51,12 @@ _INSERT_CARD = text(
                 :number_hash, :masked_number, 'PENDING')
         ON CONFLICT (user_id, card_type) WHERE status IN ('PENDING', 'ACTIVE') DO NOTHING
         RETURNING card_id
+    ), reserved AS (
+        UPDATE {card_inventory.name} AS i
+        SET status = 'RESERVED', saga_id = CAST(:saga_id AS uuid), updated_at = now()
+        FROM inserted WHERE i.card_id = inserted.card_id
     )
-    UPDATE {card_inventory.name} AS i
-    SET status = 'RESERVED', saga_id = CAST(:saga_id AS uuid), updated_at = now()
-    FROM inserted WHERE i.card_id = inserted.card_id
-    RETURNING i.card_id
+    SELECT card_id FROM inserted
     """
 )
 # the saga's card as it was (locked), activated with its id if it was pending
