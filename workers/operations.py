@@ -121,7 +121,6 @@ class Operations:
             """
         )
         self._insert = pg_insert(table)
-        self._tombstone = pg_insert(table).on_conflict_do_nothing()
         self._mark_undone = update(table).where(key).values(status=UNDONE, updated_at=func.now())
 
     @contextlib.asynccontextmanager
@@ -151,15 +150,17 @@ class Operations:
         await self._write_batch(batch)
 
     async def _write_batch(self, batch: _Batch) -> None:
-        """New rows in one statement, changed rows in another. A new row someone else
-        wrote meanwhile (a consumer that lost its partition) fails the batch, to be
-        decided again, as the single insert's key conflict does; a tombstone yields."""
-        new = [(k, r) for k, r in batch.written.items() if k not in batch.existing]
-        changed = [(k, r) for k, r in batch.written.items() if k in batch.existing]
+        """New rows in one statement, changed rows in another, each in key order. A new row
+        someone else wrote meanwhile (a consumer that lost its partition) fails the batch, to
+        be decided again from that row, as the single insert's key conflict does: a
+        tombstone too, since the row it lost to may be a step done, to be undone now."""
+        written = sorted(batch.written.items(), key=lambda item: item[0])
+        new = [(k, r) for k, r in written if k not in batch.existing]
+        changed = [(k, r) for k, r in written if k in batch.existing]
         if new:
             result = await batch.conn.execute(self._insert_many, _step_rows(new))
             inserted = {(row.saga_id, row.step) for row in result}
-            lost = [key for key, record in new if key not in inserted and record != TOMBSTONE]
+            lost = [key for key, _ in new if key not in inserted]
             if lost:
                 raise ConcurrentUpdate(f"{self.table.name}: steps written concurrently: {lost[:3]}")
         if changed:
@@ -200,7 +201,7 @@ class Operations:
                 conn,
                 (saga_id, step),
                 TOMBSTONE,
-                self._tombstone,
+                self._insert,
                 {"saga_id": saga_id, "step": step, "status": UNDONE, "reply": None},
             )
             return Compensated()

@@ -187,3 +187,27 @@ async def test_a_step_written_by_another_consumer_meanwhile_fails_the_batch(
         reply = await operations.run(conn, command(saga_id), effects.act)
     assert reply == BankCharged(payment_id="P-2", amount_minor=100)
     assert len(await rows(engine, saga_id)) == 1
+
+
+async def test_a_compensation_that_loses_to_the_step_itself_undoes_it_when_decided_again(
+    engine: AsyncEngine, operations: Operations
+) -> None:
+    """The command arrives at another consumer (one that lost its partition) while this
+    batch compensates the step: the tombstone cannot win, and the step is undone instead."""
+    saga_id, effects = uuid4(), Effects()
+    undo = command(saga_id)
+
+    async def overtaken_batch() -> None:
+        async with engine.begin() as conn, operations.preloaded(conn, [undo]):
+            await operations.undo(conn, undo, effects.undo)
+            async with engine.begin() as other:
+                await operations.run(other, command(saga_id), effects.act)
+
+    with pytest.raises(ConcurrentUpdate):
+        await overtaken_batch()
+    async with engine.begin() as conn, operations.preloaded(conn, [undo]):
+        assert await operations.undo(conn, undo, effects.undo) == Compensated()
+
+    assert (effects.done, effects.undone) == (1, 1)
+    [(_, status, _)] = await rows(engine, saga_id)
+    assert status == "UNDONE"

@@ -59,15 +59,16 @@ _INSERT_CARD = text(
     SELECT card_id FROM inserted
     """
 )
-# the saga's card as it was (locked), activated with its id if it was pending
+# the saga's card as it was (locked first: the update reads the lock's row), activated with
+# its id if it was pending
 _ACTIVATE = text(
     f"""
     WITH mine AS (
-        SELECT card_id, status FROM {cards.name} WHERE saga_id = :saga_id FOR UPDATE
+        SELECT saga_id, card_id, status FROM {cards.name} WHERE saga_id = :saga_id FOR UPDATE
     ), activated AS (
-        UPDATE {cards.name} SET status = 'ACTIVE', updated_at = now()
-        WHERE saga_id = :saga_id AND status = 'PENDING'
-        RETURNING card_id
+        UPDATE {cards.name} AS c SET status = 'ACTIVE', updated_at = now()
+        FROM mine WHERE c.saga_id = mine.saga_id AND mine.status = 'PENDING'
+        RETURNING c.card_id
     ), used AS (
         UPDATE {card_inventory.name} AS i SET status = 'USED', updated_at = now()
         FROM activated WHERE i.card_id = activated.card_id
