@@ -51,7 +51,7 @@ async def drive(
 ) -> DriveResult:
     """Publish ``warmup + total`` requests, C at a time; measure the last ``total``."""
     kafka = client_kwargs(settings)
-    producer = AIOKafkaProducer(**kafka, linger_ms=1, acks=1)
+    producer = AIOKafkaProducer(**kafka, linger_ms=0, acks=1)
     consumer = AIOKafkaConsumer(
         **kafka,
         enable_auto_commit=False,
