@@ -124,7 +124,7 @@ class Operations:
         self._mark_undone = update(table).where(key).values(status=UNDONE, updated_at=func.now())
 
     @contextlib.asynccontextmanager
-    async def preloaded(
+    async def batched(
         self, conn: AsyncConnection, envelopes: Iterable[Envelope]
     ) -> AsyncIterator[None]:
         """A batch's steps in two statements instead of two per command: within the block,

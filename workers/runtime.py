@@ -66,7 +66,7 @@ class Decider:
 @runtime_checkable
 class KeepsSteps(Protocol):
     """A handler whose steps go through ``Operations``: a batch's step rows are read in one
-    statement before its commands are handled (``Operations.preloaded``)."""
+    statement before its commands are handled (``Operations.batched``)."""
 
     operations: Operations
 
@@ -171,7 +171,7 @@ class ParticipantRuntime:
         with ``isolate``: a savepoint rolled back alone would leave them stale."""
         if isolate or not todo or not isinstance(self.handle, KeepsSteps):
             return contextlib.nullcontext()
-        return self.handle.operations.preloaded(conn, [item.envelope for item in todo])
+        return self.handle.operations.batched(conn, [item.envelope for item in todo])
 
     async def _handled(
         self,

@@ -48,7 +48,7 @@ class Effects:
 def in_batch(
     operations: Operations, conn: AsyncConnection, batched: bool, *envelopes: Envelope
 ) -> contextlib.AbstractAsyncContextManager[None]:
-    return operations.preloaded(conn, envelopes) if batched else contextlib.nullcontext()
+    return operations.batched(conn, envelopes) if batched else contextlib.nullcontext()
 
 
 async def rows(engine: AsyncEngine, saga_id: UUID) -> list[tuple[str, str, object]]:
@@ -159,7 +159,7 @@ async def test_a_batch_that_fails_writes_none_of_its_steps(
     saga_id, effects = uuid4(), Effects()
 
     async def batch() -> None:
-        async with engine.begin() as conn, operations.preloaded(conn, [command(saga_id)]):
+        async with engine.begin() as conn, operations.batched(conn, [command(saga_id)]):
             await operations.run(conn, command(saga_id), effects.act)
             raise RuntimeError("a later command of the batch failed")
 
@@ -176,14 +176,14 @@ async def test_a_step_written_by_another_consumer_meanwhile_fails_the_batch(
     saga_id, effects = uuid4(), Effects()
 
     async def overtaken_batch() -> None:
-        async with engine.begin() as conn, operations.preloaded(conn, [command(saga_id)]):
+        async with engine.begin() as conn, operations.batched(conn, [command(saga_id)]):
             await operations.run(conn, command(saga_id), effects.act)
             async with engine.begin() as other:
                 await operations.run(other, command(saga_id), effects.act)
 
     with pytest.raises(ConcurrentUpdate):
         await overtaken_batch()
-    async with engine.begin() as conn, operations.preloaded(conn, [command(saga_id)]):
+    async with engine.begin() as conn, operations.batched(conn, [command(saga_id)]):
         reply = await operations.run(conn, command(saga_id), effects.act)
     assert reply == BankCharged(payment_id="P-2", amount_minor=100)
     assert len(await rows(engine, saga_id)) == 1
@@ -198,14 +198,14 @@ async def test_a_compensation_that_loses_to_the_step_itself_undoes_it_when_decid
     undo = command(saga_id)
 
     async def overtaken_batch() -> None:
-        async with engine.begin() as conn, operations.preloaded(conn, [undo]):
+        async with engine.begin() as conn, operations.batched(conn, [undo]):
             await operations.undo(conn, undo, effects.undo)
             async with engine.begin() as other:
                 await operations.run(other, command(saga_id), effects.act)
 
     with pytest.raises(ConcurrentUpdate):
         await overtaken_batch()
-    async with engine.begin() as conn, operations.preloaded(conn, [undo]):
+    async with engine.begin() as conn, operations.batched(conn, [undo]):
         assert await operations.undo(conn, undo, effects.undo) == Compensated()
 
     assert (effects.done, effects.undone) == (1, 1)
