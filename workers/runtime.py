@@ -66,7 +66,8 @@ class Decider:
 @runtime_checkable
 class KeepsSteps(Protocol):
     """A handler whose steps go through ``Operations``: a batch's step rows are read in one
-    statement before its commands are handled (``Operations.batched``)."""
+    statement before its commands are handled and written in one after
+    (``Operations.batched``)."""
 
     operations: Operations
 
@@ -148,7 +149,7 @@ class ParticipantRuntime:
         async with self.engine.begin() as conn:
             fresh = await self._claim(conn, list(parsed))
             todo = [item for message_id, item in parsed.items() if message_id in fresh]
-            async with self._steps_read(conn, todo, isolate):
+            async with self._steps_batched(conn, todo, isolate):
                 for item in todo:
                     result = await self._handled(conn, item, letters, handle, isolate)
                     if isinstance(result, Handled):
@@ -164,10 +165,10 @@ class ParticipantRuntime:
         log_dead_letters(letters)
         return rows, handled
 
-    def _steps_read(
+    def _steps_batched(
         self, conn: AsyncConnection, todo: Sequence[Parsed[Command]], isolate: bool
     ) -> contextlib.AbstractAsyncContextManager[None]:
-        """The batch's step rows read in one statement, if the handler keeps steps. Not
+        """The batch's step rows read and written together, if the handler keeps steps. Not
         with ``isolate``: a savepoint rolled back alone would leave them stale."""
         if isolate or not todo or not isinstance(self.handle, KeepsSteps):
             return contextlib.nullcontext()
