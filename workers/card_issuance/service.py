@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Update, bindparam, func, literal_column, select, text, union_all, update
+from sqlalchemy import bindparam, func, literal_column, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,21 +76,11 @@ _ACTIVATE = text(
     """
 )
 _TOMBSTONE = pg_insert(cards).on_conflict_do_nothing(index_elements=[cards.c.saga_id])
-
-
-def _set_card(**values: Any) -> Update:
-    return update(cards).where(cards.c.saga_id == bindparam("b_saga_id")).values(values)
-
-
-def _set_card_id(**values: Any) -> Update:
-    return (
-        update(card_inventory)
-        .where(card_inventory.c.card_id == bindparam("b_card_id"))
-        .values(values)
-    )
-
-
-_CANCEL = _set_card(status="CANCELLED", card_id=None, number_hash=None, updated_at=func.now())
+_CANCEL = (
+    update(cards)
+    .where(cards.c.saga_id == bindparam("b_saga_id"))
+    .values(status="CANCELLED", card_id=None, number_hash=None, updated_at=func.now())
+)
 _PICK_ID = (
     select(card_inventory.c.card_id)
     .where(
@@ -104,7 +93,11 @@ _PICK_ID = (
     .with_for_update(skip_locked=True)
 )
 _REFILL = pg_insert(card_inventory).on_conflict_do_nothing()
-_FREE_ID = _set_card_id(status="AVAILABLE", saga_id=None, updated_at=func.now())
+_FREE_ID = (
+    update(card_inventory)
+    .where(card_inventory.c.card_id == bindparam("b_card_id"))
+    .values(status="AVAILABLE", saga_id=None, updated_at=func.now())
+)
 
 
 class CardIssuanceService:
