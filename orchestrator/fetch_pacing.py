@@ -46,20 +46,14 @@ class FetchPacing:
         )
 
     def after(self, consumer: Any, records: int) -> None:
-        """After a poll that returned ``records`` records (0: it found none)."""
-        if records:
-            self.after_batch(consumer, records)
+        """Set the next fetch's wait after a poll that returned ``records`` records (0: it
+        found none)."""
+        if not records:
+            wait_ms = self.steady_ms
+        elif records <= self.small_batch:
+            wait_ms = self.quick_ms
         else:
-            self.after_idle(consumer)
-
-    def after_batch(self, consumer: Any, records: int) -> None:
-        self._set(consumer, self.quick_ms if records <= self.small_batch else self.busy_ms)
-
-    def after_idle(self, consumer: Any) -> None:
-        self._set(consumer, self.steady_ms)
-
-    @staticmethod
-    def _set(consumer: Any, wait_ms: int) -> None:
+            wait_ms = self.busy_ms
         # aiokafka reads the wait each time it builds a fetch request; it has no setter
         fetcher = getattr(consumer, "_fetcher", None)
         if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):

@@ -76,20 +76,8 @@ class Consumer:
 def test_pacing_waits_briefly_after_a_lone_record_less_under_load_and_long_when_idle() -> None:
     pacing = FetchPacing(quick_ms=2, busy_ms=6, steady_ms=20)
     consumer = Consumer()
-    pacing.after_batch(consumer, 1)
-    assert consumer._fetcher._fetch_max_wait_ms == 2
-    pacing.after_batch(consumer, 30)
-    assert consumer._fetcher._fetch_max_wait_ms == 6
-    pacing.after_idle(consumer)
-    assert consumer._fetcher._fetch_max_wait_ms == 20
-    pacing.after_batch(consumer, 1)
-    assert consumer._fetcher._fetch_max_wait_ms == 2
-
-
-def test_pacing_follows_what_each_poll_returned() -> None:
-    pacing = FetchPacing(quick_ms=2, busy_ms=6, steady_ms=20)
-    consumer = Consumer()
-    for records, wait_ms in ((1, 2), (0, 20), (25, 6), (0, 20)):
+    polls = ((1, 2), (30, 6), (0, 20), (1, 2), (0, 20), (25, 6), (0, 20))
+    for records, wait_ms in polls:
         pacing.after(consumer, records)
         assert consumer._fetcher._fetch_max_wait_ms == wait_ms
 
@@ -110,7 +98,7 @@ def test_pacing_is_on_only_where_the_settings_set_a_quick_wait() -> None:
 
 
 def test_pacing_leaves_a_consumer_without_a_fetcher_alone() -> None:
-    FetchPacing(quick_ms=2, busy_ms=6, steady_ms=20).after_batch(object(), 1)
+    FetchPacing(quick_ms=2, busy_ms=6, steady_ms=20).after(object(), 1)
 
 
 async def test_commits_are_spaced_by_the_interval_and_merge_what_came_between() -> None:
