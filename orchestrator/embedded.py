@@ -71,7 +71,7 @@ class EmbeddedStack:
             "consumer_heartbeat_interval_ms": 500,
             "consumer_fetch_max_wait_ms": 20,
             "consumer_fetch_quick_wait_ms": 2,
-            "consumer_fetch_busy_wait_ms": 6,
+            "consumer_fetch_busy_wait_ms": 10,
             "kafka_idempotent_producer": False,
             "topic_partitions": 1,
         }
