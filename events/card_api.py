@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,7 +20,15 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from events.money import Amount, Balance, CurrencyCode, coerce_amount, money_out, money_schema
+from events.money import (
+    Amount,
+    AmountNumber,
+    BalanceNumber,
+    CurrencyCode,
+    coerce_amount,
+    money_out,
+    money_schema,
+)
 
 CentsAmount = Annotated[
     Decimal, BeforeValidator(coerce_amount), money_schema(positive=True), money_out
@@ -40,9 +50,14 @@ def _whole(value: object) -> object:
 WholeNumber = Annotated[int, BeforeValidator(_whole)]
 
 
+def unstorable(text: str) -> bool:
+    """Text no database could store: a NUL character or a lone surrogate."""
+    return "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)
+
+
 def _storable(value: object) -> None:
     if isinstance(value, str):
-        if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
+        if unstorable(value):
             raise ValueError("text must be valid Unicode without NUL characters")
     elif isinstance(value, dict):
         for item in value.values():
@@ -52,11 +67,22 @@ def _storable(value: object) -> None:
             _storable(item)
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("blank text is not allowed")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+"""A name as sent (never trimmed), with at least one character that is not a space."""
+
+
 class Body(BaseModel):
     """A request body: unknown members are ignored (a tolerant reader, like the topics),
-    and text that no database could store (NUL, lone surrogates) is refused up front."""
+    text is validated as sent (never trimmed), and text that no database could store (NUL,
+    lone surrogates) is refused up front."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore")
 
     @model_validator(mode="before")
     @classmethod
@@ -68,9 +94,7 @@ class Body(BaseModel):
 class CamelBody(Body):
     """A body of seeds 000, 001, 004: camelCase on the wire."""
 
-    model_config = ConfigDict(
-        extra="ignore", str_strip_whitespace=True, alias_generator=to_camel, populate_by_name=True
-    )
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True)
 
 
 class CamelModel(BaseModel):
@@ -105,7 +129,7 @@ class VirtualCardRequest(CamelBody):
 class VirtualCard(CamelModel):
     card_id: str
     masked_id: str
-    balance: Balance
+    balance: BalanceNumber
     currency: str
 
 
@@ -154,8 +178,11 @@ class CardCreated(CamelModel):
 
 class RegisteredCard(CamelModel):
     card_id: str
-    credit_limit_usd: Decimal
+    credit_limit_usd: AmountNumber
     created_at: dt.datetime
+
+
+_CALENDAR_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class CreatePurchase(CamelBody):
@@ -170,7 +197,7 @@ class CreatePurchase(CamelBody):
     @field_validator("description")
     @classmethod
     def _short(cls, value: str) -> str:
-        if not value:
+        if not value.strip():
             raise ValueError("Description is required")
         if len(value) > 50:
             raise ValueError("Description cannot exceed 50 characters")
@@ -179,13 +206,14 @@ class CreatePurchase(CamelBody):
     @field_validator("transaction_date")
     @classmethod
     def _iso_date(cls, value: str) -> str:
-        try:
-            dt.date.fromisoformat(value)
-        except ValueError:
-            raise ValueError("Transaction date must be an ISO 8601 date (YYYY-MM-DD)") from None
-        if len(value) != 10:
-            raise ValueError("Transaction date must be an ISO 8601 date (YYYY-MM-DD)")
-        return value
+        """Only YYYY-MM-DD: ``date.fromisoformat`` alone takes week and basic forms too."""
+        if _CALENDAR_DATE.fullmatch(value):
+            try:
+                dt.date.fromisoformat(value)
+                return value
+            except ValueError:
+                pass
+        raise ValueError("Transaction date must be an ISO 8601 date (YYYY-MM-DD)")
 
     @field_validator("amount_usd")
     @classmethod
@@ -202,7 +230,7 @@ class Purchase(CamelModel):
     card_id: str
     description: str
     transaction_date: dt.date
-    amount_usd: Decimal
+    amount_usd: AmountNumber
 
 
 def _cents_amount(value: Decimal, what: str) -> Decimal:
@@ -245,7 +273,8 @@ class TransactionStatus(StrEnum):
     DECLINED = "DECLINED"
 
 
-AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+ACCOUNT_ID = r"^[A-Za-z0-9._:-]+$"
+AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=ACCOUNT_ID)]
 
 
 class IssueCard(Body):
@@ -266,10 +295,10 @@ class Card(BaseModel):
     status: str
     block_reason: str | None = None
     currency: str
-    credit_limit: Balance | None
-    available_limit: Balance | None
-    daily_limit: Balance | None = None
-    transaction_limit: Balance | None = None
+    credit_limit: BalanceNumber | None
+    available_limit: BalanceNumber | None
+    daily_limit: BalanceNumber | None = None
+    transaction_limit: BalanceNumber | None = None
     international_enabled: bool
     expiry_month: int
     expiry_year: int
@@ -304,7 +333,7 @@ class Authorize(Body):
     card_id: str = Field(max_length=64)
     amount: Amount
     currency: CurrencyCode
-    merchant_name: str = Field(min_length=1, max_length=100)
+    merchant_name: Name
     merchant_category: MerchantCategory
     installments: WholeNumber = Field(default=1, ge=1, le=48)
 
@@ -316,7 +345,7 @@ class Authorization(BaseModel):
     authorization_code: str | None
     status: str = "APPROVED"
     transaction_status: TransactionStatus
-    amount: Balance
+    amount: BalanceNumber
     currency: str
 
 
@@ -332,9 +361,9 @@ class Reverse(Body):
 class Transaction(BaseModel):
     id: str
     card_id: str
-    amount: Balance
-    captured_amount: Balance
-    reversed_amount: Balance
+    amount: BalanceNumber
+    captured_amount: BalanceNumber
+    reversed_amount: BalanceNumber
     currency: str
     merchant_name: str
     merchant_category: str
@@ -357,7 +386,7 @@ class ThreeDsInit(Body):
     card_id: str = Field(max_length=64)
     amount: Amount
     currency: CurrencyCode = "BRL"
-    merchant_name: str = Field(min_length=1, max_length=100)
+    merchant_name: Name
     merchant_category: MerchantCategory = "5999"
     return_url: str = Field(min_length=1, max_length=500, pattern=r"^https?://")
 
@@ -379,8 +408,8 @@ class Invoice(BaseModel):
     card_id: str
     due_date: dt.date
     close_date: dt.date
-    total_amount: Balance
-    minimum_payment: Balance
+    total_amount: BalanceNumber
+    minimum_payment: BalanceNumber
     transactions: list[Transaction]
 
 
@@ -399,7 +428,7 @@ class AcsAnswer(BaseModel):
 class InvoicePayment(BaseModel):
     payment_id: str
     card_id: str
-    amount: Balance
+    amount: BalanceNumber
     status: str  # PENDING | PAID | REJECTED
     reason: str | None = None
     status_url: str

@@ -97,6 +97,43 @@ Balance = Annotated[
 ]
 """A balance: like Amount, but zero is allowed."""
 
+
+def _as_number(value: Decimal) -> float:
+    """Exact: below 1e13 with two fractional digits, a float's repr reads back as the amount."""
+    return float(value)
+
+
+_serialize_number = PlainSerializer(_as_number, return_type=float, when_used="json")
+
+
+def number_out(positive: bool) -> WithJsonSchema:
+    number: dict[str, object] = {"type": "number", "exclusiveMaximum": 1e13}
+    number["exclusiveMinimum" if positive else "minimum"] = 0
+    return WithJsonSchema(number, mode="serialization")
+
+
+AmountNumber = Annotated[
+    Decimal,
+    BeforeValidator(coerce_amount),
+    AfterValidator(_check_scale),
+    AfterValidator(_check_positive),
+    _serialize_number,
+    money_schema(positive=True),
+    number_out(positive=True),
+]
+"""Amount, but a JSON number in answers (the HTTP API's money, as its seeds show it)."""
+
+BalanceNumber = Annotated[
+    Decimal,
+    BeforeValidator(coerce_amount),
+    AfterValidator(_check_scale),
+    AfterValidator(_check_non_negative),
+    _serialize_number,
+    money_schema(positive=False),
+    number_out(positive=False),
+]
+"""Balance, but a JSON number in answers."""
+
 CurrencyCode = Annotated[
     str,
     AfterValidator(lambda code: _check_currency(code)),

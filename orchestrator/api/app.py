@@ -30,6 +30,9 @@ Errors are RFC 7807 problem details (`application/problem+json`) with a `code` m
 `DB-4090` duplicate card number, `CARD-4090` active card exists, `CARD-4030` card blocked,
 `TXN-4220` declined, `ACQ-5030` acquirer unavailable (simulator: merchant name
 `ACQUIRER_UNAVAILABLE`; the simulated ACS of 3-D Secure is `GET /api/3ds/acs/{id}`).
+
+Money: requests take a JSON number or a decimal string (at most 2 fractional digits); answers
+give it as a JSON number, exact to the cent.
 """
 
 

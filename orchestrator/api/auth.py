@@ -9,6 +9,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from events.card_api import unstorable
 from orchestrator.api.problems import ApiError
 from orchestrator.settings import Settings
 
@@ -60,6 +61,8 @@ def verify(settings: Settings, token: str) -> Caller:
     subject = claims.get("sub") or claims.get("user_id") or claims.get("userId")
     if not isinstance(subject, str) or not subject or len(subject) > 128:
         raise _unauthorized("the token names no user (sub)")
+    if unstorable(subject):
+        raise _unauthorized("the token's user (sub) holds a NUL character or a lone surrogate")
     return Caller(user_id=subject)
 
 

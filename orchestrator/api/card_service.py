@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events import topics
 from events.card_api import (
+    ACCOUNT_ID,
     AcsAnswer,
     Authorization,
     Authorize,
     BlockCard,
+    BlockReason,
     Capture,
     Card,
     CardDetails,
@@ -51,6 +53,7 @@ router = APIRouter(prefix="/api", tags=["card service (seed 002)"])
 CardId = Annotated[str, Path(max_length=64)]
 Db = Annotated[AsyncEngine, Depends(deps.engine)]
 INVOICE_SAGA = "invoice-payment"
+FINAL_BLOCKS = (BlockReason.LOST.value, BlockReason.STOLEN.value)
 
 
 def _problems(*codes: int) -> dict[int | str, dict[str, object]]:
@@ -74,7 +77,9 @@ async def issue_card(
 
 
 @router.get("/cards/account/{account_id}", response_model=CardList, responses=_problems(400))
-async def cards_of_account(account_id: Annotated[str, Path(max_length=64)], db: Db) -> CardList:
+async def cards_of_account(
+    account_id: Annotated[str, Path(max_length=64, pattern=ACCOUNT_ID)], db: Db
+) -> CardList:
     found = await deps.transact(db, lambda c: cards.by_account(c, account_id))
     return CardList(account_id=account_id, cards=found)
 
@@ -91,9 +96,20 @@ async def card_details(
     return await deps.transact(db, lambda c: cards.details(c, card_id))
 
 
-@router.post("/cards/{card_id}/block", response_model=Card, responses=_problems(400, 404))
+@router.post("/cards/{card_id}/block", response_model=Card, responses=_problems(400, 403, 404))
 async def block_card(card_id: CardId, body: BlockCard, db: Db) -> Card:
-    return await deps.transact(db, lambda c: cards.block(c, card_id, body.reason))
+    return await deps.transact(db, lambda c: _block(c, card_id, body.reason))
+
+
+async def _block(conn: AsyncConnection, card_id: str, reason: BlockReason) -> Card:
+    """A LOST or STOLEN block is final: another reason would make the card unblockable."""
+    card = await cards.get(conn, card_id, lock=True)
+    if card.block_reason in FINAL_BLOCKS and card.block_reason != reason.value:
+        raise cards.CardBlocked(
+            f"a card blocked as {card.block_reason} cannot be blocked again as {reason.value};"
+            " reissue it"
+        )
+    return await cards.block(conn, card_id, reason)
 
 
 @router.post("/cards/{card_id}/unblock", response_model=Card, responses=_problems(403, 404))
@@ -108,7 +124,6 @@ async def update_limits(card_id: CardId, body: UpdateLimits, db: Db) -> Card:
 
 @router.post(
     "/authorize",
-    status_code=201,
     response_model=Authorization,
     responses=_problems(400, 403, 404, 422, 503),
 )
@@ -141,7 +156,6 @@ async def reverse(
 
 @router.post(
     "/3ds/init",
-    status_code=201,
     response_model=ThreeDsChallenge,
     responses=_problems(400, 403, 404),
 )

@@ -6,6 +6,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.card_api import Problem
@@ -14,6 +15,7 @@ from workers.card_issuance.card_service import CardServiceError
 log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+MALFORMED = "Malformed JSON body"
 HTTP_CODES = {
     401: ("AUTH-4010", "Unauthorized"),
     403: ("AUTH-4030", "Forbidden"),
@@ -51,16 +53,30 @@ def problem_response(
     return JSONResponse(body, status_code=problem.status, headers=headers, media_type=PROBLEM_JSON)
 
 
-def _validation_message(error: dict[str, object]) -> str:
+def _validation_message(error: dict[str, object], request: Request) -> str:
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     if error.get("type") == "json_invalid":
-        return "Malformed JSON body"
+        return MALFORMED
     where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")  # type: ignore[attr-defined]
+    if not where and error.get("type") in ("missing", "model_attributes_type", "model_type"):
+        if error.get("type") == "missing":
+            return f"A JSON body is required{_members(request)}"
+        return f"The body must be a JSON object{_members(request)}"
     if error.get("type") == "missing":
         return f"{where} is required"
     if "must" in message or "cannot" in message or "is required" in message:
         return message
     return f"{where}: {message}" if where else message
+
+
+def _members(request: Request) -> str:
+    """ ", with a, b": the members the route's body must have (for a missing or wrong body)."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return ""
+    names = [f.alias or name for name, f in model.model_fields.items() if f.is_required()]
+    return f", with {', '.join(names)}" if names else ""
 
 
 MAX_BODY_BYTES = 1_000_000
@@ -82,7 +98,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        messages = [_validation_message(error) for error in exc.errors()[:10]]
+        messages = [_validation_message(error, request) for error in exc.errors()[:10]]
         problem = Problem(
             title="Validation failed",
             status=400,
@@ -105,6 +121,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body FastAPI could not read: bad UTF-8, too deep
+            problem = Problem(
+                title="Validation failed",
+                status=400,
+                detail=MALFORMED,
+                code="VAL-0001",
+                errors=[MALFORMED],
+            )
+            return problem_response(problem, request)
         code, title = HTTP_CODES.get(exc.status_code, (f"HTTP-{exc.status_code}0", "Error"))
         problem = Problem(title=title, status=exc.status_code, detail=str(exc.detail), code=code)
         return problem_response(problem, request, getattr(exc, "headers", None))

@@ -49,6 +49,13 @@ def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
+def json_money(value: object) -> Decimal:
+    """Money in an answer is a JSON number (seeds 000, 002), never a string."""
+    assert isinstance(value, int | float), value
+    assert not isinstance(value, bool), value
+    return Decimal(str(value))
+
+
 # -- seed 000 -------------------------------------------------------------------------------
 
 
@@ -58,7 +65,7 @@ async def test_virtual_card_is_issued_once_per_user(api: httpx.AsyncClient, toke
     card = first.json()
     assert set(card) == {"cardId", "maskedId", "balance", "currency"}
     assert card["maskedId"][4:12] == "********"
-    assert Decimal(card["balance"]) == 0
+    assert json_money(card["balance"]) == 0
 
     again = await api.post("/v1/cards/virtual", headers=bearer(token), json={})
     problem(again, 409, "CARD-4090")
@@ -146,7 +153,7 @@ async def test_card_created_with_location_and_hashed_number(
     card_id = created.json()["cardId"]
     assert created.headers["location"] == f"/cards/{card_id}"
     fetched = await api.get(created.headers["location"])
-    assert Decimal(str(fetched.json()["creditLimitUsd"])) == Decimal("1000.00")
+    assert json_money(fetched.json()["creditLimitUsd"]) == Decimal("1000.00")
     stored = await query(stack.database_url, "SELECT * FROM registered_cards")
     assert number not in str(stored)
 
@@ -173,6 +180,11 @@ async def test_card_created_with_location_and_hashed_number(
         ({"cardNumber": "4111111111111111", "creditLimitUsd": "lots"}, None),
         ({"cardNumber": 4111111111111111, "creditLimitUsd": 10}, None),
         ({"cardNumber": "4111111111111111"}, "creditLimitUsd is required"),
+        (
+            {"cardNumber": " 4444444444444444 ", "creditLimitUsd": 10},
+            "Card number must be exactly 16 digits",
+        ),
+        ({"cardNumber": "4444444444444444\n", "creditLimitUsd": 10}, None),
     ],
 )
 async def test_card_validation(
@@ -200,7 +212,9 @@ async def test_purchase_stored_in_cents_with_location(
     assert made.status_code == 201, made.text
     purchase_id = made.json()["purchaseId"]
     assert made.headers["location"] == f"/cards/{card_id}/purchases/{purchase_id}"
-    assert (await api.get(made.headers["location"])).json()["amountUsd"] == "4.50"
+    assert json_money((await api.get(made.headers["location"])).json()["amountUsd"]) == Decimal(
+        "4.50"
+    )
     rows = await query(
         stack.database_url,
         "SELECT amount_cents, description FROM card_purchases WHERE purchase_id = :p",
@@ -235,6 +249,21 @@ async def test_purchase_stored_in_cents_with_location(
         (
             {"description": "", "transactionDate": "2024-12-20", "amountUsd": 1},
             "Description is required",
+        ),
+        (
+            {"description": "   ", "transactionDate": "2024-12-20", "amountUsd": 1},
+            "Description is required",
+        ),
+        (
+            {"description": " " + "x" * 50 + " ", "transactionDate": "2024-12-20", "amountUsd": 1},
+            "Description cannot exceed 50 characters",
+        ),
+        *(
+            (
+                {"description": "ok", "transactionDate": date, "amountUsd": 1},
+                "Transaction date must be an ISO 8601 date (YYYY-MM-DD)",
+            )
+            for date in ("2024-W51-5", "2024-355", "20241220", " 2024-12-20", "2024-12-20T10:00")
         ),
     ],
 )
@@ -306,7 +335,7 @@ async def test_card_service_card_lifecycle(api: httpx.AsyncClient, token: str) -
     card = await issue(api)
     assert card["status"] == "ACTIVE"
     assert (card["type"], card["variant"], card["brand"]) == ("CREDIT", "VIRTUAL", "MASTERCARD")
-    assert Decimal(card["credit_limit"]) == Decimal(card["available_limit"]) == 5000
+    assert json_money(card["credit_limit"]) == json_money(card["available_limit"]) == 5000
     assert len(card["last_four"]) == 4
     assert (await api.get(f"/api/cards/{card['id']}")).json()["id"] == card["id"]
     listed = (await api.get(f"/api/cards/account/{card['account_id']}")).json()
@@ -327,6 +356,11 @@ async def test_card_service_card_lifecycle(api: httpx.AsyncClient, token: str) -
     problem(await api.post(f"/api/cards/{card['id']}/unblock"), 403, "CARD-4030")
     problem(
         await api.post(f"/api/cards/{card['id']}/block", json={"reason": "BORED"}), 400, "VAL-0001"
+    )
+    problem(
+        await api.post(f"/api/cards/{card['id']}/block", json={"reason": " LOST "}),
+        400,
+        "VAL-0001",
     )
 
     other = await issue(api, type="DEBIT", credit_limit=None, variant="PHYSICAL")
@@ -353,15 +387,15 @@ async def test_card_service_card_lifecycle(api: httpx.AsyncClient, token: str) -
 async def test_authorize_capture_reverse_and_limits(api: httpx.AsyncClient) -> None:
     card = await issue(api, credit_limit=1000)
     approved = await authorize(api, card["id"], "150.00")
-    assert approved.status_code == 201, approved.text
+    assert approved.status_code == 200, approved.text
     auth = approved.json()
     assert (auth["status"], auth["transaction_status"]) == ("APPROVED", "AUTHORIZED")
     assert len(auth["authorization_code"]) == 6
-    assert Decimal((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 850
+    assert json_money((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 850
 
     captured = (await api.post(f"/api/capture/{auth['id']}", json={"amount": 100})).json()
-    assert (captured["status"], Decimal(captured["captured_amount"])) == ("CAPTURED", 100)
-    assert Decimal((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 900
+    assert (captured["status"], json_money(captured["captured_amount"])) == ("CAPTURED", 100)
+    assert json_money((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 900
     problem(await api.post(f"/api/capture/{auth['id']}", json={"amount": 1}), 422, "TXN-4220")
     reversed_ = (
         await api.post(
@@ -369,7 +403,7 @@ async def test_authorize_capture_reverse_and_limits(api: httpx.AsyncClient) -> N
         )
     ).json()
     assert reversed_["status"] == "REVERSED"
-    assert Decimal((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 1000
+    assert json_money((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 1000
 
     held = (await authorize(api, card["id"], "20")).json()
     assert (await api.post(f"/api/reverse/{held['id']}")).json()["status"] == "REVERSED"
@@ -377,20 +411,20 @@ async def test_authorize_capture_reverse_and_limits(api: httpx.AsyncClient) -> N
     limits = await api.patch(
         f"/api/cards/{card['id']}/limits", json={"transaction_limit": 100, "daily_limit": 300}
     )
-    assert Decimal(limits.json()["transaction_limit"]) == 100
+    assert json_money(limits.json()["transaction_limit"]) == 100
     over = problem(await authorize(api, card["id"], "150"), 422, "TXN-4220")
     assert "per-transaction" in over["detail"]
     abroad = problem(await authorize(api, card["id"], "10", currency="USD"), 422, "TXN-4220")
     assert "international" in abroad["detail"]
     await api.patch(f"/api/cards/{card['id']}/limits", json={"international_enabled": True})
-    assert (await authorize(api, card["id"], "10", currency="USD")).status_code == 201
+    assert (await authorize(api, card["id"], "10", currency="USD")).status_code == 200
     problem(
         await authorize(api, card["id"], "10", merchant_name="ACQUIRER_UNAVAILABLE"),
         503,
         "ACQ-5030",
     )
     unchanged = await api.patch(f"/api/cards/{card['id']}/limits", json={})
-    assert unchanged.json()["transaction_limit"] == "100.00"
+    assert json_money(unchanged.json()["transaction_limit"]) == 100
     problem(
         await api.patch(f"/api/cards/{card['id']}/limits", json={"international_enabled": 1}),
         400,
@@ -417,7 +451,9 @@ async def test_three_d_secure_challenge(api: httpx.AsyncClient) -> None:
         "merchant_name": "E-commerce",
         "return_url": "https://merchant.com/callback",
     }
-    challenge = (await api.post("/api/3ds/init", json=body)).json()
+    started = await api.post("/api/3ds/init", json=body)
+    assert started.status_code == 200, started.text
+    challenge = started.json()
     assert challenge["status"] == "CHALLENGE_REQUIRED"
     assert challenge["pareq"]
     acs = (await api.get(f"/api/3ds/acs/{challenge['transaction_id']}")).json()
@@ -455,8 +491,8 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     auth = (await authorize(api, card["id"], "300")).json()
     await api.post(f"/api/capture/{auth['id']}")
     invoice = (await api.get(f"/api/cards/{card['id']}/invoice")).json()
-    assert Decimal(invoice["total_amount"]) == 300
-    assert Decimal(invoice["minimum_payment"]) == 30
+    assert json_money(invoice["total_amount"]) == 300
+    assert json_money(invoice["minimum_payment"]) == 30
     assert [t["id"] for t in invoice["transactions"]] == [auth["id"]]
 
     async with UpstreamClient(stack.settings(), watch=c.WATCHED) as client:
@@ -471,8 +507,8 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     pay = f"/api/cards/{card['id']}/invoice/pay"
     paid = await api.post(pay, json={"source_account_id": payer.customer_id, "amount": 200})
     assert paid.status_code == 200, paid.text
-    assert paid.json()["status"] == "PAID"
-    assert Decimal((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 900
+    assert (paid.json()["status"], json_money(paid.json()["amount"])) == ("PAID", 200)
+    assert json_money((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 900
     assert await c.wallet_balance(stack.database_url, payer.customer_id) == 200
 
     too_much = await api.post(pay, json={"source_account_id": payer.customer_id, "amount": 150})
@@ -493,9 +529,9 @@ async def test_parallel_authorizations_never_overdraw(api: httpx.AsyncClient) ->
     card = await issue(api, credit_limit=100)
     answers = await asyncio.gather(*(authorize(api, card["id"], "10") for _ in range(20)))
     statuses = sorted(answer.status_code for answer in answers)
-    assert statuses == [201] * 10 + [422] * 10
+    assert statuses == [200] * 10 + [422] * 10
     left = (await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]
-    assert Decimal(left) == 0
+    assert json_money(left) == 0
 
 
 async def test_tolerant_reader_and_token_without_expiry(
@@ -510,3 +546,177 @@ async def test_tolerant_reader_and_token_without_expiry(
         "/v1/cards/virtual", headers=bearer(lasting), json={"cardType": "virtual"}
     )
     assert issued.status_code == 201, issued.text
+
+
+# -- deviations a black-box audit found ------------------------------------------------------
+
+
+async def test_money_in_answers_is_a_json_number(api: httpx.AsyncClient) -> None:
+    card = await issue(api, credit_limit="1234567890.57")
+    assert (
+        json_money(card["credit_limit"])
+        == json_money(card["available_limit"])
+        == Decimal("1234567890.57")
+    )
+    approved = await authorize(api, card["id"], "0.57")
+    assert '"amount":0.57' in approved.text
+    assert json_money(approved.json()["amount"]) == Decimal("0.57")
+    limits = await api.patch(f"/api/cards/{card['id']}/limits", json={"daily_limit": "2000.10"})
+    assert json_money(limits.json()["daily_limit"]) == Decimal("2000.10")
+    assert limits.json()["transaction_limit"] is None
+    (tx,) = (await api.get(f"/api/cards/{card['id']}/transactions")).json()["transactions"]
+    assert [json_money(tx[key]) for key in ("amount", "captured_amount", "reversed_amount")] == [
+        Decimal("0.57"),
+        0,
+        0,
+    ]
+    await api.post(f"/api/capture/{approved.json()['id']}")
+    invoice = (await api.get(f"/api/cards/{card['id']}/invoice")).json()
+    assert (json_money(invoice["total_amount"]), json_money(invoice["minimum_payment"])) == (
+        Decimal("0.57"),
+        Decimal("0.06"),
+    )
+
+    registered = await api.post(
+        "/cards", json={"cardNumber": card_number(), "creditLimitUsd": "250.75"}
+    )
+    fetched = (await api.get(registered.headers["location"])).json()
+    assert json_money(fetched["creditLimitUsd"]) == Decimal("250.75")
+
+
+async def test_openapi_documents_money_answers_as_numbers(api: httpx.AsyncClient) -> None:
+    schemas = (await api.get("/openapi.json")).json()["components"]["schemas"]
+    assert schemas["VirtualCard"]["properties"]["balance"]["type"] == "number"
+    credit_limit = schemas["Card"]["properties"]["credit_limit"]["anyOf"]
+    assert {kind["type"] for kind in credit_limit} == {"number", "null"}
+    for model, member in (("Transaction", "amount"), ("Invoice", "total_amount")):
+        assert schemas[model]["properties"][member]["type"] == "number"
+    # requests still take a JSON number or a decimal string
+    accepted = {kind["type"] for kind in schemas["Authorize"]["properties"]["amount"]["anyOf"]}
+    assert accepted == {"number", "string"}
+
+
+@pytest.mark.parametrize("final", ["LOST", "STOLEN"])
+async def test_a_lost_or_stolen_block_is_final(api: httpx.AsyncClient, final: str) -> None:
+    url = f"/api/cards/{(await issue(api))['id']}"
+    damaged = await api.post(f"{url}/block", json={"reason": "DAMAGED"})
+    assert damaged.json()["block_reason"] == "DAMAGED"  # a temporary block may become final
+    assert (await api.post(f"{url}/block", json={"reason": final})).status_code == 200
+    for reason in ("DAMAGED", "CUSTOMER_REQUEST", "STOLEN" if final == "LOST" else "LOST"):
+        refused = problem(await api.post(f"{url}/block", json={"reason": reason}), 403, "CARD-4030")
+        assert final in refused["detail"]
+    again = await api.post(f"{url}/block", json={"reason": final})
+    assert (again.status_code, again.json()["block_reason"]) == (200, final)
+    problem(await api.post(f"{url}/unblock"), 403, "CARD-4030")
+    assert (await api.get(url)).json()["status"] == "BLOCKED"
+
+
+NOWHERE = ("%00", "a%00b", "%ED%A0%80")
+
+
+@pytest.mark.parametrize("bad", NOWHERE)
+async def test_unstorable_path_parameters_are_client_errors(
+    api: httpx.AsyncClient, token: str, bad: str
+) -> None:
+    card = await issue(api)
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("GET", f"/api/cards/{bad}", {}),
+        ("GET", f"/api/cards/{bad}/details", {"headers": bearer(token)}),
+        ("POST", f"/api/cards/{bad}/block", {"json": {"reason": "LOST"}}),
+        ("POST", f"/api/cards/{bad}/unblock", {}),
+        ("PATCH", f"/api/cards/{bad}/limits", {"json": {}}),
+        ("POST", f"/api/capture/{bad}", {}),
+        ("POST", f"/api/reverse/{bad}", {}),
+        ("GET", f"/api/3ds/acs/{bad}", {}),
+        ("GET", f"/api/cards/{bad}/invoice", {}),
+        (
+            "POST",
+            f"/api/cards/{bad}/invoice/pay",
+            {"json": {"source_account_id": "c", "amount": 1}},
+        ),
+        ("GET", f"/api/cards/{card['id']}/invoice/payments/{bad}", {}),
+        ("GET", f"/api/cards/{bad}/transactions", {}),
+        ("GET", f"/cards/{bad}", {}),
+        ("GET", f"/cards/{bad}/purchases/{bad}", {}),
+        (
+            "POST",
+            f"/cards/{bad}/purchases",
+            {"json": {"description": "x", "transactionDate": "2024-12-20", "amountUsd": 1}},
+        ),
+        ("GET", f"/v1/cards/virtual/requests/{bad}", {"headers": bearer(token)}),
+    ]
+    for method, url, extra in calls:
+        answer = await api.request(method, url, **extra)
+        assert answer.status_code in (400, 404), (url, answer.text)
+        problem(answer, answer.status_code, "VAL-0001" if answer.status_code == 400 else "RES-4040")
+    problem(await api.get(f"/api/cards/account/{bad}"), 400, "VAL-0001")
+    for params in (f"limit={bad}", f"offset={bad}"):
+        answer = await api.get(f"/api/cards/{card['id']}/transactions?{params}")
+        problem(answer, 400, "VAL-0001")
+    acs = await api.get(f"/api/3ds/acs/{card['id']}?authenticate={bad}")
+    assert acs.status_code in (400, 404), acs.text
+
+
+@pytest.mark.parametrize("subject", ["a\x00b", "\x00", "a\ud800b"])
+async def test_a_token_whose_user_no_database_can_hold_is_refused(
+    api: httpx.AsyncClient, running_app: Application, subject: str
+) -> None:
+    token = jwt.encode(
+        {"sub": subject, "exp": int(time.time()) + 600},
+        running_app.settings.jwt_secret.get_secret_value(),
+    )
+    card = await issue(api)
+    for method, url in (
+        ("POST", "/v1/cards/virtual"),
+        ("GET", "/v1/cards/virtual/requests/r-1"),
+        ("GET", f"/api/cards/{card['id']}/details"),
+    ):
+        problem(await api.request(method, url, headers=bearer(token)), 401, "AUTH-4010")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"cardNumber": "\xff\xfe", "creditLimitUsd": 1}', b"[" * 100_000 + b"]" * 100_000],
+    ids=["invalid-utf8", "deep-nesting"],
+)
+async def test_an_unreadable_body_is_a_validation_problem(
+    api: httpx.AsyncClient, content: bytes
+) -> None:
+    for url in ("/cards", "/api/cards", "/api/authorize"):
+        sent = await api.post(url, content=content, headers={"content-type": "application/json"})
+        assert problem(sent, 400, "VAL-0001")["detail"] == "Malformed JSON body"
+
+
+async def test_a_missing_body_names_what_it_must_hold(api: httpx.AsyncClient) -> None:
+    card = await issue(api)
+    for url, members in (
+        ("/cards", ("cardNumber", "creditLimitUsd")),
+        (f"/api/cards/{card['id']}/block", ("reason",)),
+        ("/api/authorize", ("card_id", "amount", "currency", "merchant_name")),
+    ):
+        for content, start in (
+            (b"", "A JSON body is required, with "),
+            (b"null", "The body must be a JSON object, with "),
+            (b"[1]", "The body must be a JSON object, with "),
+        ):
+            sent = await api.post(
+                url, content=content, headers={"content-type": "application/json"}
+            )
+            detail = problem(sent, 400, "VAL-0001")["detail"]
+            assert detail.startswith(start), detail
+            assert all(member in detail for member in members), detail
+    empty = await api.post("/cards", json={})
+    assert problem(empty, 400, "VAL-0001")["errors"] == [
+        "cardNumber is required",
+        "creditLimitUsd is required",
+    ]
+
+
+async def test_text_is_validated_as_sent(api: httpx.AsyncClient) -> None:
+    card = await issue(api)
+    blank = problem(await authorize(api, card["id"], "1", merchant_name="   "), 400, "VAL-0001")
+    assert blank["detail"] == "merchant_name: blank text is not allowed"
+    padded = await authorize(api, card["id"], "1", merchant_name=" Loja ABC ")
+    assert padded.status_code == 200, padded.text
+    (tx,) = (await api.get(f"/api/cards/{card['id']}/transactions")).json()["transactions"]
+    assert tx["merchant_name"] == " Loja ABC "
