@@ -30,7 +30,7 @@ class PointUpdated(UpstreamRecord):
     point_id: Identifier
     kind: DeliveryMethod
     name: str = Field(min_length=1, max_length=200)
-    capacity: int = Field(ge=0, le=1_000_000_000)
+    capacity: int = Field(ge=0, le=1_000_000_000, strict=True)
     price: Balance | None = None
     revision: Identifier | None = None
 

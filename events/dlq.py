@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict
+
+DEAD_LETTER_TYPE: Final = "orchestra.dead-letter.v1"
+"""The ``ce_type`` of every record on a ``<topic>.dlq``."""
 
 
 class DeadLetterReason(StrEnum):

@@ -33,6 +33,9 @@ H_DLQ_ERROR: Final = "dlq_error"
 H_DLQ_TOPIC: Final = "dlq_topic"
 H_DLQ_PARTITION: Final = "dlq_partition"
 H_DLQ_OFFSET: Final = "dlq_offset"
+H_DLQ_ORIGINAL_PREFIX: Final = "dlq_original_"
+"""A dead letter keeps the refused record's CloudEvents headers under this prefix; its own
+``ce_*`` headers describe the dead letter."""
 
 
 def now() -> datetime:

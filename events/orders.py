@@ -24,7 +24,7 @@ class OrderItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     sku: Identifier
-    quantity: int = Field(gt=0, le=1_000_000)
+    quantity: int = Field(gt=0, le=1_000_000, strict=True)
     unit_price: Amount
 
 

@@ -22,7 +22,8 @@ class PaymentMethod(StrEnum):
         return self in (PaymentMethod.BANK_CARD, PaymentMethod.SBP)
 
 
-CardToken = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+CardToken = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[!-~]+$")]
+"""A bank card token as the acquirer issues it: visible ASCII, no spaces."""
 
 
 class PaymentDetails(BaseModel):

@@ -24,7 +24,7 @@ class StockReceived(UpstreamRecord):
 
     sku: Sku
     warehouse_id: Identifier
-    quantity: int = Field(gt=0, le=1_000_000_000)
+    quantity: int = Field(gt=0, le=1_000_000_000, strict=True)
     name: str | None = Field(default=None, max_length=200)
     price: Balance | None = None
     discount_percent: float | None = Field(default=None, ge=0, le=100)

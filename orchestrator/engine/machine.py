@@ -6,7 +6,7 @@ and commits the new instance, its history and its outgoing messages in one trans
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -69,6 +69,16 @@ class Decision:
     def changed(self) -> bool:
         return bool(self.outgoing) or any(h.event != "reply-ignored" for h in self.history)
 
+    def caused_by(self, message_id: str | None) -> Decision:
+        """The decision with ``message_id`` (what it answers) as every message's cause."""
+        if message_id is None or not self.outgoing:
+            return self
+        outgoing = [
+            replace(o, envelope=o.envelope.model_copy(update={"causation_id": message_id}))
+            for o in self.outgoing
+        ]
+        return replace(self, outgoing=outgoing)
+
 
 class SagaMachine:
     """Runs one saga definition: start, replies, timers and manual actions."""
@@ -110,8 +120,10 @@ class SagaMachine:
         )
         first = self._next_applicable(state, 0)
         if first is None:
-            return self._finish(instance, SagaStatus.COMPLETED, None, now, [started], state)
-        return self._send(instance, first, False, now, [started], state=state)
+            decision = self._finish(instance, SagaStatus.COMPLETED, None, now, [started], state)
+        else:
+            decision = self._send(instance, first, False, now, [started], state=state)
+        return decision.caused_by(envelope.id)
 
     def on_reply(
         self, instance: SagaInstance, reply: Reply, envelope: Envelope, now: datetime
@@ -144,8 +156,10 @@ class SagaMachine:
             )
             return Decision(instance, history=[ignored])
         if instance.compensating:
-            return self._on_compensation_reply(instance, step, reply, now, [received])
-        return self._on_forward_reply(instance, step, reply, now, [received])
+            decision = self._on_compensation_reply(instance, step, reply, now, [received])
+        else:
+            decision = self._on_forward_reply(instance, step, reply, now, [received])
+        return decision.caused_by(envelope.id)
 
     def on_due(self, instance: SagaInstance, now: datetime) -> Decision:
         """A timer fired: a step timed out, or a scheduled retry is due."""
@@ -164,8 +178,12 @@ class SagaMachine:
             detail=f"no reply to {instance.pending_command_id}",
         )
         if instance.compensating or step.retriable:
-            return self._retry_or_fail(instance, step, now, [timed_out], TIMEOUT)
-        return self._compensate_from(instance, instance.step_index, TIMEOUT, now, [timed_out])
+            decision = self._retry_or_fail(instance, step, now, [timed_out], TIMEOUT)
+        else:
+            decision = self._compensate_from(
+                instance, instance.step_index, TIMEOUT, now, [timed_out]
+            )
+        return decision.caused_by(instance.pending_command_id)
 
     def retry_step(self, instance: SagaInstance, now: datetime, actor: str, why: str) -> Decision:
         """Manual: re-send the current step (forward or compensation) with a fresh budget."""

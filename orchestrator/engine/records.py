@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -12,7 +12,7 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from events import envelope as env
-from events.dlq import DeadLetter, DeadLetterReason
+from events.dlq import DEAD_LETTER_TYPE, DeadLetter, DeadLetterReason
 from events.envelope import Envelope, decode_headers
 from orchestrator.engine.outbox import OutboundMessage
 
@@ -48,6 +48,11 @@ _UNSTORABLE = "\x00"
 
 _ESCAPED_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 """A JSON escape that may decode to NUL or to a surrogate: only then is the document walked."""
+
+
+def _not_json(constant: str) -> None:
+    """Python reads NaN and Infinity; JSON has neither."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def text_key(raw: bytes | None) -> str | None:
@@ -123,7 +128,9 @@ def parse_record(
             f"header(s) {', '.join(unstorable)} hold a NUL character, which cannot be stored",
         )
     try:
-        document = json.loads(value)
+        document = json.loads(
+            value.decode("utf-8").removeprefix("\ufeff"), parse_constant=_not_json
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         return dead(DeadLetterReason.INVALID_JSON, f"value is not valid UTF-8 JSON: {exc}")
     if not isinstance(document, dict):
@@ -161,8 +168,21 @@ def log_dead_letters(letters: Sequence[DeadLetter]) -> None:
 
 
 def dead_letter_message(letter: DeadLetter) -> OutboundMessage:
-    """The copy of a refused record for ``<topic>.dlq``: original key, value and headers kept."""
-    headers = dict(letter.headers)
+    """The copy of a refused record for ``<topic>.dlq``: original key, value and headers
+    kept, but its CloudEvents attributes under ``dlq_original_``: the copy is a message of
+    its own, with its own id, time and type, caused by the refused record."""
+    source_id = f"{letter.topic}/{letter.partition}/{letter.offset}"
+    original_id = letter.headers.get(env.H_ID) or source_id
+    envelope = Envelope(
+        type=DEAD_LETTER_TYPE,
+        correlation_id=(letter.headers.get(env.H_CORRELATION) or original_id)[:200],
+        causation_id=original_id[:200],
+    )
+    headers = {
+        (env.H_DLQ_ORIGINAL_PREFIX + name if name in _OWN else name): value
+        for name, value in letter.headers.items()
+    }
+    headers.update({name: value for name, value in envelope.headers().items() if name in _OWN})
     headers.update(
         {
             env.H_DLQ_REASON: letter.reason.value,
@@ -173,6 +193,33 @@ def dead_letter_message(letter: DeadLetter) -> OutboundMessage:
         }
     )
     return OutboundMessage(letter.topic + ".dlq", text_key(letter.key), headers, letter.value)
+
+
+def redriven_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A dead letter's headers as the refused record had them: its ``dlq_*`` headers and
+    its own CloudEvents attributes dropped, the original ones restored."""
+    restored: dict[str, str] = {}
+    for name, value in headers.items():
+        if name.startswith(env.H_DLQ_ORIGINAL_PREFIX):
+            restored[name.removeprefix(env.H_DLQ_ORIGINAL_PREFIX)] = value
+        elif name not in _OWN and not name.startswith(_DLQ):
+            restored[name] = value
+    return restored
+
+
+_OWN = frozenset(
+    {
+        env.H_SPECVERSION,
+        env.H_ID,
+        env.H_TYPE,
+        env.H_SOURCE,
+        env.H_TIME,
+        env.H_CORRELATION,
+        env.H_CAUSATION,
+    }
+)
+"""The CloudEvents headers a dead letter sets for itself; saga extensions stay as they were."""
+_DLQ = "dlq_"
 
 
 def _describe(exc: ValidationError) -> str:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from events import envelope as env
 from events.topics import DLQ_SUFFIX, dlq
+from orchestrator.engine.records import redriven_headers
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import list_topics
 from orchestrator.ops.records import Record, Selection, publish, read
@@ -154,7 +155,7 @@ def _replayed(record: Record) -> dict[str, str]:
 
 
 def _redriven(record: Record) -> dict[str, str]:
-    kept = {k: v for k, v in record.headers.items() if k not in DLQ_HEADERS}
+    kept = redriven_headers(record.headers)
     return {**kept, "redriven_from": f"{record.topic}/{record.partition}/{record.offset}"}
 
 

@@ -65,7 +65,9 @@ async def test_a_batch_is_answered_once_with_failures_dead_lettered(engine: Asyn
     assert b"BenchStepDone" in replies[good_id].payload
     assert b"PARTICIPANT_ERROR" in replies[bad_id].payload
     letters = sorted(
-        (m.headers["dlq_reason"], m.headers.get("ce_id")) for m in first if m.topic.endswith(".dlq")
+        (m.headers["dlq_reason"], m.headers.get("dlq_original_ce_id"))
+        for m in first
+        if m.topic.endswith(".dlq")
     )
     assert letters == sorted([("HANDLER_ERROR", bad_id), ("INVALID_JSON", None)])
     assert [m.headers["dlq_reason"] for m in again] == ["INVALID_JSON"]

@@ -57,7 +57,7 @@ async def test_unstorable_text_is_dead_lettered_and_the_batch_goes_on(
         "header(s) ce_id hold a NUL character, which cannot be stored",
     )
     (dead_header,) = [m for m in sent.messages if m.headers.get("dlq_offset") == "3"]
-    assert dead_header.headers["ce_id"] == "x\ufffdy"
+    assert dead_header.headers["dlq_original_ce_id"] == "x\ufffdy"
     async with engine.connect() as conn:
         started = await conn.execute(
             text("SELECT business_key FROM saga_instances WHERE business_key LIKE ANY(:keys)"),

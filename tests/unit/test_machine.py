@@ -87,6 +87,23 @@ def test_happy_path_issues_the_card(machine: SagaMachine) -> None:
     assert d.instance.next_action_at is None
 
 
+def test_every_message_names_the_message_it_answers_as_its_cause(machine: SagaMachine) -> None:
+    inbound = Envelope(type="cards.issue-requested.v1", correlation_id="corr-1")
+    d = machine.start(request(), inbound, T0)
+    assert d.outgoing[0].envelope.causation_id == inbound.id
+    for reply in (
+        CardReserved(card_id="9002", masked_number="m"),
+        WalletOpened(wallet_id="W-1", balance=Decimal(0), currency="KZT"),
+        CardActivated(card_id="9002"),
+    ):
+        envelope = reply_to(d, reply)
+        d = machine.on_reply(d.instance, reply, envelope, T0)
+        (sent,) = d.outgoing
+        assert sent.envelope.causation_id == envelope.id
+        assert sent.envelope.correlation_id == "corr-1"
+    assert d.instance.status is SagaStatus.COMPLETED
+
+
 def test_refusal_compensates_finished_steps_in_reverse_order(machine: SagaMachine) -> None:
     d = started(machine)
     d = answer(machine, d, CardReserved(card_id="9002", masked_number="m"))

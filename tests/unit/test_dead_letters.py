@@ -1,0 +1,128 @@
+"""What is dead-lettered, and how: only UTF-8 JSON that validates is read; a dead letter
+is a message of its own (every CloudEvents header, its own id) that keeps the refused
+record's key, value and headers, and gives them back when re-driven."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+from pydantic import TypeAdapter
+
+from events import envelope as env
+from events.dlq import DEAD_LETTER_TYPE, DeadLetter, DeadLetterReason
+from events.store import StockReceived
+from orchestrator.engine.records import dead_letter_message, parse_record, redriven_headers
+
+CE_HEADERS = (
+    env.H_SPECVERSION,
+    env.H_ID,
+    env.H_TYPE,
+    env.H_SOURCE,
+    env.H_TIME,
+    env.H_CORRELATION,
+    env.H_CAUSATION,
+)
+
+
+def _letter(headers: dict[str, str]) -> DeadLetter:
+    return DeadLetter(
+        reason=DeadLetterReason.INVALID_ENVELOPE,
+        error="ce_time: not a date",
+        topic="orders.submitted",
+        partition=2,
+        offset=41,
+        key=b"o-1",
+        value=b'{"order_id": "o-1"}',
+        headers=headers,
+    )
+
+
+def test_a_dead_letter_has_its_own_cloudevents_headers_and_keeps_the_originals() -> None:
+    original = {
+        env.H_ID: "m-1",
+        env.H_TYPE: "orders.submitted.v1",
+        env.H_TIME: "yesterday",
+        env.H_CORRELATION: "corr-7",
+        "traceparent": "00-abc-def-01",
+    }
+    message = dead_letter_message(_letter(original))
+
+    assert message.topic == "orders.submitted.dlq"
+    assert (message.key, message.payload) == ("o-1", b'{"order_id": "o-1"}')
+    headers = message.headers
+    assert all(headers.get(name) for name in CE_HEADERS)
+    assert headers[env.H_SPECVERSION] == "1.0"
+    assert headers[env.H_TYPE] == DEAD_LETTER_TYPE
+    assert headers[env.H_ID] != "m-1"
+    datetime.fromisoformat(headers[env.H_TIME])
+    assert (headers[env.H_CORRELATION], headers[env.H_CAUSATION]) == ("corr-7", "m-1")
+    assert headers["dlq_original_ce_time"] == "yesterday"
+    assert headers["traceparent"] == "00-abc-def-01"
+    assert (headers[env.H_DLQ_REASON], headers[env.H_DLQ_OFFSET]) == ("INVALID_ENVELOPE", "41")
+
+    assert redriven_headers(headers) == original
+
+
+def test_a_record_without_headers_is_named_by_its_place() -> None:
+    headers = dead_letter_message(_letter({})).headers
+
+    assert all(headers.get(name) for name in CE_HEADERS)
+    assert headers[env.H_CAUSATION] == headers[env.H_CORRELATION] == "orders.submitted/2/41"
+    assert redriven_headers(headers) == {}
+
+
+@dataclass
+class _Record:
+    value: bytes
+    topic: str = "store.stock-received"
+    partition: int = 0
+    offset: int = 5
+    key: bytes | None = b"S-1"
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int = 0
+
+
+def _refused(value: bytes) -> DeadLetterReason | None:
+    parsed = parse_record(
+        _Record(value), TypeAdapter(StockReceived), 1_000_000, "store.stock-received.v1", False
+    )
+    return parsed.reason if isinstance(parsed, DeadLetter) else None
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'{"sku": "S-1", "warehouse_id": "W1", "quantity": 2}', None),
+        (b'\xef\xbb\xbf{"sku": "S-1", "warehouse_id": "W1", "quantity": 2}', None),
+        (
+            '{"sku": "S-1", "warehouse_id": "W1", "quantity": 2}'.encode("utf-16"),
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"sku": "S-1", "warehouse_id": "W1", "quantity": 2, "note": NaN}',
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"sku": "S-1", "warehouse_id": "W1", "quantity": Infinity}',
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"sku": "S-1", "warehouse_id": "W1", "quantity": "2"}',
+            DeadLetterReason.INVALID_PAYLOAD,
+        ),
+        (
+            b'{"sku": "S-1", "warehouse_id": "W1", "quantity": true}',
+            DeadLetterReason.INVALID_PAYLOAD,
+        ),
+        (
+            b'{"sku": "S-1", "warehouse_id": "W1", "quantity": 2.0}',
+            DeadLetterReason.INVALID_PAYLOAD,
+        ),
+    ],
+)
+def test_only_utf8_json_with_whole_numbers_is_read(
+    value: bytes, reason: DeadLetterReason | None
+) -> None:
+    assert _refused(value) == reason
