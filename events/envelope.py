@@ -28,6 +28,17 @@ H_SAGA_STEP: Final = "ce_sagastep"
 H_CONTENT_TYPE: Final = "content-type"
 H_TRACEPARENT: Final = "traceparent"
 
+CLOUDEVENTS_HEADERS: Final = (
+    H_SPECVERSION,
+    H_ID,
+    H_TYPE,
+    H_SOURCE,
+    H_TIME,
+    H_CORRELATION,
+    H_CAUSATION,
+)
+"""The CloudEvents attributes the contract requires on every message."""
+
 H_DLQ_REASON: Final = "dlq_reason"
 H_DLQ_ERROR: Final = "dlq_error"
 H_DLQ_TOPIC: Final = "dlq_topic"

@@ -112,26 +112,10 @@ def number_out(positive: bool) -> WithJsonSchema:
     return WithJsonSchema(number, mode="serialization")
 
 
-AmountNumber = Annotated[
-    Decimal,
-    BeforeValidator(coerce_amount),
-    AfterValidator(_check_scale),
-    AfterValidator(_check_positive),
-    _serialize_number,
-    money_schema(positive=True),
-    number_out(positive=True),
-]
+AmountNumber = Annotated[Amount, _serialize_number, number_out(positive=True)]
 """Amount, but a JSON number in answers (the HTTP API's money, as its seeds show it)."""
 
-BalanceNumber = Annotated[
-    Decimal,
-    BeforeValidator(coerce_amount),
-    AfterValidator(_check_scale),
-    AfterValidator(_check_non_negative),
-    _serialize_number,
-    money_schema(positive=False),
-    number_out(positive=False),
-]
+BalanceNumber = Annotated[Balance, _serialize_number, number_out(positive=False)]
 """Balance, but a JSON number in answers."""
 
 CurrencyCode = Annotated[

@@ -207,17 +207,7 @@ def redriven_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return restored
 
 
-_OWN = frozenset(
-    {
-        env.H_SPECVERSION,
-        env.H_ID,
-        env.H_TYPE,
-        env.H_SOURCE,
-        env.H_TIME,
-        env.H_CORRELATION,
-        env.H_CAUSATION,
-    }
-)
+_OWN = frozenset(env.CLOUDEVENTS_HEADERS)
 """The CloudEvents headers a dead letter sets for itself; saga extensions stay as they were."""
 _DLQ = "dlq_"
 

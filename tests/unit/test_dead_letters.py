@@ -15,15 +15,7 @@ from events.dlq import DEAD_LETTER_TYPE, DeadLetter, DeadLetterReason
 from events.store import StockReceived
 from orchestrator.engine.records import dead_letter_message, parse_record, redriven_headers
 
-CE_HEADERS = (
-    env.H_SPECVERSION,
-    env.H_ID,
-    env.H_TYPE,
-    env.H_SOURCE,
-    env.H_TIME,
-    env.H_CORRELATION,
-    env.H_CAUSATION,
-)
+CE_HEADERS = env.CLOUDEVENTS_HEADERS
 
 
 def _letter(headers: dict[str, str]) -> DeadLetter:
