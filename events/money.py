@@ -11,6 +11,9 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonS
 LIMIT = Decimal("1e13")
 """Amounts stay below ten trillion (so minor units fit a BIGINT with room to spare)."""
 CENT = Decimal("0.01")
+_DOUBLE_DIGITS = 16
+"""A double's shortest repr has up to 17 significant digits; a binary rounding error shows
+in the 16th or 17th."""
 _DECIMAL_STRING = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?")
 
 
@@ -22,9 +25,12 @@ def coerce_amount(value: object) -> object:
         if not exact.is_finite() or abs(exact) >= LIMIT:
             return exact
         cents = exact.quantize(CENT)
-        # A JSON number is a binary float: 0.57 may arrive as 0.5700000000000001.
+        # A JSON number is a binary float: 0.57 may arrive as 0.5700000000000001, a sum
+        # computed in binary. Such a number spells out (almost) all the digits a double
+        # has; one with fewer, like 10.5000000001, was written that way and is refused.
+        spelled_out = len(exact.as_tuple().digits) >= _DOUBLE_DIGITS
         tolerance = Decimal("1e-9") * max(Decimal(1), abs(exact))
-        return cents if abs(exact - cents) < tolerance else exact
+        return cents if spelled_out and abs(exact - cents) < tolerance else exact
     if isinstance(value, str):
         if not _DECIMAL_STRING.fullmatch(value):
             raise ValueError(f"not a decimal amount: {value[:40]!r}")

@@ -19,10 +19,15 @@ def test_amount_accepts_numbers_and_decimal_strings(raw: object) -> None:
     assert Priced.model_validate({"amount": raw}).amount == Decimal(str(raw))
 
 
-@pytest.mark.parametrize("raw", [0, -1, "1.001", "abc", True, "NaN"])
+@pytest.mark.parametrize("raw", [0, -1, "1.001", 1.001, 10.5000000001, "abc", True, "NaN"])
 def test_amount_refuses_bad_values(raw: object) -> None:
     with pytest.raises(ValidationError):
         Priced.model_validate({"amount": raw})
+
+
+def test_a_binary_rounding_error_is_read_as_the_cents_meant() -> None:
+    assert Priced.model_validate({"amount": 0.1 + 0.2}).amount == Decimal("0.30")
+    assert Priced.model_validate({"amount": 0.1 + 0.7}).amount == Decimal("0.80")
 
 
 def test_minor_units_round_trip() -> None:
