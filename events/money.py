@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
+from events.currencies import ISO_4217
+
 LIMIT = Decimal("1e13")
 """Amounts stay below ten trillion (so minor units fit a BIGINT with room to spare)."""
 CENT = Decimal("0.01")
@@ -132,7 +134,7 @@ CurrencyCode = Annotated[
 
 
 def _check_currency(code: str) -> str:
-    if len(code) != 3 or not code.isascii() or not code.isalpha() or not code.isupper():
+    if code not in ISO_4217:
         raise ValueError("currency must be an ISO 4217 code such as KZT or RUB")
     return code
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from events.money import Amount, from_minor, to_minor
+from events.money import Amount, CurrencyCode, from_minor, to_minor
 from orchestrator.logging import mask_text
 from workers.card_issuance.numbers import luhn_valid, mask, new_card_number, number_hash
 
@@ -49,3 +49,15 @@ def test_card_numbers_are_luhn_valid_and_masked() -> None:
 def test_log_masking_hides_card_numbers() -> None:
     assert mask_text("card 4111111111111111 ok") == "card 4111********1111 ok"
     assert mask_text("order 12345") == "order 12345"
+
+
+@pytest.mark.parametrize(("code", "valid"), [("KZT", True), ("GBP", True), ("ZZZ", False)])
+def test_a_currency_is_an_iso_4217_code(code: str, valid: bool) -> None:
+    class Quoted(BaseModel):
+        currency: CurrencyCode
+
+    if valid:
+        assert Quoted(currency=code).currency == code
+    else:
+        with pytest.raises(ValidationError, match="ISO 4217"):
+            Quoted(currency=code)
