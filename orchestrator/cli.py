@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -108,6 +109,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _operator_logging(fmt: str) -> None:
+    """Operator commands report a failure as one line of their own: aiokafka's log lines
+    about the same failure would only add noise on stderr."""
+    orchestra_logging.configure("WARNING", fmt)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def _stop_before_start(signum: int, _frame: object) -> None:
     """SIGTERM before the services are up: nothing is in flight, leave at once."""
     raise SystemExit(0)
@@ -151,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if report["outcomes_ok"] else 1
         elif args.command == "sagas":
             settings = load_settings()
-            orchestra_logging.configure("WARNING", settings.log_format)
+            _operator_logging(settings.log_format)
             from orchestrator.ops import sagas_cli
 
             return event_loop.run(sagas_cli.run(args, settings), settings.event_loop)
@@ -162,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(path)
         elif args.command in ("replay", "dlq"):
             settings = load_settings()
-            orchestra_logging.configure("WARNING", settings.log_format)
+            _operator_logging(settings.log_format)
             from orchestrator.ops import topics_cli
 
             handler = topics_cli.replay if args.command == "replay" else topics_cli.dead_letters

@@ -18,18 +18,21 @@ from faststream.security import (
     SASLScram512,
 )
 
-from orchestrator.errors import KafkaUnavailable
+from orchestrator.errors import KafkaUnavailable, SettingsError
 from orchestrator.settings import Settings
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    context: ssl.SSLContext = create_ssl_context(
-        cafile=settings.kafka_ssl_cafile,
-        certfile=settings.kafka_ssl_certfile,
-        keyfile=settings.kafka_ssl_keyfile,
-    )
+    try:
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+        )
+    except (OSError, ssl.SSLError) as exc:  # a file that is not PEM, a key that does not fit
+        raise SettingsError(f"bad settings: ORCHESTRA_KAFKA_SSL_*: {exc}") from None
     return context
 
 

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+import asyncpg
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from orchestrator.errors import SettingsError
 from orchestrator.event_loop import EventLoop
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# what the database URL's query may hold: asyncpg.connect's options, and SQLAlchemy's own
+DATABASE_OPTIONS = frozenset(inspect.signature(asyncpg.connect).parameters) - {
+    "dsn",
+    "loop",
+    "connection_class",
+    "record_class",
+} | {"prepared_statement_cache_size"}
 
 
 class Settings(BaseSettings):
@@ -132,7 +145,41 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str) -> str:
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("must start with postgresql+asyncpg://")
+        try:
+            url = make_url(value)
+            dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+            _, options = dialect.create_connect_args(url)  # type: ignore[no-untyped-call]
+        except (ValueError, ArgumentError) as exc:
+            raise ValueError(f"not a valid URL ({exc})") from None
+        unknown = sorted(set(url.query) - DATABASE_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown query parameter {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(DATABASE_OPTIONS))}"
+            )
+        ports = options.get("port")
+        for port in ports if isinstance(ports, list) else [ports]:
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(f"port {port} is not between 1 and 65535")
         return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _check_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_sasl_credentials(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"ORCHESTRA_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "ORCHESTRA_KAFKA_SASL_USERNAME and ORCHESTRA_KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -146,6 +193,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"ORCHESTRA_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         )
         raise SettingsError(f"bad settings: {problems}") from None

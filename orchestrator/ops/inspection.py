@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.engine import store
@@ -57,19 +58,33 @@ async def list_sagas(engine: AsyncEngine, wanted: SagaFilter) -> list[SagaInstan
 
 
 async def one_saga(engine: AsyncEngine, ident: str) -> SagaInstance:
-    """By saga id, or by business key when that names exactly one saga."""
-    try:
-        condition = saga_instances.c.id == uuid.UUID(ident)
-    except ValueError:
-        condition = saga_instances.c.business_key == ident
+    """By saga id or by business key (a key may be a UUID too), when that names one saga."""
+    saga_id: uuid.UUID | None = None
+    with contextlib.suppress(ValueError):
+        saga_id = uuid.UUID(ident)
+    condition = saga_instances.c.business_key == ident
+    if saga_id is not None:
+        condition = or_(condition, saga_instances.c.id == saga_id)
     async with engine.connect() as conn:
         rows = (await conn.execute(select(saga_instances).where(condition).limit(3))).all()
     if not rows:
         raise SagaNotFound(f"no saga with id or business key {ident!r}")
-    if len(rows) > 1:
-        kinds = ", ".join(f"{row.saga_type} {row.id}" for row in rows)
-        raise SagaNotFound(f"{ident!r} names several sagas ({kinds}); give the saga id")
-    return store.to_instance(rows[0])
+    if len(rows) == 1:
+        return store.to_instance(rows[0])
+    by_id = [row for row in rows if row.id == saga_id]
+    by_key = ", ".join(f"{row.saga_type} {row.id}" for row in rows if row.id != saga_id)
+    if by_id:
+        raise SagaNotFound(
+            f"{ident!r} is the id of saga {by_id[0].saga_type} {by_id[0].id} and the business "
+            f"key of {by_key}; refusing to guess which one is meant"
+        )
+    raise SagaNotFound(f"{ident!r} names several sagas ({by_key}); give the saga id")
+
+
+async def saga_types(engine: AsyncEngine) -> set[str]:
+    """The saga types with at least one saga."""
+    async with engine.connect() as conn:
+        return set((await conn.scalars(select(saga_instances.c.saga_type).distinct())).all())
 
 
 async def history(engine: AsyncEngine, saga_id: uuid.UUID) -> list[HistoryRow]:

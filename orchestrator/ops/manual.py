@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import RetryPolicy
 from orchestrator.engine.outbox import OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
+from orchestrator.errors import KafkaUnavailable
 from orchestrator.publisher import KafkaPublisher
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
@@ -25,7 +27,13 @@ async def act(
     tool would make the running services rebalance.
     """
     publisher = KafkaPublisher(settings, f"{settings.group_prefix}-ops")
-    await publisher.start()
+    try:
+        await publisher.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        await publisher.stop()
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc or type(exc).__name__}"
+        ) from None
     try:
         relay = OutboxRelay(engine, orchestrator_outbox, publisher)
         policy = RetryPolicy(

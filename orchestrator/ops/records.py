@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +17,11 @@ from orchestrator.kafka import client_kwargs
 from orchestrator.settings import Settings
 
 IDLE_S = 2.0
+FETCH_WAIT_MS = 50  # an offset lookup waits for the fetcher's wait: keep it short
+
+
+class UnknownPartition(OrchestraError):
+    """The topic has no such partition."""
 
 
 class UnknownTopic(OrchestraError):
@@ -56,34 +62,36 @@ class Record:
 
 
 async def read(settings: Settings, topic: str, selection: Selection) -> list[Record]:
-    """Every selected record present when the read starts, in partition and offset order."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
-    try:
-        await consumer.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        await consumer.stop()
-        raise KafkaUnavailable(f"cannot reach Kafka: {exc or type(exc).__name__}") from None
-    try:
-        known = consumer.partitions_for_topic(topic)
-        if known is None:
-            await consumer._client.force_metadata_update()
-            known = consumer.partitions_for_topic(topic)
-        if not known:
-            raise UnknownTopic(f"no topic {topic!r} on {settings.kafka_bootstrap_servers}")
+    """Every selected record present when the read starts, in partition and offset order.
+
+    Each partition is read from its first wanted offset up to the end offset taken at the
+    start (or the last wanted offset): an empty or finished partition is known at once,
+    without waiting out a fetch.
+    """
+    async with _consumer(settings) as consumer:
+        known = await _partitions(consumer, settings, topic)
+        missing = sorted(set(selection.partitions) - known)
+        if missing:
+            raise UnknownPartition(
+                f"{topic} has no partition {', '.join(map(str, missing))}; "
+                f"its partitions are {describe(known)}"
+            )
         chosen = sorted(p for p in known if not selection.partitions or p in selection.partitions)
         partitions = [TopicPartition(topic, p) for p in chosen]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        for tp in partitions:
-            if selection.from_offset is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, selection.from_offset)
+        starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
+        if selection.to_offset is not None:
+            ends = {tp: min(end, selection.to_offset + 1) for tp, end in ends.items()}
+        first = {tp: max(starts[tp], selection.from_offset or 0) for tp in partitions}
+        todo = {tp: end for tp, end in ends.items() if first[tp] < end}
+        if not todo:
+            return []
+        consumer.assign(list(todo))
+        for tp in todo:
+            consumer.seek(tp, first[tp])
         found: list[Record] = []
         idle_since = time.monotonic()
-        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+        while any([await consumer.position(tp) < end for tp, end in todo.items()]):
             batch = await consumer.getmany(timeout_ms=300)
             if not batch:
                 if time.monotonic() - idle_since > IDLE_S:
@@ -92,7 +100,7 @@ async def read(settings: Settings, topic: str, selection: Selection) -> list[Rec
             idle_since = time.monotonic()
             for records in batch.values():
                 for raw in records:
-                    if raw.offset >= ends[TopicPartition(raw.topic, raw.partition)]:
+                    if raw.offset >= todo[TopicPartition(raw.topic, raw.partition)]:
                         continue
                     record = Record(
                         raw.topic,
@@ -106,8 +114,49 @@ async def read(settings: Settings, topic: str, selection: Selection) -> list[Rec
                     if selection.wants(record):
                         found.append(record)
         return sorted(found, key=lambda r: (r.partition, r.offset))
-    finally:
+
+
+async def partitions(settings: Settings, topic: str) -> set[int]:
+    """The topic's partitions; UnknownTopic when there is no such topic."""
+    async with _consumer(settings) as consumer:
+        return await _partitions(consumer, settings, topic)
+
+
+def describe(numbers: set[int]) -> str:
+    """``0-7``, or ``0, 2, 5`` when not contiguous."""
+    ordered = sorted(numbers)
+    if len(ordered) > 2 and ordered[-1] - ordered[0] == len(ordered) - 1:
+        return f"{ordered[0]}-{ordered[-1]}"
+    return ", ".join(map(str, ordered))
+
+
+@contextlib.asynccontextmanager
+async def _consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS, **client_kwargs(settings)
+    )
+    try:
+        await consumer.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
         await consumer.stop()
+        raise KafkaUnavailable(f"cannot reach Kafka: {exc or type(exc).__name__}") from None
+    try:
+        yield consumer
+    finally:
+        # let the consumer's background task start: stopping it before it ran raises
+        # CancelledError out of stop() (aiokafka 0.14)
+        await asyncio.sleep(0)
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, settings: Settings, topic: str) -> set[int]:
+    known = consumer.partitions_for_topic(topic)
+    if known is None:
+        await consumer._client.force_metadata_update()
+        known = consumer.partitions_for_topic(topic)
+    if not known:
+        raise UnknownTopic(f"no topic {topic!r} on {settings.kafka_bootstrap_servers}")
+    return set(known)
 
 
 async def publish(

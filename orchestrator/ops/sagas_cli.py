@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db import DatabaseUnavailable, create_engine, first_line
-from orchestrator.engine.instance import SagaInstance
+from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.errors import OrchestraError
 from orchestrator.ops import inspection, manual, trace
+from orchestrator.ops.topics_cli import non_negative
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
 
 console = Console()
+DEFINED_TYPES = frozenset(saga.name for saga in ALL_SAGAS)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,10 +31,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     verbs = sagas.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", help="sagas, newest first, filtered")
     listing.add_argument("--type", dest="saga_type", help="saga type, e.g. order-checkout")
-    listing.add_argument("--status", help="RUNNING, COMPENSATING, COMPLETED, ABORTED or FAILED")
+    listing.add_argument(
+        "--status", type=str.upper, choices=[status.value for status in SagaStatus]
+    )
     listing.add_argument("--older-than", help="created at least this long ago: 90s, 15m, 2h, 3d")
     listing.add_argument("--key", help="business key (order_id, request_id, ...)")
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=_positive, default=50, help="at most (default 50)")
     for verb, text in (("show", "state and step history"), ("trace", "message flow diagram")):
         one = verbs.add_parser(verb, help=text)
         one.add_argument("saga", help="saga id, or a business key naming one saga")
@@ -64,12 +69,21 @@ async def _run(args: argparse.Namespace, settings: Settings, engine: AsyncEngine
             age = inspection.parse_age(args.older_than) if args.older_than else None
         except ValueError as exc:
             raise OrchestraError(str(exc)) from None
+        if args.saga_type and args.saga_type not in DEFINED_TYPES:
+            known = DEFINED_TYPES | await inspection.saga_types(engine)
+            if args.saga_type not in known:
+                raise OrchestraError(
+                    f"unknown saga type {args.saga_type!r}; known: {', '.join(sorted(known))}"
+                )
         found = await inspection.list_sagas(
             engine,
             inspection.SagaFilter(args.saga_type, args.status, age, args.key, args.limit),
         )
         _print_list(found)
         return 0
+    outputs = [path for path in (getattr(args, "svg", None), getattr(args, "html", None)) if path]
+    for path in outputs:
+        _check_writable(path)
     instance = await inspection.one_saga(engine, args.saga)
     if args.verb == "show":
         _print_one(instance, await inspection.history(engine, instance.id))
@@ -79,9 +93,9 @@ async def _run(args: argparse.Namespace, settings: Settings, engine: AsyncEngine
         diagram = trace.flow(instance, rows, definition)
         print(trace.mermaid(diagram), end="")
         if args.svg:
-            args.svg.write_text(trace.as_svg(diagram))
+            _write(args.svg, trace.as_svg(diagram))
         if args.html:
-            args.html.write_text(trace.as_html(diagram))
+            _write(args.html, trace.as_html(diagram))
     else:
         actor = args.actor or getpass.getuser()
         try:
@@ -93,6 +107,31 @@ async def _run(args: argparse.Namespace, settings: Settings, engine: AsyncEngine
             f"(step {saved.step_index}, by {actor}: {args.why})"
         )
     return 0
+
+
+def _positive(text: str) -> int:
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output file that cannot be written, before any work is done."""
+    folder = path.parent
+    if path.is_dir():
+        raise OrchestraError(f"cannot write {path}: it is a folder")
+    if not folder.is_dir():
+        raise OrchestraError(f"cannot write {path}: no folder {folder}")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise OrchestraError(f"cannot write {path}: permission denied")
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise OrchestraError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _print_list(found: list[SagaInstance]) -> None:

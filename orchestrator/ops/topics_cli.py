@@ -10,11 +10,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from events import envelope as env
+from events.dlq import DeadLetterReason
 from events.topics import DLQ_SUFFIX, dlq
 from orchestrator.engine.records import redriven_headers
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import list_topics
-from orchestrator.ops.records import Record, Selection, publish, read
+from orchestrator.ops.records import (
+    Record,
+    Selection,
+    UnknownTopic,
+    describe,
+    partitions,
+    publish,
+    read,
+)
 from orchestrator.settings import Settings
 
 console = Console()
@@ -25,6 +34,7 @@ DLQ_HEADERS = (
     env.H_DLQ_PARTITION,
     env.H_DLQ_OFFSET,
 )
+REASONS = [reason.value for reason in DeadLetterReason]
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,22 +50,34 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     verbs = dead.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", help="records of one topic's DLQ, or of every DLQ")
     listing.add_argument("topic", nargs="?", help="the original topic (default: every DLQ)")
-    listing.add_argument("--reason", help="only this dlq_reason")
+    listing.add_argument("--reason", type=str.upper, choices=REASONS, help="only this dlq_reason")
     show = verbs.add_parser("show", help="one dead letter: headers and value")
     show.add_argument("topic", help="the original topic")
-    show.add_argument("--partition", type=int, required=True)
-    show.add_argument("--offset", type=int, required=True)
+    show.add_argument("--partition", type=non_negative, required=True)
+    show.add_argument("--offset", type=non_negative, required=True)
     redrive = verbs.add_parser("redrive", help="send dead letters back to their topic")
     redrive.add_argument("topic", help="the original topic")
-    redrive.add_argument("--partition", type=int, action="append", default=[])
     redrive.add_argument(
-        "--offset",
-        type=int,
+        "--partition",
+        type=non_negative,
         action="append",
         default=[],
-        help="one record's offset (repeatable; with --partition if several)",
+        help="only this DLQ partition (repeatable)",
     )
-    redrive.add_argument("--reason", help="every dead letter with this dlq_reason")
+    redrive.add_argument(
+        "--offset",
+        type=non_negative,
+        action="append",
+        default=[],
+        help="one record's offset in the given partition (repeatable; --partition is "
+        "required when the DLQ has several partitions)",
+    )
+    redrive.add_argument(
+        "--reason",
+        type=str.upper,
+        choices=REASONS,
+        help="every dead letter with this dlq_reason",
+    )
     redrive.add_argument("--all", action="store_true", help="every dead letter of the topic")
     redrive.add_argument("--dry-run", action="store_true")
 
@@ -63,16 +85,26 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--partition",
-        type=int,
+        type=non_negative,
         action="append",
         default=[],
         help="only this partition (repeatable)",
     )
-    parser.add_argument("--from-offset", type=int, help="first offset (per partition)")
-    parser.add_argument("--to-offset", type=int, help="last offset, inclusive")
+    parser.add_argument("--from-offset", type=non_negative, help="first offset (per partition)")
+    parser.add_argument("--to-offset", type=non_negative, help="last offset, inclusive")
     parser.add_argument("--since", type=_time, help="records at or after (ISO 8601)")
     parser.add_argument("--until", type=_time, help="records at or before (ISO 8601)")
     parser.add_argument("--key", help="only records with this key")
+
+
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return value
 
 
 def _time(text: str) -> datetime:
@@ -86,11 +118,22 @@ def _time(text: str) -> datetime:
 
 
 async def replay(args: argparse.Namespace, settings: Settings) -> int:
+    offsets = (args.from_offset, args.to_offset)
+    if None not in offsets and args.from_offset > args.to_offset:
+        raise OrchestraError(
+            f"--from-offset {args.from_offset} is after --to-offset {args.to_offset}"
+        )
+    if args.since is not None and args.until is not None and args.since > args.until:
+        raise OrchestraError(
+            f"--since {args.since.isoformat()} is after --until {args.until.isoformat()}"
+        )
     selection = Selection(
         tuple(args.partition), args.from_offset, args.to_offset, args.since, args.until, args.key
     )
-    records = await read(settings, args.topic, selection)
     target = args.to_topic or args.topic
+    if args.to_topic:
+        await _existing(settings, {target})
+    records = await read(settings, args.topic, selection)
     if args.dry_run:
         _table(f"{len(records)} records would be re-published to {target}", records)
         return 0
@@ -125,18 +168,30 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if not (args.all or args.offset or args.reason):
         raise OrchestraError("say which dead letters: --offset (repeatable), --reason or --all")
+    if args.offset and not args.partition:
+        known = await partitions(settings, name)
+        if len(known) > 1:
+            raise OrchestraError(
+                f"--offset needs --partition: {name} has partitions {describe(known)}"
+            )
     letters = [
         r
         for r in await read(settings, name, Selection(tuple(args.partition)))
         if (args.all or not args.offset or r.offset in args.offset)
         and (args.reason is None or r.headers.get(env.H_DLQ_REASON) == args.reason)
     ]
+    unmatched = sorted(set(args.offset) - {r.offset for r in letters})
+    if unmatched and not args.all:
+        raise OrchestraError(
+            f"no dead letter at offset {', '.join(map(str, unmatched))} of {name}"
+            + (f" partition {describe(set(args.partition))}" if args.partition else "")
+            + (f" with reason {args.reason}" if args.reason else "")
+        )
+    await _existing(settings, {_origin(r, args.topic) for r in letters})
     if args.dry_run:
         _table(f"{len(letters)} dead letters would be re-driven to {args.topic}", letters, True)
         return 0
-    sent = await _send(
-        settings, letters, lambda r: r.headers.get(env.H_DLQ_TOPIC, args.topic), _redriven
-    )
+    sent = await _send(settings, letters, lambda r: _origin(r, args.topic), _redriven)
     console.print(f"re-drove {sent} dead letters of {name} to their topic")
     return 0
 
@@ -150,6 +205,10 @@ async def _send(settings: Settings, records: list[Record], target, headers) -> i
         )
 
 
+def _origin(letter: Record, topic: str) -> str:
+    return letter.headers.get(env.H_DLQ_TOPIC, topic)
+
+
 def _replayed(record: Record) -> dict[str, str]:
     return {**record.headers, "replayed_from": f"{record.topic}/{record.partition}/{record.offset}"}
 
@@ -157,6 +216,15 @@ def _replayed(record: Record) -> dict[str, str]:
 def _redriven(record: Record) -> dict[str, str]:
     kept = redriven_headers(record.headers)
     return {**kept, "redriven_from": f"{record.topic}/{record.partition}/{record.offset}"}
+
+
+async def _existing(settings: Settings, names: set[str]) -> None:
+    """Refuse a target topic that does not exist, before the broker would create it."""
+    missing = sorted(names - set(await list_topics(settings))) if names else []
+    if missing:
+        raise UnknownTopic(
+            f"no topic {', '.join(map(repr, missing))} on {settings.kafka_bootstrap_servers}"
+        )
 
 
 async def _dlq_topics(settings: Settings) -> list[str]:

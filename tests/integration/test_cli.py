@@ -132,3 +132,81 @@ def test_docs_writes_asyncapi_of_every_topic_and_the_openapi(tmp_path: Path) -> 
     openapi = json.loads((tmp_path / "docs" / "openapi.json").read_text())
     assert "/v1/cards/virtual" in openapi["paths"]
     assert (tmp_path / "docs" / "asyncapi.html").read_text().lstrip().startswith("<")
+
+
+def _refused(run: subprocess.CompletedProcess[str], says: str) -> None:
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert says in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_settings_that_cannot_connect_are_one_clear_line() -> None:
+    for command in (("run",), ("sagas", "list")):
+        for env, says in (
+            (
+                {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:notaport/x"},
+                "ORCHESTRA_DATABASE_URL",
+            ),
+            (
+                {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/x?foo=bar"},
+                "unknown query parameter foo",
+            ),
+            ({"ORCHESTRA_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "SASL_USERNAME"),
+            (
+                {
+                    "ORCHESTRA_KAFKA_SECURITY_PROTOCOL": "SSL",
+                    "ORCHESTRA_KAFKA_SSL_CAFILE": "/nonexistent.pem",
+                },
+                "ORCHESTRA_KAFKA_SSL_CAFILE",
+            ),
+        ):
+            run = _run(*command, **env)
+            _refused(run, says)
+            assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_arguments_that_cannot_be_right_are_refused_before_any_connection() -> None:
+    for args, says in (
+        (("sagas", "list", "--status", "BOGUS"), "choose from 'RUNNING'"),
+        (("sagas", "list", "--limit", "-1"), "--limit: must not be negative"),
+        (("replay", "orders.submitted", "--partition", "-1"), "must not be negative"),
+        (("replay", "orders.submitted", "--from-offset", "-5"), "must not be negative"),
+        (("dlq", "show", "orders.submitted", "--partition", "0", "--offset", "-1"), "negative"),
+        (("dlq", "redrive", "orders.submitted", "--reason", "NOPE"), "'TOO_LARGE'"),
+        (("dlq", "list", "--reason", "NOPE"), "'HANDLER_ERROR'"),
+        (
+            ("replay", "orders.submitted", "--from-offset", "10", "--to-offset", "2"),
+            "--from-offset 10 is after --to-offset 2",
+        ),
+        (
+            (
+                "replay",
+                "orders.submitted",
+                "--since",
+                "2026-11-26T10:00:00Z",
+                "--until",
+                "2026-11-25T10:00:00Z",
+            ),
+            "is after --until",
+        ),
+        (
+            ("sagas", "trace", "some-order", "--svg", "/nonexistent/dir/t.svg"),
+            "cannot write /nonexistent/dir/t.svg: no folder /nonexistent/dir",
+        ),
+    ):
+        # nothing listens here: each is refused before Kafka or PostgreSQL is asked
+        _refused(
+            _run(
+                *args,
+                ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+                ORCHESTRA_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:1/none",
+            ),
+            says,
+        )
+
+
+def test_operator_commands_with_kafka_unreachable_say_so_in_one_line() -> None:
+    for args in (("dlq", "list"), ("replay", "orders.submitted", "--to-topic", "x")):
+        run = _run(*args, ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+        _refused(run, "cannot reach Kafka")
+        assert len(run.stderr.strip().splitlines()) == 1

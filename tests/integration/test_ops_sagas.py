@@ -3,10 +3,17 @@ an operator would against the embedded stack with real sagas."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events import topics
 from orchestrator.client import UpstreamClient
@@ -136,3 +143,71 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
     assert "no saga" in missing.stderr
     bad_age = await orchestra(stack, "sagas", "list", "--older-than", "soon")
     assert (bad_age.returncode, "Traceback" in bad_age.stderr) == (2, False)
+
+
+async def test_a_uuid_business_key_names_its_saga_and_a_clash_is_explained(
+    client: UpstreamClient, stack: EmbeddedStack, engine: AsyncEngine
+) -> None:
+    seen = c.Outcomes(client)
+    order = c.order(c.unique("nobody"), [("SKU-1", 1, "1")], "PP")
+    order = order.model_copy(update={"order_id": str(uuid.uuid4())})  # as in the contract
+    await client.send(topics.ORDERS_SUBMITTED, order)
+    assert (await seen.one(order.order_id))["reason"] == "UNKNOWN_CUSTOMER"
+
+    for verb in ("show", "trace"):
+        found = await orchestra(stack, "sagas", verb, order.order_id)
+        assert found.returncode == 0, found.stderr
+    shown = await orchestra(stack, "sagas", "show", order.order_id)
+    assert f"key {order.order_id}" in shown.stdout
+    sql = "SELECT id FROM saga_instances WHERE business_key = :k"
+    ((saga_id,),) = await query(stack.database_url, sql, k=order.order_id)
+    by_id = await orchestra(stack, "sagas", "show", str(saga_id))
+    assert (by_id.returncode, order.order_id in by_id.stdout) == (0, True), by_id.stderr
+
+    clash = uuid.uuid4()  # a saga whose business key is the first one's id
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO saga_instances (id, saga_type, business_key, status, step_index, "
+                "data, version) VALUES (:id, 'registration', :key, 'COMPLETED', 0, '{}', 1)"
+            ),
+            {"id": clash, "key": str(saga_id)},
+        )
+    try:
+        both = await orchestra(stack, "sagas", "show", str(saga_id))
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM saga_instances WHERE id = :id"), {"id": clash})
+    assert both.returncode == 2
+    assert f"is the id of saga order-checkout {saga_id}" in both.stderr
+    assert f"business key of registration {clash}" in both.stderr
+
+    unreachable = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "orchestrator.cli", "sagas", "retry", order.order_id, "--why", "x"],
+        env={
+            **os.environ,
+            "ORCHESTRA_DATABASE_URL": stack.database_url,
+            "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert unreachable.returncode == 2
+    assert "cannot reach Kafka at 127.0.0.1:1" in unreachable.stderr
+    assert len(unreachable.stderr.strip().splitlines()) == 1
+
+
+async def test_unknown_saga_type_lists_the_known_ones_and_unwritable_output_says_so(
+    stack: EmbeddedStack,
+) -> None:
+    unknown = await orchestra(stack, "sagas", "list", "--type", "nosuch")
+    assert unknown.returncode == 2
+    assert "unknown saga type 'nosuch'; known:" in unknown.stderr
+    assert "order-checkout" in unknown.stderr
+    unwritable = await orchestra(stack, "sagas", "trace", "x", "--svg", "/nonexistent/dir/t.svg")
+    assert unwritable.returncode == 2
+    assert "cannot write /nonexistent/dir/t.svg" in unwritable.stderr
+    assert "PostgreSQL" not in unwritable.stderr

@@ -3,6 +3,7 @@ already happened; ``orchestra dlq`` lists, shows and re-drives dead letters afte
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ from events import topics
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
+from orchestrator.kafka import ensure_topics
 from orchestrator.ops.records import Selection, read
 from tests.integration import commerce as c
 from tests.integration.helpers import orchestra
@@ -118,6 +120,17 @@ async def test_dead_letters_listed_shown_and_redriven_after_the_fix(
     refused = await orchestra(own_stack, "dlq", "redrive", topics.ORDERS_SUBMITTED)
     assert refused.returncode == 2
     assert "--all" in refused.stderr
+    offset = ("--offset", str(letter.offset))
+    partition = ("--partition", str(letter.partition))
+    no_such = await orchestra(
+        own_stack, "dlq", "redrive", topics.ORDERS_SUBMITTED, *partition, "--offset", "99"
+    )
+    assert no_such.returncode == 2
+    assert "no dead letter at offset 99" in no_such.stderr
+    one = await orchestra(
+        own_stack, "dlq", "redrive", topics.ORDERS_SUBMITTED, *partition, *offset, "--dry-run"
+    )
+    assert "1 dead letters would be re-driven" in one.stdout, one.stderr
 
     fixed = Application(own_stack.settings(group_prefix="dlq"))  # the fix: a larger limit
     await fixed.start()
@@ -132,3 +145,43 @@ async def test_dead_letters_listed_shown_and_redriven_after_the_fix(
     finally:
         await fixed.stop()
     assert (outcome["status"], outcome["reason"]) == ("CANCELLED", "UNKNOWN_CUSTOMER")
+
+
+@pytest.mark.usefixtures("running_app")
+async def test_partitions_offsets_and_targets_that_do_not_exist_are_refused(
+    stack: EmbeddedStack,
+) -> None:
+    orders = topics.ORDERS_SUBMITTED
+    wide = c.unique("ops.wide")  # a DLQ of three partitions: an offset alone is ambiguous
+    await ensure_topics(stack.settings(), [wide, topics.dlq(wide)], partitions=3)
+    for args, says in (
+        (("replay", orders, "--partition", "99", "--dry-run"), "has no partition 99"),
+        (("dlq", "show", wide, "--partition", "5", "--offset", "0"), "its partitions are 0-2"),
+        (("dlq", "redrive", orders, "--offset", "0", "--partition", "42"), "has no partition 42"),
+        (("dlq", "redrive", wide, "--offset", "0"), "--offset needs --partition"),
+        (("dlq", "redrive", wide, "--offset", "0", "--partition", "1"), "no dead letter at"),
+        (("dlq", "redrive", orders, "--offset", "99999"), "no dead letter at offset 99999"),
+        (("replay", orders, "--to-topic", "bad name!", "--dry-run"), "no topic 'bad name!'"),
+    ):
+        started = time.monotonic()
+        run = await orchestra(stack, *args)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        assert says in run.stderr
+        assert "Traceback" not in run.stderr
+        assert time.monotonic() - started < 20, args
+    partitions = await orchestra(stack, "replay", orders, "--partition", "99")
+    assert "its partitions are 0" in partitions.stderr
+
+
+@pytest.mark.usefixtures("running_app")
+async def test_empty_partitions_are_read_without_waiting(stack: EmbeddedStack) -> None:
+    empty = c.unique("ops.empty")
+    await ensure_topics(stack.settings(), [empty])
+    assert await read(stack.settings(), empty, Selection()) == []
+    assert await read(stack.settings(), empty, Selection(from_offset=5)) == []
+
+    started = time.monotonic()
+    listed = await orchestra(stack, "dlq", "list")
+    assert listed.returncode == 0, listed.stderr
+    # a generous bound, not a speed target: it was about 5 s per DLQ topic, over a minute
+    assert time.monotonic() - started < 30

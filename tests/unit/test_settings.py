@@ -1,0 +1,68 @@
+"""Settings that cannot work are refused when they load, one line naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import SettingsError
+from orchestrator.settings import load_settings
+
+EMBEDDED_URL = "postgresql+asyncpg://postgres:@/orchestra?host=/tmp/pg&port=5432"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql+asyncpg://postgres@127.0.0.1:notaport/x", "not a valid URL"),
+        ("postgresql+asyncpg://postgres@127.0.0.1:99999/x", "port 99999"),
+        ("postgresql+asyncpg://postgres@127.0.0.1/x?foo=bar", "unknown query parameter foo"),
+        ("postgresql+asyncpg://postgres@/x?host=/tmp&port=abc", "not a valid URL"),
+    ],
+)
+def test_a_database_url_that_cannot_connect_is_refused(url: str, says: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(database_url=url)
+    assert "ORCHESTRA_DATABASE_URL" in str(refused.value)
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        EMBEDDED_URL,
+        "postgresql+asyncpg://u:p@db:5432/x?ssl=require&command_timeout=5",
+        "postgresql+asyncpg://u@db/x?prepared_statement_cache_size=0",
+    ],
+)
+def test_working_database_urls_load(url: str) -> None:
+    assert load_settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+def test_sasl_needs_a_username_and_a_password(protocol: str) -> None:
+    with pytest.raises(SettingsError, match="ORCHESTRA_KAFKA_SASL_USERNAME") as refused:
+        load_settings(kafka_security_protocol=protocol, kafka_sasl_username="alice")
+    assert str(refused.value).count("\n") == 0
+    settings = load_settings(
+        kafka_security_protocol=protocol, kafka_sasl_username="alice", kafka_sasl_password="pw"
+    )
+    assert settings.kafka_sasl_username == "alice"
+
+
+@pytest.mark.parametrize("name", ["kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"])
+def test_tls_files_must_exist(name: str, tmp_path: Path) -> None:
+    missing = str(tmp_path / "nonexistent.pem")
+    with pytest.raises(SettingsError, match=f"ORCHESTRA_{name.upper()}.*no such file"):
+        load_settings(kafka_security_protocol="SSL", **{name: missing})
+
+
+def test_a_tls_file_that_is_not_pem_is_a_settings_error(tmp_path: Path) -> None:
+    from orchestrator.kafka import admin_kwargs
+
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate\n")
+    settings = load_settings(kafka_security_protocol="SSL", kafka_ssl_cafile=str(garbage))
+    with pytest.raises(SettingsError, match="ORCHESTRA_KAFKA_SSL"):
+        admin_kwargs(settings)
