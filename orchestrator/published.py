@@ -11,7 +11,6 @@ finds rows.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -19,14 +18,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.envelope import H_ID
 from orchestrator.engine.outbox import OutboundMessage
-from orchestrator.errors import KafkaUnavailable
 from orchestrator.kafka import client_kwargs
 from orchestrator.settings import Settings
 
 CHUNK = 2_000
 """Records read per step backwards from a partition's end."""
-READ_TIMEOUT_S = 15.0
-"""A chunk not read back by then fails the sweep (the rows wait for the next one)."""
 CLOCK_MARGIN_MS = 60_000
 """Read this much further back than the oldest row: the broker's and PostgreSQL's clocks."""
 
@@ -43,16 +39,12 @@ async def published_ids(
     found: set[str] = set()
     if not wanted:
         return found
-    consumer = AIOKafkaConsumer(
-        enable_auto_commit=False, fetch_max_wait_ms=100, **client_kwargs(settings)
-    )
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(settings))
     await consumer.start()
     try:
+        await consumer._client.force_metadata_update()  # the same as ops.records.read
         for topic, ids in wanted.items():
-            # the client's own wait: a metadata answer may leave out a topic until asked for
-            # it by name, and a topic not checked would be published again
-            partitions = await consumer._client._wait_on_metadata(topic)
-            for partition in sorted(partitions):
+            for partition in sorted(consumer.partitions_for_topic(topic) or ()):
                 tp = TopicPartition(topic, partition)
                 found |= await _scan(consumer, tp, ids - found, since_ms - CLOCK_MARGIN_MS)
     finally:
@@ -64,55 +56,30 @@ async def _scan(
     consumer: AIOKafkaConsumer, tp: TopicPartition, ids: set[str], since_ms: int
 ) -> set[str]:
     """The ``ids`` among ``tp``'s records, read backwards in chunks until one reaches back
-    before ``since_ms`` (or the partition's start). The tail is read to the last record
-    there is: the end offset a broker reports may lag its records."""
+    before ``since_ms`` (or the partition's start)."""
     consumer.assign([tp])
     begin = (await consumer.beginning_offsets([tp]))[tp]
-    end = (await consumer.end_offsets([tp]))[tp]
+    upper = (await consumer.end_offsets([tp]))[tp]
     found: set[str] = set()
-    upper = max(begin, end - CHUNK)
-    oldest_ms = await _read(consumer, tp, upper, None, end, found)
     while upper > begin and not ids <= found:
+        lower = max(begin, upper - CHUNK)
+        consumer.seek(tp, lower)
+        oldest_ms = None
+        position = lower
+        while position < upper:
+            batch = (await consumer.getmany(tp, timeout_ms=1_000, max_records=CHUNK)).get(tp, [])
+            if not batch:
+                break
+            for record in batch:
+                if record.offset >= upper:
+                    break
+                stamp = record.timestamp
+                oldest_ms = stamp if oldest_ms is None else min(oldest_ms, stamp)
+                for name, value in record.headers or ():
+                    if name == H_ID and value is not None:
+                        found.add(value.decode(errors="replace"))
+            position = batch[-1].offset + 1
         if oldest_ms is not None and oldest_ms < since_ms:
             break
-        lower = max(begin, upper - CHUNK)
-        oldest_ms = await _read(consumer, tp, lower, upper, upper, found)
         upper = lower
     return found & ids
-
-
-async def _read(
-    consumer: AIOKafkaConsumer,
-    tp: TopicPartition,
-    start: int,
-    stop: int | None,
-    at_least: int,
-    found: set[str],
-) -> int | None:
-    """Add the ``ce_id`` of ``tp``'s records from ``start`` to ``stop`` (or, with None, to
-    the end: past ``at_least``, up to a fetch that finds nothing) to ``found``; returns the
-    oldest timestamp read. A read that does not come back fails: never "not there"."""
-    loop = asyncio.get_running_loop()
-    consumer.seek(tp, start)
-    position, oldest_ms = start, None
-    deadline = loop.time() + READ_TIMEOUT_S
-    while stop is None or position < stop:
-        batch = (await consumer.getmany(tp, timeout_ms=300, max_records=CHUNK)).get(tp, [])
-        if not batch:
-            if stop is None and position >= at_least:
-                break
-            if loop.time() > deadline:
-                raise KafkaUnavailable(
-                    f"cannot read {tp.topic}[{tp.partition}] back from offset {position}"
-                )
-            continue
-        for record in batch:
-            if stop is not None and record.offset >= stop:
-                break
-            stamp = record.timestamp
-            oldest_ms = stamp if oldest_ms is None else min(oldest_ms, stamp)
-            for name, value in record.headers or ():
-                if name == H_ID and value is not None:
-                    found.add(value.decode(errors="replace"))
-        position = batch[-1].offset + 1
-    return oldest_ms

@@ -148,8 +148,6 @@ class OutboxRelay:
         self.delete_delay_s = delete_delay_s
         self.published = published
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._publishing: set[int] = set()
-        """Ids of rows this relay is publishing: the sweeper leaves them alone."""
         self._slots = asyncio.Semaphore(max_in_flight)
         self._published: list[int] = []
         self._deleter: asyncio.Task[None] | None = None
@@ -168,13 +166,8 @@ class OutboxRelay:
         task.add_done_callback(self._in_flight.discard)
 
     async def _publish_in_slot(self, rows: Sequence[OutboxRow]) -> None:
-        ids = {row.id for row in rows}
-        self._publishing |= ids
-        try:
-            async with self._slots:
-                await self.publish(rows)
-        finally:
-            self._publishing -= ids
+        async with self._slots:
+            await self.publish(rows)
 
     async def drain(self) -> None:
         """Wait for background publishing and delete what it published (at a graceful stop)."""
@@ -243,8 +236,7 @@ class OutboxRelay:
                 .limit(self.sweep_batch)
                 .with_for_update(skip_locked=True)
             )
-            ours = self._publishing.union(self._published)  # under way, or acknowledged
-            found = [r for r in result if r.id not in ours]
+            found = result.all()
             if not found:
                 return 0
             rows = [
