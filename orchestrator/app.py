@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,6 @@ from orchestrator.engine.outbox import OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import broker_security, ensure_topics
-from orchestrator.published import published_ids
 from orchestrator.publisher import KafkaPublisher
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
@@ -104,7 +102,6 @@ class Application:
             outbox,
             self.publisher,
             sweep_interval_s=self.settings.outbox_sweep_interval_s,
-            published=functools.partial(published_ids, self.settings),
         )
         self.relays.append(relay)
         return relay

@@ -4,10 +4,8 @@ A handler inserts its outgoing messages into its owner's outbox table inside the
 transaction as its state change. Right after commit the relay publishes exactly those
 rows; the rows acknowledged by the broker are deleted a few milliseconds later, many
 batches in one statement. If the process dies between commit and delete, the sweeper
-finds the rows later and publishes those the broker does not hold yet (it reads the
-topics back, ``orchestrator.published``): a message goes out never zero times and, but
-for a publish still under way elsewhere, once; consumers deduplicate all the same (inbox
-by message id, saga by pending command id).
+finds the rows later and publishes them: a message may go out twice, never zero times,
+and every consumer deduplicates (inbox by message id, saga by pending command id).
 """
 
 from __future__ import annotations
@@ -15,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -26,7 +23,7 @@ from sqlalchemy import Table, TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Message
-from events.envelope import H_ID, Envelope
+from events.envelope import Envelope
 
 log = structlog.get_logger(__name__)
 
@@ -51,11 +48,6 @@ class OutboxRow:
 
 class Publisher(Protocol):
     async def publish(self, messages: Sequence[OutboundMessage]) -> None: ...
-
-
-PublishedCheck = Callable[[Sequence[OutboundMessage], int], Awaitable[set[str]]]
-"""The ``ce_id`` of those messages the broker holds among records stamped at or after the
-given time (milliseconds since the epoch): ``orchestrator.published.published_ids``."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +128,6 @@ class OutboxRelay:
         sweep_batch: int = 1_000,
         max_in_flight: int = 64,
         delete_delay_s: float = 0.05,
-        published: PublishedCheck | None = None,
     ) -> None:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -146,7 +137,6 @@ class OutboxRelay:
         self.sweep_age_s = sweep_age_s
         self.sweep_batch = sweep_batch
         self.delete_delay_s = delete_delay_s
-        self.published = published
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._published: list[int] = []
@@ -223,42 +213,22 @@ class OutboxRelay:
         table = self.table
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                select(
-                    table.c.id,
-                    table.c.topic,
-                    table.c.key,
-                    table.c.headers,
-                    table.c.payload,
-                    table.c.created_at,
-                )
+                select(table.c.id, table.c.topic, table.c.key, table.c.headers, table.c.payload)
                 .where(table.c.created_at < text(f"now() - interval '{self.sweep_age_s} seconds'"))
                 .order_by(table.c.id)
                 .limit(self.sweep_batch)
                 .with_for_update(skip_locked=True)
             )
-            found = result.all()
-            if not found:
-                return 0
             rows = [
                 OutboxRow(r.id, OutboundMessage(r.topic, r.key, dict(r.headers), bytes(r.payload)))
-                for r in found
+                for r in result
             ]
-            fresh = await self._not_yet_published(rows, min(r.created_at for r in found))
-            await self.publisher.publish([row.message for row in fresh])
+            if not rows:
+                return 0
+            await self.publisher.publish([row.message for row in rows])
             await conn.execute(_statements(table).delete, {"ids": [row.id for row in rows]})
-        log.info(
-            "outbox swept", table=table.name, published=len(fresh), already=len(rows) - len(fresh)
-        )
+        log.info("outbox swept", table=table.name, published=len(rows))
         return len(rows)
-
-    async def _not_yet_published(
-        self, rows: Sequence[OutboxRow], oldest: datetime
-    ) -> Sequence[OutboxRow]:
-        """The rows whose message the broker does not hold yet (all, with no check)."""
-        if self.published is None:
-            return rows
-        held = await self.published([row.message for row in rows], int(oldest.timestamp() * 1000))
-        return [row for row in rows if row.message.headers.get(H_ID) not in held]
 
     async def run_sweeper(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
