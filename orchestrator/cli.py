@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from orchestrator import event_loop
 from orchestrator import logging as orchestra_logging
+from orchestrator.arguments import non_negative, positive
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import load_settings
 
@@ -51,13 +52,13 @@ def _parser() -> argparse.ArgumentParser:
         "bench", help="measure sagas/s and latency beside the bare-Kafka ceiling"
     )
     bench.add_argument(
-        "-n", "--sagas", type=_positive, default=20_000, help="measured sagas (default 20000)"
+        "-n", "--sagas", type=positive, default=20_000, help="measured sagas (default 20000)"
     )
     bench.add_argument(
-        "-c", "--concurrency", type=_positive, default=100, help="sagas in flight (default 100)"
+        "-c", "--concurrency", type=positive, default=100, help="sagas in flight (default 100)"
     )
     bench.add_argument(
-        "--warmup", type=_non_negative, default=500, help="sagas before measuring (default 500)"
+        "--warmup", type=non_negative, default=500, help="sagas before measuring (default 500)"
     )
     bench.add_argument(
         "--no-ceiling", action="store_true", help="skip the bare aiokafka ceiling run"
@@ -90,23 +91,6 @@ def _parser() -> argparse.ArgumentParser:
     sagas_cli.add_parser(commands)
     topics_cli.add_parsers(commands)
     return parser
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
 
 
 def _operator_logging(fmt: str) -> None:

@@ -14,11 +14,11 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.arguments import positive
 from orchestrator.db import DatabaseUnavailable, create_engine, first_line
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.errors import OrchestraError
 from orchestrator.ops import inspection, manual, trace
-from orchestrator.ops.topics_cli import non_negative
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
 
@@ -36,7 +36,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     listing.add_argument("--older-than", help="created at least this long ago: 90s, 15m, 2h, 3d")
     listing.add_argument("--key", help="business key (order_id, request_id, ...)")
-    listing.add_argument("--limit", type=_positive, default=50, help="at most (default 50)")
+    listing.add_argument("--limit", type=positive, default=50, help="at most (default 50)")
     for verb, text in (("show", "state and step history"), ("trace", "message flow diagram")):
         one = verbs.add_parser(verb, help=text)
         one.add_argument("saga", help="saga id, or a business key naming one saga")
@@ -107,13 +107,6 @@ async def _run(args: argparse.Namespace, settings: Settings, engine: AsyncEngine
             f"(step {saved.step_index}, by {actor}: {args.why})"
         )
     return 0
-
-
-def _positive(text: str) -> int:
-    value = non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def _check_writable(path: Path) -> None:

@@ -12,6 +12,7 @@ from rich.table import Table
 from events import envelope as env
 from events.dlq import DeadLetterReason
 from events.topics import DLQ_SUFFIX, dlq
+from orchestrator.arguments import non_negative
 from orchestrator.engine.records import redriven_headers
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import list_topics
@@ -95,16 +96,6 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=_time, help="records at or after (ISO 8601)")
     parser.add_argument("--until", type=_time, help="records at or before (ISO 8601)")
     parser.add_argument("--key", help="only records with this key")
-
-
-def non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
-    return value
 
 
 def _time(text: str) -> datetime:
