@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from orchestrator.engine.outbox import OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import broker_security, ensure_topics
+from orchestrator.published import published_ids
 from orchestrator.publisher import KafkaPublisher
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
@@ -39,6 +41,8 @@ log = structlog.get_logger(__name__)
 
 ORCHESTRATOR = "orchestrator"
 API = "api"
+STOP_TASKS_S = 15.0
+"""How long a graceful stop waits for a sweep or a timer tick under way."""
 SERVICES: tuple[str, ...] = (ORCHESTRATOR, *WORKERS, API)
 
 
@@ -102,6 +106,7 @@ class Application:
             outbox,
             self.publisher,
             sweep_interval_s=self.settings.outbox_sweep_interval_s,
+            published=functools.partial(published_ids, self.settings),
         )
         self.relays.append(relay)
         return relay
@@ -200,13 +205,17 @@ class Application:
         if self.http is not None:
             await self.http.start()
         for relay in self.relays:
-            self._tasks.append(asyncio.create_task(relay.run_sweeper(self._stop)))
+            self._tasks.append(
+                asyncio.create_task(
+                    relay.run_sweeper(self._stop), name=f"sweeper of {relay.table.name}"
+                )
+            )
         if self.runtime is not None:
-            self._tasks.append(asyncio.create_task(self._run_timers(self.runtime)))
+            self._tasks.append(asyncio.create_task(self._run_timers(self.runtime), name="timers"))
         sampler = metrics.Sampler(
             self.engine, [relay.table for relay in self.relays], list(self.broker.subscribers)
         )
-        self._tasks.append(asyncio.create_task(sampler.run(self._stop)))
+        self._tasks.append(asyncio.create_task(sampler.run(self._stop), name="metrics"))
         if self.settings.metrics_port:
             metrics.serve(self.settings.metrics_port)
         # What start-up built (modules, pools, compiled statements: ~140k objects) lives as
@@ -218,21 +227,32 @@ class Application:
         )
 
     async def stop(self) -> None:
-        """Graceful: in-flight batches finish and commit, consumers leave their groups."""
+        """Graceful: in-flight batches finish and commit, consumers leave their groups, a
+        sweep or a timer tick under way ends, and only then is what they published deleted
+        and the publisher stopped."""
         self._stop.set()
         if self.http is not None:
             await self.http.stop()
         await self.broker.stop()
+        await self._end_tasks()
         for relay in self.relays:
             await relay.drain()
         await self.publisher.stop()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, timeout=10)
-        self._tasks.clear()
         await self.engine.dispose()
         telemetry.flush()
         log.info("stopped", services=list(self.services))
+
+    async def _end_tasks(self) -> None:
+        """Wait for the background tasks to see the stop; one still running after
+        ``STOP_TASKS_S`` is cancelled (a sweep's rows then stay for the next process)."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(self._tasks, timeout=STOP_TASKS_S)
+        for task in late:
+            log.warning("background task cancelled at stop", task=task.get_name())
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
 
     async def _run_timers(self, runtime: SagaRuntime) -> None:
         interval = self.settings.timer_interval_s

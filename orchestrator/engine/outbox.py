@@ -4,8 +4,10 @@ A handler inserts its outgoing messages into its owner's outbox table inside the
 transaction as its state change. Right after commit the relay publishes exactly those
 rows; the rows acknowledged by the broker are deleted a few milliseconds later, many
 batches in one statement. If the process dies between commit and delete, the sweeper
-finds the rows later and publishes them: a message may go out twice, never zero times,
-and every consumer deduplicates (inbox by message id, saga by pending command id).
+finds the rows later and publishes those the broker does not hold yet (it reads the topics
+back, ``orchestrator.published``): a message goes out never zero times and, but for a
+publish still under way in another process, once. Consumers deduplicate all the same
+(inbox by message id, saga by pending command id).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -23,7 +26,7 @@ from sqlalchemy import Table, TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Message
-from events.envelope import Envelope
+from events.envelope import H_ID, Envelope
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +51,11 @@ class OutboxRow:
 
 class Publisher(Protocol):
     async def publish(self, messages: Sequence[OutboundMessage]) -> None: ...
+
+
+PublishedCheck = Callable[[Sequence[OutboundMessage], datetime], Awaitable[set[str]]]
+"""The ``ce_id`` of those messages the broker holds among the records stamped at or after the
+given time: ``orchestrator.published.published_ids``."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class OutboxRelay:
         sweep_batch: int = 1_000,
         max_in_flight: int = 64,
         delete_delay_s: float = 0.05,
+        published: PublishedCheck | None = None,
     ) -> None:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -137,7 +146,10 @@ class OutboxRelay:
         self.sweep_age_s = sweep_age_s
         self.sweep_batch = sweep_batch
         self.delete_delay_s = delete_delay_s
+        self.published = published
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._publishing: set[int] = set()
+        """Ids of the rows this relay is publishing: the sweeper leaves them alone."""
         self._slots = asyncio.Semaphore(max_in_flight)
         self._published: list[int] = []
         self._deleter: asyncio.Task[None] | None = None
@@ -156,8 +168,13 @@ class OutboxRelay:
         task.add_done_callback(self._in_flight.discard)
 
     async def _publish_in_slot(self, rows: Sequence[OutboxRow]) -> None:
-        async with self._slots:
-            await self.publish(rows)
+        ids = {row.id for row in rows}
+        self._publishing |= ids
+        try:
+            async with self._slots:
+                await self.publish(rows)
+        finally:
+            self._publishing -= ids
 
     async def drain(self) -> None:
         """Wait for background publishing and delete what it published (at a graceful stop)."""
@@ -204,36 +221,60 @@ class OutboxRelay:
             )
 
     async def sweep_once(self) -> int:
-        """Publish rows older than ``sweep_age_s`` (left by a crash or a failed publish).
+        """Publish rows older than ``sweep_age_s`` (left by a crash or a failed publish) that
+        the broker does not hold yet, and delete them; returns how many rows it took.
 
         Walks the outbox in id order, oldest first, with no index on ``created_at``: the
         table holds only the rows of the last moments, so the walk is short, and no insert
-        pays for a second index."""
+        pays for a second index. Rows this relay is publishing, or has published and not yet
+        deleted, are left out (and not locked)."""
         await self.delete_published()
         table = self.table
+        ours = sorted(self._publishing.union(self._published))
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                select(table.c.id, table.c.topic, table.c.key, table.c.headers, table.c.payload)
+                select(
+                    table.c.id,
+                    table.c.topic,
+                    table.c.key,
+                    table.c.headers,
+                    table.c.payload,
+                    table.c.created_at,
+                )
                 .where(table.c.created_at < text(f"now() - interval '{self.sweep_age_s} seconds'"))
+                .where(text("id <> ALL(CAST(:ours AS bigint[]))").bindparams(ours=ours))
                 .order_by(table.c.id)
                 .limit(self.sweep_batch)
                 .with_for_update(skip_locked=True)
             )
+            found = result.all()
+            if not found:
+                return 0
             rows = [
                 OutboxRow(r.id, OutboundMessage(r.topic, r.key, dict(r.headers), bytes(r.payload)))
-                for r in result
+                for r in found
             ]
-            if not rows:
-                return 0
-            await self.publisher.publish([row.message for row in rows])
+            fresh = await self._not_yet_published(rows, min(r.created_at for r in found))
+            await self.publisher.publish([row.message for row in fresh])
             await conn.execute(_statements(table).delete, {"ids": [row.id for row in rows]})
-        log.info("outbox swept", table=table.name, published=len(rows))
+        log.info(
+            "outbox swept", table=table.name, published=len(fresh), held=len(rows) - len(fresh)
+        )
         return len(rows)
+
+    async def _not_yet_published(
+        self, rows: Sequence[OutboxRow], oldest: datetime
+    ) -> Sequence[OutboxRow]:
+        """The rows whose message the broker does not hold (all of them, with no check)."""
+        if self.published is None:
+            return rows
+        held = await self.published([row.message for row in rows], oldest)
+        return [row for row in rows if row.message.headers.get(H_ID) not in held]
 
     async def run_sweeper(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                while await self.sweep_once() == self.sweep_batch:
+                while await self.sweep_once() == self.sweep_batch and not stop.is_set():
                     pass
             except Exception as exc:  # keep sweeping; the rows stay until published
                 log.warning("outbox sweep failed", table=self.table.name, error=str(exc))

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -18,6 +18,10 @@ from orchestrator.settings import Settings
 
 IDLE_S = 2.0
 FETCH_WAIT_MS = 50  # an offset lookup waits for the fetcher's wait: keep it short
+LOOKUP_EARLY = timedelta(minutes=1)
+"""A read from a time starts where the broker's time index puts this much earlier: the index
+may go by the broker's clock (Tansu: the time it appended a record), the selection by each
+record's own timestamp, set by its producer's clock."""
 
 
 class UnknownPartition(OrchestraError):
@@ -64,9 +68,11 @@ class Record:
 async def read(settings: Settings, topic: str, selection: Selection) -> list[Record]:
     """Every selected record present when the read starts, in partition and offset order.
 
-    Each partition is read from its first wanted offset up to the end offset taken at the
-    start (or the last wanted offset): an empty or finished partition is known at once,
-    without waiting out a fetch.
+    Each partition is read from its first wanted offset up to its end (or the last wanted
+    offset). A partition the broker reports empty is known at once, without waiting out a
+    fetch. Of any other, the end is the larger of the end offset listed at the start and the
+    high watermark of the first fetch: Tansu 0.6 lists the first offset of the partition's
+    last record batch, plus one, as its end, so the rest of that batch would be left out.
     """
     async with _consumer(settings) as consumer:
         known = await _partitions(consumer, settings, topic)
@@ -79,20 +85,34 @@ async def read(settings: Settings, topic: str, selection: Selection) -> list[Rec
         chosen = sorted(p for p in known if not selection.partitions or p in selection.partitions)
         partitions = [TopicPartition(topic, p) for p in chosen]
         starts = await consumer.beginning_offsets(partitions)
-        ends = await consumer.end_offsets(partitions)
-        if selection.to_offset is not None:
-            ends = {tp: min(end, selection.to_offset + 1) for tp, end in ends.items()}
+        listed = await consumer.end_offsets(partitions)
         first = {tp: max(starts[tp], selection.from_offset or 0) for tp in partitions}
-        todo = {tp: end for tp, end in ends.items() if first[tp] < end}
+        if selection.since is not None:
+            at = await _offsets_at(consumer, partitions, selection.since, listed)
+            first = {tp: max(first[tp], at[tp]) for tp in partitions}
+        last = selection.to_offset
+        todo = {
+            tp: listed[tp]
+            for tp in partitions
+            if listed[tp] > starts[tp] and (last is None or first[tp] <= last)
+        }
         if not todo:
             return []
         consumer.assign(list(todo))
         for tp in todo:
             consumer.seek(tp, first[tp])
+        unsettled = set(todo)
         found: list[Record] = []
         idle_since = time.monotonic()
-        while any([await consumer.position(tp) < end for tp, end in todo.items()]):
+        while unsettled or any([await consumer.position(tp) < end for tp, end in todo.items()]):
             batch = await consumer.getmany(timeout_ms=300)
+            for tp in list(unsettled):
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    todo[tp] = max(todo[tp], highwater)
+                    unsettled.discard(tp)
+                if last is not None:
+                    todo[tp] = min(todo[tp], last + 1)
             if not batch:
                 if time.monotonic() - idle_since > IDLE_S:
                     break  # nothing more arrives: the broker's end offset was optimistic
@@ -114,6 +134,23 @@ async def read(settings: Settings, topic: str, selection: Selection) -> list[Rec
                     if selection.wants(record):
                         found.append(record)
         return sorted(found, key=lambda r: (r.partition, r.offset))
+
+
+async def _offsets_at(
+    consumer: AIOKafkaConsumer,
+    partitions: Sequence[TopicPartition],
+    since: datetime,
+    ends: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Each partition's first offset stamped at ``since`` (less ``LOOKUP_EARLY``) or later,
+    its end when none is: a read from a time need not walk the partition from its start."""
+    at_ms = int((since - LOOKUP_EARLY).timestamp() * 1000)
+    found = await consumer.offsets_for_times(dict.fromkeys(partitions, at_ms))
+    return {
+        # a broker without the record answers None (Kafka) or a timestamp of -1 (Tansu)
+        tp: ends[tp] if at is None or at.timestamp < 0 else at.offset
+        for tp, at in found.items()
+    }
 
 
 async def partitions(settings: Settings, topic: str) -> set[int]:

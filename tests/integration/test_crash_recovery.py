@@ -9,15 +9,17 @@ import random
 import signal
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from events import topics
+from events.cards import CardStatusChanged
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack, free_port
+from orchestrator.ops.records import Selection, read
 from orchestrator.settings import Settings
 from tests.integration import commerce
 from tests.integration.helpers import card_outcomes, card_request, query, unique
@@ -140,6 +142,13 @@ async def test_kill_9_mid_flight_then_restart_loses_nothing(
     assert orphans == []
     leftovers = await query(url, "SELECT count(*) FROM orchestrator_outbox")
     assert leftovers == [(0,)]
+    wanted = {r.request_id for r in requests}
+    records = Counter(
+        status.request_id
+        for record in await read(settings, topics.CARDS_STATUS, Selection())
+        if (status := CardStatusChanged.model_validate_json(record.value)).request_id in wanted
+    )
+    assert records == dict.fromkeys(wanted, 1), "one terminal record per saga"
 
 
 async def test_two_processes_share_the_work_and_issue_one_card_per_user(

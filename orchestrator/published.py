@@ -1,0 +1,49 @@
+"""Which outbox messages the broker already holds, read back before the sweeper publishes again.
+
+The relay deletes an outbox row a few milliseconds after the broker acknowledged it; a crash
+in between leaves the row for the sweeper. Publishing it again would put a second copy on the
+topic: a second terminal record on a status topic, where the contract promises exactly one.
+So the sweeper first reads the rows' topics back from a little before the oldest row was
+written (a lookup by time, so only that stretch is read) and leaves out the rows whose
+``ce_id`` is there. Only the sweeper pays for this, and only when it finds rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from events.envelope import H_ID
+from orchestrator.engine.outbox import OutboundMessage
+from orchestrator.errors import KafkaUnavailable
+from orchestrator.ops.records import Selection, read
+from orchestrator.settings import Settings
+
+CLOCK_MARGIN = timedelta(seconds=15)
+"""Read this much further back than the oldest row: PostgreSQL's and the broker's clocks may
+differ. A record is stamped after its row was written, never before."""
+READ_TIMEOUT_S = 30.0
+"""A read-back not done by then fails the sweep; the rows wait for the next one."""
+
+
+async def published_ids(
+    settings: Settings, messages: Sequence[OutboundMessage], since: datetime
+) -> set[str]:
+    """The ``ce_id`` of each of ``messages`` found on its topic among the records stamped
+    at ``since`` or later (less the clock margin)."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for message in messages:
+        if H_ID in message.headers:
+            wanted[message.topic].add(message.headers[H_ID])
+    found: set[str] = set()
+    for topic, ids in wanted.items():
+        try:
+            records = await asyncio.wait_for(
+                read(settings, topic, Selection(since=since - CLOCK_MARGIN)), READ_TIMEOUT_S
+            )
+        except TimeoutError:
+            raise KafkaUnavailable(f"{topic} not read back within {READ_TIMEOUT_S:.0f} s") from None
+        found |= ids.intersection(record.headers.get(H_ID) for record in records)
+    return found
