@@ -10,6 +10,11 @@ Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za
 """An entity id on the wire: letters, digits and ``._:@-``, at most 128 characters."""
 
 
+def unstorable(text: str) -> bool:
+    """Text no database could store: a NUL character or a lone surrogate."""
+    return "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)
+
+
 class Message(BaseModel):
     """An internal message: immutable, and strict about unknown fields."""
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from events.base import unstorable
 from events.money import (
     Amount,
     AmountNumber,
@@ -48,11 +49,6 @@ def _whole(value: object) -> object:
 
 
 WholeNumber = Annotated[int, BeforeValidator(_whole)]
-
-
-def unstorable(text: str) -> bool:
-    """Text no database could store: a NUL character or a lone surrogate."""
-    return "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def _storable(value: object) -> None:

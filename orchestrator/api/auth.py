@@ -9,7 +9,7 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from events.card_api import unstorable
+from events.base import unstorable
 from orchestrator.api.problems import ApiError
 from orchestrator.settings import Settings
 

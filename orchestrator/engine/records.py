@@ -12,6 +12,7 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from events import envelope as env
+from events.base import unstorable
 from events.dlq import DEAD_LETTER_TYPE, DeadLetter, DeadLetterReason
 from events.envelope import Envelope, decode_headers
 from orchestrator.engine.outbox import OutboundMessage
@@ -65,7 +66,7 @@ def text_key(raw: bytes | None) -> str | None:
 def _unstorable_text(document: Any) -> bool:
     """Whether a JSON document holds a string (or key) no database text column can hold."""
     if isinstance(document, str):
-        return _UNSTORABLE in document or any("\ud800" <= c <= "\udfff" for c in document)
+        return unstorable(document)
     if isinstance(document, dict):
         return any(_unstorable_text(k) or _unstorable_text(v) for k, v in document.items())
     if isinstance(document, list):
@@ -114,7 +115,7 @@ def parse_record(
     require_envelope: bool,
 ) -> Parsed[T] | DeadLetter:
     """Validate one record; never raises for bad input, returns a DeadLetter instead."""
-    headers, unstorable = _storable_headers(decode_headers(record.headers or ()))
+    headers, nul_headers = _storable_headers(decode_headers(record.headers or ()))
     value = record.value or b""
 
     def dead(reason: DeadLetterReason, error: str) -> DeadLetter:
@@ -122,10 +123,10 @@ def parse_record(
 
     if len(value) > max_bytes:
         return dead(DeadLetterReason.TOO_LARGE, f"record of {len(value)} bytes exceeds {max_bytes}")
-    if unstorable:
+    if nul_headers:
         return dead(
             DeadLetterReason.INVALID_ENVELOPE,
-            f"header(s) {', '.join(unstorable)} hold a NUL character, which cannot be stored",
+            f"header(s) {', '.join(nul_headers)} hold a NUL character, which cannot be stored",
         )
     try:
         document = json.loads(
