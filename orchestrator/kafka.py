@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.coordinator.protocol import ConsumerProtocol
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.group import JoinGroupRequest
 from faststream.security import (
     BaseSecurity,
     SASLPlaintext,
@@ -141,3 +144,38 @@ async def list_topics(settings: Settings) -> list[str]:
         raise KafkaUnavailable(f"cannot reach Kafka: {exc or type(exc).__name__}") from None
     finally:
         await admin.close()
+
+
+async def release_stale_leader(coordinator: Any, leader_id: str) -> str | None:
+    """Free a group whose leader left during a rebalance, on the embedded broker (Tansu).
+
+    Tansu 0.6.0 removes a member that sends LeaveGroup while its group is rebalancing but
+    keeps it as the group's leader: every JoinGroup then names it, every other member's
+    SyncGroup answers REBALANCE_IN_PROGRESS, and the group never forms again (a leader is
+    only dropped when it misses its heartbeats as a member). One JoinGroup under the departed
+    leader's member id makes it a member again; sending no heartbeat, it expires after the
+    session timeout, which drops it as leader, and the next member to join leads.
+    ``coordinator`` is the stuck consumer's aiokafka group coordinator; returns None once
+    the broker took the JoinGroup, else what it answered.
+    """
+    topics = coordinator._subscription.topics
+    protocols = []
+    for assignor in coordinator._assignors:
+        metadata = assignor.metadata(topics)
+        protocols.append(
+            (assignor.name, metadata if isinstance(metadata, bytes) else metadata.encode())
+        )
+    joined = await coordinator._send_req(
+        JoinGroupRequest(
+            coordinator.group_id,
+            coordinator._session_timeout_ms,
+            coordinator._rebalance_timeout_ms,
+            leader_id,
+            None,
+            ConsumerProtocol.PROTOCOL_TYPE,
+            protocols,
+        )
+    )
+    if joined.error_code != 0:
+        return f"JoinGroup answered error {joined.error_code}"
+    return None

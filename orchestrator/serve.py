@@ -9,27 +9,83 @@ from collections.abc import Sequence
 import structlog
 
 from orchestrator.app import Application
+from orchestrator.errors import OrchestraError
 from orchestrator.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+STOP_DURING_START_S = 5.0
+"""How long the clean-up after a start cut short by a stop signal may take."""
+
+
+class StartInterrupted(OrchestraError):
+    """A stop signal arrived before the services had started."""
 
 
 async def serve(
     settings: Settings, services: Sequence[str] = (), ready: asyncio.Event | None = None
 ) -> None:
-    """Start the services, run until a stop signal, stop gracefully."""
+    """Start the services, run until a stop signal, stop gracefully.
+
+    A stop signal during start-up (a consumer group join can wait forever) ends the start,
+    cleans up for at most ``STOP_DURING_START_S`` and raises ``StartInterrupted``.
+    """
     app = Application(settings, services)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    started = False
     try:
-        await app.start()
+        await start_unless_stopped(app, stop)
+        started = True
         if ready is not None:
             ready.set()
         await stop.wait()
         log.info("stop signal received; finishing in-flight work")
     finally:
+        # a second signal during the stop below ends the process at once
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        await app.stop()
+        if started:
+            await app.stop()
+
+
+async def start_unless_stopped(app: Application, stop: asyncio.Event) -> None:
+    """``app.start()``, cut short when ``stop`` is set first; either way, a start that did
+    not finish is cleaned up (bounded) before its error or ``StartInterrupted`` is raised."""
+    starting = asyncio.ensure_future(app.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        starting.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if starting.done():
+        try:
+            starting.result()
+        except BaseException:
+            await _stop_within(app, STOP_DURING_START_S)
+            raise
+        return
+    waiting = app.broker.not_joined()
+    log.warning("stop signal during start-up; giving up the start", not_joined=waiting)
+    starting.cancel()
+    await asyncio.wait({starting}, timeout=STOP_DURING_START_S)
+    if starting.done() and not starting.cancelled():
+        starting.exception()  # retrieved: it is the interruption that is reported
+    await _stop_within(app, STOP_DURING_START_S)
+    groups = f" (consumer groups not joined: {', '.join(waiting)})" if waiting else ""
+    raise StartInterrupted(f"stopped during start-up{groups}")
+
+
+async def _stop_within(app: Application, timeout_s: float) -> None:
+    """Stop what a cut-short or failed start did start, for at most ``timeout_s``."""
+    try:
+        await asyncio.wait_for(app.stop(), timeout=timeout_s)
+    except TimeoutError:
+        log.warning("clean-up after an unfinished start timed out", timeout_s=timeout_s)
+    except Exception as exc:
+        log.warning("clean-up after an unfinished start failed", error=str(exc)[:300])

@@ -19,6 +19,7 @@ from faststream.middlewares import AckPolicy
 from orchestrator.engine.isolation import error_of
 from orchestrator.engine.records import RawRecord
 from orchestrator.fetch_pacing import FetchPacing
+from orchestrator.kafka import release_stale_leader
 from orchestrator.offsets import OffsetCommitter
 from orchestrator.settings import Settings
 
@@ -31,6 +32,24 @@ _BATCH_WAIT_MS = 1_000
 
 _FAILED_BATCH_PAUSE_S = 0.5
 """Pause after a batch whose handler failed (past its own retries), before it is read again."""
+
+JOIN_WARN_AFTER_S = 15.0
+"""A consumer still joining its group after this long is logged (then every
+``JOIN_WARN_EVERY_S``)."""
+
+JOIN_WARN_EVERY_S = 30.0
+
+STALE_LEADER_AFTER_S = 10.0
+"""At least this long (and two session timeouts) of the same departed leader named in
+every JoinGroup answer, with SyncGroup refused, before the group is released."""
+
+_JOIN_POLL_S = 1.0
+
+_REBALANCE_IN_PROGRESS = 27
+
+JOIN_ABANDON_S = 1.0
+"""How long a consumer whose start was cut short gets to close; then its connections are
+closed under it (which ends a JoinGroup it waits on) and it gets as long again."""
 
 
 async def _message(message: KafkaMessage) -> KafkaMessage:
@@ -209,19 +228,182 @@ class OrchestraBroker(KafkaBroker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.committers: list[OffsetCommitter] = []
+        self.joining: set[int] = set()
 
     async def start(self) -> None:
+        """Connect, then join every group at once; a group that takes long is logged
+        (``_watch_joins``), and cancelling this stops the joins."""
         await self.connect()
-        await asyncio.gather(*(subscriber.start() for subscriber in self.subscribers))
+        self.joining = {id(subscriber) for subscriber in self.subscribers}
+        watch = asyncio.create_task(self._watch_joins())
+        try:
+            await asyncio.gather(*(self._start(subscriber) for subscriber in self.subscribers))
+        finally:
+            watch.cancel()
         for publisher in self.publishers:
             await publisher.start()
         self.running = True
 
+    async def _start(self, subscriber: Any) -> None:
+        await subscriber.start()
+        self.joining.discard(id(subscriber))
+
+    def not_joined(self) -> list[str]:
+        """The groups of the subscribers still starting."""
+        return [
+            str(getattr(subscriber, "group_id", None))
+            for subscriber in self.subscribers
+            if id(subscriber) in self.joining
+        ]
+
+    async def _watch_joins(self) -> None:
+        """A warning per subscriber that has not joined its group after ``JOIN_WARN_AFTER_S``,
+        then every ``JOIN_WARN_EVERY_S``: a join can wait forever, and nothing else would say
+        so. A group held by a departed leader (``release_stale_leader``) is released."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        warn_at = started + JOIN_WARN_AFTER_S
+        observers: dict[int, _JoinObserver] = {}
+        releasing: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await asyncio.sleep(_JOIN_POLL_S)
+                now = loop.time()
+                warn = now >= warn_at
+                if warn:
+                    warn_at = now + JOIN_WARN_EVERY_S
+                for subscriber in self.subscribers:
+                    if id(subscriber) not in self.joining:
+                        continue
+                    consumer = getattr(subscriber, "consumer", None)
+                    coordinator = getattr(consumer, "_coordinator", None)
+                    if coordinator is not None and id(subscriber) not in observers:
+                        observers[id(subscriber)] = _JoinObserver(coordinator)
+                    observer = observers.get(id(subscriber))
+                    if warn:
+                        log.warning(
+                            "consumer has not joined its group yet",
+                            group=getattr(subscriber, "group_id", None),
+                            waiting_for=join_state(consumer, observer),
+                            waited_s=round(now - started),
+                        )
+                    if observer is not None and observer.stale_leader(now):
+                        observer.since = now  # one attempt per patience
+                        releasing.add(asyncio.create_task(observer.release()))
+                releasing = {task for task in releasing if not task.done()}
+        finally:
+            for task in releasing:
+                task.cancel()
+
     async def stop(self, *args: Any, **kwargs: Any) -> None:
-        """Offsets of handled batches are committed before the consumers leave."""
+        """Offsets of handled batches are committed before the consumers leave; consumers
+        still joining their groups (a start cut short) are closed first, within a bound."""
+        await asyncio.gather(
+            *(
+                _abandon(subscriber)
+                for subscriber in self.subscribers
+                if id(subscriber) in self.joining
+            )
+        )
+        self.joining.clear()
         for committer in self.committers:
             await committer.flush()
         await super().stop(*args, **kwargs)
+
+
+async def _abandon(subscriber: Any) -> None:
+    """Close the consumer of a subscriber whose start did not finish: it holds no partitions,
+    so there is nothing to commit; its coordinator may be waiting on a JoinGroup answer,
+    which closing its connections ends."""
+    consumer: AIOKafkaConsumer | None = subscriber.consumer
+    subscriber.consumer = None
+    if consumer is None:
+        return
+    closing = asyncio.ensure_future(consumer.stop())
+    _, pending = await asyncio.wait({closing}, timeout=JOIN_ABANDON_S)
+    if pending:
+        await consumer._client.close()
+        _, pending = await asyncio.wait({closing}, timeout=JOIN_ABANDON_S)
+    if pending:
+        closing.cancel()
+        log.warning("consumer still joining did not close", group=subscriber.group_id)
+
+
+def join_state(consumer: AIOKafkaConsumer | None, observer: _JoinObserver | None = None) -> str:
+    """What a starting consumer waits for, as far as its client shows it."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if consumer is None or coordinator is None:
+        return "the cluster's metadata (connecting)"
+    if coordinator.coordinator_id is None:
+        return "the group coordinator (FindCoordinator)"
+    member = coordinator.member_id or "none yet"
+    state = (
+        f"an assignment: JoinGroup/SyncGroup with coordinator {coordinator.coordinator_id} "
+        f"(member {member}, generation {coordinator.generation})"
+    )
+    if observer is not None and observer.leader_id is not None:
+        state += (
+            f"; the broker names {observer.leader_id} leader and answers SyncGroup "
+            f"with error {observer.sync_error}"
+        )
+    return state
+
+
+class _JoinObserver:
+    """Watches a starting consumer's JoinGroup and SyncGroup answers for a group that will
+    never form: the same other member named leader, and SyncGroup answered
+    REBALANCE_IN_PROGRESS, for longer than a live leader could take (``stale_leader``)."""
+
+    def __init__(self, coordinator: Any) -> None:
+        self.coordinator = coordinator
+        self.leader_id: str | None = None
+        self.sync_error: int | None = None
+        self.since = 0.0
+        self.patience_s = max(STALE_LEADER_AFTER_S, 2 * coordinator._session_timeout_ms / 1000)
+        send = coordinator._send_req
+
+        async def observed(request: Any) -> Any:
+            response = await send(request)
+            self._saw(response)
+            return response
+
+        # aiokafka keeps the leader's id to itself: its own requests go through here
+        coordinator._send_req = observed
+
+    def _saw(self, response: Any) -> None:
+        error = getattr(response, "error_code", None)
+        if hasattr(response, "leader_id"):  # JoinGroup
+            if error == 0 and response.leader_id != response.member_id:
+                if response.leader_id != self.leader_id:
+                    self.leader_id = response.leader_id
+                    self.since = asyncio.get_running_loop().time()
+            elif error == 0:
+                self.leader_id = None
+        elif hasattr(response, "member_assignment"):  # SyncGroup
+            self.sync_error = error
+            if error == 0:
+                self.leader_id = None
+
+    def stale_leader(self, now: float) -> bool:
+        return (
+            self.leader_id is not None
+            and self.sync_error == _REBALANCE_IN_PROGRESS
+            and now - self.since > self.patience_s
+        )
+
+    async def release(self) -> None:
+        leader, group = self.leader_id, self.coordinator.group_id
+        assert leader is not None
+        log.warning("group held by a departed leader; releasing it", group=group, leader=leader)
+        try:
+            failed = await release_stale_leader(self.coordinator, leader)
+        except Exception as exc:  # the join goes on as it was; the next patience tries again
+            log.warning("releasing the group failed", group=group, error=str(exc)[:300])
+            return
+        if failed is None:
+            log.warning("departed leader rejoined, to expire in a session timeout", group=group)
+        else:
+            log.warning("group not released", group=group, answer=failed)
 
 
 def broker_logger(level: str) -> logging.Logger:
