@@ -14,11 +14,14 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from events import topics
 from orchestrator.app import Application
-from orchestrator.embedded import EmbeddedStack
+from orchestrator.client import UpstreamClient
+from orchestrator.embedded import EmbeddedStack, free_port
 from orchestrator.kafka import ensure_topics
 from orchestrator.serve import StartInterrupted, start_unless_stopped
 from orchestrator.settings import Settings
+from tests.integration.helpers import card_outcomes, card_request
 
 # The embedded broker holds a first JoinGroup about half the session timeout: with a minute,
 # the join below is still waiting when the stop comes.
@@ -147,3 +150,26 @@ async def test_a_group_held_by_a_departed_leader_is_released_at_start(
         assert app.broker.not_joined() == []
     finally:
         await app.stop()
+
+
+@pytest.mark.slow
+async def test_rolling_restarts_each_start_and_the_last_one_serves(stack: EmbeddedStack) -> None:
+    """Start the next process, then stop the previous one, four times over: each start joins
+    every group (on the embedded broker the previous one's leaving used to hold them for good),
+    and the last process still runs sagas."""
+    settings = stack.settings(group_prefix=f"roll-{uuid.uuid4().hex[:8]}")
+    running = Application(settings.model_copy(update={"http_port": free_port()}))
+    await asyncio.wait_for(running.start(), timeout=60)
+    try:
+        for _ in range(4):
+            following = Application(settings.model_copy(update={"http_port": free_port()}))
+            await asyncio.wait_for(following.start(), timeout=60)
+            await running.stop()
+            running = following
+        async with UpstreamClient(settings, watch=[topics.CARDS_STATUS]) as upstream:
+            request = card_request()
+            await upstream.send(topics.CARDS_ISSUE_REQUESTED, request)
+            outcomes = await card_outcomes(upstream, [request.request_id], timeout_s=60)
+        assert outcomes[request.request_id].status == "ISSUED"
+    finally:
+        await running.stop()
