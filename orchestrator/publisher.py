@@ -58,7 +58,6 @@ class KafkaPublisher:
             "max_request_size": settings.max_message_bytes + 64_000,
         }
         self._producer: AIOKafkaProducer | None = None
-        self._partitioner = DefaultPartitioner()
         self._partitions: dict[tuple[str, int], _Partition] = {}
 
     async def start(self) -> None:
@@ -86,7 +85,7 @@ class KafkaPublisher:
             if m.topic not in partitions:
                 partitions[m.topic] = await self._partitions_of(producer, m.topic)
             key = m.key.encode() if m.key is not None else None
-            partition = self._partition(key, partitions[m.topic])
+            partition = partition_for(key, partitions[m.topic])
             acks.add(self._append(producer, m, key, partition))
         await asyncio.gather(*acks)
 
@@ -132,11 +131,16 @@ class KafkaPublisher:
         known = producer.client.cluster.partitions_for_topic(topic)
         return sorted(known if known else await producer.partitions_for(topic))
 
-    def _partition(self, key: bytes | None, partitions: list[int]) -> int:
-        """The partition the producer itself would pick (murmur2 of the key, as Java's)."""
-        if len(partitions) == 1:
-            return partitions[0]
-        return int(self._partitioner(key, partitions, partitions))
+
+_PARTITIONER = DefaultPartitioner()
+
+
+def partition_for(key: bytes | None, partitions: list[int]) -> int:
+    """The partition the producer itself would pick: murmur2 of the key, as Java's; a
+    message without a key goes to any one."""
+    if len(partitions) == 1:
+        return partitions[0]
+    return int(_PARTITIONER(key, partitions, partitions))
 
 
 def _settle(acked: asyncio.Future[None], sent: asyncio.Future[Any]) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from orchestrator.errors import KafkaUnavailable, OrchestraError
@@ -65,75 +65,110 @@ class Record:
     headers: dict[str, str]
 
 
+class IncompleteRead(KafkaUnavailable):
+    """A partition stopped answering before its end was read."""
+
+
 async def read(settings: Settings, topic: str, selection: Selection) -> list[Record]:
-    """Every selected record present when the read starts, in partition and offset order.
+    """Every selected record present when the read starts, in partition and offset order."""
+    found = [record async for record in scan(settings, topic, selection)]
+    return sorted(found, key=lambda r: (r.partition, r.offset))
+
+
+async def scan(
+    settings: Settings, topic: str, selection: Selection, *, complete: bool = False
+) -> AsyncGenerator[Record, None]:
+    """The selected records present when the scan starts, each partition's in offset order.
 
     Each partition is read from its first wanted offset up to its end (or the last wanted
     offset). A partition the broker reports empty is known at once, without waiting out a
     fetch. Of any other, the end is the larger of the end offset listed at the start and the
     high watermark of the first fetch: Tansu 0.6 lists the first offset of the partition's
     last record batch, plus one, as its end, so the rest of that batch would be left out.
+    A partition read to its end is paused. When no record comes for ``IDLE_S`` the scan ends
+    (a broker's end offset may be optimistic) or, with ``complete``, raises IncompleteRead.
     """
     async with _consumer(settings) as consumer:
-        known = await _partitions(consumer, settings, topic)
-        missing = sorted(set(selection.partitions) - known)
-        if missing:
-            raise UnknownPartition(
-                f"{topic} has no partition {', '.join(map(str, missing))}; "
-                f"its partitions are {describe(known)}"
-            )
-        chosen = sorted(p for p in known if not selection.partitions or p in selection.partitions)
-        partitions = [TopicPartition(topic, p) for p in chosen]
-        starts = await consumer.beginning_offsets(partitions)
-        listed = await consumer.end_offsets(partitions)
-        first = {tp: max(starts[tp], selection.from_offset or 0) for tp in partitions}
-        if selection.since is not None:
-            at = await _offsets_at(consumer, partitions, selection.since, listed)
-            first = {tp: max(first[tp], at[tp]) for tp in partitions}
-        last = selection.to_offset
-        todo = {
-            tp: listed[tp]
-            for tp in partitions
-            if listed[tp] > starts[tp] and (last is None or first[tp] <= last)
-        }
-        if not todo:
-            return []
-        consumer.assign(list(todo))
-        for tp in todo:
-            consumer.seek(tp, first[tp])
-        unsettled = set(todo)
-        found: list[Record] = []
-        idle_since = time.monotonic()
-        while unsettled or any([await consumer.position(tp) < end for tp, end in todo.items()]):
-            batch = await consumer.getmany(timeout_ms=300)
-            for tp in list(unsettled):
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    todo[tp] = max(todo[tp], highwater)
-                    unsettled.discard(tp)
-                if last is not None:
-                    todo[tp] = min(todo[tp], last + 1)
-            if not batch:
-                if time.monotonic() - idle_since > IDLE_S:
-                    break  # nothing more arrives: the broker's end offset was optimistic
-                continue
+        try:
+            todo = await _start_offsets(consumer, settings, topic, selection)
+            unsettled = set(todo)
+            last = selection.to_offset
             idle_since = time.monotonic()
-            for records in batch.values():
-                for raw in records:
-                    if raw.offset >= todo[TopicPartition(raw.topic, raw.partition)]:
-                        continue
-                    record = Record(
-                        raw.topic,
-                        raw.partition,
-                        raw.offset,
-                        raw.timestamp,
-                        raw.key.decode("utf-8", "replace") if raw.key is not None else None,
-                        raw.value or b"",
-                        {k: v.decode("utf-8", "replace") for k, v in raw.headers if v is not None},
-                    )
-                    if selection.wants(record):
-                        found.append(record)
-        return sorted(found, key=lambda r: (r.partition, r.offset))
+            while todo:
+                batch = await consumer.getmany(timeout_ms=300)
+                for tp in list(unsettled):
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        todo[tp] = max(todo[tp], highwater)
+                        unsettled.discard(tp)
+                    if last is not None:
+                        todo[tp] = min(todo[tp], last + 1)
+                progressed = False
+                for tp, records in batch.items():
+                    for raw in records:
+                        if raw.offset >= todo.get(tp, -1):
+                            continue
+                        progressed = True
+                        record = _record(raw)
+                        if selection.wants(record):
+                            yield record
+                for tp, end in list(todo.items()):
+                    if tp not in unsettled and await consumer.position(tp) >= end:
+                        consumer.pause(tp)
+                        del todo[tp]
+                if progressed:
+                    idle_since = time.monotonic()
+                elif todo and time.monotonic() - idle_since > IDLE_S:
+                    if complete:
+                        unread = ", ".join(str(tp.partition) for tp in sorted(todo))
+                        raise IncompleteRead(f"{topic}: partition {unread} not read to its end")
+                    break  # nothing more arrives: the broker's end offset was optimistic
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"cannot read {topic}: {exc or type(exc).__name__}") from None
+
+
+async def _start_offsets(
+    consumer: AIOKafkaConsumer, settings: Settings, topic: str, selection: Selection
+) -> dict[TopicPartition, int]:
+    """Assigns the partitions there is something to read in, each at its first wanted offset;
+    returns their end offsets as the broker lists them."""
+    known = await _partitions(consumer, settings, topic)
+    missing = sorted(set(selection.partitions) - known)
+    if missing:
+        raise UnknownPartition(
+            f"{topic} has no partition {', '.join(map(str, missing))}; "
+            f"its partitions are {describe(known)}"
+        )
+    chosen = sorted(p for p in known if not selection.partitions or p in selection.partitions)
+    partitions = [TopicPartition(topic, p) for p in chosen]
+    starts = await consumer.beginning_offsets(partitions)
+    listed = await consumer.end_offsets(partitions)
+    first = {tp: max(starts[tp], selection.from_offset or 0) for tp in partitions}
+    if selection.since is not None:
+        at = await _offsets_at(consumer, partitions, selection.since, listed)
+        first = {tp: max(first[tp], at[tp]) for tp in partitions}
+    last = selection.to_offset
+    todo = {
+        tp: listed[tp]
+        for tp in partitions
+        if listed[tp] > starts[tp] and (last is None or first[tp] <= last)
+    }
+    consumer.assign(list(todo))
+    for tp in todo:
+        consumer.seek(tp, first[tp])
+    return todo
+
+
+def _record(raw: ConsumerRecord[bytes, bytes]) -> Record:
+    return Record(
+        raw.topic,
+        raw.partition,
+        raw.offset,
+        raw.timestamp,
+        raw.key.decode("utf-8", "replace") if raw.key is not None else None,
+        raw.value or b"",
+        {k: v.decode("utf-8", "replace") for k, v in raw.headers if v is not None},
+    )
 
 
 async def _offsets_at(
@@ -144,7 +179,7 @@ async def _offsets_at(
 ) -> dict[TopicPartition, int]:
     """Each partition's first offset stamped at ``since`` (less ``LOOKUP_EARLY``) or later,
     its end when none is: a read from a time need not walk the partition from its start."""
-    at_ms = int((since - LOOKUP_EARLY).timestamp() * 1000)
+    at_ms = max(0, int((since - LOOKUP_EARLY).timestamp() * 1000))
     found = await consumer.offsets_for_times(dict.fromkeys(partitions, at_ms))
     return {
         # a broker without the record answers None (Kafka) or a timestamp of -1 (Tansu)

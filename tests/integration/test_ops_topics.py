@@ -3,6 +3,7 @@ already happened; ``orchestra dlq`` lists, shows and re-drives dead letters afte
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,11 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events import topics
+from events.envelope import Envelope
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
+from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.kafka import ensure_topics
 from orchestrator.ops.records import Selection, read
+from orchestrator.publisher import KafkaPublisher
 from tests.integration import commerce as c
 from tests.integration.helpers import orchestra
 from tests.integration.test_commerce_replay import drained, snapshot, some_business
@@ -185,3 +189,34 @@ async def test_empty_partitions_are_read_without_waiting(stack: EmbeddedStack) -
     assert listed.returncode == 0, listed.stderr
     # a generous bound, not a speed target: it was about 5 s per DLQ topic, over a minute
     assert time.monotonic() - started < 30
+
+
+async def test_a_read_reaches_the_last_record_of_a_batch_and_starts_at_a_time(
+    stack: EmbeddedStack,
+) -> None:
+    """The embedded broker lists a partition's end as its last batch's first offset + 1: a
+    read still gets every record of that batch. A read from a time gets what came after it."""
+    settings = stack.settings()
+    topic = c.unique("ops.batched")
+    await ensure_topics(settings, [topic])
+    publisher = KafkaPublisher(settings, "ops-test")
+    await publisher.start()
+    try:
+
+        def message(n: int) -> OutboundMessage:
+            return OutboundMessage(topic, f"k-{n}", Envelope(type="ops.v1").headers(), b"{}")
+
+        await asyncio.gather(*(publisher.publish([message(n)]) for n in range(5)))  # one batch
+        between = datetime.now(UTC)
+        await asyncio.sleep(0.05)
+        await asyncio.gather(*(publisher.publish([message(n)]) for n in range(5, 8)))
+    finally:
+        await publisher.stop()
+    everything = await read(settings, topic, Selection())
+    assert [r.key for r in everything] == [f"k-{n}" for n in range(8)]
+    later = await read(settings, topic, Selection(since=between))
+    assert [r.key for r in later] == [f"k-{n}" for n in range(5, 8)]
+    assert (
+        await read(settings, topic, Selection(since=datetime.now(UTC) + timedelta(hours=1))) == []
+    )
+    assert [r.offset for r in await read(settings, topic, Selection(from_offset=6))] == [6, 7]

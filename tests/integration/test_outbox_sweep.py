@@ -1,23 +1,35 @@
 """The sweeper publishes what a crash left in an outbox, but not what the broker already holds:
-a row published just before the crash, not yet deleted, goes out once, not twice."""
+a row published just before the crash, not yet deleted, goes out once, not twice. Within one
+process a row is published by the relay or by the sweeper, never both; a read-back that keeps
+failing does not hold rows back for good."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
 
+import pytest
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.envelope import H_ID, Envelope
 from orchestrator.embedded import EmbeddedStack
-from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, write_outbox
+from orchestrator.engine.outbox import (
+    UNCHECKED_AFTER,
+    OutboundMessage,
+    OutboxRelay,
+    write_outbox,
+)
+from orchestrator.errors import KafkaUnavailable
 from orchestrator.kafka import ensure_topics
 from orchestrator.ops.records import Selection, read
 from orchestrator.published import published_ids
 from orchestrator.publisher import KafkaPublisher
 from schemas.sagas import orchestrator_outbox
-from tests.integration.helpers import unique
+from tests.integration.helpers import Sent, unique
 
 
 async def test_a_row_the_broker_holds_is_not_published_again(
@@ -26,12 +38,7 @@ async def test_a_row_the_broker_holds_is_not_published_again(
     settings = stack.settings()
     topic = unique("sweep")
     await ensure_topics(settings, [topic])
-    name = unique("sweep_outbox").replace("-", "_")
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(f"CREATE TABLE {name} (LIKE {orchestrator_outbox.name} INCLUDING ALL)")
-        )
-        table = await conn.run_sync(lambda sync: Table(name, MetaData(), autoload_with=sync))
+    table = await _outbox(engine)
 
     def message(key: str) -> OutboundMessage:
         return OutboundMessage(topic, key, Envelope(type="sweep.v1").headers(), b"{}")
@@ -58,3 +65,99 @@ async def test_a_row_the_broker_holds_is_not_published_again(
     async with engine.connect() as conn:
         left = await conn.execute(text(f"SELECT count(*) FROM {table.name}"))
         assert left.scalar_one() == 0
+
+
+async def _outbox(engine: AsyncEngine) -> Table:
+    """An empty outbox table of the orchestrator's shape, for this test alone."""
+    name = unique("sweep_outbox").replace("-", "_")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(f"CREATE TABLE {name} (LIKE {orchestrator_outbox.name} INCLUDING ALL)")
+        )
+        return await conn.run_sync(lambda sync: Table(name, MetaData(), autoload_with=sync))
+
+
+async def _rows_left(engine: AsyncEngine, table: Table) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(f"SELECT count(*) FROM {table.name}"))).scalar_one())
+
+
+class _SlowSent(Sent):
+    """A publisher whose broker takes its time to acknowledge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        await self.release.wait()
+        await super().publish(messages)
+
+
+async def _nothing_held(messages: Sequence[OutboundMessage], since: datetime) -> set[str]:
+    return set()
+
+
+def _message(key: str) -> OutboundMessage:
+    return OutboundMessage("sweep.topic", key, Envelope(type="sweep.v1").headers(), b"{}")
+
+
+async def test_a_row_the_relay_is_publishing_is_left_to_it(engine: AsyncEngine) -> None:
+    table = await _outbox(engine)
+    sent = _SlowSent()
+    relay = OutboxRelay(
+        engine, table, sent, sweep_age_s=0.0, delete_delay_s=0.0, published=_nothing_held
+    )
+    async with engine.begin() as conn:
+        rows = await write_outbox(conn, table, [_message("k-1")])
+    relay.publish_soon(rows)  # waits on the broker, past the sweep age
+    assert await relay.sweep_once() == 0
+    sent.release.set()
+    await relay.drain()
+    assert [m.key for m in sent.messages] == ["k-1"]
+    assert await _rows_left(engine, table) == 0
+
+
+async def test_a_row_the_sweeper_took_is_not_published_by_the_relay(engine: AsyncEngine) -> None:
+    table = await _outbox(engine)
+    sent = _SlowSent()
+    checking = asyncio.Event()
+
+    async def held(messages: Sequence[OutboundMessage], since: datetime) -> set[str]:
+        checking.set()  # the sweeper has taken the rows
+        return set()
+
+    relay = OutboxRelay(engine, table, sent, sweep_age_s=0.0, delete_delay_s=0.0, published=held)
+    async with engine.begin() as conn:
+        rows = await write_outbox(conn, table, [_message("k-1")])
+    sweeping = asyncio.create_task(relay.sweep_once())
+    await asyncio.wait_for(checking.wait(), timeout=10)
+    relay.publish_soon(rows)  # a long transaction's rows, handed over after the sweep took them
+    sent.release.set()
+    assert await sweeping == 1
+    await relay.drain()
+    assert [m.key for m in sent.messages] == ["k-1"]
+    assert await _rows_left(engine, table) == 0
+
+
+async def test_rows_are_published_unchecked_after_failed_read_backs(engine: AsyncEngine) -> None:
+    table = await _outbox(engine)
+    sent = Sent()
+    attempts = 0
+
+    async def unreadable(messages: Sequence[OutboundMessage], since: datetime) -> set[str]:
+        nonlocal attempts
+        attempts += 1
+        raise KafkaUnavailable("cannot read back")
+
+    relay = OutboxRelay(engine, table, sent, sweep_age_s=0.0, published=unreadable)
+    async with engine.begin() as conn:
+        await write_outbox(conn, table, [_message("k-1")])
+    for _ in range(UNCHECKED_AFTER - 1):
+        with pytest.raises(KafkaUnavailable):
+            await relay.sweep_once()
+        assert sent.messages == []
+    assert await relay.sweep_once() == 1
+    assert attempts == UNCHECKED_AFTER
+    assert [m.key for m in sent.messages] == ["k-1"]
+    assert await _rows_left(engine, table) == 0
