@@ -27,8 +27,9 @@ async def serve(
 ) -> None:
     """Start the services, run until a stop signal, stop gracefully.
 
-    A stop signal during start-up (a consumer group join can wait forever) ends the start,
-    cleans up for at most ``STOP_DURING_START_S`` and raises ``StartInterrupted``.
+    A stop signal during start-up (a consumer group join can wait forever) ends the start
+    and cleans up for at most ``STOP_DURING_START_S``; that is a stop as asked, reported
+    with a warning, as a stop signal before the services are built is (``cli``).
     """
     app = Application(settings, services)
     stop = asyncio.Event()
@@ -37,7 +38,11 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     started = False
     try:
-        await start_unless_stopped(app, stop)
+        try:
+            await start_unless_stopped(app, stop)
+        except StartInterrupted as exc:
+            log.warning(str(exc))
+            return
         started = True
         if ready is not None:
             ready.set()
