@@ -111,6 +111,28 @@ async def ensure_topics(
         await admin.close()
 
 
+END_WAIT_S = 5.0
+"""How long ``end_offsets`` waits for a fetch to report every partition's high watermark."""
+
+
+async def end_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Each partition's end: the larger of the end offset the broker lists and the high
+    watermark a fetch from there reports. Tansu 0.6 lists the first offset of a partition's
+    last record batch, plus one, so the rest of that batch would not count. Takes over the
+    consumer's assignment."""
+    listed = await consumer.end_offsets(partitions)
+    consumer.assign(partitions)
+    for tp, end in listed.items():
+        consumer.seek(tp, end)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + END_WAIT_S
+    while any(consumer.highwater(tp) is None for tp in partitions) and loop.time() < deadline:
+        await consumer.getmany(timeout_ms=100)
+    return {tp: max(end, consumer.highwater(tp) or 0) for tp, end in listed.items()}
+
+
 async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
     """Records of ``topics`` that consumer group ``group`` has not committed yet."""
     wanted = set(topics)
@@ -124,7 +146,7 @@ async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> in
             for topic in sorted(wanted)
             for partition in sorted(consumer.partitions_for_topic(topic) or ())
         ]
-        ends = await consumer.end_offsets(partitions) if partitions else {}
+        ends = await end_offsets(consumer, partitions) if partitions else {}
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         return sum(
             max(0, end - (committed[tp].offset if tp in committed else 0))

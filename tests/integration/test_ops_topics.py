@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events import topics
 from events.envelope import Envelope
@@ -16,7 +17,7 @@ from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.outbox import OutboundMessage
-from orchestrator.kafka import ensure_topics
+from orchestrator.kafka import admin_kwargs, end_offsets, ensure_topics
 from orchestrator.ops.records import Selection, read
 from orchestrator.publisher import KafkaPublisher
 from tests.integration import commerce as c
@@ -195,7 +196,8 @@ async def test_a_read_reaches_the_last_record_of_a_batch_and_starts_at_a_time(
     stack: EmbeddedStack,
 ) -> None:
     """The embedded broker lists a partition's end as its last batch's first offset + 1: a
-    read still gets every record of that batch. A read from a time gets what came after it."""
+    read still gets every record of that batch, and the end counts them. A read from a time
+    gets what came after it."""
     settings = stack.settings()
     topic = c.unique("ops.batched")
     await ensure_topics(settings, [topic])
@@ -220,3 +222,10 @@ async def test_a_read_reaches_the_last_record_of_a_batch_and_starts_at_a_time(
         await read(settings, topic, Selection(since=datetime.now(UTC) + timedelta(hours=1))) == []
     )
     assert [r.offset for r in await read(settings, topic, Selection(from_offset=6))] == [6, 7]
+    consumer = AIOKafkaConsumer(**admin_kwargs(settings))
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        assert await end_offsets(consumer, [tp]) == {tp: 8}
+    finally:
+        await consumer.stop()
