@@ -200,6 +200,8 @@ class Application:
         telemetry.enable(self.settings.otel_exporter)
         await create_schema(self.engine)
         await ensure_topics(self.settings, sorted(self.topics))
+        if self.settings.metrics_port:
+            metrics.serve(self.settings.metrics_port)
         await self.publisher.start()
         await self.broker.start()
         if self.http is not None:
@@ -213,11 +215,12 @@ class Application:
         if self.runtime is not None:
             self._tasks.append(asyncio.create_task(self._run_timers(self.runtime), name="timers"))
         sampler = metrics.Sampler(
-            self.engine, [relay.table for relay in self.relays], list(self.broker.subscribers)
+            self.engine,
+            [relay.table for relay in self.relays],
+            list(self.broker.subscribers),
+            [saga.name for saga in self.sagas],
         )
         self._tasks.append(asyncio.create_task(sampler.run(self._stop), name="metrics"))
-        if self.settings.metrics_port:
-            metrics.serve(self.settings.metrics_port)
         # What start-up built (modules, pools, compiled statements: ~140k objects) lives as
         # long as the process; frozen, a full collection no longer walks it (60-80 ms with
         # the event loop stopped, several times a minute under load).

@@ -20,3 +20,16 @@ def positive(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def port(text: str) -> int:
+    value = positive(text)
+    if value > 65_535:
+        raise argparse.ArgumentTypeError(f"not a port: {value} (1-65535)")
+    return value
+
+
+def not_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from orchestrator import event_loop
 from orchestrator import logging as orchestra_logging
-from orchestrator.arguments import non_negative, positive
+from orchestrator.arguments import non_negative, port, positive
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import load_settings
 
@@ -38,14 +38,14 @@ def _parser() -> argparse.ArgumentParser:
         "dev", help="start the embedded broker and PostgreSQL and run every service"
     )
     dev.add_argument(
-        "--kafka-port", type=int, default=None, help="broker port (default: a free one)"
+        "--kafka-port", type=port, default=None, help="broker port (default: a free one)"
     )
 
     demo = commands.add_parser(
         "demo", help="card sagas, then the shop's sagas, on the embedded stack"
     )
     demo.add_argument(
-        "--users", type=int, default=40, help="how many users ask for cards (default 40)"
+        "--users", type=positive, default=40, help="how many users ask for cards (default 40)"
     )
 
     bench = commands.add_parser(

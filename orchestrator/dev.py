@@ -16,7 +16,12 @@ async def run_dev(kafka_port: int | None = None) -> None:
         orchestra_logging.configure(settings.log_level, settings.log_format)
         print(f"ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap_servers}", flush=True)
         print(f"ORCHESTRA_DATABASE_URL={stack.database_url}", flush=True)
-        print(f"HTTP API: http://127.0.0.1:{port}/docs (OpenAPI), /asyncapi", flush=True)
+        print(f"ORCHESTRA_TOPIC_PARTITIONS={settings.topic_partitions}", flush=True)
+        print(
+            f"HTTP API: http://127.0.0.1:{port}/docs (OpenAPI), /asyncapi; another process "
+            "serving the API on this machine needs its own ORCHESTRA_HTTP_PORT",
+            flush=True,
+        )
         print(f"a bearer token for user dev-user: {dev_token(settings, 'dev-user')}", flush=True)
         print("running every service; Ctrl-C to stop", flush=True)
         await serve(settings)

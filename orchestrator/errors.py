@@ -23,3 +23,7 @@ class DefinitionError(OrchestraError):
 
 class KafkaUnavailable(OrchestraError):
     """The Kafka bootstrap servers cannot be reached."""
+
+
+class HttpUnavailable(OrchestraError):
+    """An HTTP endpoint (the API, the metrics) could not listen: port taken, bad address."""

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.engine.instance import SagaStatus
 from orchestrator.engine.machine import Decision
+from orchestrator.errors import HttpUnavailable
 from schemas.sagas import saga_instances
 
 log = structlog.get_logger(__name__)
@@ -95,18 +96,29 @@ def render() -> bytes:
 
 def serve(port: int) -> None:
     """A separate scrape endpoint, for processes that do not run the HTTP API."""
-    start_http_server(port, registry=REGISTRY)
+    try:
+        start_http_server(port, registry=REGISTRY)
+    except OSError as exc:
+        raise HttpUnavailable(
+            f"the metrics endpoint cannot listen on port {port}: {exc.strerror or exc}"
+        ) from None
 
 
 class Sampler:
     """Samples the gauges every few seconds: in-flight sagas, outbox backlog, lag."""
 
     def __init__(
-        self, engine: AsyncEngine, outboxes: Sequence[Table], subscribers: Sequence[Any]
+        self,
+        engine: AsyncEngine,
+        outboxes: Sequence[Table],
+        subscribers: Sequence[Any],
+        saga_types: Sequence[str] = (),
     ) -> None:
         self.engine = engine
         self.outboxes = outboxes
         self.subscribers = subscribers
+        self.saga_types = saga_types
+        """Reported as 0 when none is in flight, so the series never goes missing."""
 
     async def run(self, stop: asyncio.Event, interval_s: float = 5.0) -> None:
         while not stop.is_set():
@@ -120,13 +132,14 @@ class Sampler:
     async def sample(self) -> None:
         async with self.engine.connect() as conn:
             running = await conn.execute(
-                select(saga_instances.c.saga_type, func.count())
+                select(saga_instances.c.saga_type, func.count().label("n"))
                 .where(saga_instances.c.status.in_(["RUNNING", "COMPENSATING"]))
                 .group_by(saga_instances.c.saga_type)
             )
+            counts: dict[str, int] = {row.saga_type: row.n for row in running}
             IN_FLIGHT.clear()
-            for saga_type, count in running:
-                IN_FLIGHT.labels(saga_type).set(count)
+            for saga_type in sorted({*self.saga_types, *counts}):
+                IN_FLIGHT.labels(saga_type).set(counts.get(saga_type, 0))
             for table in self.outboxes:
                 count = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
                 OUTBOX_BACKLOG.labels(table.name).set(count)

@@ -9,13 +9,9 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from orchestrator.errors import OrchestraError
+from orchestrator.errors import HttpUnavailable
 
 log = structlog.get_logger(__name__)
-
-
-class HttpUnavailable(OrchestraError):
-    """The API could not listen (port taken, bad address)."""
 
 
 class HttpServer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.arguments import positive
+from orchestrator.arguments import not_empty, positive
 from orchestrator.db import DatabaseUnavailable, create_engine, first_line
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.errors import OrchestraError
@@ -35,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--status", type=str.upper, choices=[status.value for status in SagaStatus]
     )
     listing.add_argument("--older-than", help="created at least this long ago: 90s, 15m, 2h, 3d")
-    listing.add_argument("--key", help="business key (order_id, request_id, ...)")
+    listing.add_argument("--key", type=not_empty, help="business key (order_id, request_id, ...)")
     listing.add_argument("--limit", type=positive, default=50, help="at most (default 50)")
     for verb, text in (("show", "state and step history"), ("trace", "message flow diagram")):
         one = verbs.add_parser(verb, help=text)
@@ -116,8 +115,14 @@ def _check_writable(path: Path) -> None:
         raise OrchestraError(f"cannot write {path}: it is a folder")
     if not folder.is_dir():
         raise OrchestraError(f"cannot write {path}: no folder {folder}")
-    if not os.access(path if path.exists() else folder, os.W_OK):
-        raise OrchestraError(f"cannot write {path}: permission denied")
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise OrchestraError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 def _write(path: Path, text: str) -> None:
@@ -150,7 +155,8 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
     console.print(f"[bold]{saga.saga_type}[/bold] {saga.id}  key {saga.business_key}")
     console.print(
         f"status {saga.status.value}, step {saga.step_index}"
-        f"{' (compensating)' if saga.compensating else ''}, attempt {saga.attempt}, "
+        f"{' (compensating)' if saga.compensating and not saga.status.terminal else ''}, "
+        f"attempt {saga.attempt}, "
         f"reason {saga.reason or '-'}, next action {saga.next_action_at or '-'}, "
         f"version {saga.version}"
     )

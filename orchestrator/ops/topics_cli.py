@@ -65,7 +65,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         default=[],
         help="only this DLQ partition (repeatable)",
     )
-    redrive.add_argument(
+    which = redrive.add_mutually_exclusive_group()
+    which.add_argument(
         "--offset",
         type=non_negative,
         action="append",
@@ -73,13 +74,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="one record's offset in the given partition (repeatable; --partition is "
         "required when the DLQ has several partitions)",
     )
-    redrive.add_argument(
+    which.add_argument(
         "--reason",
         type=str.upper,
         choices=REASONS,
         help="every dead letter with this dlq_reason",
     )
-    redrive.add_argument("--all", action="store_true", help="every dead letter of the topic")
+    which.add_argument("--all", action="store_true", help="every dead letter of the topic")
     redrive.add_argument("--dry-run", action="store_true")
 
 
@@ -168,15 +169,14 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     letters = [
         r
         for r in await read(settings, name, Selection(tuple(args.partition)))
-        if (args.all or not args.offset or r.offset in args.offset)
+        if (not args.offset or r.offset in args.offset)
         and (args.reason is None or r.headers.get(env.H_DLQ_REASON) == args.reason)
     ]
     unmatched = sorted(set(args.offset) - {r.offset for r in letters})
-    if unmatched and not args.all:
+    if unmatched:
         raise OrchestraError(
             f"no dead letter at offset {', '.join(map(str, unmatched))} of {name}"
             + (f" partition {describe(set(args.partition))}" if args.partition else "")
-            + (f" with reason {args.reason}" if args.reason else "")
         )
     await _existing(settings, {_origin(r, args.topic) for r in letters})
     if args.dry_run:

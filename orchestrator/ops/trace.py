@@ -60,6 +60,9 @@ def flow(instance: SagaInstance, rows: list[HistoryRow], definition: Saga | None
     return result
 
 
+UNDO_BACKGROUND = "rgb(255, 221, 221)"
+
+
 def mermaid(diagram: Flow) -> str:
     aliases = {name: f"P{n}" for n, name in enumerate(diagram.participants)}
     lines = ["sequenceDiagram", "    autonumber"]
@@ -72,7 +75,11 @@ def mermaid(diagram: Flow) -> str:
             lines.append(f"    Note over {over}: {item.label}")
         else:
             head = arrow[item.style]
-            lines.append(f"    {aliases[item.source]}{head}{aliases[item.target]}: {item.label}")
+            line = f"    {aliases[item.source]}{head}{aliases[item.target]}: {item.label}"
+            if item.style == "undo":  # a compensation, on red
+                lines += [f"    rect {UNDO_BACKGROUND}", f"    {line}", "    end"]
+            else:
+                lines.append(line)
     return "\n".join(lines) + "\n"
 
 

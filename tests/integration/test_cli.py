@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from orchestrator.embedded import EmbeddedStack
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -71,11 +74,12 @@ def test_dev_prints_both_urls_runs_and_stops_on_sigterm() -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline().strip() for _ in range(5)]
+        lines = [process.stdout.readline().strip() for _ in range(6)]
         assert lines[0].startswith("ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:")
         assert lines[1].startswith("ORCHESTRA_DATABASE_URL=postgresql+asyncpg://")
-        assert f"127.0.0.1:{port}" in lines[2]
-        token = lines[3].rsplit(" ", 1)[1]
+        assert lines[2] == "ORCHESTRA_TOPIC_PARTITIONS=1"
+        assert f"127.0.0.1:{port}" in lines[3]
+        token = lines[4].rsplit(" ", 1)[1]
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -165,7 +169,7 @@ def test_settings_that_cannot_connect_are_one_clear_line() -> None:
             assert len(run.stderr.strip().splitlines()) == 1
 
 
-def test_arguments_that_cannot_be_right_are_refused_before_any_connection() -> None:
+def test_arguments_that_cannot_be_right_are_refused_before_any_connection(tmp_path: Path) -> None:
     for args, says in (
         (("sagas", "list", "--status", "BOGUS"), "choose from 'RUNNING'"),
         (("sagas", "list", "--limit", "-1"), "--limit: must not be negative"),
@@ -193,6 +197,21 @@ def test_arguments_that_cannot_be_right_are_refused_before_any_connection() -> N
             ("sagas", "trace", "some-order", "--svg", "/nonexistent/dir/t.svg"),
             "cannot write /nonexistent/dir/t.svg: no folder /nonexistent/dir",
         ),
+        (
+            ("sagas", "trace", "some-order", "--svg", str(tmp_path / "t.svg"), "--html", "/proc/t"),
+            "cannot write /proc/t",
+        ),
+        (("sagas", "list", "--key", ""), "--key: must not be empty"),
+        (
+            ("dlq", "redrive", "orders.submitted", "--offset", "0", "--all"),
+            "argument --all: not allowed with argument --offset",
+        ),
+        (
+            ("dlq", "redrive", "orders.submitted", "--reason", "TOO_LARGE", "--all"),
+            "not allowed with argument",
+        ),
+        (("demo", "--users", "0"), "--users: must be at least 1"),
+        (("dev", "--kafka-port", "70000"), "not a port: 70000"),
     ):
         # nothing listens here: each is refused before Kafka or PostgreSQL is asked
         _refused(
@@ -210,3 +229,18 @@ def test_operator_commands_with_kafka_unreachable_say_so_in_one_line() -> None:
         run = _run(*args, ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
         _refused(run, "cannot reach Kafka")
         assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_a_metrics_port_taken_is_one_clear_line(stack: EmbeddedStack) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = _run(
+            "run",
+            "payment",
+            ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS=stack.kafka_bootstrap_servers,
+            ORCHESTRA_DATABASE_URL=stack.database_url,
+            ORCHESTRA_METRICS_PORT=str(taken.getsockname()[1]),
+            ORCHESTRA_LOG_LEVEL="WARNING",
+        )
+    _refused(run, "the metrics endpoint cannot listen on port")

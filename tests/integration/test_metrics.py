@@ -65,8 +65,13 @@ async def test_saga_counters_latency_and_gauges(
         )
         == 1
     )
-    async with httpx.AsyncClient(base_url=base) as api:
-        assert "# TYPE orchestra_sagas_in_flight gauge" in (await api.get("/metrics")).text
+    in_flight = {
+        dict(labels)["saga_type"]: value
+        for (name, labels), value in after.items()
+        if name == "orchestra_sagas_in_flight"
+    }
+    assert set(in_flight) >= {saga.name for saga in running_app.sagas}, "a series per saga type"
+    assert all(value >= 0 for value in in_flight.values())
     backlog = [value for (name, _), value in after.items() if name == "orchestra_outbox_backlog"]
     assert backlog
     assert all(value >= 0 for value in backlog)

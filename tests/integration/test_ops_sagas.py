@@ -95,6 +95,10 @@ async def test_list_show_and_trace_a_real_order(
         "ReleaseStock",
         "RefundBank",
     ]
+    lines = diagram.splitlines()
+    undone = [n for n, line in enumerate(lines) if "-x" in line]
+    assert undone, "compensations are drawn"
+    assert all(lines[n - 1].strip().startswith("rect rgb(255") for n in undone), "on red"
     assert svg.read_text().startswith("<svg")
     assert "ReserveStock" in svg.read_text()
     assert "mermaid" in page.read_text()
