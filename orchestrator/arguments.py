@@ -23,7 +23,8 @@ def positive(text: str) -> int:
 
 
 def port(text: str) -> int:
-    value = positive(text)
+    """A TCP port; 0 asks for a free one."""
+    value = non_negative(text)
     if value > 65_535:
         raise argparse.ArgumentTypeError(f"not a port: {value} (1-65535)")
     return value

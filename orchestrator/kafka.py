@@ -8,6 +8,7 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocol
@@ -23,6 +24,8 @@ from faststream.security import (
 
 from orchestrator.errors import KafkaUnavailable, SettingsError
 from orchestrator.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -130,6 +133,9 @@ async def end_offsets(
     deadline = loop.time() + END_WAIT_S
     while any(consumer.highwater(tp) is None for tp in partitions) and loop.time() < deadline:
         await consumer.getmany(timeout_ms=100)
+    unknown = [f"{tp.topic}[{tp.partition}]" for tp in partitions if consumer.highwater(tp) is None]
+    if unknown:
+        log.warning("no high watermark; the listed end is used", partitions=unknown)
     return {tp: max(end, consumer.highwater(tp) or 0) for tp, end in listed.items()}
 
 

@@ -115,14 +115,16 @@ def _check_writable(path: Path) -> None:
         raise OrchestraError(f"cannot write {path}: it is a folder")
     if not folder.is_dir():
         raise OrchestraError(f"cannot write {path}: no folder {folder}")
-    existed = path.exists()
     try:
-        with path.open("a"):
-            pass
+        if path.exists():
+            with path.open("a"):
+                pass
+        else:  # made and removed again; a dangling link is refused, not followed
+            with path.open("x"):
+                pass
+            path.unlink()
     except OSError as exc:
         raise OrchestraError(f"cannot write {path}: {exc.strerror or exc}") from None
-    if not existed:
-        path.unlink(missing_ok=True)
 
 
 def _write(path: Path, text: str) -> None:

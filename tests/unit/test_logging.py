@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import structlog
@@ -41,3 +42,22 @@ def test_masking_processor_hides_secrets_in_every_shape(capsys: pytest.CaptureFi
 def test_free_text_tokens_are_hidden() -> None:
     text = "got Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.abc-DEF_123 from the client"
     assert orchestra_logging.mask_text(text) == "got Bearer eyJ*** from the client"
+
+
+def test_library_lines_are_json_with_their_traceback_masked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    orchestra_logging.configure("INFO", "json")
+    try:
+        raise ValueError("card 4111111111111111 declined")
+    except ValueError:
+        logging.getLogger("aiokafka").exception("fetch for 5500005555555559 failed")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    event = json.loads(line)
+    assert event["event"] == "fetch for 5500********5559 failed"
+    assert event["logger"] == "aiokafka"
+    assert event["level"] == "error"
+    assert "Traceback" in event["exception"]
+    assert "ValueError: card 4111********1111 declined" in event["exception"]
+    assert "4111111111111111" not in line
+    assert "5500005555555559" not in line
