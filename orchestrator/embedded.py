@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_REAPER = """
+import ctypes, os, shutil, signal, sys, time
+owner, postmaster, workdir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+def reap(*_):
+    try:
+        os.kill(postmaster, signal.SIGQUIT)
+    except ProcessLookupError:
+        pass
+    for _ in range(200):
+        try:
+            os.kill(postmaster, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    shutil.rmtree(workdir, ignore_errors=True)
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, reap)
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+if os.getppid() != owner:
+    reap()
+while True:
+    signal.pause()
+"""
+"""A watcher of the embedded PostgreSQL: when the owning process dies without stopping the
+stack (kill -9), it gets SIGTERM (PR_SET_PDEATHSIG), stops PostgreSQL at once and removes
+the stack's folder. PostgreSQL runs detached, so nothing else would."""
+
+
 def _die_with_parent() -> None:
     """In the broker child: get SIGKILL when the owning process dies, even by kill -9."""
     with contextlib.suppress(Exception):
@@ -45,6 +76,7 @@ class EmbeddedStack:
         self._dir: Path | None = None
         self._broker: subprocess.Popen[bytes] | None = None
         self._postgres: Any = None
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._database_url: str | None = None
 
     @property
@@ -147,6 +179,20 @@ class EmbeddedStack:
             self._postgres.psql("ALTER SYSTEM SET autovacuum_naptime = '5s';")
             self._postgres.psql("SELECT pg_reload_conf();")
             info = self._postgres.get_postmaster_info()
+            self._reaper = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _REAPER,
+                    str(os.getpid()),
+                    str(self._postgres.get_pid()),
+                    str(workdir),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except Exception as exc:
             raise EmbeddedStackError(f"embedded PostgreSQL did not start: {exc}") from None
         self._database_url = (
@@ -166,6 +212,12 @@ class EmbeddedStack:
         return found
 
     def stop(self) -> None:
+        if self._reaper is not None:  # a stop of our own: the watcher is not needed
+            with contextlib.suppress(ProcessLookupError):
+                self._reaper.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._reaper.wait(timeout=5)
+            self._reaper = None
         if self._broker is not None:
             with contextlib.suppress(ProcessLookupError):
                 self._broker.kill()
