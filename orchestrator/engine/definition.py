@@ -52,6 +52,20 @@ class Step(Generic[S]):
         return self.when is None or self.when(state)
 
 
+NOTICE_STEP = "notify-result"
+"""The step name of a notice: one per saga, so a worker handles it once."""
+
+
+@dataclass(frozen=True)
+class Notice(Generic[S]):
+    """A command sent, without awaiting its answer, when a saga has failed: the client told
+    of the result once every compensation ran (seed 003: the payment result, either way).
+    ``send`` returns None when there is nobody to tell."""
+
+    participant: Participant
+    send: Callable[[S, SagaResult], Command | None]
+
+
 @dataclass
 class Saga(Generic[S, R]):
     """A saga type: what starts it, its steps in order, and how its outcome reads.
@@ -71,6 +85,14 @@ class Saga(Generic[S, R]):
     success_status: str
     failure_status: str
     steps: tuple[Step[S], ...] = field(default_factory=tuple)
+    on_failure: Notice[S] | None = None
+
+    def notify_failure(
+        self, participant: Participant, send: Callable[[S, SagaResult], Command | None]
+    ) -> Saga[S, R]:
+        """On a failure outcome, also send this command (see ``Notice``)."""
+        self.on_failure = Notice(participant, send)
+        return self
 
     def step(
         self,
@@ -102,4 +124,5 @@ class Saga(Generic[S, R]):
 
     @property
     def participants(self) -> frozenset[Participant]:
-        return frozenset(step.participant for step in self.steps)
+        notified = {self.on_failure.participant} if self.on_failure is not None else set()
+        return frozenset({step.participant for step in self.steps} | notified)

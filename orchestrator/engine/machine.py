@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from events.base import Command, Compensated, Message, Reply, StepFailed, UpstreamRecord
 from events.envelope import Envelope, new_id
-from orchestrator.engine.definition import Saga, SagaResult, Step
+from orchestrator.engine.definition import NOTICE_STEP, Saga, SagaResult, Step
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 
 TIMEOUT = "TIMEOUT"
@@ -432,9 +432,34 @@ class SagaMachine:
             )
         )
         key = self.definition.outcome_key(state)
-        return Decision(
-            instance, [Outgoing(self.definition.outcome_topic, key, envelope, outcome)], history
-        )
+        outgoing = [Outgoing(self.definition.outcome_topic, key, envelope, outcome)]
+        notice = self.definition.on_failure
+        if status is SagaStatus.ABORTED and notice is not None:
+            command = notice.send(state, SagaResult(str(instance.id), contract_status, reason))
+            if command is not None:
+                notice_envelope = Envelope(
+                    type=f"{notice.participant.name}.{command.kind}.v1",
+                    time=now,
+                    correlation_id=instance.correlation_id,
+                    saga_id=instance.id,
+                    saga_type=instance.saga_type,
+                    saga_step=NOTICE_STEP,
+                )
+                outgoing.append(
+                    Outgoing(notice.participant.topic, str(instance.id), notice_envelope, command)
+                )
+                history.append(
+                    HistoryEntry(
+                        "notice-sent",
+                        status,
+                        now,
+                        step=NOTICE_STEP,
+                        message_id=notice_envelope.id,
+                        message_type=command.kind,
+                        topic=notice.participant.topic,
+                    )
+                )
+        return Decision(instance, outgoing, history)
 
     # -- helpers --------------------------------------------------------------------------
 

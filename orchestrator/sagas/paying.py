@@ -1,7 +1,9 @@
 """Taking a client's money, shared by the sagas that sell something.
 
 Two conditional steps: bank card and SBP go to payment (the bank API), wallet and gift
-card go to billing. Exactly one of them runs for a saga; each has its own refund.
+card go to billing. Exactly one of them runs for a saga; each has its own refund. A sale
+that fails tells the client, once its compensations ran (seed 003: the payment result is
+e-mailed either way; a sale that succeeds says so in its own last step).
 """
 
 from __future__ import annotations
@@ -11,10 +13,18 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from events.base import UpstreamRecord
-from events.billing import BalanceSource, CheckCustomer, DebitBalance, RefundBalance
+from events.billing import (
+    UNKNOWN_CUSTOMER,
+    BalanceSource,
+    CheckCustomer,
+    DebitBalance,
+    RefundBalance,
+)
+from events.money import from_minor
+from events.notification import NotifyCustomer
 from events.payment import ChargeBank, PaymentDetails, PaymentMethod, RefundBank
-from orchestrator.engine.definition import Saga
-from orchestrator.engine.participants import BILLING, PAYMENT
+from orchestrator.engine.definition import Saga, SagaResult
+from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
 
 
 class Paying(BaseModel):
@@ -72,6 +82,25 @@ def refund_balance(_: Paying) -> RefundBalance:
     return RefundBalance()
 
 
+PAYMENT_FAILED = "payment-failed"
+
+
+def payment_failed(saga: Paying, result: SagaResult) -> NotifyCustomer | None:
+    """The client's notice of a failed sale; none for a client the shop does not know."""
+    if result.reason == UNKNOWN_CUSTOMER:
+        return None
+    return NotifyCustomer(
+        customer_id=saga.customer_id,
+        template=PAYMENT_FAILED,
+        params={
+            "purpose": saga.purpose,
+            "amount": str(from_minor(saga.amount_minor)),
+            "currency": saga.currency,
+            "reason": result.reason or "-",
+        },
+    )
+
+
 BANK_RETRIES = 3
 """An unavailable acquirer is retried this many times with backoff before TIMEOUT."""
 
@@ -81,9 +110,11 @@ R = TypeVar("R", bound=UpstreamRecord)
 
 
 def with_payment_steps(saga: Saga[P, R]) -> Saga[P, R]:
-    """check-customer, then charge-bank or debit-balance (whichever the method needs)."""
+    """check-customer, then charge-bank or debit-balance (whichever the method needs); a
+    failure is told to the client (``payment_failed``)."""
     return (
-        saga.step("check-customer", BILLING, send=check_customer)
+        saga.notify_failure(NOTIFICATION, payment_failed)
+        .step("check-customer", BILLING, send=check_customer)
         .step(
             "charge-bank",
             PAYMENT,

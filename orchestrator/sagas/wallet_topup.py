@@ -13,7 +13,13 @@ from events.notification import NotifyCustomer
 from events.wallets import TopUpRequested, TopUpStatus, TopUpStatusChanged
 from orchestrator.engine.definition import Saga, SagaResult
 from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
-from orchestrator.sagas.paying import BANK_RETRIES, Paying, charge_bank, refund_bank
+from orchestrator.sagas.paying import (
+    BANK_RETRIES,
+    Paying,
+    charge_bank,
+    payment_failed,
+    refund_bank,
+)
 
 
 class WalletTopUp(Paying):
@@ -82,6 +88,7 @@ WALLET_TOPUP_SAGA: Saga[WalletTopUp, TopUpRequested] = (
         success_status=TopUpStatus.COMPLETED,
         failure_status=TopUpStatus.CANCELLED,
     )
+    .notify_failure(NOTIFICATION, payment_failed)
     .step("charge-bank", PAYMENT, send=charge_bank, compensate=refund_bank, retries=BANK_RETRIES)
     .step("credit-wallet", BILLING, send=credit_wallet, on_success=with_balance)
     .step("notify-client", NOTIFICATION, send=notify, retriable=True)

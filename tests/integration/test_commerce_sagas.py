@@ -152,6 +152,9 @@ async def test_topup_refused_by_the_bank_changes_nothing(
     assert (status["status"], status["reason"]) == ("CANCELLED", reason)
     assert await c.wallet_balance(stack.database_url, customer_id) == 0
     assert await bank_statuses(stack, customer_id) == []
+    mail = await outcomes.mail_to(f"{customer_id}@example.com")  # seed 003: told either way
+    assert mail["template"] == "payment-failed"
+    assert reason in mail["body"]
 
 
 async def test_topup_for_unknown_client_is_refunded(
@@ -221,6 +224,9 @@ async def test_out_of_stock_refunds_the_card(
     assert (status["status"], status["reason"]) == ("CANCELLED", "OUT_OF_STOCK")
     assert await c.available(stack.database_url, sku) == (3, 0)
     assert await bank_statuses(stack, customer_id) == ["REFUNDED"]
+    mail = await outcomes.mail_to(f"{customer_id}@example.com")
+    assert mail["template"] == "payment-failed"
+    assert "OUT_OF_STOCK" in mail["body"]
 
 
 async def test_no_delivery_capacity_releases_stock_and_returns_wallet_money(

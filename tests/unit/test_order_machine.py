@@ -11,13 +11,14 @@ from events.base import Command, Compensated, StepFailed
 from events.billing import BalanceDebited, CustomerChecked
 from events.delivery import DeliveryBooked, DeliveryMethod
 from events.envelope import Envelope
-from events.notification import Notified
+from events.notification import Notified, NotifyCustomer
 from events.orders import DeliveryChoice, OrderItem, OrderStatusChanged, OrderSubmitted
 from events.payment import BankCharged, PaymentDetails, PaymentMethod
 from events.store import StockReserved
-from orchestrator.engine.definition import Participant, Saga
+from orchestrator.engine.definition import NOTICE_STEP, Participant, Saga
 from orchestrator.engine.instance import SagaStatus
 from orchestrator.engine.machine import Decision, SagaMachine
+from orchestrator.engine.participants import NOTIFICATION
 from orchestrator.errors import DefinitionError
 from orchestrator.sagas.order_checkout import ORDER_CHECKOUT_SAGA
 from tests.unit.test_machine import POLICY, T0, answer, kinds
@@ -51,8 +52,7 @@ def start(machine: SagaMachine, method: PaymentMethod) -> Decision:
 
 
 def status(decision: Decision) -> OrderStatusChanged:
-    body = decision.outgoing[-1].body
-    assert isinstance(body, OrderStatusChanged)
+    (body,) = [m.body for m in decision.outgoing if isinstance(m.body, OrderStatusChanged)]
     return body
 
 
@@ -94,6 +94,19 @@ def test_failure_compensates_only_the_steps_that_ran(machine: SagaMachine) -> No
         "NO_DELIVERY_CAPACITY",
         Decimal("28.00"),
     )
+    (notice,) = [m for m in d.outgoing if isinstance(m.body, NotifyCustomer)]
+    assert notice.topic == NOTIFICATION.topic
+    assert notice.envelope.saga_step == NOTICE_STEP
+    assert notice.body.template == "payment-failed"
+    assert notice.body.params["reason"] == "NO_DELIVERY_CAPACITY"
+    assert [h.event for h in d.history][-2:] == ["ended", "notice-sent"]
+
+
+def test_a_client_the_shop_does_not_know_gets_no_notice(machine: SagaMachine) -> None:
+    d = start(machine, PaymentMethod.WALLET)
+    d = answer(machine, d, StepFailed(reason="UNKNOWN_CUSTOMER"))
+    assert d.instance.status is SagaStatus.ABORTED
+    assert [type(m.body) for m in d.outgoing] == [OrderStatusChanged]
 
 
 def confirmed_until_notification(machine: SagaMachine) -> Decision:

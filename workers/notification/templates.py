@@ -29,6 +29,11 @@ TEMPLATES: dict[str, MessageTemplate] = {
         "Hello $first_name, $amount $currency arrived on your wallet; the balance is "
         "$balance $currency.",
     ),
+    "payment-failed": MessageTemplate(
+        "Your payment did not go through",
+        "Hello $first_name, your payment of $amount $currency ($purpose) did not go through "
+        "($reason). Whatever was taken has been given back.",
+    ),
     "giftcard-code": MessageTemplate(
         "$recipient_name, you have a gift card",
         "Hello $recipient_name, somebody gave you a gift card of $amount $currency "
