@@ -22,7 +22,7 @@ from events.giftcards import (
     GiftCardStatus,
 )
 from events.money import from_minor, to_minor
-from events.notification import SendGiftCardCode
+from events.notification import NotifyCustomer, SendGiftCardCode
 from events.payment import BindGiftCard, UnbindGiftCard
 from orchestrator.engine.definition import Saga, SagaResult
 from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
@@ -78,6 +78,19 @@ def send_code(saga: GiftCardPurchase) -> SendGiftCardCode:
     )
 
 
+def notify_buyer(saga: GiftCardPurchase) -> NotifyCustomer:
+    """Seed 003: the buyer hears of the payment's result too (the recipient got the code)."""
+    return NotifyCustomer(
+        customer_id=saga.customer_id,
+        template="giftcard-purchased",
+        params={
+            "amount": str(from_minor(saga.amount_minor)),
+            "currency": saga.currency,
+            "recipient_name": saga.recipient_name,
+        },
+    )
+
+
 def purchase_status(saga: GiftCardPurchase, result: SagaResult) -> GiftCardPurchaseStatus:
     completed = result.status == GiftCardStatus.COMPLETED
     return GiftCardPurchaseStatus(
@@ -112,6 +125,7 @@ GIFT_CARD_PURCHASE_SAGA: Saga[GiftCardPurchase, GiftCardPurchaseRequested] = (
         compensate=lambda _: CancelGiftCard(),
     )
     .step("send-code", NOTIFICATION, send=send_code)
+    .step("notify-buyer", NOTIFICATION, send=notify_buyer, retriable=True)
 )
 
 

@@ -393,6 +393,9 @@ async def test_gift_card_bought_activated_and_spent(
     )
     assert code not in str(stored)
     assert code.replace("-", "") not in str(stored)
+    receipt = await outcomes.mail_to(f"{buyer}@example.com")  # seed 003: the payment result
+    assert receipt["template"] == "giftcard-purchased"
+    assert code not in receipt["body"]
 
     activated = c.activation(friend, code)
     await client.send(topics.GIFTCARDS_ACTIVATION_REQUESTED, activated)

@@ -29,6 +29,11 @@ TEMPLATES: dict[str, MessageTemplate] = {
         "Hello $first_name, $amount $currency arrived on your wallet; the balance is "
         "$balance $currency.",
     ),
+    "giftcard-purchased": MessageTemplate(
+        "Your gift card is on its way",
+        "Hello $first_name, your payment of $amount $currency went through: the gift card "
+        "is sent to $recipient_name.",
+    ),
     "payment-failed": MessageTemplate(
         "Your payment did not go through",
         "Hello $first_name, your payment of $amount $currency ($purpose) did not go through "
