@@ -410,16 +410,9 @@ class SagaMachine:
         )
         if state is None:
             state = self._state(instance)
-        outcome = self.definition.outcome(
-            state, SagaResult(str(instance.id), contract_status, reason)
-        )
-        envelope = Envelope(
-            type=f"{self.definition.outcome_topic}.v1",
-            time=now,
-            correlation_id=instance.correlation_id,
-            saga_id=instance.id,
-            saga_type=instance.saga_type,
-        )
+        result = SagaResult(str(instance.id), contract_status, reason)
+        outcome = self.definition.outcome(state, result)
+        envelope = self._envelope(instance, f"{self.definition.outcome_topic}.v1", now)
         history.append(
             HistoryEntry(
                 "ended",
@@ -433,33 +426,51 @@ class SagaMachine:
         )
         key = self.definition.outcome_key(state)
         outgoing = [Outgoing(self.definition.outcome_topic, key, envelope, outcome)]
-        notice = self.definition.on_failure
-        if status is SagaStatus.ABORTED and notice is not None:
-            command = notice.send(state, SagaResult(str(instance.id), contract_status, reason))
-            if command is not None:
-                notice_envelope = Envelope(
-                    type=f"{notice.participant.name}.{command.kind}.v1",
-                    time=now,
-                    correlation_id=instance.correlation_id,
-                    saga_id=instance.id,
-                    saga_type=instance.saga_type,
-                    saga_step=NOTICE_STEP,
-                )
-                outgoing.append(
-                    Outgoing(notice.participant.topic, str(instance.id), notice_envelope, command)
-                )
-                history.append(
-                    HistoryEntry(
-                        "notice-sent",
-                        status,
-                        now,
-                        step=NOTICE_STEP,
-                        message_id=notice_envelope.id,
-                        message_type=command.kind,
-                        topic=notice.participant.topic,
-                    )
-                )
+        if status is SagaStatus.ABORTED:
+            outgoing += self._notice(instance, state, result, now, history)
         return Decision(instance, outgoing, history)
+
+    def _notice(
+        self,
+        instance: SagaInstance,
+        state: BaseModel,
+        result: SagaResult,
+        now: datetime,
+        history: list[HistoryEntry],
+    ) -> list[Outgoing]:
+        """The failure notice the definition names, if any, sent with the outcome."""
+        notice = self.definition.on_failure
+        command = notice.send(state, result) if notice is not None else None
+        if notice is None or command is None:
+            return []
+        envelope = self._envelope(
+            instance, f"{notice.participant.name}.{command.kind}.v1", now, NOTICE_STEP
+        )
+        history.append(
+            HistoryEntry(
+                "notice-sent",
+                instance.status,
+                now,
+                step=NOTICE_STEP,
+                message_id=envelope.id,
+                message_type=command.kind,
+                topic=notice.participant.topic,
+            )
+        )
+        return [Outgoing(notice.participant.topic, str(instance.id), envelope, command)]
+
+    @staticmethod
+    def _envelope(
+        instance: SagaInstance, type_: str, now: datetime, step: str | None = None
+    ) -> Envelope:
+        return Envelope(
+            type=type_,
+            time=now,
+            correlation_id=instance.correlation_id,
+            saga_id=instance.id,
+            saga_type=instance.saga_type,
+            saga_step=step,
+        )
 
     # -- helpers --------------------------------------------------------------------------
 
