@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel
 
 from events.base import Command, Compensated, Message, Reply, StepFailed, UpstreamRecord
-from events.envelope import Envelope, new_id
+from events.envelope import Envelope
 from orchestrator.engine.definition import NOTICE_STEP, Saga, SagaResult, Step
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 
@@ -351,17 +351,14 @@ class SagaMachine:
         build = step.compensate if compensating else step.send
         assert build is not None
         command: Command = build(state)
-        command_id = new_id()
-        envelope = Envelope(
-            id=command_id,
-            type=f"{step.participant.name}.{command.kind}.v1",
-            time=now,
-            correlation_id=instance.correlation_id,
+        envelope = self._envelope(
+            instance,
+            f"{step.participant.name}.{command.kind}.v1",
+            now,
+            step.name,
             causation_id=instance.pending_command_id,
-            saga_id=instance.id,
-            saga_type=instance.saga_type,
-            saga_step=step.name,
         )
+        command_id = envelope.id
         timeout = step.timeout_s or self.policy.step_timeout_s
         instance = instance.evolve(
             step_index=index,
@@ -461,12 +458,18 @@ class SagaMachine:
 
     @staticmethod
     def _envelope(
-        instance: SagaInstance, type_: str, now: datetime, step: str | None = None
+        instance: SagaInstance,
+        type_: str,
+        now: datetime,
+        step: str | None = None,
+        causation_id: str | None = None,
     ) -> Envelope:
+        """The envelope of a message the saga sends: a command, a notice or its outcome."""
         return Envelope(
             type=type_,
             time=now,
             correlation_id=instance.correlation_id,
+            causation_id=causation_id,
             saga_id=instance.id,
             saga_type=instance.saga_type,
             saga_step=step,
