@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from orchestrator.errors import KafkaUnavailable, OrchestraError
-from orchestrator.kafka import client_kwargs
+from orchestrator.kafka import client_kwargs, end_offsets
 from orchestrator.settings import Settings
 
 IDLE_S = 2.0
@@ -80,29 +80,18 @@ async def scan(
 ) -> AsyncGenerator[Record, None]:
     """The selected records present when the scan starts, each partition's in offset order.
 
-    Each partition is read from its first wanted offset up to its end (or the last wanted
-    offset). A partition the broker reports empty is known at once, without waiting out a
-    fetch. Of any other, the end is the larger of the end offset listed at the start and the
-    high watermark of the first fetch: Tansu 0.6 lists the first offset of the partition's
-    last record batch, plus one, as its end, so the rest of that batch would be left out.
-    A partition read to its end is paused. When no record comes for ``IDLE_S`` the scan ends
-    (a broker's end offset may be optimistic) or, with ``complete``, raises IncompleteRead.
+    Each partition is read from its first wanted offset up to its end (``kafka.end_offsets``)
+    or the last wanted offset. A partition the broker lists as empty is known at once, without
+    waiting out a fetch. A partition read to its end is paused. When no record comes for
+    ``IDLE_S`` the scan ends (a broker's end offset may be optimistic) or, with ``complete``,
+    raises IncompleteRead.
     """
     async with _consumer(settings) as consumer:
         try:
             todo = await _start_offsets(consumer, settings, topic, selection)
-            unsettled = set(todo)
-            last = selection.to_offset
             idle_since = time.monotonic()
             while todo:
                 batch = await consumer.getmany(timeout_ms=300)
-                for tp in list(unsettled):
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        todo[tp] = max(todo[tp], highwater)
-                        unsettled.discard(tp)
-                    if last is not None:
-                        todo[tp] = min(todo[tp], last + 1)
                 progressed = False
                 for tp, records in batch.items():
                     for raw in records:
@@ -113,7 +102,7 @@ async def scan(
                         if selection.wants(record):
                             yield record
                 for tp, end in list(todo.items()):
-                    if tp not in unsettled and await consumer.position(tp) >= end:
+                    if await consumer.position(tp) >= end:
                         consumer.pause(tp)
                         del todo[tp]
                 if progressed:
@@ -131,7 +120,7 @@ async def _start_offsets(
     consumer: AIOKafkaConsumer, settings: Settings, topic: str, selection: Selection
 ) -> dict[TopicPartition, int]:
     """Assigns the partitions there is something to read in, each at its first wanted offset;
-    returns their end offsets as the broker lists them."""
+    returns the offset each is read up to (exclusive)."""
     known = await _partitions(consumer, settings, topic)
     missing = sorted(set(selection.partitions) - known)
     if missing:
@@ -143,15 +132,17 @@ async def _start_offsets(
     partitions = [TopicPartition(topic, p) for p in chosen]
     starts = await consumer.beginning_offsets(partitions)
     listed = await consumer.end_offsets(partitions)
-    first = {tp: max(starts[tp], selection.from_offset or 0) for tp in partitions}
+    filled = [tp for tp in partitions if listed[tp] > starts[tp]]
+    ends = await end_offsets(consumer, filled) if filled else {}
+    first = {tp: max(starts[tp], selection.from_offset or 0) for tp in filled}
     if selection.since is not None:
-        at = await _offsets_at(consumer, partitions, selection.since, listed)
-        first = {tp: max(first[tp], at[tp]) for tp in partitions}
+        at = await _offsets_at(consumer, filled, selection.since, ends)
+        first = {tp: max(first[tp], at[tp]) for tp in filled}
     last = selection.to_offset
     todo = {
-        tp: listed[tp]
-        for tp in partitions
-        if listed[tp] > starts[tp] and (last is None or first[tp] <= last)
+        tp: end if last is None else min(end, last + 1)
+        for tp, end in ends.items()
+        if last is None or first[tp] <= last
     }
     consumer.assign(list(todo))
     for tp in todo:
