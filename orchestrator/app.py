@@ -32,6 +32,7 @@ from orchestrator.wiring import (
     broker_logger,
     subscribe_batches,
 )
+from orchestrator.writers import WriterLease, new_writer_id
 from schemas.sagas import orchestrator_outbox
 from workers.feeds import FeedRuntime
 from workers.registry import WORKERS, WorkerSpec
@@ -73,7 +74,9 @@ class Application:
         self.sagas = tuple(sagas)
         self.workers = dict(workers)
         self.services = resolve_services(services, (ORCHESTRATOR, *self.workers, API))
-        self.engine = create_engine(settings)
+        self.writer = new_writer_id()
+        self.engine = create_engine(settings, writer=self.writer)
+        self.lease = WriterLease(self.engine, self.writer)
         self.broker = OrchestraBroker(
             settings.bootstrap_servers,
             security=broker_security(settings),
@@ -107,6 +110,7 @@ class Application:
             self.publisher,
             sweep_interval_s=self.settings.outbox_sweep_interval_s,
             published=functools.partial(published_ids, self.settings),
+            writer=self.writer,
         )
         self.relays.append(relay)
         return relay
@@ -199,6 +203,8 @@ class Application:
     async def start(self) -> None:
         telemetry.enable(self.settings.otel_exporter)
         await create_schema(self.engine)
+        await self.lease.hold()
+        self._tasks.append(asyncio.create_task(self.lease.keep(self._stop), name="writer lease"))
         await ensure_topics(self.settings, sorted(self.topics))
         if self.settings.metrics_port:
             metrics.serve(self.settings.metrics_port)
@@ -241,6 +247,7 @@ class Application:
         for relay in self.relays:
             await relay.drain()
         await self.publisher.stop()
+        await self.lease.release()
         await self.engine.dispose()
         telemetry.flush()
         log.info("stopped", services=list(self.services))

@@ -6,13 +6,18 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import text
+import structlog
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateColumn
 
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import Settings
+from schemas.messaging import WRITER_SETTING
 from schemas.metadata import metadata
+
+log = structlog.get_logger(__name__)
 
 SCHEMA_LOCK_ID = 0x0C4E57A  # pg advisory lock key: one schema creator at a time
 
@@ -21,13 +26,17 @@ class DatabaseUnavailable(OrchestraError):
     """PostgreSQL cannot be reached or refused the connection."""
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, writer: int | None = None) -> AsyncEngine:
+    """The process's pool; with ``writer``, every connection names it (``orchestrator.writers``)."""
+    connect_args: dict[str, Any] = {"statement_cache_size": 512}
+    if writer is not None:
+        connect_args["server_settings"] = {WRITER_SETTING: str(writer)}
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=False,
-        connect_args={"statement_cache_size": 512},
+        connect_args=connect_args,
     )
 
 
@@ -54,14 +63,44 @@ async def driver_of(conn: AsyncConnection) -> Any:
     return raw.driver_connection
 
 
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create every missing table; concurrent starters serialise on an advisory lock."""
+class SchemaOutOfDate(OrchestraError):
+    """A table lacks a column that cannot be added to it in place."""
+
+
+async def create_schema(engine: AsyncEngine, tables: MetaData = metadata) -> None:
+    """Create every missing table and add the new nullable columns to tables an earlier
+    release created; concurrent starters serialise on an advisory lock."""
     try:
         async with engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_ID})
-            await conn.run_sync(metadata.create_all)
+            await conn.run_sync(tables.create_all)
+            await conn.run_sync(_add_new_columns, tables)
     except (OperationalError, DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
+
+
+def _add_new_columns(conn: Connection, tables: MetaData) -> None:
+    present = {
+        (row.table_name, row.column_name)
+        for row in conn.execute(
+            text(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema()"
+            )
+        )
+    }
+    for table in tables.sorted_tables:
+        for column in table.columns:
+            if (table.name, column.name) in present:
+                continue
+            if not column.nullable:
+                raise SchemaOutOfDate(
+                    f"table {table.name} has no column {column.name}, which cannot be added "
+                    "to its rows in place: migrate the table or start on a new database"
+                )
+            definition = CreateColumn(column).compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {definition}"))
+            log.info("column added", table=table.name, column=column.name)
 
 
 def first_line(exc: BaseException) -> str:

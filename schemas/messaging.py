@@ -13,10 +13,12 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Integer,
     LargeBinary,
     String,
     Table,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -41,6 +43,10 @@ number of them, not a fraction of a table that is almost always empty, so the sw
 index scans do not walk an ever longer run of dead entries."""
 
 
+WRITER_SETTING = "orchestra.writer"
+"""The connection setting that names the process writing (``orchestrator.writers``)."""
+
+
 def outbox_table(owner: str) -> Table:
     """The outbox of ``owner`` (created on first use, then shared)."""
     if owner not in _outboxes:
@@ -55,6 +61,14 @@ def outbox_table(owner: str) -> Table:
             Column("payload", LargeBinary, nullable=False),
             Column(
                 "created_at", DateTime(timezone=True), nullable=False, server_default=func.now()
+            ),
+            Column(
+                "writer",
+                Integer,
+                nullable=True,
+                server_default=text(
+                    f"NULLIF(current_setting('{WRITER_SETTING}', true), '')::integer"
+                ),
             ),
             postgresql_with=OUTBOX_STORAGE,
         )

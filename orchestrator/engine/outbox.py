@@ -6,8 +6,9 @@ rows; the rows acknowledged by the broker are deleted a few milliseconds later, 
 batches in one statement. If the process dies between commit and delete, the sweeper
 finds the rows later and publishes those the broker does not hold yet (it reads the topics
 back, ``orchestrator.published``): a message goes out never zero times and, but for a
-publish still under way in another process, once. Consumers deduplicate all the same
-(inbox by message id, saga by pending command id).
+publish still under way a minute after its commit, once. A sweeper leaves the rows of another
+live process to it (``orchestrator.writers``). Consumers deduplicate all the same (inbox by
+message id, saga by pending command id).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Message
 from events.envelope import H_ID, Envelope
+from orchestrator.writers import LIVE_WRITERS
 
 log = structlog.get_logger(__name__)
 
@@ -141,6 +143,8 @@ class OutboxRelay:
         max_in_flight: int = 64,
         delete_delay_s: float = 0.05,
         published: PublishedCheck | None = None,
+        writer: int | None = None,
+        others_after_s: float = 60.0,
     ) -> None:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -151,6 +155,8 @@ class OutboxRelay:
         self.sweep_batch = sweep_batch
         self.delete_delay_s = delete_delay_s
         self.published = published
+        self.writer = writer
+        self.others_after_s = others_after_s
         self._in_flight: set[asyncio.Task[None]] = set()
         self._publishing: set[int] = set()
         """Ids of the rows this relay is publishing: the sweeper leaves them alone."""
@@ -236,7 +242,9 @@ class OutboxRelay:
         table holds only the rows of the last moments, so the walk is short, and no insert
         pays for a second index. Rows this relay is publishing, or has published and not yet
         deleted, are left out; the rows taken are the sweeper's until it ends (``publish_soon``
-        leaves them), so one process never publishes a row twice."""
+        leaves them), so one process never publishes a row twice. The rows of another live
+        process (``orchestrator.writers``) are left to it until they are ``others_after_s``
+        old: it may be publishing them."""
         await self.delete_published()
         table = self.table
         async with self.engine.begin() as conn:
@@ -251,6 +259,7 @@ class OutboxRelay:
                 )
                 .where(table.c.created_at < text(f"now() - interval '{self.sweep_age_s} seconds'"))
                 .where(text("id <> ALL(CAST(:ours AS bigint[]))").bindparams(ours=self._ours()))
+                .where(self._ownerless())
                 .order_by(table.c.id)
                 .limit(self.sweep_batch)
                 .with_for_update(skip_locked=True)
@@ -277,6 +286,14 @@ class OutboxRelay:
             "outbox swept", table=table.name, published=len(fresh), held=len(rows) - len(fresh)
         )
         return len(rows)
+
+    def _ownerless(self) -> TextClause:
+        """Rows no other live process may be publishing."""
+        return text(
+            "(writer IS NULL OR writer = CAST(:me AS integer)"
+            f" OR created_at < now() - interval '{self.others_after_s} seconds'"
+            f" OR writer <> ALL({LIVE_WRITERS}))"
+        ).bindparams(me=self.writer)
 
     def _ours(self) -> list[int]:
         return sorted(self._publishing.union(self._published))

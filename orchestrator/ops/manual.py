@@ -15,16 +15,24 @@ from orchestrator.errors import KafkaUnavailable
 from orchestrator.publisher import KafkaPublisher
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
+from orchestrator.writers import WriterLease
 from schemas.sagas import orchestrator_outbox
 
 
 async def act(
-    settings: Settings, engine: AsyncEngine, saga_id: uuid.UUID, action: str, actor: str, why: str
+    settings: Settings,
+    engine: AsyncEngine,
+    saga_id: uuid.UUID,
+    action: str,
+    actor: str,
+    why: str,
+    writer: int | None = None,
 ) -> SagaInstance:
     """Apply ``retry`` or ``compensate`` in one transaction and publish what it sends.
 
     Uses a producer only: joining the orchestrator's consumer groups from a command line
-    tool would make the running services rebalance.
+    tool would make the running services rebalance. With ``writer`` (the id ``engine``'s
+    connections carry), the services' sweepers leave its outbox rows to it while it runs.
     """
     publisher = KafkaPublisher(settings, f"{settings.group_prefix}-ops")
     try:
@@ -34,8 +42,11 @@ async def act(
         raise KafkaUnavailable(
             f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc or type(exc).__name__}"
         ) from None
+    lease = WriterLease(engine, writer) if writer is not None else None
     try:
-        relay = OutboxRelay(engine, orchestrator_outbox, publisher)
+        if lease is not None:
+            await lease.hold()
+        relay = OutboxRelay(engine, orchestrator_outbox, publisher, writer=writer)
         policy = RetryPolicy(
             settings.step_timeout_s,
             settings.retry_budget,
@@ -48,3 +59,5 @@ async def act(
         return saved
     finally:
         await publisher.stop()
+        if lease is not None:
+            await lease.release()

@@ -20,6 +20,7 @@ from orchestrator.errors import OrchestraError
 from orchestrator.ops import inspection, manual, trace
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
+from orchestrator.writers import new_writer_id
 
 console = Console()
 DEFINED_TYPES = frozenset(saga.name for saga in ALL_SAGAS)
@@ -53,16 +54,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    engine = create_engine(settings)
+    writer = new_writer_id()
+    engine = create_engine(settings, writer=writer)
     try:
-        return await _run(args, settings, engine)
+        return await _run(args, settings, engine, writer)
     except (OperationalError, DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
     finally:
         await engine.dispose()
 
 
-async def _run(args: argparse.Namespace, settings: Settings, engine: AsyncEngine) -> int:
+async def _run(
+    args: argparse.Namespace, settings: Settings, engine: AsyncEngine, writer: int
+) -> int:
     if args.verb == "list":
         try:
             age = inspection.parse_age(args.older_than) if args.older_than else None
@@ -98,7 +102,9 @@ async def _run(args: argparse.Namespace, settings: Settings, engine: AsyncEngine
     else:
         actor = args.actor or getpass.getuser()
         try:
-            saved = await manual.act(settings, engine, instance.id, args.verb, actor, args.why)
+            saved = await manual.act(
+                settings, engine, instance.id, args.verb, actor, args.why, writer
+            )
         except ValueError as exc:
             raise OrchestraError(str(exc)) from None
         console.print(

@@ -1,7 +1,7 @@
 """The sweeper publishes what a crash left in an outbox, but not what the broker already holds:
 a row published just before the crash, not yet deleted, goes out once, not twice. Within one
-process a row is published by the relay or by the sweeper, never both; a read-back that keeps
-failing does not hold rows back for good."""
+process a row is published by the relay or by the sweeper, never both, and the rows of another
+live process are left to it; a read-back that keeps failing does not hold rows back for good."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.envelope import H_ID, Envelope
+from orchestrator.db import create_engine
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.outbox import (
     UNCHECKED_AFTER,
@@ -28,6 +29,7 @@ from orchestrator.kafka import ensure_topics
 from orchestrator.ops.records import Selection, read
 from orchestrator.published import published_ids
 from orchestrator.publisher import KafkaPublisher
+from orchestrator.writers import WriterLease, WriterTaken, new_writer_id
 from schemas.sagas import orchestrator_outbox
 from tests.integration.helpers import Sent, unique
 
@@ -161,3 +163,56 @@ async def test_rows_are_published_unchecked_after_failed_read_backs(engine: Asyn
     assert attempts == UNCHECKED_AFTER
     assert [m.key for m in sent.messages] == ["k-1"]
     assert await _rows_left(engine, table) == 0
+
+
+async def test_rows_of_another_live_process_are_left_to_it_until_it_is_gone(
+    stack: EmbeddedStack, engine: AsyncEngine
+) -> None:
+    """A process that is publishing its rows slowly keeps them: another process's sweeper
+    takes them only once the writer's lock is gone (it died) or they are very old."""
+    table = await _outbox(engine)
+    writer = new_writer_id()
+    theirs = create_engine(stack.settings(), writer=writer)
+    lease = WriterLease(theirs, writer)
+    await lease.hold()
+    sent = Sent()
+
+    def sweeper(**options: float) -> OutboxRelay:
+        return OutboxRelay(engine, table, sent, sweep_age_s=0.0, published=_nothing_held, **options)
+
+    async def written(key: str) -> None:
+        async with theirs.begin() as conn:
+            await write_outbox(conn, table, [_message(key)])
+
+    try:
+        await written("k-1")
+        assert await sweeper().sweep_once() == 0
+        assert await sweeper(others_after_s=0.0).sweep_once() == 1
+        await written("k-2")
+        own = OutboxRelay(
+            theirs, table, sent, sweep_age_s=0.0, published=_nothing_held, writer=writer
+        )
+        assert await own.sweep_once() == 1
+        await written("k-3")
+        assert await sweeper().sweep_once() == 0
+    finally:
+        await lease.release()
+        await theirs.dispose()
+    assert await sweeper().sweep_once() == 1
+    assert [m.key for m in sent.messages] == ["k-1", "k-2", "k-3"]
+    assert await _rows_left(engine, table) == 0
+
+
+async def test_a_writer_id_held_by_a_live_process_is_refused(
+    stack: EmbeddedStack, engine: AsyncEngine
+) -> None:
+    writer = new_writer_id()
+    first, second = WriterLease(engine, writer), WriterLease(engine, writer)
+    await first.hold()
+    try:
+        with pytest.raises(WriterTaken):
+            await second.hold()
+    finally:
+        await first.release()
+    await second.hold()
+    await second.release()

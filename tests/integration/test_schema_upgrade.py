@@ -1,0 +1,46 @@
+"""A database an earlier release created gets the nullable columns added since, at start;
+a missing column that must hold a value is a clear error, not a failed statement later."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.db import SchemaOutOfDate, create_schema
+from schemas.sagas import orchestrator_outbox
+from tests.integration.helpers import unique
+
+
+async def _older_outbox(engine: AsyncEngine) -> str:
+    """An outbox as the release before the ``writer`` column created it."""
+    name = unique("old_outbox").replace("-", "_")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(f"CREATE TABLE {name} (LIKE {orchestrator_outbox.name} INCLUDING ALL)")
+        )
+        await conn.execute(text(f"ALTER TABLE {name} DROP COLUMN writer"))
+    return name
+
+
+async def test_a_new_nullable_column_is_added_with_its_default(engine: AsyncEngine) -> None:
+    name = await _older_outbox(engine)
+    tables = MetaData()
+    orchestrator_outbox.to_metadata(tables, name=name)
+    await create_schema(engine, tables)
+    await create_schema(engine, tables)  # the next start finds it there
+    async with engine.begin() as conn:
+        await conn.execute(text("SET LOCAL orchestra.writer = '42'"))
+        await conn.execute(
+            text(f"INSERT INTO {name} (topic, headers, payload) VALUES ('t', '{{}}', '')")
+        )
+        assert (await conn.execute(text(f"SELECT writer FROM {name}"))).scalar_one() == 42
+
+
+async def test_a_missing_column_that_needs_a_value_is_a_clear_error(engine: AsyncEngine) -> None:
+    name = await _older_outbox(engine)
+    tables = MetaData()
+    table = orchestrator_outbox.to_metadata(tables, name=name)
+    table.append_column(Column("required", Integer, nullable=False))
+    with pytest.raises(SchemaOutOfDate, match=f"table {name} has no column required"):
+        await create_schema(engine, tables)
