@@ -234,6 +234,8 @@ class Application:
         log.info(
             "started", services=list(self.services), kafka=self.settings.kafka_bootstrap_servers
         )
+        if unset := self.settings.development_secrets():
+            log.warning("keys left at their public development defaults: set them", keys=unset)
 
     async def stop(self) -> None:
         """Graceful: in-flight batches finish and commit, consumers leave their groups, a

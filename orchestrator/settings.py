@@ -185,6 +185,14 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> list[str]:
         return [server.strip() for server in self.kafka_bootstrap_servers.split(",")]
 
+    def development_secrets(self) -> list[str]:
+        """The variables of the keys still at their public development defaults."""
+        return [
+            f"ORCHESTRA_{name.upper()}"
+            for name, field in type(self).model_fields.items()
+            if isinstance(field.default, SecretStr) and getattr(self, name) == field.default
+        ]
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning a validation failure into one clear line."""

@@ -8,14 +8,18 @@ from dataclasses import dataclass
 import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter, ValidationError
 
-from events.base import unstorable
+from events.base import Identifier
 from orchestrator.api.problems import ApiError
 from orchestrator.settings import Settings
 
 bearer = HTTPBearer(
-    auto_error=False, description="JWT: `sub` is the user id; `exp`, when present, is enforced"
+    auto_error=False,
+    description="JWT: `sub` is the user id (letters, digits and `._:@-`); `exp`, when present, "
+    "is enforced",
 )
+_USER_ID: TypeAdapter[str] = TypeAdapter(Identifier)
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,16 @@ def verify(settings: Settings, token: str) -> Caller:
     except jwt.InvalidTokenError as exc:
         raise _unauthorized(f"the token is not valid: {exc}") from None
     subject = claims.get("sub") or claims.get("user_id") or claims.get("userId")
-    if not isinstance(subject, str) or not subject or len(subject) > 128:
+    if not isinstance(subject, str) or not subject:
         raise _unauthorized("the token names no user (sub)")
-    if unstorable(subject):
-        raise _unauthorized("the token's user (sub) holds a NUL character or a lone surrogate")
-    return Caller(user_id=subject)
+    try:
+        user_id = _USER_ID.validate_python(subject)
+    except ValidationError:
+        raise _unauthorized(
+            "the token's user (sub) is not a user id here: letters, digits and ._:@-, "
+            "at most 128 characters"
+        ) from None
+    return Caller(user_id=user_id)
 
 
 async def caller(

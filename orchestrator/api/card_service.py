@@ -178,7 +178,9 @@ async def simulated_acs(
     return AcsAnswer(transaction_id=transaction_id, pares=pares)
 
 
-@router.post("/3ds/complete", response_model=Authorization, responses=_problems(400, 403, 404, 422))
+@router.post(
+    "/3ds/complete", response_model=Authorization, responses=_problems(400, 403, 404, 422, 503)
+)
 async def complete_3ds(body: ThreeDsComplete, request: Request, db: Db) -> Authorization:
     key = _threeds_key(request)
     tx = await deps.transact(

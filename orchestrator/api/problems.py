@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.card_api import Problem
 from workers.card_issuance.card_service import CardServiceError
@@ -82,7 +83,38 @@ def _members(request: Request) -> str:
 MAX_BODY_BYTES = 1_000_000
 
 
+class _BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, f"a request body may have at most {MAX_BODY_BYTES} bytes")
+
+
+class _CountedBody:
+    """Counts a body as it arrives, for one sent without a length (chunked): once it passes
+    ``MAX_BODY_BYTES`` the route's read fails with 413, before the rest is buffered."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise _BodyTooLarge()
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def install(app: FastAPI) -> None:
+    app.add_middleware(_CountedBody)
+
     @app.middleware("http")
     async def bounded_body(request: Request, call_next):  # type: ignore[no-untyped-def]
         length = request.headers.get("content-length", "0")

@@ -80,8 +80,12 @@ async def test_virtual_card_needs_a_good_token(
     )
     forged = jwt.encode({"sub": "u", "exp": int(time.time()) + 600}, "not-the-key-" * 4)
     no_user = jwt.encode({"exp": int(time.time()) + 600}, settings.jwt_secret.get_secret_value())
+    unusable = jwt.encode(
+        {"sub": "john doe/1", "exp": int(time.time()) + 600}, settings.jwt_secret.get_secret_value()
+    )
     for headers in (
         bearer(no_user),
+        bearer(unusable),
         {},
         bearer(expired),
         bearer(forged),
@@ -298,6 +302,15 @@ async def test_unknown_route_method_and_huge_body_are_problems(api: httpx.AsyncC
     sent = await api.post("/cards", content=huge, headers={"content-type": "application/json"})
     problem(sent, 413, "HTTP-4130")
 
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the body is counted
+        for start in range(0, len(huge), 64_000):
+            yield huge[start : start + 64_000]
+
+    streamed = await api.post(
+        "/cards", content=chunks(), headers={"content-type": "application/json"}
+    )
+    problem(streamed, 413, "HTTP-4130")
+
 
 # -- seed 002 -------------------------------------------------------------------------------
 
@@ -484,6 +497,17 @@ async def test_three_d_secure_challenge(api: httpx.AsyncClient) -> None:
         422,
         "TXN-4220",
     )
+
+    down = (
+        await api.post("/api/3ds/init", json=body | {"merchant_name": "ACQUIRER_UNAVAILABLE"})
+    ).json()
+    yes = (await api.get(f"/api/3ds/acs/{down['transaction_id']}")).json()
+    completion = {"transaction_id": down["transaction_id"], "pares": yes["pares"]}
+    problem(await api.post("/api/3ds/complete", json=completion), 503, "ACQ-5030")
+    problem(await api.post("/api/3ds/complete", json=completion), 503, "ACQ-5030")
+    page = (await api.get(f"/api/cards/{card['id']}/transactions")).json()
+    still = [t for t in page["transactions"] if t["id"] == down["transaction_id"]]
+    assert [t["status"] for t in still] == ["PENDING"]  # completed once the acquirer is back
 
 
 async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from orchestrator.errors import SettingsError
 from orchestrator.settings import load_settings
@@ -66,3 +67,13 @@ def test_a_tls_file_that_is_not_pem_is_a_settings_error(tmp_path: Path) -> None:
     settings = load_settings(kafka_security_protocol="SSL", kafka_ssl_cafile=str(garbage))
     with pytest.raises(SettingsError, match="ORCHESTRA_KAFKA_SSL"):
         admin_kwargs(settings)
+
+
+def test_keys_left_at_their_development_defaults_are_named() -> None:
+    defaults = load_settings().development_secrets()
+    assert "ORCHESTRA_JWT_SECRET" in defaults
+    assert "ORCHESTRA_CARD_NUMBER_SALT" in defaults
+    chosen = load_settings(jwt_secret=SecretStr("k" * 40), card_number_salt=SecretStr("s" * 16))
+    assert {"ORCHESTRA_JWT_SECRET", "ORCHESTRA_CARD_NUMBER_SALT"}.isdisjoint(
+        chosen.development_secrets()
+    )

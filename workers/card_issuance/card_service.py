@@ -357,6 +357,8 @@ async def complete_3ds(
             three_ds="FAILED",
         )
         raise Declined(_explain("3DS_FAILED"), transaction_id)
+    if tx.merchant_name == ACQUIRER_DOWN:  # the transaction stays open: complete it later
+        raise AcquirerUnavailable("the acquirer did not answer; try again later")
     await _set_tx(conn, tx.transaction_id, three_ds="AUTHENTICATED")
     return await _decide(conn, card, tx.transaction_id)
 
