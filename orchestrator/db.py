@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateColumn
 
+from orchestrator.engine.retry import with_retries
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import Settings
 from schemas.messaging import WRITER_SETTING
@@ -68,18 +70,33 @@ class SchemaOutOfDate(OrchestraError):
 
 
 async def create_schema(engine: AsyncEngine, tables: MetaData = metadata) -> None:
-    """Create every missing table and add the new nullable columns to tables an earlier
-    release created; concurrent starters serialise on an advisory lock."""
+    """Create every missing table (concurrent starters serialise on an advisory lock), then
+    add the new nullable columns to tables an earlier release created."""
     try:
         async with engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_ID})
             await conn.run_sync(tables.create_all)
-            await conn.run_sync(_add_new_columns, tables)
+            missing = await conn.run_sync(_missing_columns, tables)
+        for table, definition in missing:
+            await with_retries(
+                functools.partial(_add_column, engine, table, definition),
+                attempts=ADD_COLUMN_ATTEMPTS,
+                what=f"adding a column to {table}",
+            )
     except (OperationalError, DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
 
 
-def _add_new_columns(conn: Connection, tables: MetaData) -> None:
+ADD_COLUMN_ATTEMPTS = 10
+ADD_COLUMN_LOCK_TIMEOUT = "2s"
+"""How long adding a column waits for its table: it locks the table against every reader and
+writer, so running processes queue behind it only that long before it gives way and tries
+again."""
+
+
+def _missing_columns(conn: Connection, tables: MetaData) -> list[tuple[str, str]]:
+    """The (table, column definition) pairs to add; SchemaOutOfDate for a missing column that
+    must hold a value."""
     present = {
         (row.table_name, row.column_name)
         for row in conn.execute(
@@ -89,6 +106,7 @@ def _add_new_columns(conn: Connection, tables: MetaData) -> None:
             )
         )
     }
+    missing = []
     for table in tables.sorted_tables:
         for column in table.columns:
             if (table.name, column.name) in present:
@@ -98,9 +116,18 @@ def _add_new_columns(conn: Connection, tables: MetaData) -> None:
                     f"table {table.name} has no column {column.name}, which cannot be added "
                     "to its rows in place: migrate the table or start on a new database"
                 )
-            definition = CreateColumn(column).compile(dialect=conn.dialect)
-            conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {definition}"))
-            log.info("column added", table=table.name, column=column.name)
+            missing.append((table.name, str(CreateColumn(column).compile(dialect=conn.dialect))))
+    return missing
+
+
+async def _add_column(engine: AsyncEngine, table: str, definition: str) -> None:
+    """One column in a short transaction of its own. The rows already there get the default
+    as this session computes it, with no writer named (``orchestrator.writers``)."""
+    async with engine.begin() as conn:
+        await conn.execute(text(f"SET LOCAL lock_timeout = '{ADD_COLUMN_LOCK_TIMEOUT}'"))
+        await conn.execute(text(f"SET LOCAL {WRITER_SETTING} = ''"))
+        await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {definition}"))
+    log.info("column added", table=table, column=definition.split()[0])
 
 
 def first_line(exc: BaseException) -> str:

@@ -119,12 +119,13 @@ END_WAIT_S = 5.0
 
 
 async def end_offsets(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], *, strict: bool = False
 ) -> dict[TopicPartition, int]:
     """Each partition's end: the larger of the end offset the broker lists and the high
     watermark a fetch from there reports. Tansu 0.6 lists the first offset of a partition's
     last record batch, plus one, so the rest of that batch would not count. Takes over the
-    consumer's assignment."""
+    consumer's assignment. A partition with no high watermark within ``END_WAIT_S`` keeps its
+    listed end, or, with ``strict``, is a KafkaUnavailable."""
     listed = await consumer.end_offsets(partitions)
     consumer.assign(partitions)
     for tp, end in listed.items():
@@ -134,6 +135,8 @@ async def end_offsets(
     while any(consumer.highwater(tp) is None for tp in partitions) and loop.time() < deadline:
         await consumer.getmany(timeout_ms=100)
     unknown = [f"{tp.topic}[{tp.partition}]" for tp in partitions if consumer.highwater(tp) is None]
+    if unknown and strict:
+        raise KafkaUnavailable(f"no high watermark for {', '.join(unknown)}")
     if unknown:
         log.warning("no high watermark; the listed end is used", partitions=unknown)
     return {tp: max(end, consumer.highwater(tp) or 0) for tp, end in listed.items()}

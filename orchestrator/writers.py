@@ -2,11 +2,12 @@
 
 Every connection of a services process carries the process's writer id (the PostgreSQL
 setting ``orchestra.writer``), and every outbox row records it (the ``writer`` column's
-default). The
-process holds a session advisory lock on that id for as long as it runs; PostgreSQL drops the
-lock when the process's connection goes, so a crash, a kill -9 or a lost host frees it. A
-sweeper takes the rows of its own process and of writers whose lock is gone, and leaves a
-live process's rows to that process, which may be publishing them right now.
+default). The process holds a session advisory lock on that id for as long as it runs;
+PostgreSQL drops the lock when the process's connection goes: at once after a crash or a
+kill -9, only once its TCP keepalive gives up after a lost host (whose rows then wait for the
+sweepers' fallback age). A sweeper takes the rows of its own process and of writers whose
+lock is gone, and leaves a live process's rows to that process, which may be publishing them
+right now.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ LOCK_CLASS = 0x4F524357
 
 LIVE_WRITERS = (
     "ARRAY(SELECT objid::bigint::integer FROM pg_locks WHERE locktype = 'advisory'"
-    f" AND classid = {LOCK_CLASS} AND objsubid = 2 AND granted)"
+    f" AND classid = {LOCK_CLASS} AND objsubid = 2 AND granted"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
 )
-"""The ids of the writers whose process holds its lock now."""
+"""The ids of the writers whose process holds its lock on this database now."""
 
 CHECK_INTERVAL_S = 5.0
 
@@ -61,8 +63,8 @@ class WriterLease:
                 {"cls": LOCK_CLASS, "writer": self.writer},
             )
             await conn.commit()
-        except BaseException:
-            await conn.close()
+        except BaseException:  # the lock may have been granted: this connection goes
+            await _discard(conn)
             raise
         if not taken:
             await conn.close()
@@ -106,5 +108,16 @@ class WriterLease:
             await conn.commit()
             await conn.close()
         except Exception:
-            await conn.invalidate()
-            await conn.close()
+            await _discard(conn)
+        except BaseException:
+            await _discard(conn)
+            raise
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close the connection for good, not back into the pool: the session, and any lock it
+    holds, ends with it."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()

@@ -88,7 +88,7 @@ async def scan(
     """
     async with _consumer(settings) as consumer:
         try:
-            todo = await _start_offsets(consumer, settings, topic, selection)
+            todo = await _start_offsets(consumer, settings, topic, selection, complete)
             idle_since = time.monotonic()
             while todo:
                 batch = await consumer.getmany(timeout_ms=300)
@@ -117,10 +117,15 @@ async def scan(
 
 
 async def _start_offsets(
-    consumer: AIOKafkaConsumer, settings: Settings, topic: str, selection: Selection
+    consumer: AIOKafkaConsumer,
+    settings: Settings,
+    topic: str,
+    selection: Selection,
+    complete: bool = False,
 ) -> dict[TopicPartition, int]:
     """Assigns the partitions there is something to read in, each at its first wanted offset;
-    returns the offset each is read up to (exclusive)."""
+    returns the offset each is read up to (exclusive). With ``complete``, a partition whose
+    end cannot be settled is an error (``kafka.end_offsets``)."""
     known = await _partitions(consumer, settings, topic)
     missing = sorted(set(selection.partitions) - known)
     if missing:
@@ -133,7 +138,7 @@ async def _start_offsets(
     starts = await consumer.beginning_offsets(partitions)
     listed = await consumer.end_offsets(partitions)
     filled = [tp for tp in partitions if listed[tp] > starts[tp]]
-    ends = await end_offsets(consumer, filled) if filled else {}
+    ends = await end_offsets(consumer, filled, strict=complete) if filled else {}
     first = {tp: max(starts[tp], selection.from_offset or 0) for tp in filled}
     if selection.since is not None:
         at = await _offsets_at(consumer, filled, selection.since, ends)

@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.db import SchemaOutOfDate, create_schema
+from orchestrator.db import SchemaOutOfDate, create_engine, create_schema
+from orchestrator.embedded import EmbeddedStack
 from schemas.sagas import orchestrator_outbox
 from tests.integration.helpers import unique
 
@@ -23,18 +24,27 @@ async def _older_outbox(engine: AsyncEngine) -> str:
     return name
 
 
-async def test_a_new_nullable_column_is_added_with_its_default(engine: AsyncEngine) -> None:
+async def test_a_new_nullable_column_is_added_with_its_default(
+    stack: EmbeddedStack, engine: AsyncEngine
+) -> None:
+    """The rows already there name no writer (not the upgrading process); new rows do."""
     name = await _older_outbox(engine)
+    insert = text(f"INSERT INTO {name} (topic, headers, payload) VALUES ('t', '{{}}', '')")
+    async with engine.begin() as conn:
+        await conn.execute(insert)
     tables = MetaData()
     orchestrator_outbox.to_metadata(tables, name=name)
-    await create_schema(engine, tables)
-    await create_schema(engine, tables)  # the next start finds it there
+    upgrading = create_engine(stack.settings(), writer=7)
+    try:
+        await create_schema(upgrading, tables)
+        await create_schema(upgrading, tables)  # the next start finds it there
+    finally:
+        await upgrading.dispose()
     async with engine.begin() as conn:
         await conn.execute(text("SET LOCAL orchestra.writer = '42'"))
-        await conn.execute(
-            text(f"INSERT INTO {name} (topic, headers, payload) VALUES ('t', '{{}}', '')")
-        )
-        assert (await conn.execute(text(f"SELECT writer FROM {name}"))).scalar_one() == 42
+        await conn.execute(insert)
+        writers = await conn.execute(text(f"SELECT writer FROM {name} ORDER BY id"))
+        assert writers.scalars().all() == [None, 42]
 
 
 async def test_a_missing_column_that_needs_a_value_is_a_clear_error(engine: AsyncEngine) -> None:
