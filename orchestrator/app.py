@@ -109,6 +109,7 @@ class Application:
             outbox,
             self.publisher,
             sweep_interval_s=self.settings.outbox_sweep_interval_s,
+            others_after_s=self.settings.outbox_others_after_s,
             published=functools.partial(published_ids, self.settings),
             writer=self.writer,
         )

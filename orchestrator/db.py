@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, MetaData, text
+from sqlalchemy import Connection, Index, MetaData, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from orchestrator.engine.retry import with_retries
 from orchestrator.errors import OrchestraError
@@ -77,11 +77,18 @@ async def create_schema(engine: AsyncEngine, tables: MetaData = metadata) -> Non
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_ID})
             await conn.run_sync(tables.create_all)
             missing = await conn.run_sync(_missing_columns, tables)
+            indexes = await conn.run_sync(_missing_indexes, tables)
         for table, definition in missing:
             await with_retries(
                 functools.partial(_add_column, engine, table, definition),
                 attempts=ADD_COLUMN_ATTEMPTS,
                 what=f"adding a column to {table}",
+            )
+        for index in indexes:
+            await with_retries(
+                functools.partial(_add_index, engine, index),
+                attempts=ADD_COLUMN_ATTEMPTS,
+                what=f"adding index {index.name}",
             )
     except (OperationalError, DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
@@ -128,6 +135,51 @@ async def _add_column(engine: AsyncEngine, table: str, definition: str) -> None:
         await conn.execute(text(f"SET LOCAL {WRITER_SETTING} = ''"))
         await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {definition}"))
     log.info("column added", table=table, column=definition.split()[0])
+
+
+def _missing_indexes(conn: Connection, tables: MetaData) -> list[Index]:
+    """Indexes declared on tables an earlier release created; an index a failed build left
+    invalid is named, not rebuilt (another starter may be building it right now)."""
+    present = {}
+    for row in conn.execute(
+        text(
+            "SELECT c.relname, i.indisvalid FROM pg_index AS i"
+            " JOIN pg_class AS c ON c.oid = i.indexrelid"
+            " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema()"
+        )
+    ):
+        present[row.relname] = row.indisvalid
+    invalid = sorted(
+        str(index.name)
+        for table in tables.sorted_tables
+        for index in table.indexes
+        if present.get(str(index.name)) is False
+    )
+    if invalid:
+        log.warning(
+            "invalid indexes: rebuild them with REINDEX INDEX CONCURRENTLY", indexes=invalid
+        )
+    return [
+        index
+        for table in tables.sorted_tables
+        for index in sorted(table.indexes, key=lambda i: str(i.name))
+        if index.name not in present
+    ]
+
+
+async def _add_index(engine: AsyncEngine, index: Index) -> None:
+    """Built without blocking the table's writers (CONCURRENTLY, outside a transaction)."""
+    statement = str(CreateIndex(index, if_not_exists=True).compile(dialect=engine.dialect))
+    statement = statement.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with autocommit.connect() as conn:
+        await conn.execute(text(f"SET lock_timeout = '{ADD_COLUMN_LOCK_TIMEOUT}'"))
+        try:
+            await conn.execute(text(statement))
+        finally:
+            await conn.execute(text("RESET lock_timeout"))
+    log.info("index added", index=index.name)
 
 
 def first_line(exc: BaseException) -> str:

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     retry_backoff_max_s: float = Field(default=30.0, gt=0, le=86_400)
     timer_interval_s: float = Field(default=0.5, gt=0, le=60)
     outbox_sweep_interval_s: float = Field(default=1.0, gt=0, le=60)
+    outbox_others_after_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="age at which a sweeper takes the outbox rows of another live process",
+    )
     max_message_bytes: int = Field(default=1_000_000, ge=1_024, le=8_000_000)
 
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -80,6 +80,7 @@ ledger_entries = Table(
     Column("memo", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_ledger_entries_account", "account"),
+    Index("ix_ledger_entries_saga_step", "saga_id", "step"),
 )
 """Double entry: every movement is two rows summing to zero; an account's balance is the
 sum of its rows (``wallet:<id>``, ``giftcard:<id>``, and the counter accounts

@@ -72,6 +72,18 @@ class KeepsSteps(Protocol):
     operations: Operations
 
 
+@runtime_checkable
+class LocksAhead(Protocol):
+    """A handler whose commands lock rows that another batch's commands may lock too (a
+    wallet, a SKU's stock): it locks every row its batch will lock, in key order, before the
+    first command, so two batches never each hold a row the other waits for (a deadlock,
+    which PostgreSQL ends by failing one of them, and the batch runs again)."""
+
+    async def lock_ahead(
+        self, conn: AsyncConnection, commands: Sequence[tuple[Envelope, Any]]
+    ) -> None: ...
+
+
 class ParticipantRuntime:
     """Runs one worker's command handler over batches of its command topic."""
 
@@ -150,6 +162,8 @@ class ParticipantRuntime:
             fresh = await self._claim(conn, list(parsed))
             todo = [item for message_id, item in parsed.items() if message_id in fresh]
             async with self._steps_batched(conn, todo, isolate):
+                if todo and isinstance(handle, LocksAhead):
+                    await handle.lock_ahead(conn, [(item.envelope, item.body) for item in todo])
                 for item in todo:
                     result = await self._handled(conn, item, letters, handle, isolate)
                     if isinstance(result, Handled):

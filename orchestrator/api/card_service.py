@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -70,10 +70,15 @@ def _problems(*codes: int) -> dict[int | str, dict[str, object]]:
 
 @router.post("/cards", status_code=201, response_model=Card, responses=_problems(400))
 async def issue_card(
-    body: IssueCard, db: Db, settings: Annotated[Settings, Depends(deps.settings)]
+    body: IssueCard,
+    db: Db,
+    settings: Annotated[Settings, Depends(deps.settings)],
+    response: Response,
 ) -> Card:
     salt = settings.card_number_salt.get_secret_value()
-    return await deps.transact(db, lambda c: cards.issue(c, body, salt, _today()))
+    card = await deps.transact(db, lambda c: cards.issue(c, body, salt, _today()))
+    response.headers["Location"] = f"/api/cards/{card.id}"
+    return card
 
 
 @router.get("/cards/account/{account_id}", response_model=CardList, responses=_problems(400))

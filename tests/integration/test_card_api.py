@@ -326,6 +326,7 @@ async def issue(api: httpx.AsyncClient, **overrides: object) -> dict[str, Any]:
     answer = await api.post("/api/cards", json=body)
     assert answer.status_code == 201, answer.text
     card: dict[str, Any] = answer.json()
+    assert answer.headers["location"] == f"/api/cards/{card['id']}"
     return card
 
 

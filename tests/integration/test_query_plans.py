@@ -15,6 +15,7 @@ from orchestrator.db import driver_connection
 from orchestrator.engine import batch_write
 from orchestrator.engine.batch_write import SagaWrite
 from schemas.sagas import orchestrator_outbox
+from workers.billing import ledger
 from workers.card_issuance import service as card_issuance
 
 _MANY_SAGAS = """
@@ -58,3 +59,18 @@ async def test_a_card_id_is_taken_from_the_available_ones_only(engine: AsyncEngi
     compiled = card_issuance._PICK_ID.compile(dialect=postgresql.asyncpg.dialect())
     plan = await _generic_plan(engine, str(compiled), "VIRTUAL", 1)
     assert any("ix_card_inventory_available" in line for line in plan), plan
+
+
+async def test_a_refund_finds_its_step_s_ledger_entries_by_key(engine: AsyncEngine) -> None:
+    compiled = ledger._STEP_ENTRIES.compile(dialect=postgresql.asyncpg.dialect())
+    plan = await _generic_plan(
+        engine,
+        str(compiled),
+        uuid4(),
+        "debit",
+        setup="""INSERT INTO ledger_entries (movement_id, account, amount_minor, currency,
+            saga_id, step, memo)
+            SELECT 'm' || n, 'wallet:w' || n, 1, 'KZT', gen_random_uuid(), 'debit', 'plan'
+            FROM generate_series(1, 5000) AS n; ANALYZE ledger_entries""",
+    )
+    assert any("ix_ledger_entries_saga_step" in line for line in plan), plan

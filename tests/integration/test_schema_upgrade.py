@@ -1,10 +1,11 @@
-"""A database an earlier release created gets the nullable columns added since, at start;
-a missing column that must hold a value is a clear error, not a failed statement later."""
+"""A database an earlier release created gets the nullable columns and the indexes added
+since, at start; a missing column that must hold a value is a clear error, not a failed
+statement later."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db import SchemaOutOfDate, create_engine, create_schema
@@ -54,3 +55,25 @@ async def test_a_missing_column_that_needs_a_value_is_a_clear_error(engine: Asyn
     table.append_column(Column("required", Integer, nullable=False))
     with pytest.raises(SchemaOutOfDate, match=f"table {name} has no column required"):
         await create_schema(engine, tables)
+
+
+async def test_an_index_declared_since_is_built(engine: AsyncEngine) -> None:
+    name = unique("old_table").replace("-", "_")
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE TABLE {name} (id bigint PRIMARY KEY, saga text)"))
+    tables = MetaData()
+    Table(
+        name,
+        tables,
+        Column("id", BigInteger, primary_key=True),
+        Column("saga", Text),
+        Index(f"ix_{name}_saga", "saga"),
+    )
+    await create_schema(engine, tables)
+    await create_schema(engine, tables)
+    async with engine.connect() as conn:
+        built = await conn.execute(
+            text("SELECT indexname FROM pg_indexes WHERE tablename = :t ORDER BY indexname"),
+            {"t": name},
+        )
+        assert built.scalars().all() == [f"ix_{name}_saga", f"{name}_pkey"]

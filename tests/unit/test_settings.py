@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from orchestrator.errors import SettingsError
-from orchestrator.settings import load_settings
+from orchestrator.settings import Settings, load_settings
 
 EMBEDDED_URL = "postgresql+asyncpg://postgres:@/orchestra?host=/tmp/pg&port=5432"
 
@@ -77,3 +77,9 @@ def test_keys_left_at_their_development_defaults_are_named() -> None:
     assert {"ORCHESTRA_JWT_SECRET", "ORCHESTRA_CARD_NUMBER_SALT"}.isdisjoint(
         chosen.development_secrets()
     )
+
+
+def test_the_deployment_example_lists_every_setting() -> None:
+    example = (Path(__file__).parents[2] / "deploy" / "orchestra.env.example").read_text()
+    listed = {line.lstrip("# ").split("=")[0] for line in example.splitlines() if "=" in line}
+    assert {f"ORCHESTRA_{name.upper()}" for name in Settings.model_fields} <= listed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import bindparam, func, select, update
@@ -30,6 +32,7 @@ from events.envelope import Envelope
 from events.money import from_minor
 from schemas.billing import billing_operations, card_wallets
 from workers.billing.accounts import CustomerAccounts
+from workers.billing.locks import lock_balances
 from workers.operations import Operations
 
 WALLET_CLOSED = "WALLET_CLOSED"
@@ -58,6 +61,12 @@ class BillingService:
     def __init__(self, code_key: str) -> None:
         self.operations = Operations(billing_operations)
         self.accounts = CustomerAccounts(self.operations, code_key)
+        self.code_key = code_key
+
+    async def lock_ahead(
+        self, conn: AsyncConnection, commands: Sequence[tuple[Envelope, Any]]
+    ) -> None:
+        await lock_balances(conn, self.code_key, commands)
 
     async def __call__(self, conn: AsyncConnection, envelope: Envelope, command: object) -> Reply:
         assert envelope.saga_id is not None

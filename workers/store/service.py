@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -42,6 +43,18 @@ _LOCK_STOCK = (
     .where(stock.c.sku.in_(bindparam("b_skus", expanding=True)))
     .order_by(stock.c.sku, stock.c.warehouse_id)
     .with_for_update()
+)
+_LOCK_BATCH_STOCK = text(
+    f"""
+    SELECT s.sku FROM {stock.name} AS s
+    WHERE s.sku = ANY(CAST(:skus AS text[]))
+       OR s.sku IN (
+           SELECT r.sku FROM {reservations.name} AS r
+           WHERE r.saga_id = ANY(CAST(:sagas AS uuid[])) AND r.status = 'RESERVED'
+       )
+    ORDER BY s.sku, s.warehouse_id
+    FOR UPDATE OF s
+    """
 )
 _PLANNED = """unnest(
             CAST(:skus AS text[]), CAST(:warehouses AS text[]), CAST(:quantities AS bigint[])
@@ -98,6 +111,16 @@ class StoreService:
             case ReleaseStock():
                 return await self.release(conn, envelope)
         raise TypeError(f"store cannot handle {type(command).__name__}")
+
+    async def lock_ahead(
+        self, conn: AsyncConnection, commands: Sequence[tuple[Envelope, Any]]
+    ) -> None:
+        """The stock rows of every SKU the batch reserves or gives back, in key order
+        (``workers.runtime.LocksAhead``)."""
+        skus = {line.sku for _, c in commands if isinstance(c, ReserveStock) for line in c.lines}
+        sagas = [e.saga_id for e, c in commands if isinstance(c, ReleaseStock)]
+        if skus or sagas:
+            await conn.execute(_LOCK_BATCH_STOCK, {"skus": sorted(skus), "sagas": sagas})
 
     async def reserve(
         self, conn: AsyncConnection, envelope: Envelope, command: ReserveStock

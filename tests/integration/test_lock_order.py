@@ -1,0 +1,237 @@
+"""Two batches of billing commands that touch the same wallets in opposite orders, handled at
+once by two consumers (two processes, two partitions): the rows each batch will lock are
+locked first and in key order, so neither waits on the other in a cycle, and no batch has to
+be run again after PostgreSQL breaks a deadlock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from events.base import Reply
+from events.billing import BalanceSource, DebitBalance, RefundBalance, UndoRedemption
+from events.envelope import Envelope
+from events.store import OrderLine, ReleaseStock, ReserveStock
+from orchestrator.engine.outbox import OutboxRelay
+from schemas.billing import customer_wallets
+from tests.integration.helpers import Record, Sent, unique
+from workers.billing.service import BillingService
+from workers.registry import WORKERS
+from workers.runtime import ParticipantRuntime
+from workers.store.service import StoreService
+
+SPEC = WORKERS["billing"]
+BARRIER_S = 1.5
+
+
+class _Interleaved(BillingService):
+    """Billing whose two batches each wait, after their first command, until the other
+    has handled its first too: without the locks taken ahead each then holds one wallet
+    and waits for the other's."""
+
+    def __init__(self) -> None:
+        super().__init__("test-code-key")
+        self.commands_run = 0
+        self._first_done: set[int] = set()
+        self._both = asyncio.Event()
+
+    async def __call__(self, conn: AsyncConnection, envelope: Envelope, command: object) -> Reply:
+        self.commands_run += 1
+        reply = await super().__call__(conn, envelope, command)
+        if id(conn) not in self._first_done:
+            self._first_done.add(id(conn))
+            if len(self._first_done) >= 2:
+                self._both.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._both.wait(), timeout=BARRIER_S)
+        return reply
+
+
+class _NoLocksAhead(_Interleaved):
+    async def lock_ahead(
+        self, conn: AsyncConnection, commands: Sequence[tuple[Envelope, Any]]
+    ) -> None:
+        return None
+
+
+def _debit(customer_id: str) -> Record:
+    envelope = Envelope(
+        type="orchestrator.DebitBalance.v1",
+        saga_id=uuid4(),
+        saga_type="order-checkout",
+        saga_step="debit-wallet",
+    )
+    command = DebitBalance(
+        customer_id=customer_id,
+        source=BalanceSource.WALLET,
+        amount_minor=100,
+        currency="KZT",
+        purpose="orders",
+    )
+    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
+    return Record(SPEC.topic, command.to_bytes(), headers, key=str(envelope.saga_id).encode())
+
+
+async def _wallets(engine: AsyncEngine, *customers: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            customer_wallets.insert(),
+            [
+                {
+                    "wallet_id": unique("W"),
+                    "customer_id": customer,
+                    "currency": "KZT",
+                    "balance_minor": 1_000,
+                    "status": "OPEN",
+                    "saga_id": uuid4(),
+                }
+                for customer in customers
+            ],
+        )
+
+
+async def _two_batches_at_once(engine: AsyncEngine, handler: _Interleaved) -> dict[str, int]:
+    a, b = unique("cust"), unique("cust")
+    await _wallets(engine, a, b)
+    runtime = ParticipantRuntime(
+        SPEC.name,
+        SPEC.topic,
+        engine,
+        SPEC.commands,
+        handler,
+        OutboxRelay(engine, SPEC.outbox, Sent(), delete_delay_s=0.0),
+        SPEC.inbox,
+    )
+    await asyncio.gather(
+        runtime.handle_batch([_debit(a), _debit(b)]),
+        runtime.handle_batch([_debit(b), _debit(a)]),
+    )
+    await runtime.relay.drain()
+    async with engine.connect() as conn:
+        balances = await conn.execute(
+            text(
+                f"SELECT customer_id, balance_minor FROM {customer_wallets.name}"
+                " WHERE customer_id IN (:a, :b)"
+            ),
+            {"a": a, "b": b},
+        )
+        return {row.customer_id: row.balance_minor for row in balances}
+
+
+async def test_batches_in_opposite_orders_run_once_each(engine: AsyncEngine) -> None:
+    handler = _Interleaved()
+    balances = await _two_batches_at_once(engine, handler)
+    assert sorted(balances.values()) == [800, 800]
+    assert handler.commands_run == 4
+
+
+async def test_without_the_locks_ahead_the_same_batches_deadlock(engine: AsyncEngine) -> None:
+    """The control: the interleaving above does make a deadlock when nothing is locked
+    ahead; the batch PostgreSQL fails runs again, and the money still comes out right."""
+    handler = _NoLocksAhead()
+    balances = await _two_batches_at_once(engine, handler)
+    assert sorted(balances.values()) == [800, 800]
+    assert handler.commands_run > 4
+
+
+async def _held(engine: AsyncEngine, statement: str, **values: object) -> bool:
+    """Whether another transaction holds a lock on the rows ``statement`` selects."""
+    async with engine.connect() as conn:
+        try:
+            await conn.execute(text(f"{statement} FOR UPDATE NOWAIT"), values)
+        except DBAPIError as exc:
+            if "could not obtain lock" not in str(exc):
+                raise
+            return True
+        return False
+
+
+async def test_the_rows_of_undone_steps_and_reserved_skus_are_locked_ahead(
+    engine: AsyncEngine,
+) -> None:
+    """A refund locks the wallet its step's ledger entries name; an undone redemption the gift
+    card its stored reply names; a reservation its SKUs, a release the SKUs it gave out."""
+    refunded, redeemed = _debit(unique("cust")), unique("G")
+    customer = DebitBalance.model_validate_json(refunded.value).customer_id
+    refund = Envelope.from_headers({k: v.decode() for k, v in refunded.headers})
+    released, sku, other_sku = uuid4(), unique("SKU"), unique("SKU")
+    await _wallets(engine, customer)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                f"""INSERT INTO ledger_entries (movement_id, account, amount_minor, currency,
+                saga_id, step, memo)
+                SELECT 'm1', 'wallet:' || wallet_id, -100, 'KZT', :saga, :step, 'test'
+                FROM {customer_wallets.name} WHERE customer_id = :customer"""
+            ),
+            {"saga": refund.saga_id, "step": refund.saga_step, "customer": customer},
+        )
+        await conn.execute(
+            text(
+                """INSERT INTO gift_cards (gift_card_id, code_hash, currency, initial_minor,
+                balance_minor, status, purchaser_id, recipient_name, design, saga_id)
+                VALUES (:card, :card, 'KZT', 100, 100, 'ACTIVE', 'p', 'r', 'd',
+                        gen_random_uuid())"""
+            ),
+            {"card": redeemed},
+        )
+        undo = uuid4()
+        await conn.execute(
+            text(
+                """INSERT INTO billing_operations (saga_id, step, status, reply)
+                VALUES (:saga, 'redeem', 'DONE', CAST(:reply AS jsonb))"""
+            ),
+            {"saga": undo, "reply": f'{{"gift_card_id": "{redeemed}"}}'},
+        )
+        await conn.execute(
+            text(
+                """INSERT INTO stock (sku, warehouse_id, available, reserved)
+                VALUES (:sku, 'w1', 5, 0), (:other, 'w1', 0, 2)"""
+            ),
+            {"sku": sku, "other": other_sku},
+        )
+        await conn.execute(
+            text(
+                """INSERT INTO stock_reservations (saga_id, sku, warehouse_id, quantity, status)
+                VALUES (:saga, :other, 'w1', 2, 'RESERVED')"""
+            ),
+            {"other": other_sku, "saga": released},
+        )
+
+    def step(saga: UUID, name: str) -> Envelope:
+        return Envelope(type="t", saga_id=saga, saga_type="t", saga_step=name)
+
+    billing, store = BillingService("test-code-key"), StoreService()
+    async with engine.begin() as conn:
+        assert refund.saga_id is not None
+        assert refund.saga_step is not None
+        await billing.lock_ahead(
+            conn,
+            [
+                (step(refund.saga_id, refund.saga_step), RefundBalance()),
+                (step(undo, "redeem"), UndoRedemption()),
+            ],
+        )
+        await store.lock_ahead(
+            conn,
+            [
+                (
+                    step(uuid4(), "reserve"),
+                    ReserveStock(order_id="o", lines=[OrderLine(sku=sku, quantity=1)]),
+                ),
+                (step(released, "reserve"), ReleaseStock()),
+            ],
+        )
+        wallet = f"SELECT 1 FROM {customer_wallets.name} WHERE customer_id = :id"
+        assert await _held(engine, wallet, id=customer)
+        assert await _held(engine, "SELECT 1 FROM gift_cards WHERE gift_card_id = :id", id=redeemed)
+        for each in (sku, other_sku):
+            assert await _held(engine, "SELECT 1 FROM stock WHERE sku = :id", id=each)
+        assert not await _held(engine, wallet, id=unique("nobody"))
