@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from events import topics
+from events.base import Command, Message
 from events.bench import BENCH_REQUESTED, BenchStepDone
 from events.cards import CardIssueRequested, CardStatusChanged, CardType
 from events.envelope import Envelope
@@ -162,5 +163,22 @@ def bench_reply_to(command: OutboundMessage) -> Record:
         saga_type=sent["ce_sagatype"],
         saga_step=sent["ce_sagastep"],
     )
+    return enveloped(SAGA_REPLIES, envelope, BenchStepDone())
+
+
+def saga_command(topic: str, command: Command, saga_type: str, step: str) -> Record:
+    """``command`` as the orchestrator sends it for a new saga's ``step``, keyed by saga id."""
+    saga_id = uuid.uuid4()
+    envelope = Envelope(
+        type=f"orchestrator.{command.kind}.v1",
+        saga_id=saga_id,
+        saga_type=saga_type,
+        saga_step=step,
+    )
+    return enveloped(topic, envelope, command, key=str(saga_id))
+
+
+def enveloped(topic: str, envelope: Envelope, body: Message, key: str | None = None) -> Record:
+    """A record of ``body`` with ``envelope``'s headers, as the engine would publish it."""
     headers = [(k, v.encode()) for k, v in envelope.headers().items()]
-    return Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)
+    return Record(topic, body.to_bytes(), headers, key=None if key is None else key.encode())

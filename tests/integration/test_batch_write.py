@@ -23,11 +23,11 @@ from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.sagas.bench import BENCH_SAGA
 from schemas.sagas import orchestrator_outbox
 from tests.integration.helpers import (
-    Record,
     Sent,
     bench_reply_to,
     bench_request,
     bench_runtime,
+    enveloped,
     unique,
 )
 
@@ -136,8 +136,7 @@ async def test_a_reply_for_a_saga_no_one_knows_writes_nothing(engine: AsyncEngin
         saga_type=BENCH_SAGA.name,
         saga_step="reserve-payment",
     )
-    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
-    await runtime.handle_replies([Record(SAGA_REPLIES, BenchStepDone().to_bytes(), headers)])
+    await runtime.handle_replies([enveloped(SAGA_REPLIES, envelope, BenchStepDone())])
     await runtime.relay.drain()
     assert sent.messages == []
 

@@ -4,8 +4,6 @@ on is dead-lettered and refused; a record no one can read is dead-lettered."""
 
 from __future__ import annotations
 
-from uuid import uuid4
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,7 +11,7 @@ from events.base import Reply
 from events.bench import BENCH_PAYMENT_COMMANDS, ReservePayment
 from events.envelope import Envelope
 from orchestrator.engine.outbox import OutboxRelay
-from tests.integration.helpers import Record, Sent, unique
+from tests.integration.helpers import Record, Sent, saga_command, unique
 from workers.bench.service import BENCH_WORKERS, decide
 from workers.runtime import Decider, ParticipantRuntime
 
@@ -21,15 +19,8 @@ SPEC = BENCH_WORKERS["bench-payment"]
 
 
 def _command(order_id: str) -> Record:
-    envelope = Envelope(
-        type="orchestrator.ReservePayment.v1",
-        saga_id=uuid4(),
-        saga_type="bench-order",
-        saga_step="reserve-payment",
-    )
-    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
-    body = ReservePayment(order_id=order_id, amount_minor=500).to_bytes()
-    return Record(BENCH_PAYMENT_COMMANDS, body, headers, key=order_id.encode())
+    body = ReservePayment(order_id=order_id, amount_minor=500)
+    return saga_command(BENCH_PAYMENT_COMMANDS, body, "bench-order", "reserve-payment")
 
 
 def _explodes(envelope: Envelope, command: object) -> Reply:

@@ -21,7 +21,7 @@ from events.envelope import Envelope
 from events.store import OrderLine, ReleaseStock, ReserveStock
 from orchestrator.engine.outbox import OutboxRelay
 from schemas.billing import customer_wallets
-from tests.integration.helpers import Record, Sent, unique
+from tests.integration.helpers import Record, Sent, saga_command, unique
 from workers.billing.service import BillingService
 from workers.registry import WORKERS
 from workers.runtime import ParticipantRuntime
@@ -62,12 +62,6 @@ class _NoLocksAhead(_Interleaved):
 
 
 def _debit(customer_id: str) -> Record:
-    envelope = Envelope(
-        type="orchestrator.DebitBalance.v1",
-        saga_id=uuid4(),
-        saga_type="order-checkout",
-        saga_step="debit-wallet",
-    )
     command = DebitBalance(
         customer_id=customer_id,
         source=BalanceSource.WALLET,
@@ -75,8 +69,7 @@ def _debit(customer_id: str) -> Record:
         currency="KZT",
         purpose="orders",
     )
-    headers = [(k, v.encode()) for k, v in envelope.headers().items()]
-    return Record(SPEC.topic, command.to_bytes(), headers, key=str(envelope.saga_id).encode())
+    return saga_command(SPEC.topic, command, "order-checkout", "debit-wallet")
 
 
 async def _wallets(engine: AsyncEngine, *customers: str) -> None:
