@@ -17,12 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Reply
 from events.billing import BalanceSource, DebitBalance, RefundBalance, UndoRedemption
+from events.delivery import BookDelivery, CancelDelivery, DeliveryMethod
 from events.envelope import Envelope
+from events.notification import NotifyCustomer
 from events.store import OrderLine, ReleaseStock, ReserveStock
 from orchestrator.engine.outbox import OutboxRelay
 from schemas.billing import customer_wallets
+from schemas.delivery import delivery_cases, delivery_points
+from schemas.notification import accounts, channels
 from tests.integration.helpers import Record, Sent, saga_command, unique
 from workers.billing.service import BillingService
+from workers.delivery.service import DeliveryService
+from workers.notification.service import NotificationService
 from workers.registry import WORKERS
 from workers.runtime import ParticipantRuntime
 from workers.store.service import StoreService
@@ -228,3 +234,73 @@ async def test_the_rows_of_undone_steps_and_reserved_skus_are_locked_ahead(
         for each in (sku, other_sku):
             assert await _held(engine, "SELECT 1 FROM stock WHERE sku = :id", id=each)
         assert not await _held(engine, wallet, id=unique("nobody"))
+
+
+async def test_channels_and_delivery_points_are_locked_ahead(engine: AsyncEngine) -> None:
+    """A notice locks its client's channels; a booking the point it names, or every courier
+    company when it names none; a cancellation the point of its saga's open case."""
+    customer, account = unique("cust"), unique("acc")
+    pickup, courier, freed = unique("P"), unique("C"), unique("P")
+    cancelled = uuid4()
+    async with engine.begin() as conn:
+        await conn.execute(
+            accounts.insert().values(
+                account_id=account,
+                customer_id=customer,
+                username=customer,
+                first_name="A",
+                last_name="B",
+                status="ACTIVE",
+                saga_id=uuid4(),
+            )
+        )
+        await conn.execute(
+            channels.insert(),
+            [
+                {"account_id": account, "channel": name, "address": "x", "status": "ACTIVE"}
+                for name in ("email", "sms")
+            ],
+        )
+        await conn.execute(
+            delivery_points.insert(),
+            [
+                {"point_id": point, "kind": kind.value, "name": point, "capacity": 3}
+                for point, kind in (
+                    (pickup, DeliveryMethod.PICKUP),
+                    (courier, DeliveryMethod.COURIER),
+                    (freed, DeliveryMethod.PICKUP),
+                )
+            ],
+        )
+        await conn.execute(
+            delivery_cases.insert().values(
+                case_id=unique("DLV"),
+                saga_id=cancelled,
+                order_id="o",
+                point_id=freed,
+                method=DeliveryMethod.PICKUP.value,
+                status="OPEN",
+            )
+        )
+
+    def step(saga: UUID) -> Envelope:
+        return Envelope(type="t", saga_id=saga, saga_type="t", saga_step="s")
+
+    async with engine.begin() as conn:
+        await NotificationService("test-code-key").lock_ahead(
+            conn, [(step(uuid4()), NotifyCustomer(customer_id=customer, template="t"))]
+        )
+        await DeliveryService().lock_ahead(
+            conn,
+            [
+                (step(uuid4()), BookDelivery(order_id="o", method="pickup", point_id=pickup)),
+                (step(uuid4()), BookDelivery(order_id="o", method="courier", address="a")),
+                (step(cancelled), CancelDelivery()),
+            ],
+        )
+        held = "SELECT 1 FROM notification_channels WHERE account_id = :id"
+        assert await _held(engine, held, id=account)
+        for point in (pickup, courier, freed):
+            assert await _held(
+                engine, "SELECT 1 FROM delivery_points WHERE point_id = :id", id=point
+            )

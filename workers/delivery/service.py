@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from uuid import uuid4
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -67,6 +68,19 @@ _SET_POINT = _NEW_POINT.on_conflict_do_update(
         "updated_at": func.now(),
     },
 )
+_LOCK_BATCH_POINTS = text(
+    f"""
+    SELECT p.point_id FROM {delivery_points.name} AS p
+    WHERE p.point_id = ANY(CAST(:points AS text[]))
+       OR (CAST(:couriers AS boolean) AND p.kind = '{DeliveryMethod.COURIER.value}')
+       OR p.point_id IN (
+           SELECT c.point_id FROM {delivery_cases.name} AS c
+           WHERE c.saga_id = ANY(CAST(:sagas AS uuid[])) AND c.status = 'OPEN'
+       )
+    ORDER BY p.point_id
+    FOR UPDATE OF p
+    """
+)
 _COURIER_WITH_ROOM = (
     select(delivery_points.c.point_id)
     .where(delivery_points.c.kind == DeliveryMethod.COURIER.value, delivery_points.c.capacity > 0)
@@ -80,6 +94,21 @@ class DeliveryService:
 
     def __init__(self) -> None:
         self.operations = Operations(delivery_operations)
+
+    async def lock_ahead(
+        self, conn: AsyncConnection, commands: Sequence[tuple[Envelope, Any]]
+    ) -> None:
+        """The points the batch books or frees a slot at, in key order; every courier
+        company when an order names none, since the one with most room is chosen then
+        (``workers.runtime.LocksAhead``)."""
+        booked = [c for _, c in commands if isinstance(c, BookDelivery)]
+        points = sorted({c.point_id for c in booked if c.point_id is not None})
+        couriers = any(c.point_id is None for c in booked)
+        sagas = [e.saga_id for e, c in commands if isinstance(c, CancelDelivery)]
+        if points or couriers or sagas:
+            await conn.execute(
+                _LOCK_BATCH_POINTS, {"points": points, "couriers": couriers, "sagas": sagas}
+            )
 
     async def __call__(self, conn: AsyncConnection, envelope: Envelope, command: object) -> Reply:
         match command:

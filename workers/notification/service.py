@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -57,6 +57,17 @@ _ACTIVE_CHANNELS = (
     )
     .with_for_update(of=channels)
 )
+_LOCK_BATCH_CHANNELS = (
+    select(channels.c.account_id)
+    .join_from(accounts, channels, channels.c.account_id == accounts.c.account_id)
+    .where(
+        accounts.c.customer_id.in_(bindparam("b_customers", expanding=True)),
+        accounts.c.status == "ACTIVE",
+        channels.c.status == "ACTIVE",
+    )
+    .order_by(channels.c.account_id, channels.c.channel)
+    .with_for_update(of=channels)
+)
 _INSERT_NOTIFICATION = pg_insert(notifications)
 _TAKEN = select(accounts.c.customer_id).where(
     (accounts.c.username == bindparam("b_username"))
@@ -85,6 +96,15 @@ class NotificationService:
         self.code_key = code_key
         self.adapters = adapters or simulated_channels()
         self.operations = Operations(notification_operations)
+
+    async def lock_ahead(
+        self, conn: AsyncConnection, commands: Sequence[tuple[Envelope, Any]]
+    ) -> None:
+        """The channel rows of every client the batch notifies, in key order
+        (``workers.runtime.LocksAhead``)."""
+        customers = sorted({c.customer_id for _, c in commands if isinstance(c, NotifyCustomer)})
+        if customers:
+            await conn.execute(_LOCK_BATCH_CHANNELS, {"b_customers": customers})
 
     async def __call__(
         self, conn: AsyncConnection, envelope: Envelope, command: object
