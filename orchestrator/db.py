@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from schemas.metadata import metadata
 log = structlog.get_logger(__name__)
 
 SCHEMA_LOCK_ID = 0x0C4E57A  # pg advisory lock key: one schema creator at a time
+INDEX_LOCK_ID = SCHEMA_LOCK_ID + 1  # one builder of indexes at a time
 
 
 class DatabaseUnavailable(OrchestraError):
@@ -84,11 +86,10 @@ async def create_schema(engine: AsyncEngine, tables: MetaData = metadata) -> Non
                 attempts=ADD_COLUMN_ATTEMPTS,
                 what=f"adding a column to {table}",
             )
-        for index in indexes:
+        if indexes:
             await with_retries(
-                functools.partial(_add_index, engine, index),
-                attempts=ADD_COLUMN_ATTEMPTS,
-                what=f"adding index {index.name}",
+                functools.partial(_add_indexes, engine, indexes),
+                what="building indexes",
             )
     except (OperationalError, DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
@@ -138,47 +139,56 @@ async def _add_column(engine: AsyncEngine, table: str, definition: str) -> None:
 
 
 def _missing_indexes(conn: Connection, tables: MetaData) -> list[Index]:
-    """Indexes declared on tables an earlier release created; an index a failed build left
-    invalid is named, not rebuilt (another starter may be building it right now)."""
-    present = {}
-    for row in conn.execute(
-        text(
-            "SELECT c.relname, i.indisvalid FROM pg_index AS i"
-            " JOIN pg_class AS c ON c.oid = i.indexrelid"
-            " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = current_schema()"
+    """Indexes declared on tables an earlier release created, or left invalid by a build
+    that did not finish."""
+    valid = {
+        row.relname
+        for row in conn.execute(
+            text(
+                "SELECT c.relname FROM pg_index AS i"
+                " JOIN pg_class AS c ON c.oid = i.indexrelid"
+                " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = current_schema() AND i.indisvalid"
+            )
         )
-    ):
-        present[row.relname] = row.indisvalid
-    invalid = sorted(
-        str(index.name)
-        for table in tables.sorted_tables
-        for index in table.indexes
-        if present.get(str(index.name)) is False
-    )
-    if invalid:
-        log.warning(
-            "invalid indexes: rebuild them with REINDEX INDEX CONCURRENTLY", indexes=invalid
-        )
+    }
     return [
         index
         for table in tables.sorted_tables
         for index in sorted(table.indexes, key=lambda i: str(i.name))
-        if index.name not in present
+        if index.name not in valid
     ]
 
 
-async def _add_index(engine: AsyncEngine, index: Index) -> None:
-    """Built without blocking the table's writers (CONCURRENTLY, outside a transaction)."""
-    statement = str(CreateIndex(index, if_not_exists=True).compile(dialect=engine.dialect))
-    statement = statement.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1)
+async def _add_indexes(engine: AsyncEngine, indexes: list[Index]) -> None:
+    """Built CONCURRENTLY, so the tables' writers go on, by one starter at a time: one that
+    finds another building goes on without them (they serve once built)."""
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     async with autocommit.connect() as conn:
-        await conn.execute(text(f"SET lock_timeout = '{ADD_COLUMN_LOCK_TIMEOUT}'"))
+        key = {"key": INDEX_LOCK_ID}
+        if not await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), key):
+            log.info("another process is building indexes", names=[i.name for i in indexes])
+            return
         try:
-            await conn.execute(text(statement))
-        finally:
-            await conn.execute(text("RESET lock_timeout"))
+            for index in indexes:
+                await _build(conn, index)
+            await conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+        except BaseException:
+            await conn.invalidate()  # the session, and its lock, end with the connection
+            raise
+
+
+async def _build(conn: AsyncConnection, index: Index) -> None:
+    """An invalid index of that name can only be what a build cut off left (no other
+    starter builds while this one holds the lock): it is dropped and built again."""
+    statement = str(CreateIndex(index, if_not_exists=True).compile(dialect=conn.dialect))
+    statement = re.sub(r"^CREATE (UNIQUE )?INDEX", r"CREATE \1INDEX CONCURRENTLY", statement)
+    valid = text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)")
+    if await conn.scalar(valid, {"name": index.name}) is False:
+        await conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}"))
+    await conn.execute(text(statement))
+    if not await conn.scalar(valid, {"name": index.name}):
+        raise SchemaOutOfDate(f"index {index.name} could not be built; see PostgreSQL's log")
     log.info("index added", index=index.name)
 
 

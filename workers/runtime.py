@@ -77,7 +77,9 @@ class LocksAhead(Protocol):
     """A handler whose commands lock rows that another batch's commands may lock too (a
     wallet, a SKU's stock): it locks every row its batch will lock, in key order, before the
     first command, so two batches never each hold a row the other waits for (a deadlock,
-    which PostgreSQL ends by failing one of them, and the batch runs again)."""
+    which PostgreSQL ends by failing one of them, and the batch runs again). Not when a
+    failed batch is handled command by command (``isolate``): the rare path, where a command
+    the lock cannot read must still be dead-lettered on its own."""
 
     async def lock_ahead(
         self, conn: AsyncConnection, commands: Sequence[tuple[Envelope, Any]]
@@ -162,7 +164,7 @@ class ParticipantRuntime:
             fresh = await self._claim(conn, list(parsed))
             todo = [item for message_id, item in parsed.items() if message_id in fresh]
             async with self._steps_batched(conn, todo, isolate):
-                if todo and isinstance(handle, LocksAhead):
+                if todo and not isolate and isinstance(handle, LocksAhead):
                     await handle.lock_ahead(conn, [(item.envelope, item.body) for item in todo])
                 for item in todo:
                     result = await self._handled(conn, item, letters, handle, isolate)

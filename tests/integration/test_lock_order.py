@@ -161,7 +161,8 @@ async def test_the_rows_of_undone_steps_and_reserved_skus_are_locked_ahead(
     customer = DebitBalance.model_validate_json(refunded.value).customer_id
     refund = Envelope.from_headers({k: v.decode() for k, v in refunded.headers})
     released, sku, other_sku = uuid4(), unique("SKU"), unique("SKU")
-    await _wallets(engine, customer)
+    bystander = unique("cust")
+    await _wallets(engine, customer, bystander)
     async with engine.begin() as conn:
         await conn.execute(
             text(
@@ -233,7 +234,7 @@ async def test_the_rows_of_undone_steps_and_reserved_skus_are_locked_ahead(
         assert await _held(engine, "SELECT 1 FROM gift_cards WHERE gift_card_id = :id", id=redeemed)
         for each in (sku, other_sku):
             assert await _held(engine, "SELECT 1 FROM stock WHERE sku = :id", id=each)
-        assert not await _held(engine, wallet, id=unique("nobody"))
+        assert not await _held(engine, wallet, id=bystander)
 
 
 async def test_channels_and_delivery_points_are_locked_ahead(engine: AsyncEngine) -> None:

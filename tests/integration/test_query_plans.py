@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import uuid4
 
+import pytest
+from sqlalchemy import TextClause
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,7 +18,11 @@ from orchestrator.engine import batch_write
 from orchestrator.engine.batch_write import SagaWrite
 from schemas.sagas import orchestrator_outbox
 from workers.billing import ledger
+from workers.billing import locks as billing_locks
 from workers.card_issuance import service as card_issuance
+from workers.delivery import service as delivery
+from workers.notification import service as notification
+from workers.store import service as store
 
 _MANY_SAGAS = """
     INSERT INTO saga_instances (id, saga_type, business_key, status, step_index, data, version)
@@ -74,3 +80,64 @@ async def test_a_refund_finds_its_step_s_ledger_entries_by_key(engine: AsyncEngi
             FROM generate_series(1, 5000) AS n; ANALYZE ledger_entries""",
     )
     assert any("ix_ledger_entries_saga_step" in line for line in plan), plan
+
+
+_MANY_ROWS = {
+    "customer_wallets": """INSERT INTO customer_wallets
+        (wallet_id, customer_id, currency, balance_minor, status, saga_id)
+        SELECT 'W-plan-' || n, 'c-plan-' || n, 'KZT', 0, 'OPEN', gen_random_uuid()
+        FROM generate_series(1, 5000) AS n""",
+    "gift_cards": """INSERT INTO gift_cards (gift_card_id, code_hash, currency, initial_minor,
+        balance_minor, status, purchaser_id, recipient_name, design, saga_id)
+        SELECT 'G-plan-' || n, 'h-plan-' || n, 'KZT', 1, 1, 'ACTIVE', 'p', 'r', 'd',
+            gen_random_uuid()
+        FROM generate_series(1, 5000) AS n""",
+    "stock": """INSERT INTO stock (sku, warehouse_id, available, reserved)
+        SELECT 'SKU-plan-' || n, 'w', 1, 0 FROM generate_series(1, 5000) AS n""",
+    "notification_channels": """INSERT INTO notification_channels
+        (account_id, channel, address, status)
+        SELECT 'A-plan-' || n, 'email', 'x', 'ACTIVE' FROM generate_series(1, 5000) AS n""",
+    "delivery_points": """INSERT INTO delivery_points (point_id, kind, name, capacity)
+        SELECT 'P-plan-' || n, 'pickup', 'p', 1 FROM generate_series(1, 5000) AS n""",
+}
+
+
+@pytest.mark.parametrize(
+    ("table", "statement", "values"),
+    [
+        (
+            "customer_wallets",
+            billing_locks._LOCK_WALLETS,
+            {"customers": ["c-1"], "sagas": [uuid4()], "steps": ["debit"]},
+        ),
+        (
+            "gift_cards",
+            billing_locks._LOCK_GIFT_CARDS,
+            {"cards": ["G-1"], "hashes": ["h"], "sagas": [uuid4()], "steps": ["debit"]},
+        ),
+        ("stock", store._LOCK_BATCH_STOCK, {"skus": ["SKU-1"], "sagas": [uuid4()]}),
+        (
+            "notification_channels",
+            notification._LOCK_BATCH_CHANNELS,
+            {"customers": ["c-1"], "sagas": [uuid4()], "steps": ["s"]},
+        ),
+        (
+            "delivery_points",
+            delivery._LOCK_BATCH_POINTS,
+            {"points": ["P-1"], "couriers": False, "sagas": [uuid4()]},
+        ),
+    ],
+)
+async def test_a_batch_s_rows_are_locked_ahead_through_their_keys(
+    engine: AsyncEngine, table: str, statement: TextClause, values: dict[str, Any]
+) -> None:
+    """An ``IN (subquery)`` under an ``OR`` would read the whole table for every batch."""
+    compiled = statement.bindparams(**values).compile(dialect=postgresql.asyncpg.dialect())
+    parameters = [compiled.params[name] for name in compiled.positiontup or ()]
+    plan = await _generic_plan(
+        engine,
+        str(compiled),
+        *parameters,
+        setup=f"{_MANY_ROWS[table]}; ANALYZE {table}",
+    )
+    assert not any(f"Seq Scan on {table}" in line for line in plan), plan

@@ -77,3 +77,30 @@ async def test_an_index_declared_since_is_built(engine: AsyncEngine) -> None:
             {"t": name},
         )
         assert built.scalars().all() == [f"ix_{name}_saga", f"{name}_pkey"]
+
+
+async def test_an_index_a_cut_off_build_left_invalid_is_built_again(engine: AsyncEngine) -> None:
+    name = unique("old_table").replace("-", "_")
+    index = f"ix_{name}_saga"
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE TABLE {name} (id bigint PRIMARY KEY, saga text)"))
+        await conn.execute(text(f"CREATE INDEX {index} ON {name} (saga)"))
+        await conn.execute(  # what a CREATE INDEX CONCURRENTLY cut off leaves
+            text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(:i)"),
+            {"i": index},
+        )
+    tables = MetaData()
+    Table(
+        name,
+        tables,
+        Column("id", BigInteger, primary_key=True),
+        Column("saga", Text),
+        Index(index, "saga"),
+    )
+    await create_schema(engine, tables)
+    async with engine.connect() as conn:
+        valid = await conn.execute(
+            text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)"),
+            {"i": index},
+        )
+        assert valid.scalar_one() is True

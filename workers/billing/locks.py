@@ -1,5 +1,7 @@
 """The balance rows a batch of billing commands will lock, locked first and in key order:
-client wallets by id, then gift cards by id (``workers.runtime.LocksAhead``)."""
+client wallets by id, then gift cards by id (``workers.runtime.LocksAhead``). Each statement
+finds its rows through their keys (``= ANY(ARRAY(...))``: an ``IN (subquery)`` under an
+``OR`` would scan the whole table)."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ _LOCK_WALLETS = text(
     f"""
     SELECT w.wallet_id FROM {customer_wallets.name} AS w
     WHERE w.customer_id = ANY(CAST(:customers AS text[]))
-       OR w.wallet_id IN ({_touched("wallet:", "wallet_id")})
+       OR w.wallet_id = ANY(ARRAY({_touched("wallet:", "wallet_id")}))
     ORDER BY w.wallet_id
     FOR UPDATE OF w
     """
@@ -53,7 +55,7 @@ _LOCK_GIFT_CARDS = text(
     SELECT g.gift_card_id FROM {gift_cards.name} AS g
     WHERE g.gift_card_id = ANY(CAST(:cards AS text[]))
        OR g.code_hash = ANY(CAST(:hashes AS text[]))
-       OR g.gift_card_id IN ({_touched("giftcard:", "gift_card_id")})
+       OR g.gift_card_id = ANY(ARRAY({_touched("giftcard:", "gift_card_id")}))
     ORDER BY g.gift_card_id
     FOR UPDATE OF g
     """
@@ -76,7 +78,8 @@ async def lock_balances(
             case RedeemActivationCode():
                 hashes.add(stored_hash(code_key, command.code_digest))
             case RefundBalance() | CancelGiftCard() | CloseCustomerWallet() | UndoRedemption():
-                undone.append(step_key(envelope))
+                if envelope.saga_id is not None and envelope.saga_step:
+                    undone.append(step_key(envelope))
     steps = {"sagas": [saga for saga, _ in undone], "steps": [step for _, step in undone]}
     if customers or undone:
         await conn.execute(_LOCK_WALLETS, {"customers": sorted(customers), **steps})

@@ -73,10 +73,10 @@ _LOCK_BATCH_POINTS = text(
     SELECT p.point_id FROM {delivery_points.name} AS p
     WHERE p.point_id = ANY(CAST(:points AS text[]))
        OR (CAST(:couriers AS boolean) AND p.kind = '{DeliveryMethod.COURIER.value}')
-       OR p.point_id IN (
+       OR p.point_id = ANY(ARRAY(
            SELECT c.point_id FROM {delivery_cases.name} AS c
            WHERE c.saga_id = ANY(CAST(:sagas AS uuid[])) AND c.status = 'OPEN'
-       )
+       ))
     ORDER BY p.point_id
     FOR UPDATE OF p
     """
@@ -102,8 +102,8 @@ class DeliveryService:
         company when an order names none, since the one with most room is chosen then
         (``workers.runtime.LocksAhead``)."""
         booked = [c for _, c in commands if isinstance(c, BookDelivery)]
-        points = sorted({c.point_id for c in booked if c.point_id is not None})
-        couriers = any(c.point_id is None for c in booked)
+        points = sorted({c.point_id for c in booked if c.point_id})
+        couriers = any(not c.point_id for c in booked)
         sagas = [e.saga_id for e, c in commands if isinstance(c, CancelDelivery)]
         if points or couriers or sagas:
             await conn.execute(
@@ -170,9 +170,10 @@ async def _courier_with_room(conn: AsyncConnection) -> str | None:
 
 
 async def update_points(conn: AsyncConnection, updates: Sequence[PointUpdated]) -> int:
-    """The ``delivery.points-updated`` feed: set each point's state, once per update."""
+    """The ``delivery.points-updated`` feed: set each point's state, once per update. Points
+    are taken in key order, as command batches take them (a point's updates keep theirs)."""
     applied = 0
-    for point in updates:
+    for point in sorted(updates, key=lambda update: update.point_id):
         fresh = await conn.execute(
             _NEW_UPDATE, {"update_key": point.business_key(), "point_id": point.point_id}
         )

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,16 +57,21 @@ _ACTIVE_CHANNELS = (
     )
     .with_for_update(of=channels)
 )
-_LOCK_BATCH_CHANNELS = (
-    select(channels.c.account_id)
-    .join_from(accounts, channels, channels.c.account_id == accounts.c.account_id)
-    .where(
-        accounts.c.customer_id.in_(bindparam("b_customers", expanding=True)),
-        accounts.c.status == "ACTIVE",
-        channels.c.status == "ACTIVE",
-    )
-    .order_by(channels.c.account_id, channels.c.channel)
-    .with_for_update(of=channels)
+_LOCK_BATCH_CHANNELS = text(
+    f"""
+    SELECT c.account_id FROM {channels.name} AS c
+    WHERE c.account_id = ANY(ARRAY(
+            SELECT a.account_id FROM {accounts.name} AS a
+            WHERE a.customer_id = ANY(CAST(:customers AS text[])) AND a.status = 'ACTIVE'
+          ))
+       OR c.account_id = ANY(ARRAY(
+            SELECT o.reply ->> 'account_id' FROM {notification_operations.name} AS o
+            JOIN unnest(CAST(:sagas AS uuid[]), CAST(:steps AS text[])) AS u(saga_id, step)
+              ON o.saga_id = u.saga_id AND o.step = u.step
+          ))
+    ORDER BY c.account_id, c.channel
+    FOR UPDATE OF c
+    """
 )
 _INSERT_NOTIFICATION = pg_insert(notifications)
 _TAKEN = select(accounts.c.customer_id).where(
@@ -100,11 +105,19 @@ class NotificationService:
     async def lock_ahead(
         self, conn: AsyncConnection, commands: Sequence[tuple[Envelope, Any]]
     ) -> None:
-        """The channel rows of every client the batch notifies, in key order
-        (``workers.runtime.LocksAhead``)."""
+        """The channel rows of every client the batch notifies, and of every account it
+        closes, in key order (``workers.runtime.LocksAhead``)."""
         customers = sorted({c.customer_id for _, c in commands if isinstance(c, NotifyCustomer)})
-        if customers:
-            await conn.execute(_LOCK_BATCH_CHANNELS, {"b_customers": customers})
+        closed = [step_key(e) for e, c in commands if isinstance(c, CloseAccount) and e.saga_step]
+        if customers or closed:
+            await conn.execute(
+                _LOCK_BATCH_CHANNELS,
+                {
+                    "customers": customers,
+                    "sagas": [saga for saga, _ in closed],
+                    "steps": [step for _, step in closed],
+                },
+            )
 
     async def __call__(
         self, conn: AsyncConnection, envelope: Envelope, command: object

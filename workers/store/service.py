@@ -48,10 +48,10 @@ _LOCK_BATCH_STOCK = text(
     f"""
     SELECT s.sku FROM {stock.name} AS s
     WHERE s.sku = ANY(CAST(:skus AS text[]))
-       OR s.sku IN (
+       OR s.sku = ANY(ARRAY(
            SELECT r.sku FROM {reservations.name} AS r
            WHERE r.saga_id = ANY(CAST(:sagas AS uuid[])) AND r.status = 'RESERVED'
-       )
+       ))
     ORDER BY s.sku, s.warehouse_id
     FOR UPDATE OF s
     """
@@ -191,9 +191,10 @@ async def _release(conn: AsyncConnection, saga_id: UUID) -> None:
 
 
 async def receive_stock(conn: AsyncConnection, receipts: Sequence[StockReceived]) -> int:
-    """The ``store.stock-received`` feed: add each receipt once."""
+    """The ``store.stock-received`` feed: add each receipt once. Stock rows are taken in key
+    order, as command batches take them (a row's receipts keep theirs)."""
     applied = 0
-    for receipt in receipts:
+    for receipt in sorted(receipts, key=lambda r: (r.sku, r.warehouse_id)):
         fresh = await conn.execute(
             _NEW_RECEIPT,
             {
