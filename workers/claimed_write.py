@@ -58,7 +58,7 @@ async def claim_and_write(
     columns = outbox_columns([m for m, _ in messages])
     claimed, ids = await driver.fetchrow(
         _statement(inbox.name, outbox.name),
-        list(command_ids),
+        sorted(command_ids),  # key order, as every batch claims: no cycle on the inbox's key
         [claim for _, claim in messages],
         columns["topics"],
         columns["keys"],

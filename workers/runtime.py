@@ -288,10 +288,11 @@ class ParticipantRuntime:
             return refusal
 
     async def _claim(self, conn: AsyncConnection, message_ids: list[str]) -> set[str]:
-        """Insert inbox rows; the ids that were not there yet are the ones to handle."""
+        """Insert inbox rows, in key order as every batch does; the ids that were not there
+        yet are the ones to handle."""
         if not message_ids:
             return set()
-        result = await conn.execute(self._claim_statement, {"ids": message_ids})
+        result = await conn.execute(self._claim_statement, {"ids": sorted(message_ids)})
         return {row[0] for row in result}
 
     def _reply(self, command: Envelope, reply: Reply) -> OutboundMessage:
