@@ -57,38 +57,15 @@ async def test_a_missing_column_that_needs_a_value_is_a_clear_error(engine: Asyn
         await create_schema(engine, tables)
 
 
-async def test_an_index_declared_since_is_built(engine: AsyncEngine) -> None:
-    name = unique("old_table").replace("-", "_")
-    async with engine.begin() as conn:
-        await conn.execute(text(f"CREATE TABLE {name} (id bigint PRIMARY KEY, saga text)"))
-    tables = MetaData()
-    Table(
-        name,
-        tables,
-        Column("id", BigInteger, primary_key=True),
-        Column("saga", Text),
-        Index(f"ix_{name}_saga", "saga"),
-    )
-    await create_schema(engine, tables)
-    await create_schema(engine, tables)
-    async with engine.connect() as conn:
-        built = await conn.execute(
-            text("SELECT indexname FROM pg_indexes WHERE tablename = :t ORDER BY indexname"),
-            {"t": name},
-        )
-        assert built.scalars().all() == [f"ix_{name}_saga", f"{name}_pkey"]
-
-
-async def test_an_index_a_cut_off_build_left_invalid_is_built_again(engine: AsyncEngine) -> None:
+async def _table_without_its_index(engine: AsyncEngine, *setup: str) -> tuple[str, MetaData]:
+    """A table an earlier release created (then ``setup``, with ``{name}`` and ``{index}``), and
+    the declaration of this release, which adds an index."""
     name = unique("old_table").replace("-", "_")
     index = f"ix_{name}_saga"
     async with engine.begin() as conn:
         await conn.execute(text(f"CREATE TABLE {name} (id bigint PRIMARY KEY, saga text)"))
-        await conn.execute(text(f"CREATE INDEX {index} ON {name} (saga)"))
-        await conn.execute(  # what a CREATE INDEX CONCURRENTLY cut off leaves
-            text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(:i)"),
-            {"i": index},
-        )
+        for statement in setup:
+            await conn.execute(text(statement.format(name=name, index=index)))
     tables = MetaData()
     Table(
         name,
@@ -97,10 +74,31 @@ async def test_an_index_a_cut_off_build_left_invalid_is_built_again(engine: Asyn
         Column("saga", Text),
         Index(index, "saga"),
     )
+    return index, tables
+
+
+async def test_an_index_declared_since_is_built(engine: AsyncEngine) -> None:
+    index, tables = await _table_without_its_index(engine)
     await create_schema(engine, tables)
+    await create_schema(engine, tables)
+    assert await _valid(engine, index)
+
+
+async def test_an_index_a_cut_off_build_left_invalid_is_built_again(engine: AsyncEngine) -> None:
+    index, tables = await _table_without_its_index(
+        engine,
+        "CREATE INDEX {index} ON {name} (saga)",
+        # what a CREATE INDEX CONCURRENTLY cut off leaves
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass('{index}')",
+    )
+    await create_schema(engine, tables)
+    assert await _valid(engine, index)
+
+
+async def _valid(engine: AsyncEngine, index: str) -> bool:
     async with engine.connect() as conn:
         valid = await conn.execute(
             text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)"),
             {"i": index},
         )
-        assert valid.scalar_one() is True
+        return valid.scalar_one() is True
