@@ -10,9 +10,18 @@ from orchestrator.settings import load_settings
 
 
 async def run_dev(kafka_port: int | None = None) -> None:
-    port = load_settings().http_port
+    """The API on ``ORCHESTRA_HTTP_PORT``; topics of one partition (the embedded broker
+    answers a fetch over several late) unless ``ORCHESTRA_TOPIC_PARTITIONS`` asks for more,
+    for several processes to share the work."""
+    own = load_settings()
+    port = own.http_port
+    chosen = (
+        {"topic_partitions": own.topic_partitions}
+        if "topic_partitions" in own.model_fields_set
+        else {}
+    )
     async with EmbeddedStack(kafka_port=kafka_port) as stack:
-        settings = stack.settings(http_port=port, http_host="127.0.0.1")
+        settings = stack.settings(http_port=port, http_host="127.0.0.1", **chosen)
         orchestra_logging.configure(settings.log_level, settings.log_format)
         print(f"ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap_servers}", flush=True)
         print(f"ORCHESTRA_DATABASE_URL={stack.database_url}", flush=True)

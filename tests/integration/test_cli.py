@@ -70,14 +70,19 @@ def test_dev_prints_both_urls_runs_and_stops_on_sigterm() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "ORCHESTRA_LOG_LEVEL": "WARNING", "ORCHESTRA_HTTP_PORT": str(port)},
+        env={
+            **os.environ,
+            "ORCHESTRA_LOG_LEVEL": "WARNING",
+            "ORCHESTRA_HTTP_PORT": str(port),
+            "ORCHESTRA_TOPIC_PARTITIONS": "2",  # one by default; more when asked for
+        },
     )
     try:
         assert process.stdout is not None
         lines = [process.stdout.readline().strip() for _ in range(6)]
         assert lines[0].startswith("ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:")
         assert lines[1].startswith("ORCHESTRA_DATABASE_URL=postgresql+asyncpg://")
-        assert lines[2] == "ORCHESTRA_TOPIC_PARTITIONS=1"
+        assert lines[2] == "ORCHESTRA_TOPIC_PARTITIONS=2"
         assert f"127.0.0.1:{port}" in lines[3]
         token = lines[4].rsplit(" ", 1)[1]
         deadline = time.monotonic() + 60
