@@ -60,6 +60,14 @@ def resolve_services(names: Sequence[str], known: Sequence[str] = SERVICES) -> t
     return tuple(dict.fromkeys(names)) or tuple(known)
 
 
+KEYS_USED_BY: dict[str, tuple[str, ...]] = {
+    API: ("ORCHESTRA_JWT_SECRET", "ORCHESTRA_THREEDS_KEY", "ORCHESTRA_CARD_NUMBER_SALT"),
+    "billing": ("ORCHESTRA_GIFTCARD_CODE_KEY",),
+    "notification": ("ORCHESTRA_GIFTCARD_CODE_KEY",),
+}
+"""The secret settings each service reads: a process warns only of those it uses."""
+
+
 class Application:
     """Every service this process runs, on one broker connection and one database pool."""
 
@@ -235,7 +243,8 @@ class Application:
         log.info(
             "started", services=list(self.services), kafka=self.settings.kafka_bootstrap_servers
         )
-        if unset := self.settings.development_secrets():
+        used = {key for service in self.services for key in KEYS_USED_BY.get(service, ())}
+        if unset := sorted(used.intersection(self.settings.development_secrets())):
             log.warning("keys left at their public development defaults: set them", keys=unset)
 
     async def stop(self) -> None:

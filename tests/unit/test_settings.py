@@ -83,3 +83,10 @@ def test_the_deployment_example_lists_every_setting() -> None:
     example = (Path(__file__).parents[2] / "deploy" / "orchestra.env.example").read_text()
     listed = {line.lstrip("# ").split("=")[0] for line in example.splitlines() if "=" in line}
     assert {f"ORCHESTRA_{name.upper()}" for name in Settings.model_fields} <= listed
+
+
+def test_every_development_key_is_warned_of_by_a_service_that_reads_it() -> None:
+    from orchestrator.app import KEYS_USED_BY
+
+    warned = {key for keys in KEYS_USED_BY.values() for key in keys}
+    assert warned == set(load_settings().development_secrets())
