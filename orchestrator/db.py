@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Index, MetaData, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Connection, Index, MetaData, event, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
@@ -35,13 +35,23 @@ def create_engine(settings: Settings, writer: int | None = None) -> AsyncEngine:
     connect_args: dict[str, Any] = {"statement_cache_size": 512}
     if writer is not None:
         connect_args["server_settings"] = {WRITER_SETTING: str(writer)}
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=False,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+    return engine
+
+
+def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection the server closed while it sat in the pool (a restart, a failover,
+    pg_terminate_backend) is replaced at checkout, without a round trip (no pre-ping): the
+    driver has seen its socket close."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("closed by the server while pooled")
 
 
 @contextlib.asynccontextmanager

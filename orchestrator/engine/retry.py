@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import structlog
 from asyncpg.exceptions import ConnectionDoesNotExistError
+from asyncpg.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from orchestrator.errors import ConcurrentUpdate
@@ -24,6 +25,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+CLOSED_CONNECTION = "connection is closed"
+"""asyncpg's own error, with no class of its own, for a statement on a connection the server
+closed (a restart, a failover, pg_terminate_backend): another connection cures it. Its other
+InterfaceErrors are the client's misuse, which no retry cures."""
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "08000", "08003", "08006"})
 
 
@@ -34,6 +39,8 @@ def is_transient(exc: BaseException) -> bool:
     (``db.driver_connection``) and raise its own, which carry the SQLSTATE themselves."""
     if isinstance(exc, IntegrityError):
         return True  # a concurrent writer won a unique key; re-reading decides again
+    if isinstance(exc, DriverInterfaceError) and CLOSED_CONNECTION in str(exc):
+        return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     origin = exc.orig if isinstance(exc, DBAPIError) else exc

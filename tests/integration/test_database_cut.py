@@ -1,0 +1,124 @@
+"""PostgreSQL cuts every connection of a running process (a failover, a restart, an operator's
+pg_terminate_backend) while sagas are in flight: the batches under way are retried on new
+connections, every saga still ends once, the money is right, and the process takes its
+writer lock again, so other processes keep leaving its outbox rows to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from asyncpg.exceptions import InterfaceError as DriverInterfaceError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from events import topics
+from orchestrator.app import Application
+from orchestrator.client import UpstreamClient
+from orchestrator.db import create_engine, driver_connection
+from orchestrator.embedded import EmbeddedStack
+from orchestrator.engine.retry import is_transient
+from orchestrator.writers import LIVE_WRITERS
+from tests.integration import commerce as c
+
+pytestmark = pytest.mark.slow
+
+LEASE_BACK_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def own_stack() -> Iterator[EmbeddedStack]:
+    with EmbeddedStack() as embedded:
+        yield embedded
+
+
+async def test_sagas_survive_their_database_connections_being_cut(
+    own_stack: EmbeddedStack,
+) -> None:
+    app = Application(own_stack.settings(group_prefix="cut"))
+    observer = create_engine(own_stack.settings())
+    await app.start()
+    try:
+        async with UpstreamClient(own_stack.settings(), watch=c.WATCHED) as client:
+            seen = c.Outcomes(client)
+            customers = [c.customer() for _ in range(12)]
+            for customer in customers:
+                await client.send(topics.CUSTOMERS_REGISTERED, customer)
+            await seen.wait([r.customer_id for r in customers])
+            topups = [c.topup(r.customer_id, "100.00") for r in customers for _ in range(3)]
+            for n, record in enumerate(topups):
+                await client.send(topics.WALLETS_TOPUP_REQUESTED, record)
+                if n == len(topups) // 2:
+                    await _cut_every_connection_but_this(observer)
+                    await _until_the_lease_is(observer, app.writer, held=False)
+            done = await seen.wait([r.topup_id for r in topups])
+            await seen.wait([], timeout_s=2)  # a late duplicate would come now
+        assert all(outcome["status"] == "COMPLETED" for outcome in done.values()), done
+        assert all(len(seen.seen[r.topup_id]) == 1 for r in topups)
+        balances = await _wallet_balances(observer, [r.customer_id for r in customers])
+        assert balances == dict.fromkeys((r.customer_id for r in customers), 30_000)
+        await _until_the_lease_is(observer, app.writer, held=True)
+    finally:
+        await app.stop()
+        await observer.dispose()
+
+
+async def _cut_every_connection_but_this(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        cut = await conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            )
+        )
+        assert cut.scalar_one() > 0
+
+
+async def _wallet_balances(engine: AsyncEngine, customers: list[str]) -> dict[str, int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT customer_id, balance_minor FROM customer_wallets"
+                " WHERE customer_id = ANY(CAST(:ids AS text[]))"
+            ),
+            {"ids": customers},
+        )
+        return {row.customer_id: row.balance_minor for row in rows}
+
+
+async def _until_the_lease_is(engine: AsyncEngine, writer: int, held: bool) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LEASE_BACK_S
+    while True:
+        async with engine.connect() as conn:
+            live = (await conn.execute(text(f"SELECT {LIVE_WRITERS}"))).scalar_one()
+        if (writer in live) == held:
+            return
+        assert loop.time() < deadline, f"writer {writer}'s lock held: {not held}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced(own_stack: EmbeddedStack) -> None:
+    """Both ways the engine runs statements, asyncpg's own (the hot ones) and SQLAlchemy's,
+    get a working connection from a pool whose connections the server has all closed."""
+    engine, observer = create_engine(own_stack.settings()), create_engine(own_stack.settings())
+    try:
+        async with driver_connection(engine) as driver, engine.connect() as conn:
+            await driver.fetchval("SELECT 1")  # two connections now sit in the pool
+            await conn.execute(text("SELECT 1"))
+        await _cut_every_connection_but_this(observer)
+        await asyncio.sleep(0.3)  # the driver sees the sockets close
+        async with driver_connection(engine) as driver:
+            assert await driver.fetchval("SELECT 1") == 1
+        async with engine.begin() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+        await observer.dispose()
+
+
+def test_a_statement_on_a_closed_connection_is_retried() -> None:
+    assert is_transient(DriverInterfaceError("connection is closed"))
+    assert not is_transient(DriverInterfaceError("cannot perform operation: another operation"))
