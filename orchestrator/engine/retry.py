@@ -29,7 +29,11 @@ CLOSED_CONNECTION = "connection is closed"
 """asyncpg's own error, with no class of its own, for a statement on a connection the server
 closed (a restart, a failover, pg_terminate_backend): another connection cures it. Its other
 InterfaceErrors are the client's misuse, which no retry cures."""
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "08000", "08003", "08006"})
+RETRYABLE_SQLSTATES = frozenset(
+    {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006"}
+)
+"""Serialization failure, deadlock, lock not available, the server shutting down, crashed or
+starting up, too many connections, and the connection failures."""
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from asyncpg.exceptions import CannotConnectNowError
 from asyncpg.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -119,6 +120,7 @@ async def test_a_pooled_connection_the_server_closed_is_replaced(own_stack: Embe
         await observer.dispose()
 
 
-def test_a_statement_on_a_closed_connection_is_retried() -> None:
+def test_a_closed_or_restarting_server_is_a_fault_to_retry() -> None:
     assert is_transient(DriverInterfaceError("connection is closed"))
+    assert is_transient(CannotConnectNowError("the database system is starting up"))
     assert not is_transient(DriverInterfaceError("cannot perform operation: another operation"))
