@@ -33,6 +33,7 @@ from orchestrator.wiring import (
     subscribe_batches,
 )
 from orchestrator.writers import WriterLease, new_writer_id
+from schemas import billing, card_issuance, notification
 from schemas.sagas import orchestrator_outbox
 from workers.feeds import FeedRuntime
 from workers.registry import WORKERS, WorkerSpec
@@ -62,8 +63,9 @@ def resolve_services(names: Sequence[str], known: Sequence[str] = SERVICES) -> t
 
 KEYS_USED_BY: dict[str, tuple[str, ...]] = {
     API: ("ORCHESTRA_JWT_SECRET", "ORCHESTRA_THREEDS_KEY", "ORCHESTRA_CARD_NUMBER_SALT"),
-    "billing": ("ORCHESTRA_GIFTCARD_CODE_KEY",),
-    "notification": ("ORCHESTRA_GIFTCARD_CODE_KEY",),
+    card_issuance.OWNER: ("ORCHESTRA_CARD_NUMBER_SALT",),
+    billing.OWNER: ("ORCHESTRA_GIFTCARD_CODE_KEY",),
+    notification.OWNER: ("ORCHESTRA_GIFTCARD_CODE_KEY",),
 }
 """The secret settings each service reads: a process warns only of those it uses."""
 

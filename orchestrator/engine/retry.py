@@ -9,7 +9,13 @@ from typing import TypeVar
 import structlog
 from asyncpg.exceptions import ConnectionDoesNotExistError
 from asyncpg.exceptions import InterfaceError as DriverInterfaceError
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InvalidRequestError,
+    OperationalError,
+)
 
 from orchestrator.errors import ConcurrentUpdate
 
@@ -27,8 +33,9 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 CLOSED_CONNECTION = "connection is closed"
 """asyncpg's own error, with no class of its own, for a statement on a connection the server
-closed (a restart, a failover, pg_terminate_backend): another connection cures it. Its other
-InterfaceErrors are the client's misuse, which no retry cures."""
+closed (a restart, a failover, pg_terminate_backend), and SQLAlchemy's when even the pool's
+fresh connections were closed: another connection cures it. asyncpg's other InterfaceErrors
+are the client's misuse, which no retry cures."""
 RETRYABLE_SQLSTATES = frozenset(
     {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006"}
 )
@@ -43,7 +50,9 @@ def is_transient(exc: BaseException) -> bool:
     (``db.driver_connection``) and raise its own, which carry the SQLSTATE themselves."""
     if isinstance(exc, IntegrityError):
         return True  # a concurrent writer won a unique key; re-reading decides again
-    if isinstance(exc, DriverInterfaceError) and CLOSED_CONNECTION in str(exc):
+    if isinstance(exc, DriverInterfaceError | InvalidRequestError) and (
+        CLOSED_CONNECTION in str(exc).lower()
+    ):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True

@@ -12,20 +12,21 @@ import pytest
 from asyncpg.exceptions import CannotConnectNowError
 from asyncpg.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy import text
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events import topics
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
-from orchestrator.db import create_engine, driver_connection
+from orchestrator.db import create_engine, driver_connection, driver_of
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.retry import is_transient
-from orchestrator.writers import LIVE_WRITERS
+from orchestrator.writers import LOCK_CLASS
 from tests.integration import commerce as c
 
 pytestmark = pytest.mark.slow
 
-LEASE_BACK_S = 15.0
+LEASE_BACK_S = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +52,15 @@ async def test_sagas_survive_their_database_connections_being_cut(
             for n, record in enumerate(topups):
                 await client.send(topics.WALLETS_TOPUP_REQUESTED, record)
                 if n == len(topups) // 2:
+                    holder = await _lock_holder(observer, app.writer)
                     await _cut_every_connection_but_this(observer)
-                    await _until_the_lease_is(observer, app.writer, held=False)
             done = await seen.wait([r.topup_id for r in topups])
             await seen.wait([], timeout_s=2)  # a late duplicate would come now
         assert all(outcome["status"] == "COMPLETED" for outcome in done.values()), done
         assert all(len(seen.seen[r.topup_id]) == 1 for r in topups)
         balances = await _wallet_balances(observer, [r.customer_id for r in customers])
         assert balances == dict.fromkeys((r.customer_id for r in customers), 30_000)
-        await _until_the_lease_is(observer, app.writer, held=True)
+        await _until_taken_again(observer, app.writer, holder)
     finally:
         await app.stop()
         await observer.dispose()
@@ -89,15 +90,26 @@ async def _wallet_balances(engine: AsyncEngine, customers: list[str]) -> dict[st
         return {row.customer_id: row.balance_minor for row in rows}
 
 
-async def _until_the_lease_is(engine: AsyncEngine, writer: int, held: bool) -> None:
+async def _lock_holder(engine: AsyncEngine, writer: int) -> int | None:
+    """The backend that holds ``writer``'s lock, if any."""
+    async with engine.connect() as conn:
+        held = await conn.execute(
+            text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = :cls AND objid = :writer AND objsubid = 2"
+            ),
+            {"cls": LOCK_CLASS, "writer": writer},
+        )
+        return held.scalar_one_or_none()
+
+
+async def _until_taken_again(engine: AsyncEngine, writer: int, before: int | None) -> None:
+    """Until another backend than ``before`` (cut) holds the lock: lost, then taken again."""
+    assert before is not None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LEASE_BACK_S
-    while True:
-        async with engine.connect() as conn:
-            live = (await conn.execute(text(f"SELECT {LIVE_WRITERS}"))).scalar_one()
-        if (writer in live) == held:
-            return
-        assert loop.time() < deadline, f"writer {writer}'s lock held: {not held}"
+    while (now := await _lock_holder(engine, writer)) in (None, before):
+        assert loop.time() < deadline, f"writer {writer}'s lock not taken again: {now}"
         await asyncio.sleep(0.2)
 
 
@@ -109,8 +121,13 @@ async def test_a_pooled_connection_the_server_closed_is_replaced(own_stack: Embe
         async with driver_connection(engine) as driver, engine.connect() as conn:
             await driver.fetchval("SELECT 1")  # two connections now sit in the pool
             await conn.execute(text("SELECT 1"))
+            pooled = [driver, await driver_of(conn)]
         await _cut_every_connection_but_this(observer)
-        await asyncio.sleep(0.3)  # the driver sees the sockets close
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not all(each.is_closed() for each in pooled):  # the driver sees the sockets close
+            assert loop.time() < deadline, "the server's close never reached the driver"
+            await asyncio.sleep(0.05)
         async with driver_connection(engine) as driver:
             assert await driver.fetchval("SELECT 1") == 1
         async with engine.begin() as conn:
@@ -123,4 +140,5 @@ async def test_a_pooled_connection_the_server_closed_is_replaced(own_stack: Embe
 def test_a_closed_or_restarting_server_is_a_fault_to_retry() -> None:
     assert is_transient(DriverInterfaceError("connection is closed"))
     assert is_transient(CannotConnectNowError("the database system is starting up"))
+    assert is_transient(InvalidRequestError("This connection is closed"))
     assert not is_transient(DriverInterfaceError("cannot perform operation: another operation"))
