@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
+from asyncpg.exceptions import PostgresError
 from sqlalchemy import Connection, Index, MetaData, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -59,13 +60,15 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
     """asyncpg's own connection, from the engine's pool, for the engine's hot statements:
     no SQLAlchemy execution layer (compiled-statement lookup, parameter and result
     processing) around each one. No transaction is begun: every statement commits on its
-    own. A connection that broke meanwhile leaves the pool."""
+    own. After any error but the server's answer to a statement (a lost connection, a
+    cancelled or cut-off operation), the connection leaves the pool: its protocol state is
+    unknown, and the next user would meet "another operation is in progress"."""
     async with engine.connect() as conn:
         driver = await driver_of(conn)
         try:
             yield driver
-        except BaseException:
-            if driver.is_closed():
+        except BaseException as exc:
+            if driver.is_closed() or not isinstance(exc, PostgresError):
                 await conn.invalidate()
             raise
 
