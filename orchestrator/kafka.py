@@ -119,14 +119,21 @@ END_WAIT_S = 5.0
 
 
 async def end_offsets(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], *, strict: bool = False
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    *,
+    strict: bool = False,
+    listed: dict[TopicPartition, int] | None = None,
 ) -> dict[TopicPartition, int]:
     """Each partition's end: the larger of the end offset the broker lists and the high
     watermark a fetch from there reports. Tansu 0.6 lists the first offset of a partition's
     last record batch, plus one, so the rest of that batch would not count. Takes over the
     consumer's assignment. A partition with no high watermark within ``END_WAIT_S`` keeps its
-    listed end, or, with ``strict``, is a KafkaUnavailable."""
-    listed = await consumer.end_offsets(partitions)
+    listed end, or, with ``strict``, is a KafkaUnavailable. ``listed``: the broker's list, when
+    the caller has it already."""
+    if listed is None:
+        listed = await consumer.end_offsets(partitions)
+    listed = {tp: listed[tp] for tp in partitions}
     consumer.assign(partitions)
     for tp, end in listed.items():
         consumer.seek(tp, end)

@@ -8,7 +8,7 @@ compensation whichever arrives first.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +39,17 @@ def step_key(envelope: Envelope) -> StepKey:
     if envelope.saga_id is None or not envelope.saga_step:
         raise ValueError("a saga command needs ce_sagaid and ce_sagastep")
     return envelope.saga_id, envelope.saga_step
+
+
+def step_keys(envelopes: Iterable[Envelope]) -> list[StepKey]:
+    """The steps of these commands, in key order; a command without one is left out (it is
+    refused on its own)."""
+    return sorted({step_key(e) for e in envelopes if e.saga_id is not None and e.saga_step})
+
+
+def step_arrays(keys: Sequence[StepKey]) -> dict[str, list[Any]]:
+    """``keys`` as a statement's ``:ids`` and ``:steps`` arrays."""
+    return {"ids": [saga_id for saga_id, _ in keys], "steps": [step for _, step in keys]}
 
 
 @dataclass(frozen=True)
@@ -132,13 +143,10 @@ class Operations:
         locked at its start (in key order: two batches take them in the same order), and their
         writes go out together when it ends. For a batch in one transaction whose handlers
         all complete or all roll back, not for savepoints that roll back alone."""
-        keys = sorted({step_key(e) for e in envelopes if e.saga_id is not None and e.saga_step})
+        keys = step_keys(envelopes)
         records: dict[StepKey, StepRecord | None] = dict.fromkeys(keys)
         if keys:
-            result = await conn.execute(
-                self._lock_many,
-                {"ids": [saga_id for saga_id, _ in keys], "steps": [step for _, step in keys]},
-            )
+            result = await conn.execute(self._lock_many, step_arrays(keys))
             records |= {(r.saga_id, r.step): StepRecord(r.status, r.reply) for r in result}
         existing = frozenset(key for key, record in records.items() if record is not None)
         batch = _Batch(conn, self.table, records, existing)

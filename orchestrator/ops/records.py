@@ -138,7 +138,7 @@ async def _start_offsets(
     starts = await consumer.beginning_offsets(partitions)
     listed = await consumer.end_offsets(partitions)
     filled = [tp for tp in partitions if listed[tp] > starts[tp]]
-    ends = await end_offsets(consumer, filled, strict=complete) if filled else {}
+    ends = await end_offsets(consumer, filled, strict=complete, listed=listed) if filled else {}
     first = {tp: max(starts[tp], selection.from_offset or 0) for tp in filled}
     if selection.since is not None:
         at = await _offsets_at(consumer, filled, selection.since, ends)

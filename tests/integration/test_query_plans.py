@@ -108,18 +108,18 @@ _MANY_ROWS = {
         (
             "customer_wallets",
             billing_locks._LOCK_WALLETS,
-            {"customers": ["c-1"], "sagas": [uuid4()], "steps": ["debit"]},
+            {"customers": ["c-1"], "ids": [uuid4()], "steps": ["debit"]},
         ),
         (
             "gift_cards",
             billing_locks._LOCK_GIFT_CARDS,
-            {"cards": ["G-1"], "hashes": ["h"], "sagas": [uuid4()], "steps": ["debit"]},
+            {"cards": ["G-1"], "hashes": ["h"], "ids": [uuid4()], "steps": ["debit"]},
         ),
         ("stock", store._LOCK_BATCH_STOCK, {"skus": ["SKU-1"], "sagas": [uuid4()]}),
         (
             "notification_channels",
             notification._LOCK_BATCH_CHANNELS,
-            {"customers": ["c-1"], "sagas": [uuid4()], "steps": ["s"]},
+            {"customers": ["c-1"], "ids": [uuid4()], "steps": ["s"]},
         ),
         (
             "delivery_points",

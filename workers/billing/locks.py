@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,9 +24,9 @@ from events.billing import (
 from events.envelope import Envelope
 from schemas.billing import billing_operations, customer_wallets, gift_cards, ledger_entries
 from workers.giftcard_codes import stored_hash
-from workers.operations import step_key
+from workers.operations import step_arrays, step_keys
 
-_UNDONE_STEPS = "unnest(CAST(:sagas AS uuid[]), CAST(:steps AS text[])) AS u(saga_id, step)"
+_UNDONE_STEPS = "unnest(CAST(:ids AS uuid[]), CAST(:steps AS text[])) AS u(saga_id, step)"
 
 
 def _touched(prefix: str, reply_member: str) -> str:
@@ -68,7 +67,7 @@ async def lock_balances(
     customers: set[str] = set()
     cards: set[str] = set()
     hashes: set[str] = set()
-    undone: list[tuple[UUID, str]] = []
+    undone: list[Envelope] = []
     for envelope, command in commands:
         match command:
             case DebitBalance(source=BalanceSource.GIFT_CARD):
@@ -78,9 +77,8 @@ async def lock_balances(
             case RedeemActivationCode():
                 hashes.add(stored_hash(code_key, command.code_digest))
             case RefundBalance() | CancelGiftCard() | CloseCustomerWallet() | UndoRedemption():
-                if envelope.saga_id is not None and envelope.saga_step:
-                    undone.append(step_key(envelope))
-    steps = {"sagas": [saga for saga, _ in undone], "steps": [step for _, step in undone]}
+                undone.append(envelope)
+    steps = step_arrays(step_keys(undone))
     if customers or undone:
         await conn.execute(_LOCK_WALLETS, {"customers": sorted(customers), **steps})
     if cards or hashes or undone:

@@ -36,7 +36,7 @@ from workers.notification.channels import (
     simulated_channels,
 )
 from workers.notification.templates import template
-from workers.operations import Operations, step_key
+from workers.operations import Operations, step_arrays, step_key, step_keys
 from workers.runtime import Handled
 
 GIFT_CARD_CODE = "giftcard-code"
@@ -66,7 +66,7 @@ _LOCK_BATCH_CHANNELS = text(
           ))
        OR c.account_id = ANY(ARRAY(
             SELECT o.reply ->> 'account_id' FROM {notification_operations.name} AS o
-            JOIN unnest(CAST(:sagas AS uuid[]), CAST(:steps AS text[])) AS u(saga_id, step)
+            JOIN unnest(CAST(:ids AS uuid[]), CAST(:steps AS text[])) AS u(saga_id, step)
               ON o.saga_id = u.saga_id AND o.step = u.step
           ))
     ORDER BY c.account_id, c.channel
@@ -108,15 +108,10 @@ class NotificationService:
         """The channel rows of every client the batch notifies, and of every account it
         closes, in key order (``workers.runtime.LocksAhead``)."""
         customers = sorted({c.customer_id for _, c in commands if isinstance(c, NotifyCustomer)})
-        closed = [step_key(e) for e, c in commands if isinstance(c, CloseAccount) and e.saga_step]
+        closed = step_keys(e for e, c in commands if isinstance(c, CloseAccount))
         if customers or closed:
             await conn.execute(
-                _LOCK_BATCH_CHANNELS,
-                {
-                    "customers": customers,
-                    "sagas": [saga for saga, _ in closed],
-                    "steps": [step for _, step in closed],
-                },
+                _LOCK_BATCH_CHANNELS, {"customers": customers, **step_arrays(closed)}
             )
 
     async def __call__(
