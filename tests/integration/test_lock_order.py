@@ -22,7 +22,7 @@ from events.envelope import Envelope
 from events.notification import NotifyCustomer
 from events.store import OrderLine, ReleaseStock, ReserveStock
 from orchestrator.engine.outbox import OutboxRelay
-from schemas.billing import customer_wallets
+from schemas.billing import customer_wallets, ledger_entries
 from schemas.delivery import delivery_cases, delivery_points
 from schemas.notification import accounts, channels
 from tests.integration.helpers import Record, Sent, saga_command, unique
@@ -79,19 +79,38 @@ def _debit(customer_id: str) -> Record:
 
 
 async def _wallets(engine: AsyncEngine, *customers: str) -> None:
+    """A wallet of 1,000 for each client, funded through the ledger as billing would, so the
+    shared database's ledger still sums to zero and matches every balance."""
+    wallets = {customer: unique("W") for customer in customers}
     async with engine.begin() as conn:
         await conn.execute(
             customer_wallets.insert(),
             [
                 {
-                    "wallet_id": unique("W"),
+                    "wallet_id": wallet,
                     "customer_id": customer,
                     "currency": "KZT",
                     "balance_minor": 1_000,
                     "status": "OPEN",
                     "saga_id": uuid4(),
                 }
-                for customer in customers
+                for customer, wallet in wallets.items()
+            ],
+        )
+        await conn.execute(
+            ledger_entries.insert(),
+            [
+                {
+                    "movement_id": f"fund-{wallet}",
+                    "account": account,
+                    "amount_minor": amount,
+                    "currency": "KZT",
+                    "saga_id": uuid4(),
+                    "step": "fund",
+                    "memo": "test funding",
+                }
+                for wallet in wallets.values()
+                for account, amount in (("clearing:bank", -1_000), (f"wallet:{wallet}", 1_000))
             ],
         )
 
@@ -168,16 +187,26 @@ async def test_the_rows_of_undone_steps_and_reserved_skus_are_locked_ahead(
             text(
                 f"""INSERT INTO ledger_entries (movement_id, account, amount_minor, currency,
                 saga_id, step, memo)
-                SELECT 'm1', 'wallet:' || wallet_id, -100, 'KZT', :saga, :step, 'test'
-                FROM {customer_wallets.name} WHERE customer_id = :customer"""
+                SELECT 'm1', account, amount, 'KZT', :saga, :step, 'test'
+                FROM {customer_wallets.name},
+                LATERAL (VALUES ('wallet:' || wallet_id, -100), ('sales:orders', 100))
+                    AS movement(account, amount)
+                WHERE customer_id = :customer"""
             ),
             {"saga": refund.saga_id, "step": refund.saga_step, "customer": customer},
         )
         await conn.execute(
             text(
+                f"UPDATE {customer_wallets.name} SET balance_minor = balance_minor - 100"
+                " WHERE customer_id = :customer"
+            ),
+            {"customer": customer},
+        )
+        await conn.execute(
+            text(
                 """INSERT INTO gift_cards (gift_card_id, code_hash, currency, initial_minor,
                 balance_minor, status, purchaser_id, recipient_name, design, saga_id)
-                VALUES (:card, :card, 'KZT', 100, 100, 'ACTIVE', 'p', 'r', 'd',
+                VALUES (:card, :card, 'KZT', 100, 0, 'ACTIVE', 'p', 'r', 'd',
                         gen_random_uuid())"""
             ),
             {"card": redeemed},
@@ -265,7 +294,8 @@ async def test_channels_and_delivery_points_are_locked_ahead(engine: AsyncEngine
         await conn.execute(
             delivery_points.insert(),
             [
-                {"point_id": point, "kind": kind.value, "name": point, "capacity": 3}
+                # no room: a saga of another test never books these
+                {"point_id": point, "kind": kind.value, "name": point, "capacity": 0}
                 for point, kind in (
                     (pickup, DeliveryMethod.PICKUP),
                     (courier, DeliveryMethod.COURIER),
