@@ -12,6 +12,8 @@ from events.currencies import ISO_4217
 
 LIMIT = Decimal("1e13")
 """Amounts stay below ten trillion (so minor units fit a BIGINT with room to spare)."""
+MAX_MINOR = int(LIMIT * 100) - 1
+"""The largest amount, total or balance in minor units (9999999999999.99)."""
 CENT = Decimal("0.01")
 _DOUBLE_DIGITS = 16
 """A double's shortest repr has up to 17 significant digits; a binary rounding error shows

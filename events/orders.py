@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events.base import Identifier, Outcome, UpstreamRecord
 from events.delivery import DeliveryMethod
-from events.money import Amount, Balance, CurrencyCode, to_minor
+from events.money import MAX_MINOR, Amount, Balance, CurrencyCode, to_minor
 from events.payment import PaymentDetails
 
 
@@ -67,6 +67,17 @@ class OrderSubmitted(UpstreamRecord):
     def total_minor(self) -> int:
         lines = sum(item.quantity * to_minor(item.unit_price) for item in self.items)
         return lines + to_minor(self.delivery.cost)
+
+    @model_validator(mode="after")
+    def _total_fits(self) -> OrderSubmitted:
+        """Every amount fits, and so must their sum: the total is charged, booked and
+        reported as one amount."""
+        if self.total_minor > MAX_MINOR:
+            raise ValueError(
+                "the order's total (items and delivery cost) is too large "
+                "(at most 9999999999999.99)"
+            )
+        return self
 
 
 class OrderStatusChanged(Outcome):

@@ -36,6 +36,10 @@ class RetryPolicy:
         return timedelta(seconds=min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempt - 1)))
 
 
+PUT_OFF = timedelta(minutes=5)
+"""How long a saga whose timer raised waits before its timer fires again."""
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """A message the decision asks to publish (through the outbox)."""
@@ -184,6 +188,20 @@ class SagaMachine:
                 instance, instance.step_index, TIMEOUT, now, [timed_out]
             )
         return decision.caused_by(instance.pending_command_id)
+
+    def put_off(self, instance: SagaInstance, now: datetime, error: str) -> Decision:
+        """A timer whose decision raised: the saga stays as it is, due again in ``PUT_OFF``,
+        with the error in its history (the other due sagas go on)."""
+        step = self._step(instance)
+        failed = HistoryEntry(
+            "timer-failed",
+            instance.status,
+            now,
+            step=step.name if step else None,
+            detail=error,
+        )
+        later = now + PUT_OFF
+        return Decision(instance.evolve(next_action_at=later, updated_at=now), history=[failed])
 
     def retry_step(self, instance: SagaInstance, now: datetime, actor: str, why: str) -> Decision:
         """Manual: re-send the current step (forward or compensation) with a fresh budget."""

@@ -29,7 +29,7 @@ from orchestrator.engine import store, tracing
 from orchestrator.engine.batch_write import BatchWrite, Written, updated, write_batch
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaInstance
-from orchestrator.engine.isolation import isolating
+from orchestrator.engine.isolation import error_of, isolating
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow
 from orchestrator.engine.records import (
@@ -263,7 +263,11 @@ class SagaRuntime:
                 machine = self.machines.get(instance.saga_type)
                 if machine is None:
                     continue
-                decision = machine.on_due(instance, now)
+                try:
+                    decision = machine.on_due(instance, now)
+                except Exception as exc:
+                    log.error("saga timer failed", saga_id=str(instance.id), error=error_of(exc))
+                    decision = machine.put_off(instance, now, error_of(exc))
                 changes.append((instance, decision.instance))
                 decisions.append(decision)
             batch = BatchWrite(updates=changes)

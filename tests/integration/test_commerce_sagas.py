@@ -169,6 +169,22 @@ async def test_topup_for_unknown_client_is_refunded(
     assert await bank_statuses(stack, customer_id) == ["REFUNDED"]
 
 
+async def test_topup_past_the_largest_balance_is_refunded(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    """A balance is reported as an amount: the wallet never holds more than the largest one."""
+    customer_id = await registered(client, outcomes)
+    await funded(client, outcomes, customer_id, "9999999999999.99")
+    request = c.topup(customer_id, "0.01")
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+    status = await outcomes.one(request.topup_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", "BALANCE_LIMIT_REACHED")
+    assert await c.wallet_balance(stack.database_url, customer_id) == Decimal("9999999999999.99")
+    assert await bank_statuses(stack, customer_id) == ["CAPTURED", "REFUNDED"]
+    await c.ledger_consistent(stack.database_url)
+
+
 # -- order checkout -----------------------------------------------------------------------
 
 

@@ -77,3 +77,54 @@ async def test_a_reply_that_raises_is_dead_lettered_and_the_others_apply(
     letters = [m for m in sent.messages if m.topic == f"{SAGA_REPLIES}.dlq"]
     assert [m.headers["ce_sagaid"] for m in letters] == [str(bad_saga)]
     assert "RuntimeError: step bug" in letters[0].headers["dlq_error"]
+
+
+async def test_a_timer_that_raises_puts_its_saga_off_and_the_others_fire(
+    engine: AsyncEngine,
+) -> None:
+    sent = Sent()
+    runtime = bench_runtime(engine, sent)
+    await runtime.handle_inbound([bench_request(unique("a")), bench_request(unique("b"))])
+    await runtime.relay.drain()
+    bad_saga, good_saga = (UUID(m.headers["ce_sagaid"]) for m in sent.messages)
+    async with engine.begin() as conn:  # both steps timed out long ago: first in line
+        await conn.execute(
+            text(
+                "UPDATE saga_instances SET next_action_at = '2000-01-01T00:00:00Z' "
+                "WHERE id = ANY(:ids)"
+            ),
+            {"ids": [bad_saga, good_saga]},
+        )
+    machine = runtime.machines[BENCH_SAGA.name]
+    _fail_on(machine, "on_due", lambda saga: saga.id == bad_saga, RuntimeError("timer bug"))
+
+    await runtime.fire_due()
+    await runtime.relay.drain()
+
+    async with engine.connect() as conn:
+        sagas = {
+            row.id: row
+            for row in await conn.execute(
+                text(
+                    "SELECT id, status, pending_command_id, next_action_at > now() AS later "
+                    "FROM saga_instances WHERE id = ANY(:ids)"
+                ),
+                {"ids": [bad_saga, good_saga]},
+            )
+        }
+        events = {
+            row.saga_id: (row.event, row.detail)
+            for row in await conn.execute(
+                text(
+                    "SELECT DISTINCT ON (saga_id) saga_id, event, detail FROM saga_history "
+                    "WHERE saga_id = ANY(:ids) ORDER BY saga_id, id DESC"
+                ),
+                {"ids": [bad_saga, good_saga]},
+            )
+        }
+    first_commands = {m.headers["ce_id"] for m in sent.messages[:2]}
+    assert sagas[bad_saga].pending_command_id in first_commands, "left as it was"
+    assert sagas[bad_saga].later, "due again later, not at every tick"
+    assert events[bad_saga] == ("timer-failed", "RuntimeError: timer bug")
+    assert sagas[good_saga].pending_command_id not in first_commands, "timed out and moved on"
+    assert events[good_saga][0] != "timer-failed"

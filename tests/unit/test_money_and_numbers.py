@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from events.money import Amount, CurrencyCode, from_minor, to_minor
+from events.money import MAX_MINOR, Amount, CurrencyCode, from_minor, to_minor
+from events.orders import OrderSubmitted
 from orchestrator.logging import mask_text
 from workers.card_issuance.numbers import luhn_valid, mask, new_card_number, number_hash
 
@@ -33,6 +34,39 @@ def test_a_binary_rounding_error_is_read_as_the_cents_meant() -> None:
 def test_minor_units_round_trip() -> None:
     assert to_minor(Decimal("10.50")) == 1050
     assert from_minor(1050) == Decimal("10.50")
+
+
+def _order(quantity: int, unit_price: str, cost: str) -> dict[str, object]:
+    return {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "currency": "RUB",
+        "items": [{"sku": "S-1", "quantity": quantity, "unit_price": unit_price}],
+        "payment": {"method": "bank_card", "card_token": "tok_ok"},
+        "delivery": {"method": "pickup", "point_id": "PP-1", "cost": cost},
+    }
+
+
+@pytest.mark.parametrize(
+    ("quantity", "unit_price", "cost", "fits"),
+    [
+        (1, "9999999999999.99", "0", True),
+        (1, "9999999999999.98", "0.01", True),
+        (2, "9999999999999.99", "0", False),
+        (1, "9999999999999.99", "0.01", False),
+        (1_000_000, "9999999999999.99", "0", False),
+    ],
+)
+def test_an_order_whose_total_is_no_amount_is_refused(
+    quantity: int, unit_price: str, cost: str, fits: bool
+) -> None:
+    """Each amount is below the limit, but the total is charged and reported as one."""
+    order = _order(quantity, unit_price, cost)
+    if fits:
+        assert OrderSubmitted.model_validate(order).total_minor <= MAX_MINOR
+    else:
+        with pytest.raises(ValidationError, match="total"):
+            OrderSubmitted.model_validate(order)
 
 
 def test_card_numbers_are_luhn_valid_and_masked() -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Reply, StepFailed
 from events.billing import (
+    BALANCE_LIMIT_REACHED,
     CODE_ALREADY_USED,
     CURRENCY_MISMATCH,
     GIFT_CARD_INACTIVE,
@@ -36,6 +37,7 @@ from events.billing import (
     WalletCredited,
 )
 from events.envelope import Envelope
+from events.money import MAX_MINOR, from_minor
 from schemas.billing import customer_wallets, gift_cards
 from workers.billing import ledger
 from workers.giftcard_codes import stored_hash, stored_hash_of_card
@@ -213,16 +215,22 @@ class CustomerAccounts:
                 return _unknown_customer(command.customer_id)
             if wallet.currency != command.currency:
                 return _currency_mismatch(wallet.currency, command.currency)
-            _, balance = await ledger.move(
-                conn,
-                source=ledger.BANK_CLEARING,
-                target=ledger.wallet_account(wallet.wallet_id),
-                amount_minor=command.amount_minor,
-                currency=wallet.currency,
-                saga_id=saga_id,
-                step=step,
-                memo="wallet top-up",
-            )
+            try:
+                _, balance = await ledger.move(
+                    conn,
+                    source=ledger.BANK_CLEARING,
+                    target=ledger.wallet_account(wallet.wallet_id),
+                    amount_minor=command.amount_minor,
+                    currency=wallet.currency,
+                    saga_id=saga_id,
+                    step=step,
+                    memo="wallet top-up",
+                )
+            except ledger.BalanceLimitReached:
+                return StepFailed(
+                    reason=BALANCE_LIMIT_REACHED,
+                    detail=f"the wallet would hold more than {from_minor(MAX_MINOR)}",
+                )
             assert balance is not None
             return WalletCredited(wallet_id=wallet.wallet_id, balance_minor=balance)
 
@@ -331,6 +339,8 @@ class CustomerAccounts:
                 await ledger.reverse_step(conn, saga_id, step, memo)
             except ledger.InsufficientFunds as exc:
                 return StepFailed(reason=INSUFFICIENT_FUNDS, detail=f"cannot take back from {exc}")
+            except ledger.BalanceLimitReached as exc:
+                return StepFailed(reason=BALANCE_LIMIT_REACHED, detail=f"cannot give back to {exc}")
             return None
 
         return await self.operations.undo(conn, envelope, undo)

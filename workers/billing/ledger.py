@@ -13,6 +13,7 @@ from sqlalchemy import BindParameter, Table, Update, bindparam, func, select, up
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from events.money import MAX_MINOR
 from schemas.billing import customer_wallets, gift_cards, ledger_entries
 
 BANK_CLEARING = "clearing:bank"
@@ -30,17 +31,27 @@ def sales_account(purpose: str) -> str:
     return f"sales:{purpose}"
 
 
-class InsufficientFunds(Exception):
-    """The debited account would go below zero; nothing was written."""
+class BalanceRefused(Exception):
+    """A movement an account's balance cannot take; nothing was written."""
+
+
+class InsufficientFunds(BalanceRefused):
+    """The debited account would go below zero (or has no row)."""
+
+
+class BalanceLimitReached(BalanceRefused):
+    """The credited account would hold more than the largest balance (``MAX_MINOR``)."""
 
 
 def _adjustment(table: Table, key: str) -> Update:
-    """Add ``b_delta`` to the balance of row ``b_ident`` unless it would go below zero."""
+    """Add ``b_delta`` to the balance of row ``b_ident`` unless it would leave
+    0..``MAX_MINOR`` (a balance is reported as an amount, and amounts stop there)."""
     delta: BindParameter[int] = bindparam("b_delta")
+    after = table.c.balance_minor + delta
     return (
         update(table)
-        .where(table.c[key] == bindparam("b_ident"), table.c.balance_minor + delta >= 0)
-        .values(balance_minor=table.c.balance_minor + delta, updated_at=func.now())
+        .where(table.c[key] == bindparam("b_ident"), after >= 0, after <= MAX_MINOR)
+        .values(balance_minor=after, updated_at=func.now())
         .returning(table.c.balance_minor)
     )
 
@@ -74,7 +85,7 @@ async def _adjust(conn: AsyncConnection, account: str, delta: int) -> int | None
     result = await conn.execute(statement, {"b_ident": ident, "b_delta": delta})
     balance = result.scalar_one_or_none()
     if balance is None:
-        raise InsufficientFunds(account)
+        raise BalanceLimitReached(account) if delta > 0 else InsufficientFunds(account)
     return int(balance)
 
 
@@ -91,8 +102,9 @@ async def move(
 ) -> tuple[int | None, int | None]:
     """Move money; returns the new balances of (source, target) where they have one.
 
-    Raises InsufficientFunds, having written nothing, if the source cannot pay (or an
-    account with a balance does not exist).
+    Raises, having written nothing, InsufficientFunds if the source cannot pay (or an
+    account with a balance does not exist), BalanceLimitReached if the target would hold
+    more than ``MAX_MINOR``.
     """
     async with conn.begin_nested():
         source_balance = await _adjust(conn, source, -amount_minor)
