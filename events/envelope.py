@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Final
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SPEC_VERSION: Final = "1.0"
 SOURCE: Final = "orchestra"
@@ -144,6 +144,25 @@ class Envelope(BaseModel):
                 "saga_step": headers.get(H_SAGA_STEP),
             }
         )
+
+
+_HEADER_OF_FIELD = {
+    "id": H_ID,
+    "type": H_TYPE,
+    "source": H_SOURCE,
+    "time": H_TIME,
+    "correlation_id": H_CORRELATION,
+    "causation_id": H_CAUSATION,
+    "saga_id": H_SAGA_ID,
+    "saga_type": H_SAGA_TYPE,
+    "saga_step": H_SAGA_STEP,
+}
+
+
+def malformed_headers(error: ValidationError) -> list[str]:
+    """The headers whose values ``Envelope.from_headers`` refused with ``error``."""
+    fields = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+    return sorted(_HEADER_OF_FIELD[f] for f in fields if f in _HEADER_OF_FIELD)
 
 
 def decode_headers(raw: Iterable[tuple[str, bytes | None]]) -> dict[str, str]:

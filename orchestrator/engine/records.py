@@ -10,11 +10,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from events import envelope as env
 from events.base import unstorable
 from events.dlq import DEAD_LETTER_TYPE, DeadLetter, DeadLetterReason
-from events.envelope import Envelope, decode_headers
+from events.envelope import Envelope, decode_headers, malformed_headers
 from orchestrator.engine.outbox import OutboundMessage
 
 T = TypeVar("T")
@@ -148,12 +149,29 @@ def parse_record(
     if require_envelope and env.H_ID not in headers:
         return dead(DeadLetterReason.INVALID_ENVELOPE, "internal message without ce_id header")
     headers.setdefault(env.H_TYPE, default_type)
-    if env.H_ID not in headers:
-        headers[env.H_ID] = f"{record.topic}/{record.partition}/{record.offset}"
+    fallback_id = f"{record.topic}/{record.partition}/{record.offset}"
+    headers.setdefault(env.H_ID, fallback_id)
     try:
         envelope = Envelope.from_headers(headers)
     except ValidationError as exc:
-        return dead(DeadLetterReason.INVALID_ENVELOPE, _describe(exc))
+        if require_envelope:
+            return dead(DeadLetterReason.INVALID_ENVELOPE, _describe(exc))
+        # upstream records may lack headers, so a malformed one counts as absent
+        ignored = malformed_headers(exc)
+        kept = {name: value for name, value in headers.items() if name not in ignored}
+        kept.setdefault(env.H_TYPE, default_type)
+        kept.setdefault(env.H_ID, fallback_id)
+        try:
+            envelope = Envelope.from_headers(kept)
+        except ValidationError as again:
+            return dead(DeadLetterReason.INVALID_ENVELOPE, _describe(again))
+        log.warning(
+            "malformed headers of an upstream record ignored",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            headers=ignored,
+        )
     return Parsed(record, envelope, body)
 
 
@@ -213,9 +231,20 @@ _OWN = frozenset(env.CLOUDEVENTS_HEADERS)
 _DLQ = "dlq_"
 
 
+def _after_its_items(error: ErrorDetails) -> bool:
+    """A collection "too short after validation" only because its items failed (they are
+    reported on their own)."""
+    given, ctx = error.get("input"), error.get("ctx") or {}
+    return (
+        error["type"] == "too_short"
+        and isinstance(given, list | tuple)
+        and len(given) >= int(ctx.get("min_length", 0))
+    )
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
-    for error in exc.errors()[:5]:
+    for error in [e for e in exc.errors() if not _after_its_items(e)][:5]:
         where = ".".join(str(p) for p in error["loc"]) or "payload"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 
 from events import envelope as env
 from events.dlq import DEAD_LETTER_TYPE, DeadLetter, DeadLetterReason
+from events.orders import OrderSubmitted
 from events.store import StockReceived
 from orchestrator.engine.records import dead_letter_message, parse_record, redriven_headers
 
@@ -118,3 +119,63 @@ def test_only_utf8_json_with_whole_numbers_is_read(
     value: bytes, reason: DeadLetterReason | None
 ) -> None:
     assert _refused(value) == reason
+
+
+_STOCK = b'{"sku": "S-1", "warehouse_id": "W1", "quantity": 2}'
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ((env.H_TIME, b"not a time"),),
+        ((env.H_ID, b"x" * 300), (env.H_CORRELATION, b"y" * 300)),
+        ((env.H_SAGA_ID, b"not-a-uuid"), (env.H_TIME, b"2026-11-27T03:00:00Z")),
+    ],
+)
+def test_an_upstream_record_with_malformed_headers_is_read_as_if_they_were_absent(
+    headers: tuple[tuple[str, bytes], ...],
+) -> None:
+    parsed = parse_record(
+        _Record(_STOCK, headers=headers),
+        TypeAdapter(StockReceived),
+        1_000_000,
+        "store.stock-received.v1",
+        False,
+    )
+
+    assert not isinstance(parsed, DeadLetter)
+    assert parsed.body.quantity == 2
+    assert parsed.envelope.type == "store.stock-received.v1"
+    assert parsed.envelope.id in {"store.stock-received/0/5", *(v.decode() for _, v in headers)}
+
+
+def test_an_internal_message_with_a_malformed_header_is_dead_lettered() -> None:
+    parsed = parse_record(
+        _Record(_STOCK, headers=((env.H_ID, b"m-1"), (env.H_TIME, b"not a time"))),
+        TypeAdapter(StockReceived),
+        1_000_000,
+        "command",
+        True,
+    )
+
+    assert isinstance(parsed, DeadLetter)
+    assert parsed.reason == DeadLetterReason.INVALID_ENVELOPE
+    assert "time" in parsed.error
+
+
+def test_a_bad_item_is_named_once_not_also_as_a_list_too_short() -> None:
+    order = (
+        b'{"order_id": "o-1", "customer_id": "c-1", "currency": "RUB",'
+        b' "items": [{"sku": "S-1", "quantity": "2", "unit_price": 1}],'
+        b' "payment": {"method": "sbp"}, "delivery": {"method": "pickup", "point_id": "P"}}'
+    )
+    parsed = parse_record(
+        _Record(order, topic="orders.submitted"),
+        TypeAdapter(OrderSubmitted),
+        1_000_000,
+        "orders.submitted.v1",
+        False,
+    )
+
+    assert isinstance(parsed, DeadLetter)
+    assert parsed.error == "items.0.quantity: Input should be a valid integer"
