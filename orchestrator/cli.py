@@ -38,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
         "dev", help="start the embedded broker and PostgreSQL and run every service"
     )
     dev.add_argument(
-        "--kafka-port", type=port, default=None, help="broker port (default: a free one)"
+        "--kafka-port",
+        type=port,
+        default=None,
+        help="broker port (default: a free one); refused if something listens there already",
     )
 
     demo = commands.add_parser(

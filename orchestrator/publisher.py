@@ -26,7 +26,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.errors import KafkaUnavailable
-from orchestrator.kafka import client_kwargs
+from orchestrator.kafka import client_kwargs, max_request_size
 from orchestrator.settings import Settings
 
 _MAX_BATCH_BYTES = 512 * 1024
@@ -55,7 +55,7 @@ class KafkaPublisher:
             "enable_idempotence": settings.kafka_idempotent_producer,
             "linger_ms": 0,
             "max_batch_size": _MAX_BATCH_BYTES,
-            "max_request_size": settings.max_message_bytes + 64_000,
+            "max_request_size": max_request_size(settings),
         }
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[tuple[str, int], _Partition] = {}

@@ -108,12 +108,3 @@ async def history(engine: AsyncEngine, saga_id: uuid.UUID) -> list[HistoryRow]:
             )
             for row in rows
         ]
-
-
-def parse_age(text: str) -> timedelta:
-    """``90s``, ``15m``, ``2h``, ``3d``."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit():
-        raise ValueError(f"an age looks like 90s, 15m, 2h or 3d, not {text!r}")
-    return timedelta(seconds=int(number) * units[unit])

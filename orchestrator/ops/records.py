@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
 
 from orchestrator.errors import KafkaUnavailable, OrchestraError
-from orchestrator.kafka import client_kwargs, end_offsets
+from orchestrator.kafka import client_kwargs, end_offsets, max_request_size
 from orchestrator.settings import Settings
 
 IDLE_S = 2.0
@@ -175,7 +175,8 @@ async def _offsets_at(
 ) -> dict[TopicPartition, int]:
     """Each partition's first offset stamped at ``since`` (less ``LOOKUP_EARLY``) or later,
     its end when none is: a read from a time need not walk the partition from its start."""
-    at_ms = max(0, int((since - LOOKUP_EARLY).timestamp() * 1000))
+    early_ms = int(LOOKUP_EARLY.total_seconds() * 1000)
+    at_ms = max(0, int(since.timestamp() * 1000) - early_ms)
     found = await consumer.offsets_for_times(dict.fromkeys(partitions, at_ms))
     return {
         # a broker without the record answers None (Kafka) or a timestamp of -1 (Tansu)
@@ -227,33 +228,64 @@ async def _partitions(consumer: AIOKafkaConsumer, settings: Settings, topic: str
     return set(known)
 
 
+@dataclass(frozen=True)
+class NotSent:
+    """A record the producer or the broker refused; it stays where it was read."""
+
+    record: Record
+    reason: str
+
+
 async def publish(
     settings: Settings,
     records: Sequence[Record],
     target: Callable[[Record], str],
     headers: Callable[[Record], dict[str, str]],
     progress: Callable[[int], None] | None = None,
-) -> int:
-    producer = AIOKafkaProducer(acks="all", **client_kwargs(settings))
+) -> list[NotSent]:
+    """Sends a copy of each record; one that cannot be sent (too large for the producer's
+    ``max_request_size`` or refused by the broker) does not stop the others. Returns those
+    not sent, in the order given."""
+    producer = AIOKafkaProducer(
+        acks="all", max_request_size=max_request_size(settings), **client_kwargs(settings)
+    )
     try:
         await producer.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
         await producer.stop()
         raise KafkaUnavailable(f"cannot reach Kafka: {exc or type(exc).__name__}") from None
     try:
-        pending = []
-        for n, record in enumerate(records, start=1):
-            pending.append(
-                await producer.send(
+        refused: dict[int, NotSent] = {}
+        pending: dict[int, asyncio.Future[object]] = {}
+        for n, record in enumerate(records):
+            try:
+                pending[n] = await producer.send(
                     target(record),
                     record.value,
                     key=record.key.encode() if record.key is not None else None,
                     headers=[(k, v.encode()) for k, v in headers(record).items()],
                 )
-            )
+            except MessageSizeTooLargeError as exc:
+                limit = f"ORCHESTRA_MAX_MESSAGE_BYTES={settings.max_message_bytes}"
+                refused[n] = NotSent(record, f"{_reason(exc)} ({limit})")
+            except KafkaError as exc:
+                refused[n] = NotSent(record, _reason(exc))
             if progress is not None:
-                progress(n)
-        await asyncio.gather(*pending)
-        return len(pending)
+                progress(n + 1)
+        answers = await asyncio.gather(*pending.values(), return_exceptions=True)
+        for n, answer in zip(pending, answers, strict=True):
+            if isinstance(answer, KafkaError):
+                refused[n] = NotSent(records[n], _reason(answer))
+            elif isinstance(answer, BaseException):
+                raise answer
+        return [refused[n] for n in sorted(refused)]
     finally:
         await producer.stop()
+
+
+def _reason(exc: KafkaError) -> str:
+    """The error's own text; a broker's answer, which has none, with its description."""
+    description = getattr(exc, "description", "")
+    if exc.args or not description:
+        return str(exc) or type(exc).__name__
+    return f"{exc}: {description}"

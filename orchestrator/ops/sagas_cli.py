@@ -13,11 +13,12 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.arguments import not_empty, positive
+from orchestrator.arguments import MAX_LIMIT, age, limit, not_empty, utf8
 from orchestrator.db import DatabaseUnavailable, create_engine, first_line
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.errors import OrchestraError
 from orchestrator.ops import inspection, manual, trace
+from orchestrator.ops.output import print_table
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
 from orchestrator.writers import new_writer_id
@@ -30,16 +31,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sagas = commands.add_parser("sagas", help="list, inspect, trace, retry and compensate sagas")
     verbs = sagas.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", help="sagas, newest first, filtered")
-    listing.add_argument("--type", dest="saga_type", help="saga type, e.g. order-checkout")
+    listing.add_argument(
+        "--type", dest="saga_type", type=utf8, help="saga type, e.g. order-checkout"
+    )
     listing.add_argument(
         "--status", type=str.upper, choices=[status.value for status in SagaStatus]
     )
-    listing.add_argument("--older-than", help="created at least this long ago: 90s, 15m, 2h, 3d")
+    listing.add_argument(
+        "--older-than", type=age, help="created at least this long ago: 90s, 15m, 2h, 3d"
+    )
     listing.add_argument("--key", type=not_empty, help="business key (order_id, request_id, ...)")
-    listing.add_argument("--limit", type=positive, default=50, help="at most (default 50)")
+    listing.add_argument(
+        "--limit", type=limit, default=50, help=f"at most this many, 1-{MAX_LIMIT} (default 50)"
+    )
+    listing.add_argument(
+        "--json", action="store_true", help="one JSON object per saga per line, not a table"
+    )
     for verb, text in (("show", "state and step history"), ("trace", "message flow diagram")):
         one = verbs.add_parser(verb, help=text)
-        one.add_argument("saga", help="saga id, or a business key naming one saga")
+        one.add_argument("saga", type=utf8, help="saga id, or a business key naming one saga")
         if verb == "trace":
             one.add_argument("--svg", type=Path, help="also write an SVG rendering here")
             one.add_argument("--html", type=Path, help="also write an HTML page here")
@@ -48,9 +58,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         ("compensate", "roll a running saga back from its current step"),
     ):
         act = verbs.add_parser(verb, help=text)
-        act.add_argument("saga", help="saga id, or a business key naming one saga")
-        act.add_argument("--why", required=True, help="recorded in the saga's history")
-        act.add_argument("--actor", default=None, help="who (default: the login name)")
+        act.add_argument("saga", type=utf8, help="saga id, or a business key naming one saga")
+        act.add_argument(
+            "--why", type=not_empty, required=True, help="recorded in the saga's history"
+        )
+        act.add_argument("--actor", type=actor, default=None, help="who (default: the login name)")
+
+
+ACTOR_MAX = 128
+
+
+def actor(text: str) -> str:
+    """Who acts: not blank, and fits ``saga_history.actor``."""
+    text = not_empty(text)
+    if len(text) > ACTOR_MAX:
+        raise argparse.ArgumentTypeError(f"at most {ACTOR_MAX} characters, not {len(text)}")
+    return text
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,10 +91,6 @@ async def _run(
     args: argparse.Namespace, settings: Settings, engine: AsyncEngine, writer: int
 ) -> int:
     if args.verb == "list":
-        try:
-            age = inspection.parse_age(args.older_than) if args.older_than else None
-        except ValueError as exc:
-            raise OrchestraError(str(exc)) from None
         if args.saga_type and args.saga_type not in DEFINED_TYPES:
             known = DEFINED_TYPES | await inspection.saga_types(engine)
             if args.saga_type not in known:
@@ -80,9 +99,15 @@ async def _run(
                 )
         found = await inspection.list_sagas(
             engine,
-            inspection.SagaFilter(args.saga_type, args.status, age, args.key, args.limit),
+            inspection.SagaFilter(
+                args.saga_type, args.status, args.older_than, args.key, args.limit
+            ),
         )
-        _print_list(found)
+        if args.json:
+            for saga in found:
+                print(json.dumps(as_json(saga)))
+        else:
+            _print_list(found)
         return 0
     outputs = [path for path in (getattr(args, "svg", None), getattr(args, "html", None)) if path]
     for path in outputs:
@@ -156,7 +181,21 @@ def _print_list(found: list[SagaInstance]) -> None:
             _age(now - saga.created_at),
             saga.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
-    console.print(table)
+    print_table(console, table)
+
+
+def as_json(saga: SagaInstance) -> dict[str, object]:
+    """One line of ``sagas list --json``."""
+    return {
+        "id": str(saga.id),
+        "saga_type": saga.saga_type,
+        "business_key": saga.business_key,
+        "status": saga.status.value,
+        "step": saga.step_index,
+        "reason": saga.reason,
+        "created_at": saga.created_at.isoformat(),
+        "updated_at": saga.updated_at.isoformat(),
+    }
 
 
 def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
@@ -182,7 +221,7 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
             row.detail or "",
             row.actor or "",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def _age(delta: object) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from datetime import datetime
 
 from rich.console import Console
@@ -12,11 +14,13 @@ from rich.table import Table
 from events import envelope as env
 from events.dlq import DeadLetterReason
 from events.topics import DLQ_SUFFIX, dlq
-from orchestrator.arguments import non_negative
+from orchestrator.arguments import moment, offset, partition
 from orchestrator.engine.records import redriven_headers
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import list_topics
+from orchestrator.ops.output import print_table
 from orchestrator.ops.records import (
+    NotSent,
     Record,
     Selection,
     UnknownTopic,
@@ -54,13 +58,13 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     listing.add_argument("--reason", type=str.upper, choices=REASONS, help="only this dlq_reason")
     show = verbs.add_parser("show", help="one dead letter: headers and value")
     show.add_argument("topic", help="the original topic")
-    show.add_argument("--partition", type=non_negative, required=True)
-    show.add_argument("--offset", type=non_negative, required=True)
+    show.add_argument("--partition", type=partition, required=True)
+    show.add_argument("--offset", type=offset, required=True)
     redrive = verbs.add_parser("redrive", help="send dead letters back to their topic")
     redrive.add_argument("topic", help="the original topic")
     redrive.add_argument(
         "--partition",
-        type=non_negative,
+        type=partition,
         action="append",
         default=[],
         help="only this DLQ partition (repeatable)",
@@ -68,7 +72,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     which = redrive.add_mutually_exclusive_group()
     which.add_argument(
         "--offset",
-        type=non_negative,
+        type=offset,
         action="append",
         default=[],
         help="one record's offset in the given partition (repeatable; --partition is "
@@ -87,26 +91,20 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--partition",
-        type=non_negative,
+        type=partition,
         action="append",
         default=[],
         help="only this partition (repeatable)",
     )
-    parser.add_argument("--from-offset", type=non_negative, help="first offset (per partition)")
-    parser.add_argument("--to-offset", type=non_negative, help="last offset, inclusive")
-    parser.add_argument("--since", type=_time, help="records at or after (ISO 8601)")
-    parser.add_argument("--until", type=_time, help="records at or before (ISO 8601)")
+    parser.add_argument("--from-offset", type=offset, help="first offset (per partition)")
+    parser.add_argument("--to-offset", type=offset, help="last offset, inclusive")
+    times = (
+        "(ISO 8601 with a time zone, e.g. 2026-11-27T10:00:00Z; "
+        "a time before 1970 means from the start)"
+    )
+    parser.add_argument("--since", type=moment, help=f"records at or after {times}")
+    parser.add_argument("--until", type=moment, help=f"records at or before {times}")
     parser.add_argument("--key", help="only records with this key")
-
-
-def _time(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    if moment.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"give a time zone, e.g. {text}Z or {text}+00:00")
-    return moment
 
 
 async def replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -129,14 +127,19 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         _table(f"{len(records)} records would be re-published to {target}", records)
         return 0
-    sent = await _send(settings, records, lambda _: target, _replayed)
-    console.print(f"re-published {sent} records of {args.topic} to {target}")
-    return 0
+    refused = await _send(settings, records, lambda _: target, _replayed)
+    console.print(
+        f"re-published {_count(records, refused)} records of {args.topic} to {target}"
+        + _left(refused, args.topic),
+        soft_wrap=True,
+    )
+    return 2 if refused else 0
 
 
 async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    topic = source_topic(args.topic) if args.topic else ""
     if args.verb == "list":
-        names = [dlq(args.topic)] if args.topic else await _dlq_topics(settings)
+        names = [dlq(topic)] if topic else await _dlq_topics(settings)
         for name in names:
             letters = [
                 r
@@ -145,7 +148,7 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
             ]
             _table(f"{name}: {len(letters)} dead letters", letters, dead=True)
         return 0
-    name = dlq(args.topic)
+    name = dlq(topic)
     if args.verb == "show":
         found = await read(settings, name, Selection((args.partition,), args.offset, args.offset))
         if not found:
@@ -178,22 +181,56 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
             f"no dead letter at offset {', '.join(map(str, unmatched))} of {name}"
             + (f" partition {describe(set(args.partition))}" if args.partition else "")
         )
-    await _existing(settings, {_origin(r, args.topic) for r in letters})
+    await _existing(settings, {_origin(r, topic) for r in letters})
     if args.dry_run:
-        _table(f"{len(letters)} dead letters would be re-driven to {args.topic}", letters, True)
+        _table(f"{len(letters)} dead letters would be re-driven to {topic}", letters, True)
         return 0
-    sent = await _send(settings, letters, lambda r: _origin(r, args.topic), _redriven)
-    console.print(f"re-drove {sent} dead letters of {name} to their topic")
-    return 0
+    refused = await _send(settings, letters, lambda r: _origin(r, topic), _redriven)
+    console.print(
+        f"re-drove {_count(letters, refused)} dead letters of {name} to their topic"
+        + _left(refused, name),
+        soft_wrap=True,
+    )
+    return 2 if refused else 0
 
 
-async def _send(settings: Settings, records: list[Record], target, headers) -> int:  # type: ignore[no-untyped-def]
+def source_topic(topic: str) -> str:
+    """The topic a DLQ belongs to: ``orders.submitted`` for ``orders.submitted.dlq`` too."""
+    return topic.removesuffix(DLQ_SUFFIX) or topic
+
+
+async def _send(
+    settings: Settings,
+    records: list[Record],
+    target: Callable[[Record], str],
+    headers: Callable[[Record], dict[str, str]],
+) -> list[NotSent]:
+    """Publishes copies; each one refused is one ``orchestra: error:`` line on stderr."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("publishing", total=len(records))
-        return await publish(
+        refused = await publish(
             settings, records, target, headers, lambda n: progress.update(task, completed=n)
         )
+    for item in refused:
+        r = item.record
+        print(
+            f"orchestra: error: not sent: {r.topic}/{r.partition}/{r.offset} "
+            f"({len(r.value)} bytes): {item.reason}",
+            file=sys.stderr,
+        )
+    return refused
+
+
+def _count(records: list[Record], refused: list[NotSent]) -> str:
+    sent = len(records) - len(refused)
+    return f"{sent} of {len(records)}" if refused else str(sent)
+
+
+def _left(refused: list[NotSent], topic: str) -> str:
+    if not refused:
+        return ""
+    return f"; {len(refused)} not sent (listed on stderr), still in {topic}"
 
 
 def _origin(letter: Record, topic: str) -> str:
@@ -241,4 +278,4 @@ def _table(title: str, records: list[Record], dead: bool = False) -> None:
         else:
             row.append(r.headers.get(env.H_TYPE, ""))
         table.add_row(*row)
-    console.print(table)
+    print_table(console, table)

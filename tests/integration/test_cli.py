@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.embedded import EmbeddedStack
+from orchestrator.embedded import EmbeddedStack, free_port
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -217,6 +217,22 @@ def test_arguments_that_cannot_be_right_are_refused_before_any_connection(tmp_pa
         ),
         (("demo", "--users", "0"), "--users: must be at least 1"),
         (("dev", "--kafka-port", "70000"), "not a port: 70000"),
+        (("sagas", "list", "--older-than", "99999999999d"), "--older-than: age 99999999999d out"),
+        (("sagas", "list", "--limit", "99999999999999999999"), "the limit is at most 10000"),
+        (("sagas", "compensate", "some-order", "--why", ""), "--why: must not be empty"),
+        (("sagas", "retry", "some-order", "--why", " "), "--why: must not be empty"),
+        (
+            ("replay", "orders.submitted", "--from-offset", "99999999999999999999"),
+            "a Kafka offset is at most 9223372036854775807",
+        ),
+        (
+            ("replay", "orders.submitted", "--since", "2026-11-27"),
+            "give a time zone, e.g. 2026-11-27T00:00:00Z",
+        ),
+        (
+            ("replay", "orders.submitted", "--since", "2026-11-27+00:00"),
+            "a time zone needs a time of day: '2026-11-27+00:00'; e.g. 2026-11-27T00:00:00+00:00",
+        ),
     ):
         # nothing listens here: each is refused before Kafka or PostgreSQL is asked
         _refused(
@@ -249,3 +265,23 @@ def test_a_metrics_port_taken_is_one_clear_line(stack: EmbeddedStack) -> None:
             ORCHESTRA_LOG_LEVEL="WARNING",
         )
     _refused(run, "the metrics endpoint cannot listen on port")
+
+
+def test_dev_refuses_ports_taken_before_starting_anything() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for args, env, says in (
+            (("dev", "--kafka-port", port), {}, f"--kafka-port {port} is taken"),
+            (("dev",), {"ORCHESTRA_HTTP_PORT": port}, f"ORCHESTRA_HTTP_PORT {port} is taken"),
+            (
+                ("dev",),
+                {"ORCHESTRA_METRICS_PORT": port, "ORCHESTRA_HTTP_PORT": str(free_port())},
+                f"ORCHESTRA_METRICS_PORT {port} is taken",
+            ),
+        ):
+            run = _run(*args, **env)
+            _refused(run, says)
+            assert run.stdout == ""  # no broker, database or URL of someone else's
+            assert len(run.stderr.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ an operator would against the embedded stack with real sagas."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +59,38 @@ async def test_list_show_and_trace_a_real_order(
     assert listed.returncode == 0, listed.stderr
     assert order.order_id in listed.stdout
     assert "NO_DELIVERY_CAPACITY" in listed.stdout
+    ((saga_id,),) = await query(
+        stack.database_url,
+        "SELECT id FROM saga_instances WHERE business_key = :k",
+        k=order.order_id,
+    )
+    piped = await asyncio.to_thread(  # off a terminal 80 columns wide: nothing is cut
+        subprocess.run,
+        [sys.executable, "-m", "orchestrator.cli", "sagas", "list", "--key", order.order_id],
+        env={
+            **os.environ,
+            "ORCHESTRA_DATABASE_URL": stack.database_url,
+            "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+            "COLUMNS": "80",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert str(saga_id) in piped.stdout
+    assert "order-checkout" in piped.stdout
+    assert "…" not in piped.stdout
+    as_json = await orchestra(stack, "sagas", "list", "--key", order.order_id, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    (line,) = [json.loads(text) for text in as_json.stdout.splitlines()]
+    assert (line["id"], line["saga_type"], line["business_key"]) == (
+        str(saga_id),
+        "order-checkout",
+        order.order_id,
+    )
+    assert (line["status"], line["reason"]) == ("ABORTED", "NO_DELIVERY_CAPACITY")
 
     shown = await orchestra(stack, "sagas", "show", order.order_id)
     assert shown.returncode == 0, shown.stderr

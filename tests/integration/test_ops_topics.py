@@ -4,15 +4,18 @@ already happened; ``orchestra dlq`` lists, shows and re-drives dead letters afte
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from events import topics
-from events.envelope import Envelope
+from events.envelope import H_DLQ_REASON, H_DLQ_TOPIC, Envelope
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
@@ -229,3 +232,108 @@ async def test_a_read_reaches_the_last_record_of_a_batch_and_starts_at_a_time(
         assert await end_offsets(consumer, [tp]) == {tp: 8}
     finally:
         await consumer.stop()
+
+
+async def _orchestra_with(
+    stack: EmbeddedStack, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``orchestra`` against ``stack`` with extra settings, off a terminal 80 columns wide."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        env={
+            **os.environ,
+            "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+            "ORCHESTRA_DATABASE_URL": stack.database_url,
+            "ORCHESTRA_LOG_LEVEL": "WARNING",
+            "COLUMNS": "80",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_records_too_large_to_send_are_reported_and_the_rest_are_sent(
+    stack: EmbeddedStack,
+) -> None:
+    """A record over the producer's limit (or refused by the broker) is one line naming it;
+    the others are sent, a summary ends the run, exit 2, and the record stays where it was.
+    The producer honours ORCHESTRA_MAX_MESSAGE_BYTES."""
+    settings = stack.settings()
+    source, copy = c.unique("ops.big"), c.unique("ops.copy")
+    letters = topics.dlq(source)
+    await ensure_topics(settings, [source, letters, copy])
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, max_request_size=4_000_000
+    )
+    await producer.start()
+    try:
+        for n, size in enumerate((10, 1_500_000, 10)):
+            value = b"x" * size
+            await (await producer.send(source, value, key=f"k-{n}".encode()))
+            dead = [(H_DLQ_TOPIC, source.encode()), (H_DLQ_REASON, b"TOO_LARGE")]
+            await (await producer.send(letters, value, key=f"k-{n}".encode(), headers=dead))
+    finally:
+        await producer.stop()
+
+    replayed = await _orchestra_with(stack, "replay", source, "--to-topic", copy)
+    assert replayed.returncode == 2, replayed.stderr
+    assert "Traceback" not in replayed.stderr
+    (refused,) = replayed.stderr.strip().splitlines()
+    assert refused.startswith(f"orchestra: error: not sent: {source}/0/1 (1500000 bytes): ")
+    assert "ORCHESTRA_MAX_MESSAGE_BYTES=1000000" in refused
+    assert replayed.stdout.strip().splitlines()[-1] == (
+        f"re-published 2 of 3 records of {source} to {copy}; "
+        f"1 not sent (listed on stderr), still in {source}"
+    )
+    assert [r.key for r in await read(settings, copy, Selection())] == ["k-0", "k-2"]
+
+    larger = await _orchestra_with(
+        stack, "replay", source, "--to-topic", copy, ORCHESTRA_MAX_MESSAGE_BYTES="5000000"
+    )
+    assert larger.returncode == 0, larger.stderr
+    assert f"re-published 3 records of {source} to {copy}" in larger.stdout
+    sizes = [len(r.value) for r in await read(settings, copy, Selection(from_offset=2))]
+    assert sizes == [10, 1_500_000, 10]
+
+    listed = await _orchestra_with(stack, "dlq", "list", letters)  # its own name is accepted
+    assert listed.returncode == 0, listed.stderr
+    assert f"{letters}: 3 dead letters" in listed.stdout
+    redriven = await _orchestra_with(stack, "dlq", "redrive", letters, "--all")
+    assert redriven.returncode == 2, redriven.stderr
+    assert f"not sent: {letters}/0/1 (1500000 bytes)" in redriven.stderr
+    assert f"re-drove 2 of 3 dead letters of {letters}" in redriven.stdout
+    assert len(await read(settings, letters, Selection())) == 3  # nothing lost
+    assert [r.key for r in await read(settings, source, Selection(from_offset=3))] == [
+        "k-0",
+        "k-2",
+    ]
+
+
+async def test_the_earliest_time_and_the_last_offset_select_without_a_traceback(
+    stack: EmbeddedStack,
+) -> None:
+    settings = stack.settings()
+    topic = c.unique("ops.range")
+    await ensure_topics(settings, [topic])
+    publisher = KafkaPublisher(settings, "ops-test")
+    await publisher.start()
+    try:
+        await publisher.publish(
+            [OutboundMessage(topic, "k", Envelope(type="ops.v1").headers(), b"{}")]
+        )
+    finally:
+        await publisher.stop()
+    earliest = await _orchestra_with(
+        stack, "replay", topic, "--since", "0001-01-01T00:00:00Z", "--dry-run"
+    )
+    assert earliest.returncode == 0, earliest.stderr
+    assert "1 records would be re-published" in earliest.stdout
+    last = await _orchestra_with(
+        stack, "replay", topic, "--from-offset", str(2**63 - 1), "--dry-run"
+    )
+    assert last.returncode == 0, last.stderr
+    assert "0 records would be re-published" in last.stdout
