@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -134,7 +135,9 @@ async def _run(
             raise OrchestraError(str(exc)) from None
         console.print(
             f"{args.verb}: saga {saved.id} is {saved.status.value} "
-            f"(step {saved.step_index}, by {actor}: {args.why})"
+            f"(step {saved.step_index}, by {actor}: {args.why})",
+            markup=False,
+            highlight=False,
         )
     return 0
 
@@ -177,7 +180,7 @@ def _print_list(found: list[SagaInstance]) -> None:
             saga.business_key,
             saga.status.value,
             str(saga.step_index),
-            saga.reason or "",
+            escape(saga.reason or ""),
             _age(now - saga.created_at),
             saga.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
@@ -199,7 +202,7 @@ def as_json(saga: SagaInstance) -> dict[str, object]:
 
 
 def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
-    console.print(f"[bold]{saga.saga_type}[/bold] {saga.id}  key {saga.business_key}")
+    console.print(f"[bold]{saga.saga_type}[/bold] {saga.id}  key {escape(saga.business_key)}")
     console.print(
         f"status {saga.status.value}, step {saga.step_index}"
         f"{' (compensating)' if saga.compensating and not saga.status.terminal else ''}, "
@@ -217,9 +220,9 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
             row.event,
             row.step or "",
             row.status,
-            row.message_type or "",
-            row.detail or "",
-            row.actor or "",
+            escape(row.message_type or ""),
+            escape(row.detail or ""),
+            escape(row.actor or ""),
         )
     print_table(console, table)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -60,6 +61,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     show.add_argument("topic", help="the original topic")
     show.add_argument("--partition", type=partition, required=True)
     show.add_argument("--offset", type=offset, required=True)
+    show.add_argument(
+        "--full", action="store_true", help=f"the whole value (else its first {SHOWN_CHARS:,})"
+    )
     redrive = verbs.add_parser("redrive", help="send dead letters back to their topic")
     redrive.add_argument("topic", help="the original topic")
     redrive.add_argument(
@@ -140,13 +144,19 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     topic = source_topic(args.topic) if args.topic else ""
     if args.verb == "list":
         names = [dlq(topic)] if topic else await _dlq_topics(settings)
+        empty = 0
         for name in names:
             letters = [
                 r
                 for r in await read(settings, name, Selection())
                 if args.reason is None or r.headers.get(env.H_DLQ_REASON) == args.reason
             ]
-            _table(f"{name}: {len(letters)} dead letters", letters, dead=True)
+            if letters or topic:
+                _table(f"{name}: {len(letters)} dead letters", letters, dead=True)
+            else:
+                empty += 1
+        if empty:
+            console.print(f"{empty} other dead-letter topics hold none" + _of_reason(args.reason))
         return 0
     name = dlq(topic)
     if args.verb == "show":
@@ -156,10 +166,17 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 f"no record at {name} partition {args.partition} offset {args.offset}"
             )
         letter = found[0]
-        for header, value in sorted(letter.headers.items()):
-            console.print(f"[bold]{header}[/bold]: {value}")
-        console.print(f"[bold]key[/bold]: {letter.key}")
-        console.print(letter.value.decode("utf-8", "replace"))
+        for header, text in sorted(letter.headers.items()):
+            console.print(f"[bold]{escape(header)}[/bold]: {escape(text)}", highlight=False)
+        console.print(f"[bold]key[/bold]: {escape(str(letter.key))}", highlight=False)
+        value = letter.value.decode("utf-8", "replace")
+        if args.full or len(value) <= SHOWN_CHARS:
+            console.print(value, markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(value[:SHOWN_CHARS], markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"... ({len(letter.value):,} bytes in all; --full prints the whole value)"
+            )
         return 0
     if not (args.all or args.offset or args.reason):
         raise OrchestraError("say which dead letters: --offset (repeatable), --reason or --all")
@@ -192,6 +209,14 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         soft_wrap=True,
     )
     return 2 if refused else 0
+
+
+SHOWN_CHARS = 2_000
+"""How much of a dead letter's value ``dlq show`` prints unless asked for all of it."""
+
+
+def _of_reason(reason: str | None) -> str:
+    return f" with reason {reason}" if reason else ""
 
 
 def source_topic(topic: str) -> str:
@@ -277,5 +302,5 @@ def _table(title: str, records: list[Record], dead: bool = False) -> None:
             ]
         else:
             row.append(r.headers.get(env.H_TYPE, ""))
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     print_table(console, table)

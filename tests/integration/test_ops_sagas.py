@@ -152,7 +152,7 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
         await seen.wait([], timeout_s=0.1)
 
     retried = await orchestra(
-        stack, "sagas", "retry", stuck.topup_id, "--why", "bank is back", "--actor", "alice"
+        stack, "sagas", "retry", stuck.topup_id, "--why", "bank is back [/ok]", "--actor", "alice"
     )
     assert retried.returncode == 0, retried.stderr
     undone = await orchestra(
@@ -168,9 +168,12 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
         k=stuck.topup_id,
     )
     assert notes == [
-        ("manual-retry", "alice", "bank is back"),
+        ("manual-retry", "alice", "bank is back [/ok]"),
         ("manual-compensate", "bob", "client cancelled"),
     ]
+    shown = await orchestra(stack, "sagas", "show", stuck.topup_id)  # brackets are text
+    assert shown.returncode == 0, shown.stderr
+    assert "bank is back [/ok]" in shown.stdout
 
     again = await orchestra(stack, "sagas", "compensate", stuck.topup_id, "--why", "twice")
     assert again.returncode == 2

@@ -337,3 +337,50 @@ async def test_the_earliest_time_and_the_last_offset_select_without_a_traceback(
     )
     assert last.returncode == 0, last.stderr
     assert "0 records would be re-published" in last.stdout
+
+
+@pytest.mark.usefixtures("running_app")
+async def test_dead_letters_are_shown_as_they_are_and_long_values_cut_unless_asked(
+    stack: EmbeddedStack,
+) -> None:
+    """Brackets in a refused record are text, not terminal markup (``[/x]`` had stopped
+    ``dlq list`` and ``dlq show`` with a traceback); a long value is cut unless ``--full``."""
+    source = c.unique("markup")
+    settings = stack.settings()
+    await ensure_topics(settings, [source, topics.dlq(source)])
+    value = b'{"note": "[/bold] [red]' + b"x" * 5000 + b'"}'
+    producer = AIOKafkaProducer(**admin_kwargs(settings))
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.dlq(source),
+            value,
+            key=b"k-[/i]",
+            headers=[
+                (H_DLQ_REASON, b"INVALID_PAYLOAD"),
+                ("dlq_error", b"note: bad [/x] [type=string_type]"),
+                (H_DLQ_TOPIC, source.encode()),
+                ("dlq_partition", b"0"),
+                ("dlq_offset", b"7"),
+            ],
+        )
+    finally:
+        await producer.stop()
+
+    listed = await orchestra(stack, "dlq", "list", source)
+    assert listed.returncode == 0, listed.stderr
+    assert "bad [/x] [type=string_type]" in listed.stdout
+    everywhere = await orchestra(stack, "dlq", "list")
+    assert everywhere.returncode == 0, everywhere.stderr
+    assert f"{topics.dlq(source)}: 1 dead letters" in everywhere.stdout
+    assert ": 0 dead letters" not in everywhere.stdout
+    where = ("--partition", "0", "--offset", "0")
+    shown = await orchestra(stack, "dlq", "show", source, *where)
+    assert shown.returncode == 0, shown.stderr
+    assert "dlq_error: note: bad [/x] [type=string_type]" in shown.stdout
+    assert "key: k-[/i]" in shown.stdout
+    assert '{"note": "[/bold] [red]' in shown.stdout
+    assert "x" * 5000 not in shown.stdout
+    assert f"({len(value):,} bytes in all; --full" in shown.stdout
+    full = await orchestra(stack, "dlq", "show", source, *where, "--full")
+    assert value.decode() in full.stdout, full.stderr
