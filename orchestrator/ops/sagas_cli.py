@@ -202,13 +202,16 @@ def as_json(saga: SagaInstance) -> dict[str, object]:
 
 
 def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
-    console.print(f"[bold]{saga.saga_type}[/bold] {saga.id}  key {escape(saga.business_key)}")
+    console.print(
+        f"[bold]{escape(saga.saga_type)}[/bold] {saga.id}  key {escape(saga.business_key)}"
+    )
     console.print(
         f"status {saga.status.value}, step {saga.step_index}"
         f"{' (compensating)' if saga.compensating and not saga.status.terminal else ''}, "
         f"attempt {saga.attempt}, "
         f"reason {saga.reason or '-'}, next action {saga.next_action_at or '-'}, "
-        f"version {saga.version}"
+        f"version {saga.version}",
+        markup=False,
     )
     console.print_json(json.dumps(saga.data, default=str))
     table = Table(title="history")
