@@ -39,6 +39,12 @@ SAGAS_ENDED = Counter(
     ["saga_type", "outcome"],
     registry=REGISTRY,
 )
+TIMER_FAILURES = Counter(
+    "orchestra_saga_timer_failures_total",
+    "Timers whose decision raised; the saga was put off (a bug or data its code cannot read)",
+    ["saga_type"],
+    registry=REGISTRY,
+)
 STEP_LATENCY = Histogram(
     "orchestra_step_latency_seconds",
     "From a command sent to its reply applied",
@@ -85,6 +91,8 @@ def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -
                 SAGAS_STARTED.labels(saga_type).inc()
             elif entry.event == "ended" and entry.status in ENDINGS:
                 SAGAS_ENDED.labels(saga_type, ENDINGS[entry.status]).inc()
+            elif entry.event == "timer-failed":
+                TIMER_FAILURES.labels(saga_type).inc()
     for timing in timings:
         direction = "compensation" if timing.compensating else "forward"
         STEP_LATENCY.labels(timing.saga_type, timing.step, direction).observe(timing.seconds)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.bench import BENCH_REQUESTED
 from events.topics import SAGA_REPLIES
+from orchestrator import metrics
 from orchestrator.engine.machine import SagaMachine
 from orchestrator.sagas.bench import BENCH_SAGA
 from tests.integration.helpers import Sent, bench_reply_to, bench_request, bench_runtime, unique
@@ -29,6 +30,12 @@ def _fail_on(
         return real(first, *args)
 
     setattr(machine, method, failing)
+
+
+def _timer_failures() -> float:
+    labels = {"saga_type": BENCH_SAGA.name}
+    found = metrics.REGISTRY.get_sample_value("orchestra_saga_timer_failures_total", labels)
+    return found or 0.0
 
 
 async def _steps(engine: AsyncEngine, saga_ids: list[UUID]) -> dict[UUID, int]:
@@ -98,8 +105,10 @@ async def test_a_timer_that_raises_puts_its_saga_off_and_the_others_fire(
     machine = runtime.machines[BENCH_SAGA.name]
     _fail_on(machine, "on_due", lambda saga: saga.id == bad_saga, RuntimeError("timer bug"))
 
+    before = _timer_failures()
     await runtime.fire_due()
     await runtime.relay.drain()
+    assert _timer_failures() == before + 1
 
     async with engine.connect() as conn:
         sagas = {
