@@ -225,6 +225,7 @@ class CustomerAccounts:
                     saga_id=saga_id,
                     step=step,
                     memo="wallet top-up",
+                    capped=True,
                 )
             except ledger.BalanceLimitReached:
                 return StepFailed(
@@ -339,8 +340,6 @@ class CustomerAccounts:
                 await ledger.reverse_step(conn, saga_id, step, memo)
             except ledger.InsufficientFunds as exc:
                 return StepFailed(reason=INSUFFICIENT_FUNDS, detail=f"cannot take back from {exc}")
-            except ledger.BalanceLimitReached as exc:
-                return StepFailed(reason=BALANCE_LIMIT_REACHED, detail=f"cannot give back to {exc}")
             return None
 
         return await self.operations.undo(conn, envelope, undo)

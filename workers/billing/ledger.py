@@ -31,26 +31,24 @@ def sales_account(purpose: str) -> str:
     return f"sales:{purpose}"
 
 
-class BalanceRefused(Exception):
-    """A movement an account's balance cannot take; nothing was written."""
+class InsufficientFunds(Exception):
+    """The debited account would go below zero (or has no row); nothing was written."""
 
 
-class InsufficientFunds(BalanceRefused):
-    """The debited account would go below zero (or has no row)."""
+class BalanceLimitReached(Exception):
+    """The credited account would hold more than the largest balance (``MAX_MINOR``); nothing
+    was written."""
 
 
-class BalanceLimitReached(BalanceRefused):
-    """The credited account would hold more than the largest balance (``MAX_MINOR``)."""
-
-
-def _adjustment(table: Table, key: str) -> Update:
-    """Add ``b_delta`` to the balance of row ``b_ident`` unless it would leave
-    0..``MAX_MINOR`` (a balance is reported as an amount, and amounts stop there)."""
+def _adjustment(table: Table, key: str, capped: bool) -> Update:
+    """Add ``b_delta`` to the balance of row ``b_ident`` unless it would go below zero or,
+    ``capped``, above ``MAX_MINOR``."""
     delta: BindParameter[int] = bindparam("b_delta")
     after = table.c.balance_minor + delta
+    bounds = (after >= 0, after <= MAX_MINOR) if capped else (after >= 0,)
     return (
         update(table)
-        .where(table.c[key] == bindparam("b_ident"), after >= 0, after <= MAX_MINOR)
+        .where(table.c[key] == bindparam("b_ident"), *bounds)
         .values(balance_minor=after, updated_at=func.now())
         .returning(table.c.balance_minor)
     )
@@ -58,8 +56,12 @@ def _adjustment(table: Table, key: str) -> Update:
 
 # Statements built once, not per command (see workers/operations.py).
 _ADJUST = {
-    "wallet": _adjustment(customer_wallets, "wallet_id"),
-    "giftcard": _adjustment(gift_cards, "gift_card_id"),
+    (kind, capped): _adjustment(table, key, capped)
+    for kind, table, key in (
+        ("wallet", customer_wallets, "wallet_id"),
+        ("giftcard", gift_cards, "gift_card_id"),
+    )
+    for capped in (False, True)
 }
 _INSERT_ENTRIES = pg_insert(ledger_entries)
 _STEP_ENTRIES = (
@@ -77,9 +79,9 @@ _STEP_ENTRIES = (
 )
 
 
-async def _adjust(conn: AsyncConnection, account: str, delta: int) -> int | None:
+async def _adjust(conn: AsyncConnection, account: str, delta: int, capped: bool) -> int | None:
     kind, _, ident = account.partition(":")
-    statement = _ADJUST.get(kind)
+    statement = _ADJUST.get((kind, capped and delta > 0))
     if statement is None:
         return None
     result = await conn.execute(statement, {"b_ident": ident, "b_delta": delta})
@@ -99,16 +101,19 @@ async def move(
     saga_id: UUID,
     step: str,
     memo: str,
+    capped: bool = False,
 ) -> tuple[int | None, int | None]:
     """Move money; returns the new balances of (source, target) where they have one.
 
     Raises, having written nothing, InsufficientFunds if the source cannot pay (or an
-    account with a balance does not exist), BalanceLimitReached if the target would hold
-    more than ``MAX_MINOR``.
+    account with a balance does not exist), and, ``capped``, BalanceLimitReached if the
+    target would hold more than ``MAX_MINOR``: new money is capped (a balance is reported as
+    an amount, and amounts stop there), money given back never is (a compensation must not
+    fail because the account grew meanwhile).
     """
     async with conn.begin_nested():
-        source_balance = await _adjust(conn, source, -amount_minor)
-        target_balance = await _adjust(conn, target, amount_minor)
+        source_balance = await _adjust(conn, source, -amount_minor, capped)
+        target_balance = await _adjust(conn, target, amount_minor, capped)
     movement = uuid4().hex
     await conn.execute(
         _INSERT_ENTRIES,
