@@ -14,6 +14,7 @@ from events.bench import BENCH_REQUESTED
 from events.topics import SAGA_REPLIES
 from orchestrator import metrics
 from orchestrator.engine.machine import SagaMachine
+from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.sagas.bench import BENCH_SAGA
 from tests.integration.helpers import Sent, bench_reply_to, bench_request, bench_runtime, unique
 
@@ -30,6 +31,16 @@ def _fail_on(
         return real(first, *args)
 
     setattr(machine, method, failing)
+
+
+async def _two_sagas(engine: AsyncEngine) -> tuple[Sent, SagaRuntime, UUID, UUID]:
+    """Two benchmark sagas started, each waiting on its first step's reply."""
+    sent = Sent()
+    runtime = bench_runtime(engine, sent)
+    await runtime.handle_inbound([bench_request(unique("a")), bench_request(unique("b"))])
+    await runtime.relay.drain()
+    first, second = (UUID(m.headers["ce_sagaid"]) for m in sent.messages)
+    return sent, runtime, first, second
 
 
 def _timer_failures() -> float:
@@ -69,12 +80,8 @@ async def test_a_start_that_raises_is_dead_lettered_and_the_others_start(
 async def test_a_reply_that_raises_is_dead_lettered_and_the_others_apply(
     engine: AsyncEngine,
 ) -> None:
-    sent = Sent()
-    runtime = bench_runtime(engine, sent)
-    await runtime.handle_inbound([bench_request(unique("a")), bench_request(unique("b"))])
-    await runtime.relay.drain()
+    sent, runtime, bad_saga, good_saga = await _two_sagas(engine)
     first, second = sent.messages
-    bad_saga, good_saga = (UUID(m.headers["ce_sagaid"]) for m in (first, second))
     machine = runtime.machines[BENCH_SAGA.name]
     _fail_on(machine, "on_reply", lambda saga: saga.id == bad_saga, RuntimeError("step bug"))
     await runtime.handle_replies([bench_reply_to(first), bench_reply_to(second)])
@@ -89,11 +96,7 @@ async def test_a_reply_that_raises_is_dead_lettered_and_the_others_apply(
 async def test_a_timer_that_raises_puts_its_saga_off_and_the_others_fire(
     engine: AsyncEngine,
 ) -> None:
-    sent = Sent()
-    runtime = bench_runtime(engine, sent)
-    await runtime.handle_inbound([bench_request(unique("a")), bench_request(unique("b"))])
-    await runtime.relay.drain()
-    bad_saga, good_saga = (UUID(m.headers["ce_sagaid"]) for m in sent.messages)
+    sent, runtime, bad_saga, good_saga = await _two_sagas(engine)
     async with engine.begin() as conn:  # both steps timed out long ago: first in line
         await conn.execute(
             text(
