@@ -108,6 +108,11 @@ def record_letter(
     )
 
 
+def _place(record: RawRecord) -> str:
+    """A record's own id when it has no ``ce_id``: where it lies."""
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
 def parse_record(
     record: RawRecord,
     adapter: TypeAdapter[T],
@@ -149,8 +154,8 @@ def parse_record(
     if require_envelope and env.H_ID not in headers:
         return dead(DeadLetterReason.INVALID_ENVELOPE, "internal message without ce_id header")
     headers.setdefault(env.H_TYPE, default_type)
-    fallback_id = f"{record.topic}/{record.partition}/{record.offset}"
-    headers.setdefault(env.H_ID, fallback_id)
+    if env.H_ID not in headers:
+        headers[env.H_ID] = _place(record)
     try:
         envelope = Envelope.from_headers(headers)
     except ValidationError as exc:
@@ -160,7 +165,7 @@ def parse_record(
         ignored = malformed_headers(exc)
         kept = {name: value for name, value in headers.items() if name not in ignored}
         kept.setdefault(env.H_TYPE, default_type)
-        kept.setdefault(env.H_ID, fallback_id)
+        kept.setdefault(env.H_ID, _place(record))
         try:
             envelope = Envelope.from_headers(kept)
         except ValidationError as again:
