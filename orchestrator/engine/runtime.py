@@ -256,13 +256,11 @@ class SagaRuntime:
     async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], list[Decision]]:
         now = self.clock()
         async with self.engine.begin() as conn:
-            due = await store.lock_due(conn, now, limit)
+            due = await store.lock_due(conn, now, limit, self.machines)
             decisions = []
             changes = []
             for instance in due:
-                machine = self.machines.get(instance.saga_type)
-                if machine is None:
-                    continue
+                machine = self.machines[instance.saga_type]
                 try:
                     decision = machine.on_due(instance, now)
                 except Exception as exc:

@@ -68,11 +68,20 @@ async def load(driver: Any, saga_ids: Iterable[uuid.UUID | None]) -> dict[uuid.U
     return {row["id"]: from_mapping(row) for row in await driver.fetch(_LOAD, ids)}
 
 
-async def lock_due(conn: AsyncConnection, now: datetime, limit: int) -> list[SagaInstance]:
-    """Sagas whose timer is due, skipping those another process is working on."""
+async def lock_due(
+    conn: AsyncConnection, now: datetime, limit: int, saga_types: Iterable[str]
+) -> list[SagaInstance]:
+    """Sagas of these types whose timer is due, skipping those another process is working on
+    (a type this process does not run must not take its places)."""
     rows = await conn.execute(
         select(_T)
-        .where(and_(_T.c.next_action_at.is_not(None), _T.c.next_action_at <= now))
+        .where(
+            and_(
+                _T.c.next_action_at.is_not(None),
+                _T.c.next_action_at <= now,
+                _T.c.saga_type.in_(sorted(saga_types)),
+            )
+        )
         .order_by(_T.c.next_action_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

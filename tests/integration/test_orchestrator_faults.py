@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -140,3 +140,47 @@ async def test_a_timer_that_raises_puts_its_saga_off_and_the_others_fire(
     assert events[bad_saga] == ("timer-failed", "RuntimeError: timer bug")
     assert sagas[good_saga].pending_command_id not in first_commands, "timed out and moved on"
     assert events[good_saga][0] != "timer-failed"
+
+
+async def test_due_sagas_of_a_type_this_process_does_not_run_take_no_timer_places(
+    engine: AsyncEngine,
+) -> None:
+    _, runtime, saga, _ = await _two_sagas(engine)
+    retired = [uuid4() for _ in range(3)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO saga_instances (id, saga_type, business_key, status, step_index, "
+                "pending_command_id, next_action_at, data, version) "
+                "SELECT i, 'retired-saga', CAST(i AS text), 'RUNNING', 0, 'c-1', "
+                "'1999-01-01T00:00:00Z', '{}', 0 FROM unnest(CAST(:ids AS uuid[])) AS i"
+            ),
+            {"ids": retired},
+        )
+        await conn.execute(
+            text(
+                "UPDATE saga_instances SET next_action_at = '2000-01-01T00:00:00Z' WHERE id = :id"
+            ),
+            {"id": saga},
+        )
+
+    try:
+        fired = await runtime.fire_due(limit=len(retired))
+        await runtime.relay.drain()
+    finally:
+        async with engine.begin() as conn:
+            sql = "DELETE FROM saga_instances WHERE id = ANY(CAST(:ids AS uuid[]))"
+            await conn.execute(text(sql), {"ids": retired})
+
+    assert fired >= 1
+    assert "timeout" in [
+        event
+        for (event,) in (
+            await _rows(engine, "SELECT event FROM saga_history WHERE saga_id = :id", id=saga)
+        )
+    ]
+
+
+async def _rows(engine: AsyncEngine, sql: str, **params: object) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(await conn.execute(text(sql), params))
