@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events.base import Identifier, Outcome, UpstreamRecord
 from events.delivery import DeliveryMethod
-from events.money import MAX_MINOR, Amount, Balance, CurrencyCode, to_minor
+from events.money import MAX_MINOR, Amount, Balance, CurrencyCode, from_minor, to_minor
 from events.payment import PaymentDetails
 
 
@@ -75,7 +75,7 @@ class OrderSubmitted(UpstreamRecord):
         if self.total_minor > MAX_MINOR:
             raise ValueError(
                 "the order's total (items and delivery cost) is too large "
-                "(at most 9999999999999.99)"
+                f"(at most {from_minor(MAX_MINOR)})"
             )
         return self
 

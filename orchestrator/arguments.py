@@ -38,7 +38,9 @@ def at_most(highest: int, what: str, lowest: int = 0) -> Callable[[str], int]:
     """A whole number from ``lowest`` to ``highest``."""
 
     def check(text: str) -> int:
-        value = positive(text) if lowest == 1 else non_negative(text)
+        value = non_negative(text)
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{what} is at least {lowest}, not {value}")
         if value > highest:
             raise argparse.ArgumentTypeError(f"{what} is at most {highest}, not {value}")
         return value

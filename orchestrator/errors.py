@@ -17,6 +17,11 @@ class ConcurrentUpdate(OrchestraError):
     """A saga row changed under us (optimistic version check failed); retry the message."""
 
 
+class SagaCodeFailed(OrchestraError):
+    """A saga definition's own code raised on an operator's action (a bug, or data it cannot
+    read)."""
+
+
 class DefinitionError(OrchestraError):
     """A saga definition is malformed."""
 

@@ -37,7 +37,9 @@ class RetryPolicy:
 
 
 PUT_OFF = timedelta(minutes=5)
-"""How long a saga whose timer raised waits before its timer fires again."""
+"""The shortest wait of a saga whose timer raised before its timer fires again."""
+PUT_OFF_MAX = timedelta(hours=6)
+"""The longest such wait."""
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,10 @@ class SagaMachine:
         return decision.caused_by(instance.pending_command_id)
 
     def put_off(self, instance: SagaInstance, now: datetime, error: str) -> Decision:
-        """A timer whose decision raised: the saga stays as it is, due again in ``PUT_OFF``,
-        with the error in its history (the other due sagas go on)."""
+        """A timer whose decision raised: the saga stays as it is (``updated_at`` too: its last
+        progress), with the error in its history, and is due again after as long as it has been
+        stuck, between ``PUT_OFF`` and ``PUT_OFF_MAX``, so a saga that keeps failing is tried
+        less and less often; the other due sagas go on."""
         step = self._step(instance)
         failed = HistoryEntry(
             "timer-failed",
@@ -200,8 +204,9 @@ class SagaMachine:
             step=step.name if step else None,
             detail=error,
         )
-        later = now + PUT_OFF
-        return Decision(instance.evolve(next_action_at=later, updated_at=now), history=[failed])
+        stuck = now - instance.updated_at
+        later = now + min(max(stuck, PUT_OFF), PUT_OFF_MAX)
+        return Decision(instance.evolve(next_action_at=later), history=[failed])
 
     def retry_step(self, instance: SagaInstance, now: datetime, actor: str, why: str) -> Decision:
         """Manual: re-send the current step (forward or compensation) with a fresh budget."""

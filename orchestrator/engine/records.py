@@ -129,7 +129,7 @@ def parse_record(
 
     if len(value) > max_bytes:
         return dead(DeadLetterReason.TOO_LARGE, f"record of {len(value)} bytes exceeds {max_bytes}")
-    if nul_headers:
+    if nul_headers and require_envelope:
         return dead(
             DeadLetterReason.INVALID_ENVELOPE,
             f"header(s) {', '.join(nul_headers)} hold a NUL character, which cannot be stored",
@@ -151,6 +151,14 @@ def parse_record(
         body = adapter.validate_python(document)
     except ValidationError as exc:
         return dead(DeadLetterReason.INVALID_PAYLOAD, _describe(exc))
+    if nul_headers:  # an upstream record's: kept with U+FFFD, as a malformed one would be
+        log.warning(
+            "NUL characters of an upstream record's headers replaced",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            headers=nul_headers,
+        )
     if require_envelope and env.H_ID not in headers:
         return dead(DeadLetterReason.INVALID_ENVELOPE, "internal message without ce_id header")
     headers.setdefault(env.H_TYPE, default_type)

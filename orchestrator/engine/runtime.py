@@ -42,7 +42,7 @@ from orchestrator.engine.records import (
 )
 from orchestrator.engine.retry import with_retries
 from orchestrator.engine.saga_cache import SagaCache
-from orchestrator.errors import ConcurrentUpdate
+from orchestrator.errors import ConcurrentUpdate, SagaCodeFailed
 from schemas.sagas import orchestrator_outbox
 
 log = structlog.get_logger(__name__)
@@ -78,6 +78,7 @@ class SagaRuntime:
         self.clock = clock
         self.max_message_bytes = max_message_bytes
         self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
+        metrics.declare(self.machines)
         self._cache = SagaCache()
         self.by_topic = {d.inbound_topic: self.machines[d.name] for d in definitions}
         self._adapters: dict[str, TypeAdapter[Any]] = {
@@ -264,7 +265,12 @@ class SagaRuntime:
                 try:
                     decision = machine.on_due(instance, now)
                 except Exception as exc:
-                    log.error("saga timer failed", saga_id=str(instance.id), error=error_of(exc))
+                    log.error(
+                        "saga timer failed",
+                        saga_id=str(instance.id),
+                        saga_type=instance.saga_type,
+                        error=error_of(exc),
+                    )
                     decision = machine.put_off(instance, now, error_of(exc))
                 changes.append((instance, decision.instance))
                 decisions.append(decision)
@@ -292,13 +298,7 @@ class SagaRuntime:
                     raise UnknownSaga(
                         f"saga type {instance.saga_type!r} is not run by this process"
                     )
-                now = self.clock()
-                if action == "retry":
-                    decision = machine.retry_step(instance, now, actor, why)
-                elif action == "compensate":
-                    decision = machine.compensate(instance, now, actor, why)
-                else:
-                    raise ValueError(f"unknown action {action!r}")
+                decision = _manual_decision(machine, instance, action, self.clock(), actor, why)
                 batch = BatchWrite(updates=[(instance, decision.instance)])
                 batch.add(decision, owned=True)
                 written = await write_batch(await driver_of(conn), orchestrator_outbox, batch)
@@ -327,3 +327,22 @@ class _Applied:
     decisions: list[Decision]
     timings: list[metrics.StepTiming]
     conflicts: set[UUID]
+
+
+def _manual_decision(
+    machine: SagaMachine, instance: SagaInstance, action: str, now: datetime, actor: str, why: str
+) -> Decision:
+    """The operator's action; ValueError when the saga's state refuses it, SagaCodeFailed when
+    the saga's own code raises (nothing is written either way)."""
+    if action not in ("retry", "compensate"):
+        raise ValueError(f"unknown action {action!r}")
+    try:
+        if action == "retry":
+            return machine.retry_step(instance, now, actor, why)
+        return machine.compensate(instance, now, actor, why)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise SagaCodeFailed(
+            f"the saga's code failed on {action}, nothing was changed: {error_of(exc)}"
+        ) from exc

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
 
 from orchestrator.errors import KafkaUnavailable, OrchestraError
 from orchestrator.kafka import client_kwargs, end_offsets, max_request_size
@@ -269,11 +274,16 @@ async def publish(
                 limit = f"ORCHESTRA_MAX_MESSAGE_BYTES={settings.max_message_bytes}"
                 refused[n] = NotSent(record, f"{_reason(exc)} ({limit})")
             except KafkaError as exc:
+                if _broker_gone(exc):
+                    raise _unavailable(exc, n - len(refused)) from None
                 refused[n] = NotSent(record, _reason(exc))
             if progress is not None:
                 progress(n + 1)
         answers = await asyncio.gather(*pending.values(), return_exceptions=True)
         for n, answer in zip(pending, answers, strict=True):
+            if isinstance(answer, KafkaError) and _broker_gone(answer):
+                acknowledged = sum(not isinstance(a, BaseException) for a in answers)
+                raise _unavailable(answer, acknowledged) from None
             if isinstance(answer, KafkaError):
                 refused[n] = NotSent(records[n], _reason(answer))
             elif isinstance(answer, BaseException):
@@ -281,6 +291,20 @@ async def publish(
         return [refused[n] for n in sorted(refused)]
     finally:
         await producer.stop()
+
+
+def _broker_gone(exc: KafkaError) -> bool:
+    """An error of the connection, not of the record: the records after it would each wait
+    out the request timeout and fail the same way."""
+    return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
+
+
+def _unavailable(exc: KafkaError, sent: int) -> KafkaUnavailable:
+    return KafkaUnavailable(
+        f"Kafka stopped answering ({_reason(exc)}) after {sent} records; the others may not "
+        "have been sent: run the command again once Kafka is back (consumers are idempotent, "
+        "so a record sent twice takes effect once)"
+    )
 
 
 def _reason(exc: KafkaError) -> str:

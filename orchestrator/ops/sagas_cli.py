@@ -174,16 +174,17 @@ def _print_list(found: list[SagaInstance]) -> None:
         table.add_column(column)
     now = datetime.now(UTC)
     for saga in found:
-        table.add_row(
+        cells = (
             str(saga.id),
             saga.saga_type,
             saga.business_key,
             saga.status.value,
             str(saga.step_index),
-            escape(saga.reason or ""),
+            saga.reason or "",
             _age(now - saga.created_at),
             saga.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
+        table.add_row(*map(escape, cells))
     print_table(console, table)
 
 
@@ -218,15 +219,16 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
     for column in ("at", "event", "step", "status", "message", "detail", "actor"):
         table.add_column(column)
     for row in rows:
-        table.add_row(
+        cells = (
             row.at.strftime("%H:%M:%S.%f")[:-3],
             row.event,
             row.step or "",
             row.status,
-            escape(row.message_type or ""),
-            escape(row.detail or ""),
-            escape(row.actor or ""),
+            row.message_type or "",
+            row.detail or "",
+            row.actor or "",
         )
+        table.add_row(*map(escape, cells))
     print_table(console, table)
 
 

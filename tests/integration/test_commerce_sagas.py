@@ -172,7 +172,7 @@ async def test_topup_for_unknown_client_is_refunded(
 async def test_topup_past_the_largest_balance_is_refunded(
     client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
 ) -> None:
-    """A balance is reported as an amount: the wallet never holds more than the largest one."""
+    """A balance is reported as an amount: new money never takes a wallet past the largest one."""
     customer_id = await registered(client, outcomes)
     await funded(client, outcomes, customer_id, "9999999999999.99")
     request = c.topup(customer_id, "0.01")

@@ -3,10 +3,11 @@ error, and the other records of its batch go on: the partition does not stall.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,6 +16,7 @@ from events.topics import SAGA_REPLIES
 from orchestrator import metrics
 from orchestrator.engine.machine import SagaMachine
 from orchestrator.engine.runtime import SagaRuntime
+from orchestrator.errors import SagaCodeFailed
 from orchestrator.sagas.bench import BENCH_SAGA
 from tests.integration.helpers import Sent, bench_reply_to, bench_request, bench_runtime, unique
 
@@ -33,7 +35,29 @@ def _fail_on(
     setattr(machine, method, failing)
 
 
-async def _two_sagas(engine: AsyncEngine) -> tuple[Sent, SagaRuntime, UUID, UUID]:
+Started = tuple[Sent, SagaRuntime, UUID, UUID]
+
+
+@pytest.fixture(autouse=True)
+async def settled(engine: AsyncEngine) -> AsyncIterator[None]:
+    """The benchmark sagas a test starts are ended afterwards: no participant ever answers
+    them here, and later tests wait for every saga to settle."""
+    async with engine.connect() as conn:
+        since = (await conn.execute(text("SELECT now()"))).scalar_one()
+    yield
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE saga_instances SET status = 'ABORTED', next_action_at = NULL, "
+                "pending_command_id = NULL, ended_at = now() "
+                "WHERE saga_type = :type AND created_at >= :since AND ended_at IS NULL"
+            ),
+            {"type": BENCH_SAGA.name, "since": since},
+        )
+
+
+@pytest.fixture
+async def two_sagas(engine: AsyncEngine) -> Started:
     """Two benchmark sagas started, each waiting on its first step's reply."""
     sent = Sent()
     runtime = bench_runtime(engine, sent)
@@ -78,9 +102,9 @@ async def test_a_start_that_raises_is_dead_lettered_and_the_others_start(
 
 
 async def test_a_reply_that_raises_is_dead_lettered_and_the_others_apply(
-    engine: AsyncEngine,
+    engine: AsyncEngine, two_sagas: Started
 ) -> None:
-    sent, runtime, bad_saga, good_saga = await _two_sagas(engine)
+    sent, runtime, bad_saga, good_saga = two_sagas
     first, second = sent.messages
     machine = runtime.machines[BENCH_SAGA.name]
     _fail_on(machine, "on_reply", lambda saga: saga.id == bad_saga, RuntimeError("step bug"))
@@ -94,9 +118,9 @@ async def test_a_reply_that_raises_is_dead_lettered_and_the_others_apply(
 
 
 async def test_a_timer_that_raises_puts_its_saga_off_and_the_others_fire(
-    engine: AsyncEngine,
+    engine: AsyncEngine, two_sagas: Started
 ) -> None:
-    sent, runtime, bad_saga, good_saga = await _two_sagas(engine)
+    sent, runtime, bad_saga, good_saga = two_sagas
     async with engine.begin() as conn:  # both steps timed out long ago: first in line
         await conn.execute(
             text(
@@ -143,9 +167,9 @@ async def test_a_timer_that_raises_puts_its_saga_off_and_the_others_fire(
 
 
 async def test_due_sagas_of_a_type_this_process_does_not_run_take_no_timer_places(
-    engine: AsyncEngine,
+    engine: AsyncEngine, two_sagas: Started
 ) -> None:
-    _, runtime, saga, _ = await _two_sagas(engine)
+    _, runtime, saga, _ = two_sagas
     retired = [uuid4() for _ in range(3)]
     async with engine.begin() as conn:
         await conn.execute(
@@ -184,3 +208,18 @@ async def test_due_sagas_of_a_type_this_process_does_not_run_take_no_timer_place
 async def _rows(engine: AsyncEngine, sql: str, **params: object) -> list[Any]:
     async with engine.connect() as conn:
         return list(await conn.execute(text(sql), params))
+
+
+async def test_an_operator_action_the_sagas_code_raises_on_is_refused_and_changes_nothing(
+    engine: AsyncEngine, two_sagas: Started
+) -> None:
+    _, runtime, bad_saga, _ = two_sagas
+    machine = runtime.machines[BENCH_SAGA.name]
+    _fail_on(machine, "retry_step", lambda saga: saga.id == bad_saga, KeyError("pricing rule"))
+    before = await _rows(engine, "SELECT version FROM saga_instances WHERE id = :id", id=bad_saga)
+
+    with pytest.raises(SagaCodeFailed, match="KeyError: 'pricing rule'"):
+        await runtime.manual(bad_saga, "retry", "alice", "bank is back")
+
+    after = await _rows(engine, "SELECT version FROM saga_instances WHERE id = :id", id=bad_saga)
+    assert after == before

@@ -27,7 +27,7 @@ def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         (("sagas", "list", "--older-than", "99999999d"), "out of range"),
         (("sagas", "list", "--older-than", "\u00b2d"), "an age looks like 90s"),
         (("sagas", "list", "--limit", "99999999999999999999"), "the limit is at most 10000"),
-        (("sagas", "list", "--limit", "0"), "must be at least 1"),
+        (("sagas", "list", "--limit", "0"), "the limit is at least 1, not 0"),
         (("sagas", "compensate", "x", "--why", ""), "--why: must not be empty"),
         (("sagas", "retry", "x", "--why", "   "), "--why: must not be empty"),
         (("sagas", "retry", "x", "--why", "ok", "--actor", " "), "--actor: must not be empty"),

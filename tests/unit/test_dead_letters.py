@@ -5,7 +5,7 @@ record's key, value and headers, and gives them back when re-driven."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import TypeAdapter
@@ -125,15 +125,24 @@ _STOCK = b'{"sku": "S-1", "warehouse_id": "W1", "quantity": 2}'
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "kept"),
     [
-        ((env.H_TIME, b"not a time"),),
-        ((env.H_ID, b"x" * 300), (env.H_CORRELATION, b"y" * 300)),
-        ((env.H_SAGA_ID, b"not-a-uuid"), (env.H_TIME, b"2026-11-27T03:00:00Z")),
+        (
+            ((env.H_ID, b"m-1"), (env.H_TIME, b"not a time")),
+            {"id": "m-1", "time": None},
+        ),
+        (
+            ((env.H_ID, b"x" * 300), (env.H_CORRELATION, b"y" * 300), (env.H_CAUSATION, b"c-1")),
+            {"id": "store.stock-received/0/5", "correlation_id": None, "causation_id": "c-1"},
+        ),
+        (
+            ((env.H_SAGA_ID, b"not-a-uuid"), (env.H_TIME, b"2026-11-27T03:00:00Z")),
+            {"saga_id": None, "time": datetime(2026, 11, 27, 3, tzinfo=UTC)},
+        ),
     ],
 )
 def test_an_upstream_record_with_malformed_headers_is_read_as_if_they_were_absent(
-    headers: tuple[tuple[str, bytes], ...],
+    headers: tuple[tuple[str, bytes], ...], kept: dict[str, object]
 ) -> None:
     parsed = parse_record(
         _Record(_STOCK, headers=headers),
@@ -146,7 +155,11 @@ def test_an_upstream_record_with_malformed_headers_is_read_as_if_they_were_absen
     assert not isinstance(parsed, DeadLetter)
     assert parsed.body.quantity == 2
     assert parsed.envelope.type == "store.stock-received.v1"
-    assert parsed.envelope.id in {"store.stock-received/0/5", *(v.decode() for _, v in headers)}
+    for field, value in kept.items():
+        if field == "time" and value is None:  # absent: the time it was read
+            assert parsed.envelope.time.year >= 2026
+        else:
+            assert getattr(parsed.envelope, field) == value, field
 
 
 def test_an_internal_message_with_a_malformed_header_is_dead_lettered() -> None:

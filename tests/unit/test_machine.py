@@ -217,3 +217,26 @@ def test_history_records_every_command_and_reply(machine: SagaMachine) -> None:
     d = answer(machine, d, CardReserved(card_id="9002", masked_number="m"))
     events += [h.event for h in d.history]
     assert events == ["started", "command-sent", "reply-received", "step-completed", "command-sent"]
+
+
+@pytest.mark.parametrize(
+    ("stuck", "wait"),
+    [
+        (timedelta(seconds=30), timedelta(minutes=5)),
+        (timedelta(hours=1), timedelta(hours=1)),
+        (timedelta(days=3), timedelta(hours=6)),
+    ],
+)
+def test_a_saga_whose_timer_raises_is_put_off_as_long_as_it_has_been_stuck(
+    machine: SagaMachine, stuck: timedelta, wait: timedelta
+) -> None:
+    started = machine.start(request(), Envelope(type="cards.issue-requested.v1"), T0).instance
+    now = T0 + stuck
+
+    put_off = machine.put_off(started, now, "KeyError: 'x'")
+
+    assert put_off.instance.next_action_at == now + wait
+    assert put_off.instance.updated_at == started.updated_at, "its last progress, kept"
+    assert put_off.instance.pending_command_id == started.pending_command_id
+    assert [(h.event, h.detail) for h in put_off.history] == [("timer-failed", "KeyError: 'x'")]
+    assert not put_off.outgoing

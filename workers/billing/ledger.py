@@ -32,7 +32,8 @@ def sales_account(purpose: str) -> str:
 
 
 class InsufficientFunds(Exception):
-    """The debited account would go below zero (or has no row); nothing was written."""
+    """The debited account would go below zero, or the account has no row; nothing was
+    written."""
 
 
 class BalanceLimitReached(Exception):
@@ -87,7 +88,7 @@ async def _adjust(conn: AsyncConnection, account: str, delta: int, capped: bool)
     result = await conn.execute(statement, {"b_ident": ident, "b_delta": delta})
     balance = result.scalar_one_or_none()
     if balance is None:
-        raise BalanceLimitReached(account) if delta > 0 else InsufficientFunds(account)
+        raise BalanceLimitReached(account) if capped and delta > 0 else InsufficientFunds(account)
     return int(balance)
 
 
