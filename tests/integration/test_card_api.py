@@ -535,6 +535,14 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     assert (paid.json()["status"], json_money(paid.json()["amount"])) == ("PAID", 200)
     assert json_money((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 900
     assert await c.wallet_balance(stack.database_url, payer.customer_id) == 200
+    # 100 of the 300 is still owed: a reversal may free that much credit, never what was paid
+    reverse = f"/api/reverse/{auth['id']}"
+    paid_back = await api.post(reverse, json={"amount": 300})
+    assert "exceeds what the card owes (100.00)" in problem(paid_back, 422, "TXN-4220")["detail"]
+    assert (await api.post(reverse, json={"amount": 100})).status_code == 200
+    card_now = (await api.get(f"/api/cards/{card['id']}")).json()
+    assert json_money(card_now["available_limit"]) == json_money(card_now["credit_limit"]) == 1000
+    assert (await api.post(reverse, json={"amount": "0.01"})).status_code == 422
 
     too_much = await api.post(pay, json={"source_account_id": payer.customer_id, "amount": 150})
     assert problem(too_much, 422, "PAY-4220")["reason"] == "INVOICE_OVERPAID"

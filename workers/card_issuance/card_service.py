@@ -284,6 +284,14 @@ async def reverse(
     if back > left:
         raise Declined("the reversal exceeds what the transaction holds", transaction_id)
     card = await _row(conn, str(tx.card_id), lock=True)
+    if field == "captured" and card.credit_limit_minor is not None:
+        owed = await _owed(conn, card)
+        if back > owed:
+            raise Declined(
+                f"the reversal exceeds what the card owes ({from_minor(owed)}): the rest was "
+                "paid back already, so the client is refunded, not given the credit again",
+                transaction_id,
+            )
     if card.available_minor is not None:
         await _set(conn, str(card.card_id), available_minor=card.available_minor + back)
     if field == "held_minor":
@@ -397,18 +405,7 @@ async def history(
 async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoice:
     """The open invoice: what was captured and not yet paid back, closing on the 3rd."""
     row = await _row(conn, card_id)
-    held = (
-        await conn.execute(
-            select(func.coalesce(func.sum(card_transactions.c.held_minor), 0)).where(
-                card_transactions.c.card_id == row.card_id
-            )
-        )
-    ).scalar_one()
-    owed = (
-        0
-        if row.credit_limit_minor is None  # a debit card: nothing is ever owed
-        else max(0, int(row.credit_limit_minor) - int(row.available_minor) - int(held))
-    )
+    owed = await _owed(conn, row)
     close = today.replace(day=3) if today.day <= 3 else _next_month(today).replace(day=3)
     captured = await conn.execute(
         select(card_transactions)
@@ -430,6 +427,21 @@ async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoic
         minimum_payment=from_minor(int(minimum)),
         transactions=[_transaction(r) for r in captured],
     )
+
+
+async def _owed(conn: AsyncConnection, card: AnyRow) -> int:
+    """What a credit card owes: its limit less what is available and what is held (a debit
+    card never owes anything)."""
+    if card.credit_limit_minor is None:
+        return 0
+    held = (
+        await conn.execute(
+            select(func.coalesce(func.sum(card_transactions.c.held_minor), 0)).where(
+                card_transactions.c.card_id == card.card_id
+            )
+        )
+    ).scalar_one()
+    return max(0, int(card.credit_limit_minor) - int(card.available_minor) - int(held))
 
 
 def _next_month(day: dt.date) -> dt.date:
