@@ -113,6 +113,16 @@ def _place(record: RawRecord) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
+def _log_headers(event: str, record: RawRecord, headers: list[str]) -> None:
+    log.warning(
+        event,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        headers=headers,
+    )
+
+
 def parse_record(
     record: RawRecord,
     adapter: TypeAdapter[T],
@@ -152,13 +162,7 @@ def parse_record(
     except ValidationError as exc:
         return dead(DeadLetterReason.INVALID_PAYLOAD, _describe(exc))
     if nul_headers:  # an upstream record's: kept with U+FFFD, as a malformed one would be
-        log.warning(
-            "NUL characters of an upstream record's headers replaced",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            headers=nul_headers,
-        )
+        _log_headers("NUL characters of an upstream record's headers replaced", record, nul_headers)
     if require_envelope and env.H_ID not in headers:
         return dead(DeadLetterReason.INVALID_ENVELOPE, "internal message without ce_id header")
     headers.setdefault(env.H_TYPE, default_type)
@@ -178,13 +182,7 @@ def parse_record(
             envelope = Envelope.from_headers(kept)
         except ValidationError as again:
             return dead(DeadLetterReason.INVALID_ENVELOPE, _describe(again))
-        log.warning(
-            "malformed headers of an upstream record ignored",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            headers=ignored,
-        )
+        _log_headers("malformed headers of an upstream record ignored", record, ignored)
     return Parsed(record, envelope, body)
 
 

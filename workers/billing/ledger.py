@@ -82,13 +82,13 @@ _STEP_ENTRIES = (
 
 async def _adjust(conn: AsyncConnection, account: str, delta: int, capped: bool) -> int | None:
     kind, _, ident = account.partition(":")
-    statement = _ADJUST.get((kind, capped and delta > 0))
+    statement = _ADJUST.get((kind, capped))
     if statement is None:
         return None
     result = await conn.execute(statement, {"b_ident": ident, "b_delta": delta})
     balance = result.scalar_one_or_none()
     if balance is None:
-        raise BalanceLimitReached(account) if capped and delta > 0 else InsufficientFunds(account)
+        raise BalanceLimitReached(account) if capped else InsufficientFunds(account)
     return int(balance)
 
 
@@ -113,7 +113,7 @@ async def move(
     fail because the account grew meanwhile).
     """
     async with conn.begin_nested():
-        source_balance = await _adjust(conn, source, -amount_minor, capped)
+        source_balance = await _adjust(conn, source, -amount_minor, capped=False)
         target_balance = await _adjust(conn, target, amount_minor, capped)
     movement = uuid4().hex
     await conn.execute(
