@@ -79,6 +79,9 @@ card_transactions = Table(
     Column("amount_minor", BigInteger, nullable=False),
     Column("captured_minor", BigInteger, nullable=False, server_default="0"),
     Column("reversed_minor", BigInteger, nullable=False, server_default="0"),
+    # what was given back of the captured amount; reversed_minor also counts what was voided of
+    # the hold before the capture (NULL on rows captured before this column: reversed_minor)
+    Column("refunded_minor", BigInteger, nullable=True),
     Column("held_minor", BigInteger, nullable=False, server_default="0"),
     Column("currency", String(3), nullable=False),
     Column("merchant_name", String(100), nullable=False),

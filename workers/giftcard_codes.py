@@ -1,9 +1,11 @@
 """Gift card activation codes: derived from the card id with a secret key, stored only as a hash.
 
-Billing and notification both hold the key, so the code itself never travels on a topic
-or sits in a table: billing stores ``stored_hash`` of its digest, notification derives
-the code to put it in the recipient's e-mail, the client types it back.
-"""
+Billing and notification both hold the key, so the code itself never travels on a saga's
+topics (commands, replies, statuses) or sits in a table: billing stores ``stored_hash`` of its
+digest, notification derives the code to put it in the recipient's e-mail, the client types
+it back. The e-mail itself is the one place it is written: the built-in e-mail channel, the
+stand-in for a mail provider, publishes what it delivers on ``notifications.sent``, as the
+contract asks, so that topic is to be guarded like a mailbox."""
 
 from __future__ import annotations
 

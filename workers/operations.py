@@ -111,7 +111,7 @@ class Operations:
             SELECT o.saga_id, o.step, o.status, o.reply FROM {table.name} AS o
             JOIN unnest(CAST(:ids AS uuid[]), CAST(:steps AS text[])) AS k(saga_id, step)
               ON o.saga_id = k.saga_id AND o.step = k.step
-            ORDER BY o.saga_id, o.step
+            ORDER BY o.saga_id, o.step COLLATE "C"
             FOR UPDATE OF o
             """
         ).columns(table.c.saga_id, table.c.step, table.c.status, table.c.reply)

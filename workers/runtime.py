@@ -77,7 +77,9 @@ class LocksAhead(Protocol):
     """A handler whose commands lock rows that another batch's commands may lock too (a
     wallet, a SKU's stock): it locks every row its batch will lock, in key order, before the
     first command, so two batches never each hold a row the other waits for (a deadlock,
-    which PostgreSQL ends by failing one of them, and the batch runs again). Not when a
+    which PostgreSQL ends by failing one of them, and the batch runs again). Key order is
+    byte order (``COLLATE "C"``), the order Python sorts the keys of the feeds' batches in,
+    whatever collation the database was created with. Not when a
     failed batch is handled command by command (``isolate``): the rare path, where a command
     the lock cannot read must still be dead-lettered on its own."""
 

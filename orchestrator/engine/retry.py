@@ -11,7 +11,6 @@ from asyncpg.exceptions import ConnectionDoesNotExistError
 from asyncpg.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import (
     DBAPIError,
-    IntegrityError,
     InterfaceError,
     InvalidRequestError,
     OperationalError,
@@ -41,6 +40,11 @@ RETRYABLE_SQLSTATES = frozenset(
 )
 """Serialization failure, deadlock, lock not available, the server shutting down, crashed or
 starting up, too many connections, and the connection failures."""
+RACE_SQLSTATES = frozenset({"23505", "23P01"})
+"""A unique or exclusion key that a concurrent writer won: re-reading decides again. The
+other integrity violations (a check, a NOT NULL, a foreign key) come back on every attempt,
+so they are the statement's fault, which the rare path dead-letters instead of stalling the
+partition on it."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -48,8 +52,6 @@ def is_transient(exc: BaseException) -> bool:
 
     SQLAlchemy's errors wrap the driver's; the hot statements run on asyncpg directly
     (``db.driver_connection``) and raise its own, which carry the SQLSTATE themselves."""
-    if isinstance(exc, IntegrityError):
-        return True  # a concurrent writer won a unique key; re-reading decides again
     if isinstance(exc, DriverInterfaceError | InvalidRequestError) and (
         CLOSED_CONNECTION in str(exc).lower()
     ):
@@ -59,7 +61,7 @@ def is_transient(exc: BaseException) -> bool:
     origin = exc.orig if isinstance(exc, DBAPIError) else exc
     sqlstate = getattr(origin, "sqlstate", None) or getattr(origin, "pgcode", None)
     if isinstance(sqlstate, str) and (
-        sqlstate in RETRYABLE_SQLSTATES or sqlstate.startswith(("08", "23"))
+        sqlstate in RETRYABLE_SQLSTATES or sqlstate in RACE_SQLSTATES or sqlstate.startswith("08")
     ):
         return True
     return isinstance(exc, TRANSIENT)

@@ -422,6 +422,14 @@ async def test_authorize_capture_reverse_and_limits(api: httpx.AsyncClient) -> N
     held = (await authorize(api, card["id"], "20")).json()
     assert (await api.post(f"/api/reverse/{held['id']}")).json()["status"] == "REVERSED"
 
+    # part of a hold voided, the rest captured: reversing the capture refunds all of it
+    partly = (await authorize(api, card["id"], "100")).json()
+    await api.post(f"/api/reverse/{partly['id']}", json={"amount": 30})
+    await api.post(f"/api/capture/{partly['id']}")
+    whole = (await api.post(f"/api/reverse/{partly['id']}")).json()
+    assert (whole["status"], json_money(whole["reversed_amount"])) == ("REVERSED", 100)
+    assert json_money((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 1000
+
     limits = await api.patch(
         f"/api/cards/{card['id']}/limits", json={"transaction_limit": 100, "daily_limit": 300}
     )
@@ -555,6 +563,14 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     assert problem(poor, 422, "PAY-4220")["reason"] == "INSUFFICIENT_FUNDS"
     stranger = await api.post(pay, json={"source_account_id": unique("nobody"), "amount": 1})
     assert problem(stranger, 422, "PAY-4220")["reason"] == "UNKNOWN_CUSTOMER"
+    # an amount on hold is not owed: paying it, then voiding the hold, freed credit twice
+    hold = (await authorize(api, card["id"], "150")).json()
+    on_hold = await api.post(pay, json={"source_account_id": payer.customer_id, "amount": 150})
+    assert problem(on_hold, 422, "PAY-4220")["reason"] == "INVOICE_OVERPAID"
+    assert await c.wallet_balance(stack.database_url, payer.customer_id) == 200
+    assert (await api.post(f"/api/reverse/{hold['id']}")).json()["status"] == "REVERSED"
+    card_now = (await api.get(f"/api/cards/{card['id']}")).json()
+    assert json_money(card_now["available_limit"]) == 1000
     await c.ledger_consistent(stack.database_url)
 
 

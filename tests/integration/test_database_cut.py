@@ -9,7 +9,14 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from asyncpg.exceptions import CannotConnectNowError
+from asyncpg.exceptions import (
+    CannotConnectNowError,
+    CheckViolationError,
+    ExclusionViolationError,
+    ForeignKeyViolationError,
+    NotNullViolationError,
+    UniqueViolationError,
+)
 from asyncpg.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy import text
 from sqlalchemy.exc import InvalidRequestError
@@ -142,3 +149,11 @@ def test_a_closed_or_restarting_server_is_a_fault_to_retry() -> None:
     assert is_transient(CannotConnectNowError("the database system is starting up"))
     assert is_transient(InvalidRequestError("This connection is closed"))
     assert not is_transient(DriverInterfaceError("cannot perform operation: another operation"))
+
+
+def test_only_a_key_a_concurrent_writer_won_is_an_integrity_fault_to_retry() -> None:
+    assert is_transient(UniqueViolationError("duplicate key value"))
+    assert is_transient(ExclusionViolationError("conflicting key value"))
+    assert not is_transient(CheckViolationError("violates check constraint"))
+    assert not is_transient(NotNullViolationError("null value in column"))
+    assert not is_transient(ForeignKeyViolationError("violates foreign key constraint"))

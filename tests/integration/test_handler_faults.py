@@ -4,10 +4,11 @@ its saga compensates, and the other commands of the batch go through."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import topics
@@ -32,7 +33,19 @@ def own_stack() -> Iterator[EmbeddedStack]:
         yield embedded
 
 
-def buggy(spec: WorkerSpec) -> WorkerSpec:
+async def crash(conn: AsyncConnection) -> None:
+    raise RuntimeError("template engine crashed")
+
+
+async def violate_a_check(conn: AsyncConnection) -> None:
+    """A statement that breaks a constraint on every attempt: an integrity error that is no
+    race, so retrying it would stall the partition."""
+    await conn.execute(
+        text("DO $$ BEGIN RAISE check_violation USING MESSAGE = 'template engine crashed'; END $$")
+    )
+
+
+def buggy(spec: WorkerSpec, bug: Callable[[AsyncConnection], Awaitable[None]]) -> WorkerSpec:
     """The notification worker, with a bug that only the username 'explode' meets."""
 
     def build(settings: Settings) -> CommandHandler:
@@ -42,7 +55,7 @@ def buggy(spec: WorkerSpec) -> WorkerSpec:
             conn: AsyncConnection, envelope: Envelope, command: Any
         ) -> Reply | Handled:
             if isinstance(command, CreateAccount) and command.username == "explode":
-                raise RuntimeError("template engine crashed")
+                await bug(conn)
             return await real(conn, envelope, command)
 
         return handle
@@ -50,10 +63,11 @@ def buggy(spec: WorkerSpec) -> WorkerSpec:
     return dataclasses.replace(spec, build=build)
 
 
+@pytest.mark.parametrize("bug", [crash, violate_a_check])
 async def test_failing_command_is_dead_lettered_and_its_saga_compensated(
-    own_stack: EmbeddedStack,
+    own_stack: EmbeddedStack, bug: Callable[[AsyncConnection], Awaitable[None]]
 ) -> None:
-    workers = {**WORKERS, "notification": buggy(WORKERS["notification"])}
+    workers = {**WORKERS, "notification": buggy(WORKERS["notification"], bug)}
     app = Application(own_stack.settings(group_prefix="faults"), workers=workers)
     await app.start()
     try:
@@ -66,7 +80,9 @@ async def test_failing_command_is_dead_lettered_and_its_saga_compensated(
                 await client.send(topics.CUSTOMERS_REGISTERED, record)
             done = await seen.wait([r.customer_id for r in [victim, *others]])
             await seen.wait([], timeout_s=1)
-            letters = [r for r in seen.others if r.topic == dlq]
+            letters = [
+                r for r in seen.others if r.topic == dlq and victim.customer_id.encode() in r.value
+            ]
     finally:
         await app.stop()
 

@@ -48,9 +48,16 @@ GIFT_CARD_SALES = "giftcards"
 
 
 # Statements built once, not per command (see workers/operations.py).
-_OPEN_WALLET = select(customer_wallets.c.wallet_id, customer_wallets.c.currency).where(
-    customer_wallets.c.customer_id == bindparam("b_customer_id"),
-    customer_wallets.c.status == "OPEN",
+# The wallet and the gift card are read locked: a batch has locked them ahead already, but a
+# command handled alone (a failed batch's rare path) has not, and a wallet closed or a card
+# deactivated between its check and its move would take money it can no longer give back.
+_OPEN_WALLET = (
+    select(customer_wallets.c.wallet_id, customer_wallets.c.currency)
+    .where(
+        customer_wallets.c.customer_id == bindparam("b_customer_id"),
+        customer_wallets.c.status == "OPEN",
+    )
+    .with_for_update()
 )
 _INSERT_WALLET = (
     pg_insert(customer_wallets)
@@ -97,7 +104,11 @@ _DEACTIVATE_UNSPENT_GIFT_CARD = (
     .values(status="INACTIVE", owner_id=None, activated_by_saga=None, updated_at=func.now())
     .returning(gift_cards.c.gift_card_id)
 )
-_GIFT_CARD = select(gift_cards).where(gift_cards.c.gift_card_id == bindparam("b_gift_card_id"))
+_GIFT_CARD = (
+    select(gift_cards)
+    .where(gift_cards.c.gift_card_id == bindparam("b_gift_card_id"))
+    .with_for_update()
+)
 
 
 class CustomerAccounts:

@@ -45,7 +45,7 @@ _LOCK_WALLETS = text(
     SELECT w.wallet_id FROM {customer_wallets.name} AS w
     WHERE w.customer_id = ANY(CAST(:customers AS text[]))
        OR w.wallet_id = ANY(ARRAY({_touched("wallet:", "wallet_id")}))
-    ORDER BY w.wallet_id
+    ORDER BY w.wallet_id COLLATE "C"
     FOR UPDATE OF w
     """
 )
@@ -55,7 +55,7 @@ _LOCK_GIFT_CARDS = text(
     WHERE g.gift_card_id = ANY(CAST(:cards AS text[]))
        OR g.code_hash = ANY(CAST(:hashes AS text[]))
        OR g.gift_card_id = ANY(ARRAY({_touched("giftcard:", "gift_card_id")}))
-    ORDER BY g.gift_card_id
+    ORDER BY g.gift_card_id COLLATE "C"
     FOR UPDATE OF g
     """
 )

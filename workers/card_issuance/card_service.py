@@ -266,7 +266,14 @@ async def capture(
         await _set(
             conn, str(card.card_id), available_minor=card.available_minor + tx.held_minor - take
         )
-    await _set_tx(conn, tx.transaction_id, status="CAPTURED", captured_minor=take, held_minor=0)
+    await _set_tx(
+        conn,
+        tx.transaction_id,
+        status="CAPTURED",
+        captured_minor=take,
+        held_minor=0,
+        refunded_minor=0,
+    )
     return await transaction(conn, transaction_id)
 
 
@@ -277,7 +284,8 @@ async def reverse(
     if tx.status == TransactionStatus.AUTHORIZED.value:
         left, field = int(tx.held_minor), "held_minor"
     elif tx.status == TransactionStatus.CAPTURED.value:
-        left, field = int(tx.captured_minor - tx.reversed_minor), "captured"
+        refunded = tx.reversed_minor if tx.refunded_minor is None else tx.refunded_minor
+        left, field = int(tx.captured_minor - refunded), "captured"
     else:
         raise Declined(f"a {tx.status} transaction cannot be reversed", transaction_id)
     back = left if amount is None else to_minor(amount)
@@ -285,10 +293,10 @@ async def reverse(
         raise Declined("the reversal exceeds what the transaction holds", transaction_id)
     card = await _row(conn, str(tx.card_id), lock=True)
     if field == "captured" and card.credit_limit_minor is not None:
-        owed = await _owed(conn, card)
-        if back > owed:
+        owes = await owed(conn, card)
+        if back > owes:
             raise Declined(
-                f"the reversal exceeds what the card owes ({from_minor(owed)}): the rest was "
+                f"the reversal exceeds what the card owes ({from_minor(owes)}): the rest was "
                 "paid back already, so the client is refunded, not given the credit again",
                 transaction_id,
             )
@@ -304,12 +312,13 @@ async def reverse(
             status="REVERSED" if held == 0 else "AUTHORIZED",
         )
     else:
-        reversed_total = int(tx.reversed_minor) + back
+        refunded_total = int(tx.captured_minor) - left + back
         await _set_tx(
             conn,
             tx.transaction_id,
-            reversed_minor=reversed_total,
-            status="REVERSED" if reversed_total == tx.captured_minor else "CAPTURED",
+            reversed_minor=tx.reversed_minor + back,
+            refunded_minor=refunded_total,
+            status="REVERSED" if refunded_total == tx.captured_minor else "CAPTURED",
         )
     return await transaction(conn, transaction_id)
 
@@ -405,7 +414,7 @@ async def history(
 async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoice:
     """The open invoice: what was captured and not yet paid back, closing on the 3rd."""
     row = await _row(conn, card_id)
-    owed = await _owed(conn, row)
+    owes = await owed(conn, row)
     close = today.replace(day=3) if today.day <= 3 else _next_month(today).replace(day=3)
     captured = await conn.execute(
         select(card_transactions)
@@ -417,19 +426,19 @@ async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoic
         )
         .order_by(card_transactions.c.created_at)
     )
-    minimum = (Decimal(owed) / 10).to_integral_value(rounding=ROUND_UP)
+    minimum = (Decimal(owes) / 10).to_integral_value(rounding=ROUND_UP)
     return Invoice(
         id=str(uuid.uuid5(row.card_id, close.isoformat())),
         card_id=card_id,
         due_date=close + dt.timedelta(days=7),
         close_date=close,
-        total_amount=from_minor(owed),
+        total_amount=from_minor(owes),
         minimum_payment=from_minor(int(minimum)),
         transactions=[_transaction(r) for r in captured],
     )
 
 
-async def _owed(conn: AsyncConnection, card: AnyRow) -> int:
+async def owed(conn: AsyncConnection, card: AnyRow) -> int:
     """What a credit card owes: its limit less what is available and what is held (a debit
     card never owes anything)."""
     if card.credit_limit_minor is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Reply, StepFailed
@@ -15,14 +15,22 @@ from events.card_invoices import (
     RestoreCardLimit,
 )
 from events.envelope import Envelope
+from events.money import from_minor
 from schemas.card_service import invoice_payments, service_cards
+from workers.card_issuance.card_service import owed
 from workers.operations import Operations
-from workers.sql import add_within
 
 # Statements built once, not per command (see workers/operations.py).
+_LOCK_CARD = (
+    select(service_cards).where(service_cards.c.card_id == bindparam("b_card_id")).with_for_update()
+)
 _RESTORE = (
-    add_within(service_cards, "card_id", "available_minor", cap="credit_limit_minor")
-    .values(updated_at=func.now())
+    update(service_cards)
+    .where(service_cards.c.card_id == bindparam("b_card_id"))
+    .values(
+        available_minor=service_cards.c.available_minor + bindparam("b_amount"),
+        updated_at=func.now(),
+    )
     .returning(service_cards.c.available_minor)
 )
 _SETTLE = (
@@ -35,23 +43,35 @@ _SETTLE = (
 async def restore_limit(
     conn: AsyncConnection, operations: Operations, envelope: Envelope, command: RestoreCardLimit
 ) -> Reply:
+    """At most what the card owes goes back to its limit: an amount on hold is not owed yet (its
+    void or capture settles it), so paying it would free credit a second time. The card is
+    locked first, as every change of its limit and holds locks it."""
+
     async def action() -> Reply:
         try:
             card_id = UUID(command.card_id)
         except ValueError:
-            return StepFailed(reason=CARD_NOT_FOUND, detail=f"no card {command.card_id}")
-        restored = await conn.execute(
-            _RESTORE, {"b_key": card_id, "b_amount": command.amount_minor}
+            card_id = None
+        card = (
+            None
+            if card_id is None
+            else (await conn.execute(_LOCK_CARD, {"b_card_id": card_id})).first()
         )
-        available = restored.scalar_one_or_none()
-        if available is None:
+        if card is None:
+            await _settle(conn, command.payment_id, "REJECTED", CARD_NOT_FOUND)
+            return StepFailed(reason=CARD_NOT_FOUND, detail=f"no card {command.card_id}")
+        owes = await owed(conn, card)
+        if command.amount_minor > owes:
             await _settle(conn, command.payment_id, "REJECTED", INVOICE_OVERPAID)
             return StepFailed(
                 reason=INVOICE_OVERPAID,
-                detail="the payment exceeds what the card owes (or the card has no credit limit)",
+                detail=f"the payment exceeds what the card owes ({from_minor(owes)})",
             )
+        restored = await conn.execute(
+            _RESTORE, {"b_card_id": card_id, "b_amount": command.amount_minor}
+        )
         await _settle(conn, command.payment_id, "PAID", None)
-        return CardLimitRestored(available_minor=int(available))
+        return CardLimitRestored(available_minor=int(restored.scalar_one()))
 
     return await operations.run(conn, envelope, action)
 

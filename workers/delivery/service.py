@@ -77,7 +77,7 @@ _LOCK_BATCH_POINTS = text(
            SELECT c.point_id FROM {delivery_cases.name} AS c
            WHERE c.saga_id = ANY(CAST(:sagas AS uuid[])) AND c.status = 'OPEN'
        ))
-    ORDER BY p.point_id
+    ORDER BY p.point_id COLLATE "C"
     FOR UPDATE OF p
     """
 )

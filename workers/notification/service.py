@@ -69,7 +69,7 @@ _LOCK_BATCH_CHANNELS = text(
             JOIN unnest(CAST(:ids AS uuid[]), CAST(:steps AS text[])) AS u(saga_id, step)
               ON o.saga_id = u.saga_id AND o.step = u.step
           ))
-    ORDER BY c.account_id, c.channel
+    ORDER BY c.account_id COLLATE "C", c.channel COLLATE "C"
     FOR UPDATE OF c
     """
 )

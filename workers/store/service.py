@@ -41,7 +41,7 @@ _GIVE_BACK = (
 _LOCK_STOCK = (
     select(stock.c.sku, stock.c.warehouse_id, stock.c.available)
     .where(stock.c.sku.in_(bindparam("b_skus", expanding=True)))
-    .order_by(stock.c.sku, stock.c.warehouse_id)
+    .order_by(stock.c.sku.collate("C"), stock.c.warehouse_id.collate("C"))
     .with_for_update()
 )
 _LOCK_BATCH_STOCK = text(
@@ -52,7 +52,7 @@ _LOCK_BATCH_STOCK = text(
            SELECT r.sku FROM {reservations.name} AS r
            WHERE r.saga_id = ANY(CAST(:sagas AS uuid[])) AND r.status = 'RESERVED'
        ))
-    ORDER BY s.sku, s.warehouse_id
+    ORDER BY s.sku COLLATE "C", s.warehouse_id COLLATE "C"
     FOR UPDATE OF s
     """
 )
