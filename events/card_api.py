@@ -20,7 +20,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from events.base import unstorable
+from events.base import Identifier, unstorable
 from events.money import (
     Amount,
     AmountNumber,
@@ -410,7 +410,7 @@ class Invoice(BaseModel):
 
 
 class PayInvoice(Body):
-    source_account_id: AccountId
+    source_account_id: Identifier = Field(description="the paying client: a `customer_id`")
     amount: Amount
 
 

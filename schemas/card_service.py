@@ -93,6 +93,8 @@ card_transactions = Table(
     Column("three_ds", String(24), nullable=True),  # CHALLENGE_REQUIRED | AUTHENTICATED | FAILED
     Column("return_url", String(500), nullable=True),
     Column("invoice_id", UUID(as_uuid=True), nullable=True),
+    # when the amount was approved (a 3-D Secure one later than created): the daily limit's day
+    Column("authorized_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_card_transactions_card", "card_id", "created_at"),

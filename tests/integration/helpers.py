@@ -182,3 +182,13 @@ def enveloped(topic: str, envelope: Envelope, body: Message, key: str | None = N
     """A record of ``body`` with ``envelope``'s headers, as the engine would publish it."""
     headers = [(k, v.encode()) for k, v in envelope.headers().items()]
     return Record(topic, body.to_bytes(), headers, key=None if key is None else key.encode())
+
+
+async def execute(database_url: str, sql: str, **params: object) -> None:
+    """One statement, committed: a test's change of what a service stored."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(sql), params)
+    finally:
+        await engine.dispose()

@@ -19,7 +19,7 @@ from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from tests.integration import commerce as c
-from tests.integration.helpers import query, unique
+from tests.integration.helpers import execute, query, unique
 
 
 @pytest.fixture
@@ -519,6 +519,76 @@ async def test_three_d_secure_challenge(api: httpx.AsyncClient) -> None:
     assert [t["status"] for t in still] == ["PENDING"]  # completed once the acquirer is back
 
 
+async def test_a_debit_card_has_no_credit_limit_and_pays_at_once(api: httpx.AsyncClient) -> None:
+    with_limit = await api.post(
+        "/api/cards",
+        json={"account_id": "a", "type": "DEBIT", "variant": "VIRTUAL", "credit_limit": 500},
+    )
+    assert "no credit_limit" in problem(with_limit, 400, "VAL-0001")["detail"]
+    card = await issue(api, type="DEBIT", credit_limit=None)
+    split = problem(await authorize(api, card["id"], "50", installments=3), 422, "TXN-4220")
+    assert "installments" in split["detail"]
+    assert (await authorize(api, card["id"], "50")).status_code == 200
+
+
+async def test_a_blocked_card_is_refused_before_the_acquirer_is_asked(
+    api: httpx.AsyncClient,
+) -> None:
+    card = await issue(api)
+    await api.post(f"/api/cards/{card['id']}/block", json={"reason": "STOLEN"})
+    problem(
+        await authorize(api, card["id"], "10", merchant_name="ACQUIRER_UNAVAILABLE"),
+        403,
+        "CARD-4030",
+    )
+
+
+async def test_the_daily_limit_counts_an_amount_on_the_day_it_was_approved(
+    api: httpx.AsyncClient, stack: EmbeddedStack
+) -> None:
+    """An authorization created before midnight and approved after it (a 3-D Secure answer)
+    counts on the day of its approval."""
+    card = await issue(api, credit_limit=1000)
+    await api.patch(f"/api/cards/{card['id']}/limits", json={"daily_limit": 150})
+    approved = (await authorize(api, card["id"], "100")).json()
+    await execute(
+        stack.database_url,
+        "UPDATE card_transactions SET created_at = date_trunc('day', now() AT TIME ZONE 'UTC')"
+        " AT TIME ZONE 'UTC' - interval '5 minutes' WHERE transaction_id = CAST(:id AS uuid)",
+        id=approved["id"],
+    )
+    over = problem(await authorize(api, card["id"], "100"), 422, "TXN-4220")
+    assert "daily limit" in over["detail"]
+
+
+async def test_a_late_answer_to_a_challenge_is_declined(
+    api: httpx.AsyncClient, stack: EmbeddedStack
+) -> None:
+    card = await issue(api)
+    body = {
+        "card_id": card["id"],
+        "amount": "80",
+        "currency": "BRL",
+        "merchant_name": "Loja ABC",
+        "merchant_category": "5411",
+        "return_url": "https://shop.example/back",
+    }
+    challenge = (await api.post("/api/3ds/init", json=body)).json()
+    pares = (await api.get(f"/api/3ds/acs/{challenge['transaction_id']}")).json()["pares"]
+    await execute(
+        stack.database_url,
+        "UPDATE card_transactions SET created_at = now() - interval '20 minutes'"
+        " WHERE transaction_id = CAST(:id AS uuid)",
+        id=challenge["transaction_id"],
+    )
+    completion = {"transaction_id": challenge["transaction_id"], "pares": pares}
+    late = problem(await api.post("/api/3ds/complete", json=completion), 422, "TXN-4220")
+    assert "expired" in late["detail"]
+    history = (await api.get(f"/api/cards/{card['id']}/transactions")).json()["transactions"]
+    assert [t["status"] for t in history] == ["DECLINED"]
+    assert json_money((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 5000
+
+
 async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack) -> None:
     card = await issue(api, credit_limit=1000)
     auth = (await authorize(api, card["id"], "300")).json()
@@ -543,14 +613,16 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     assert (paid.json()["status"], json_money(paid.json()["amount"])) == ("PAID", 200)
     assert json_money((await api.get(f"/api/cards/{card['id']}")).json()["available_limit"]) == 900
     assert await c.wallet_balance(stack.database_url, payer.customer_id) == 200
-    # 100 of the 300 is still owed: a reversal may free that much credit, never what was paid
+    # the purchase refunded after 200 of it was paid: the client keeps those 200 as a credit
+    # balance, spendable on top of the limit, and owes nothing
     reverse = f"/api/reverse/{auth['id']}"
-    paid_back = await api.post(reverse, json={"amount": 300})
-    assert "exceeds what the card owes (100.00)" in problem(paid_back, 422, "TXN-4220")["detail"]
-    assert (await api.post(reverse, json={"amount": 100})).status_code == 200
+    assert (await api.post(reverse, json={"amount": 100})).json()["status"] == "CAPTURED"
+    assert (await api.post(reverse, json={"amount": 200})).json()["status"] == "REVERSED"
     card_now = (await api.get(f"/api/cards/{card['id']}")).json()
-    assert json_money(card_now["available_limit"]) == json_money(card_now["credit_limit"]) == 1000
-    assert (await api.post(reverse, json={"amount": "0.01"})).status_code == 422
+    assert json_money(card_now["available_limit"]) == 1200
+    invoice = (await api.get(f"/api/cards/{card['id']}/invoice")).json()
+    assert json_money(invoice["total_amount"]) == json_money(invoice["minimum_payment"]) == 0
+    problem(await api.post(reverse, json={"amount": "0.01"}), 422, "TXN-4220")
 
     too_much = await api.post(pay, json={"source_account_id": payer.customer_id, "amount": 150})
     assert problem(too_much, 422, "PAY-4220")["reason"] == "INVOICE_OVERPAID"
@@ -570,7 +642,20 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     assert await c.wallet_balance(stack.database_url, payer.customer_id) == 200
     assert (await api.post(f"/api/reverse/{hold['id']}")).json()["status"] == "REVERSED"
     card_now = (await api.get(f"/api/cards/{card['id']}")).json()
-    assert json_money(card_now["available_limit"]) == 1000
+    assert json_money(card_now["available_limit"]) == 1200
+
+    # a credit balance never takes a card past the largest amount
+    largest = await issue(api, credit_limit="9999999999999.99")
+    bought = (await authorize(api, largest["id"], "1")).json()
+    await api.post(f"/api/capture/{bought['id']}")
+    paid = await api.post(
+        f"/api/cards/{largest['id']}/invoice/pay",
+        json={"source_account_id": payer.customer_id, "amount": 1},
+    )
+    assert paid.json()["status"] == "PAID", paid.text
+    past = problem(await api.post(f"/api/reverse/{bought['id']}"), 422, "TXN-4220")
+    assert "would pass 9999999999999.99" in past["detail"]
+    assert (await api.get(f"/api/cards/{largest['id']}")).status_code == 200
     await c.ledger_consistent(stack.database_url)
 
 

@@ -33,7 +33,7 @@ from events.card_api import (
     TransactionStatus,
     UpdateLimits,
 )
-from events.money import from_minor, to_minor
+from events.money import MAX_MINOR, from_minor, to_minor
 from schemas.card_service import card_transactions, service_cards
 from workers.card_issuance.numbers import mask, new_card_number, number_hash
 
@@ -72,6 +72,11 @@ class AcquirerUnavailable(CardServiceError):
     status, code, title = 503, "ACQ-5030", "Acquirer unavailable"
 
 
+THREE_DS_WINDOW = dt.timedelta(minutes=15)
+"""How long a 3-D Secure challenge can be answered: a later answer is declined, so no
+payment is approved days after it was started (and counted on that day's limit)."""
+
+
 @dataclass(frozen=True)
 class Decision:
     status: TransactionStatus
@@ -81,6 +86,11 @@ class Decision:
 async def issue(conn: AsyncConnection, body: IssueCard, salt: str, today: dt.date) -> Card:
     if body.type != CardType.DEBIT and body.credit_limit is None:
         raise CardServiceError(f"credit_limit is required for a {body.type.value} card")
+    if body.type == CardType.DEBIT and body.credit_limit is not None:
+        raise CardServiceError(
+            "a DEBIT card has no credit_limit (its spending is bounded by its daily and "
+            "per-transaction limits)"
+        )
     number = new_card_number(BIN)
     limit = None if body.credit_limit is None else to_minor(body.credit_limit)
     card_id = uuid.uuid4()
@@ -159,7 +169,7 @@ async def set_limits(conn: AsyncConnection, card_id: str, body: UpdateLimits) ->
 async def authorize(conn: AsyncConnection, body: Authorize) -> Transaction:
     """Check status and limits under a lock on the card; hold the amount if approved."""
     row = await _row(conn, body.card_id, lock=True)
-    if body.merchant_name == ACQUIRER_DOWN:
+    if body.merchant_name == ACQUIRER_DOWN and row.status == "ACTIVE":
         raise AcquirerUnavailable("the acquirer did not answer; try again later")
     transaction_id = await _pending(conn, row.card_id, body, installments=body.installments)
     return await _decide(conn, row, transaction_id)
@@ -188,7 +198,7 @@ async def _pending(
 async def _decide(conn: AsyncConnection, card: AnyRow, transaction_id: uuid.UUID) -> Transaction:
     tx = await _transaction_row(conn, str(transaction_id))
     amount = int(tx.amount_minor)
-    refusal = await _refusal(conn, card, tx.currency, amount)
+    refusal = await _refusal(conn, card, tx.currency, amount, int(tx.installments))
     if refusal is not None:
         kind, reason = refusal
         await _set_tx(conn, transaction_id, status="DECLINED", decline_reason=reason)
@@ -199,6 +209,7 @@ async def _decide(conn: AsyncConnection, card: AnyRow, transaction_id: uuid.UUID
         conn,
         transaction_id,
         status="AUTHORIZED",
+        authorized_at=func.now(),
         held_minor=amount,
         authorization_code=f"{secrets.randbelow(10**6):06d}",
     )
@@ -210,9 +221,12 @@ async def _refusal(
     card: AnyRow,
     currency: str,
     amount: int,
+    installments: int,
 ) -> tuple[type[CardServiceError], str] | None:
     if card.status != "ACTIVE":
         return CardBlocked, "CARD_BLOCKED"
+    if installments > 1 and card.credit_limit_minor is None:
+        return Declined, "INSTALLMENTS_NEED_CREDIT"
     if card.transaction_limit_minor is not None and amount > card.transaction_limit_minor:
         return Declined, "TRANSACTION_LIMIT_EXCEEDED"
     if currency != card.currency and not card.international_enabled:
@@ -230,7 +244,9 @@ async def _refusal(
                     )
                 ).where(
                     card_transactions.c.card_id == card.card_id,
-                    card_transactions.c.created_at >= since,
+                    card_transactions.c.created_at >= since - THREE_DS_WINDOW,
+                    func.coalesce(card_transactions.c.authorized_at, card_transactions.c.created_at)
+                    >= since,
                 )
             )
         ).scalar_one()
@@ -248,7 +264,9 @@ def _explain(reason: str) -> str:
         "INTERNATIONAL_DISABLED": "international transactions are disabled on this card",
         "DAILY_LIMIT_EXCEEDED": "the amount exceeds what is left of the daily limit",
         "INSUFFICIENT_LIMIT": "the card's available limit is too low",
+        "INSTALLMENTS_NEED_CREDIT": "installments are paid on credit: a debit card pays at once",
         "3DS_FAILED": "the cardholder was not authenticated",
+        "3DS_EXPIRED": "the 3-D Secure challenge expired: start the payment again",
     }.get(reason, reason)
 
 
@@ -292,14 +310,11 @@ async def reverse(
     if back > left:
         raise Declined("the reversal exceeds what the transaction holds", transaction_id)
     card = await _row(conn, str(tx.card_id), lock=True)
-    if field == "captured" and card.credit_limit_minor is not None:
-        owes = await owed(conn, card)
-        if back > owes:
-            raise Declined(
-                f"the reversal exceeds what the card owes ({from_minor(owes)}): the rest was "
-                "paid back already, so the client is refunded, not given the credit again",
-                transaction_id,
-            )
+    if card.available_minor is not None and card.available_minor + back > MAX_MINOR:
+        raise Declined(
+            f"the card's available amount would pass {from_minor(MAX_MINOR)}",
+            transaction_id,
+        )
     if card.available_minor is not None:
         await _set(conn, str(card.card_id), available_minor=card.available_minor + back)
     if field == "held_minor":
@@ -363,6 +378,15 @@ async def complete_3ds(
     tx = await _transaction_row(conn, transaction_id, lock=True)
     if tx.three_ds != "CHALLENGE_REQUIRED" or tx.status != TransactionStatus.PENDING.value:
         raise Declined("this transaction is not waiting for 3-D Secure", transaction_id)
+    if dt.datetime.now(dt.UTC) - tx.created_at > THREE_DS_WINDOW:
+        await _set_tx(
+            conn,
+            tx.transaction_id,
+            status="DECLINED",
+            decline_reason="3DS_EXPIRED",
+            three_ds="FAILED",
+        )
+        raise Declined(_explain("3DS_EXPIRED"), transaction_id)
     verdict = _read_pares(pares, transaction_id, key)
     card = await _row(conn, str(tx.card_id), lock=True)
     if verdict != "Y":
@@ -374,7 +398,7 @@ async def complete_3ds(
             three_ds="FAILED",
         )
         raise Declined(_explain("3DS_FAILED"), transaction_id)
-    if tx.merchant_name == ACQUIRER_DOWN:  # the transaction stays open: complete it later
+    if tx.merchant_name == ACQUIRER_DOWN and card.status == "ACTIVE":  # complete it later
         raise AcquirerUnavailable("the acquirer did not answer; try again later")
     await _set_tx(conn, tx.transaction_id, three_ds="AUTHENTICATED")
     return await _decide(conn, card, tx.transaction_id)
@@ -439,8 +463,9 @@ async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoic
 
 
 async def owed(conn: AsyncConnection, card: AnyRow) -> int:
-    """What a credit card owes: its limit less what is available and what is held (a debit
-    card never owes anything)."""
+    """What a credit card owes: its limit less what is available and what is held; nothing
+    when it holds a credit balance (a purchase refunded after it was paid for), and a debit
+    card never owes anything."""
     if card.credit_limit_minor is None:
         return 0
     held = (
