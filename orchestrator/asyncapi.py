@@ -8,9 +8,27 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
+from faststream.specification.asyncapi.v2_6_0.schema.message import CorrelationId
+from faststream.specification.asyncapi.v3_0_0.schema import ApplicationSchema
 
 from events import topics
 from events.dlq import DeadLetter
+from events.envelope import (
+    H_CAUSATION,
+    H_CORRELATION,
+    H_DLQ_ERROR,
+    H_DLQ_OFFSET,
+    H_DLQ_ORIGINAL_PREFIX,
+    H_DLQ_PARTITION,
+    H_DLQ_REASON,
+    H_DLQ_TOPIC,
+    H_ID,
+    H_SOURCE,
+    H_SPECVERSION,
+    H_TIME,
+    H_TRACEPARENT,
+    H_TYPE,
+)
 from events.notification import NotificationSent
 from events.replies import AnyReply
 from orchestrator.sagas import ALL_SAGAS
@@ -79,7 +97,68 @@ def document(settings: Settings) -> AsyncAPI:
     )
 
 
+def _text(description: str) -> dict[str, str]:
+    return {"type": "string", "description": description}
+
+
+CLOUDEVENTS = {
+    H_SPECVERSION: _text("CloudEvents version: 1.0"),
+    H_ID: _text("unique per message"),
+    H_TYPE: _text("the event's type, e.g. orders.submitted.v1"),
+    H_SOURCE: _text("who published it"),
+    H_TIME: _text("when, RFC 3339"),
+    H_CORRELATION: _text("the business request it belongs to"),
+    H_CAUSATION: _text("the id of the message that caused it"),
+    H_TRACEPARENT: _text("W3C trace context of the span that sent it (saga messages)"),
+}
+HEADERS = {
+    "type": "object",
+    "description": "CloudEvents Kafka binding, binary mode: written on everything the project "
+    "publishes; an upstream record may lack them.",
+    "properties": CLOUDEVENTS,
+}
+DEAD_LETTER_HEADERS = {
+    "type": "object",
+    "description": "The refused record's own headers (its CloudEvents headers under the "
+    f"{H_DLQ_ORIGINAL_PREFIX} prefix), and why it was refused.",
+    "properties": {
+        H_DLQ_REASON: _text("short code: INVALID_JSON, INVALID_PAYLOAD, TOO_LARGE, ..."),
+        H_DLQ_ERROR: _text("a human sentence"),
+        H_DLQ_TOPIC: _text("the topic it was read from"),
+        H_DLQ_PARTITION: _text("its partition there"),
+        H_DLQ_OFFSET: _text("its offset there"),
+        **CLOUDEVENTS,
+    },
+    "required": [H_DLQ_REASON, H_DLQ_ERROR, H_DLQ_TOPIC, H_DLQ_PARTITION, H_DLQ_OFFSET],
+}
+DEAD_LETTER_PAYLOAD = {
+    "description": "the refused record's value, byte for byte: it may be no JSON at all",
+}
+
+
+def _as_on_the_wire(specification: ApplicationSchema) -> None:
+    """What FastStream cannot know: the headers (CloudEvents, the correlation id among them)
+    and that a dead letter carries its record's value as it was, with its reason in headers."""
+    components = specification.components
+    assert components is not None
+    assert components.messages is not None
+    for name, message in components.messages.items():
+        message.correlationId = CorrelationId(
+            location=f"$message.header#/{H_CORRELATION}",
+            description="the business request the message belongs to",
+        )
+        if name.removesuffix(":Message").endswith(".dlq"):
+            message.payload = dict(DEAD_LETTER_PAYLOAD)
+            message.headers = DEAD_LETTER_HEADERS  # type: ignore[attr-defined]
+        else:
+            message.headers = HEADERS  # type: ignore[attr-defined]
+    if components.schemas is not None:
+        components.schemas.pop(DeadLetter.__name__, None)
+
+
 def rendered(settings: Settings) -> tuple[str, str]:
     """The document as JSON and as an HTML page, generated once."""
     specification = document(settings).to_specification()
+    assert isinstance(specification, ApplicationSchema)
+    _as_on_the_wire(specification)
     return specification.to_json(), get_asyncapi_html(specification)

@@ -122,11 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "dev":
             from orchestrator.dev import run_dev
 
-            event_loop.run(run_dev(args.kafka_port), load_settings().event_loop)
+            loop = load_settings().event_loop  # before the coroutine: a bad setting stops here
+            event_loop.run(run_dev(args.kafka_port), loop)
         elif args.command == "demo":
             from orchestrator.demo import run_demo
 
-            return event_loop.run(run_demo(users=args.users), load_settings().event_loop)
+            loop = load_settings().event_loop
+            return event_loop.run(run_demo(users=args.users), loop)
         elif args.command == "bench":
             from orchestrator.benchmark.runner import BenchOptions, run_bench
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -72,7 +74,12 @@ async def run_demo(users: int = 40, timeout_s: float = 90.0) -> int:
     started = time.monotonic()
     console.print("[bold]Orchestra demo[/bold]: starting the embedded broker and PostgreSQL")
     async with EmbeddedStack() as stack:
-        settings = stack.settings(log_level="WARNING", log_format="console")
+        # its own token key: the tour signs its tokens, whatever keys the environment names
+        settings = stack.settings(
+            log_level="WARNING",
+            jwt_algorithm="HS256",
+            jwt_secret=SecretStr(secrets.token_urlsafe(32)),
+        )
         orchestra_logging.configure(settings.log_level, settings.log_format)
         app = Application(settings)
         await app.start()

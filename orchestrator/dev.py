@@ -6,7 +6,7 @@ from orchestrator import logging as orchestra_logging
 from orchestrator.api.auth import dev_token
 from orchestrator.embedded import EmbeddedStack, ensure_free
 from orchestrator.serve import serve
-from orchestrator.settings import load_settings
+from orchestrator.settings import PUBLIC_KEY_ALGORITHMS, load_settings
 
 
 async def run_dev(kafka_port: int | None = None) -> None:
@@ -36,6 +36,14 @@ async def run_dev(kafka_port: int | None = None) -> None:
             "serving the API on this machine needs its own ORCHESTRA_HTTP_PORT",
             flush=True,
         )
-        print(f"a bearer token for user dev-user: {dev_token(settings, 'dev-user')}", flush=True)
+        if settings.jwt_algorithm in PUBLIC_KEY_ALGORITHMS:
+            print(
+                f"bearer tokens: {settings.jwt_algorithm}, signed with the private key of the "
+                "configured ORCHESTRA_JWT_SECRET",
+                flush=True,
+            )
+        else:
+            token = dev_token(settings, "dev-user")
+            print(f"a bearer token for user dev-user: {token}", flush=True)
         print("running every service; Ctrl-C to stop", flush=True)
         await serve(settings)

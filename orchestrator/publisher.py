@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.engine.outbox import OutboundMessage
@@ -63,8 +64,19 @@ class KafkaPublisher:
     async def start(self) -> None:
         """Connects; aiokafka's producer has to be made inside the running loop."""
         if self._producer is None:
-            self._producer = AIOKafkaProducer(**self._options)
-            await self._producer.start()
+            producer = AIOKafkaProducer(**self._options)
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                await producer.stop()
+                refused = f"Kafka refused the publisher: {exc or type(exc).__name__}"
+                if self._options["enable_idempotence"]:
+                    refused += (
+                        " (ORCHESTRA_KAFKA_IDEMPOTENT_PRODUCER=true: a broker without "
+                        "idempotent producers refuses it)"
+                    )
+                raise KafkaUnavailable(refused) from None
+            self._producer = producer
 
     async def stop(self) -> None:
         handing = [p.handing for p in self._partitions.values() if p.handing is not None]

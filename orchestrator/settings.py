@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Literal, Self
 
 import asyncpg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
@@ -15,6 +17,12 @@ from sqlalchemy.exc import ArgumentError
 
 from orchestrator.errors import SettingsError
 from orchestrator.event_loop import EventLoop
+
+PUBLIC_KEY_ALGORITHMS: dict[str, tuple[type, str]] = {
+    "RS256": (rsa.RSAPublicKey, "an RSA"),
+    "ES256": (ec.EllipticCurvePublicKey, "an EC"),
+}
+"""The token algorithms checked with a public key, and the kind of key each needs."""
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -177,9 +185,38 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_jwt_key(self) -> Self:
+        key = self.jwt_secret.get_secret_value()
+        if not key.strip():
+            raise ValueError("ORCHESTRA_JWT_SECRET is empty: no bearer token could be checked")
+        if self.jwt_algorithm in PUBLIC_KEY_ALGORITHMS:
+            kind, name = PUBLIC_KEY_ALGORITHMS[self.jwt_algorithm]
+            try:
+                public = serialization.load_pem_public_key(key.encode())
+            except (ValueError, TypeError):
+                public = None
+            if not isinstance(public, kind):
+                raise ValueError(
+                    f"ORCHESTRA_JWT_ALGORITHM={self.jwt_algorithm} needs ORCHESTRA_JWT_SECRET "
+                    f"to be {name} public key in PEM form (-----BEGIN PUBLIC KEY-----)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> Self:
+        if self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms:
+            raise ValueError(
+                f"ORCHESTRA_CONSUMER_HEARTBEAT_INTERVAL_MS ({self.consumer_heartbeat_interval_ms}) "
+                "must be below ORCHESTRA_CONSUMER_SESSION_TIMEOUT_MS "
+                f"({self.consumer_session_timeout_ms}), at most a third of it: else the "
+                "broker takes the consumer for dead between two heartbeats"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_sasl_credentials(self) -> Self:
         if self.kafka_security_protocol.startswith("SASL") and not (
-            self.kafka_sasl_username and self.kafka_sasl_password
+            (self.kafka_sasl_username or "").strip() and self.kafka_sasl_password
         ):
             raise ValueError(
                 f"ORCHESTRA_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "

@@ -102,12 +102,13 @@ def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--from-offset", type=offset, help="first offset (per partition)")
     parser.add_argument("--to-offset", type=offset, help="last offset, inclusive")
-    times = (
-        "(ISO 8601 with a time zone, e.g. 2026-11-27T10:00:00Z; "
-        "a time before 1970 means from the start)"
+    times = "(ISO 8601 with a time zone, e.g. 2026-11-27T10:00:00Z"
+    parser.add_argument(
+        "--since",
+        type=moment,
+        help=f"records at or after {times}; a time before 1970 means from the start)",
     )
-    parser.add_argument("--since", type=moment, help=f"records at or after {times}")
-    parser.add_argument("--until", type=moment, help=f"records at or before {times}")
+    parser.add_argument("--until", type=moment, help=f"records at or before {times})")
     parser.add_argument("--key", help="only records with this key")
 
 

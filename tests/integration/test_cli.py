@@ -136,8 +136,15 @@ def test_docs_writes_asyncapi_of_every_topic_and_the_openapi(tmp_path: Path) -> 
     }
     assert contract <= channels
     schemas = json.dumps(document["components"])
-    for model in ("OrderSubmitted", "OrderStatusChanged", "ReserveStock", "DeadLetter"):
+    for model in ("OrderSubmitted", "OrderStatusChanged", "ReserveStock"):
         assert model in schemas
+    messages = document["components"]["messages"]
+    order = messages["orders.submitted:SubscribeMessage"]
+    assert order["correlationId"]["location"] == "$message.header#/ce_correlationid"
+    assert "ce_id" in order["headers"]["properties"]
+    letter = messages["orders.submitted.dlq:Message"]
+    assert "$ref" not in letter["payload"]  # the refused bytes as they were, maybe no JSON
+    assert {"dlq_reason", "dlq_error", "dlq_offset"} <= set(letter["headers"]["required"])
     openapi = json.loads((tmp_path / "docs" / "openapi.json").read_text())
     assert "/v1/cards/virtual" in openapi["paths"]
     assert (tmp_path / "docs" / "asyncapi.html").read_text().lstrip().startswith("<")

@@ -9,6 +9,7 @@ from pydantic import SecretStr
 
 from orchestrator.errors import SettingsError
 from orchestrator.settings import Settings, load_settings
+from tests.unit.test_tokens import public_pem
 
 EMBEDDED_URL = "postgresql+asyncpg://postgres:@/orchestra?host=/tmp/pg&port=5432"
 
@@ -90,3 +91,30 @@ def test_every_development_key_is_warned_of_by_a_service_that_reads_it() -> None
 
     warned = {key for keys in KEYS_USED_BY.values() for key in keys}
     assert warned == set(load_settings().development_secrets())
+
+
+def test_an_empty_token_key_is_refused() -> None:
+    with pytest.raises(SettingsError, match="ORCHESTRA_JWT_SECRET is empty"):
+        load_settings(jwt_secret=SecretStr(" "))
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+def test_a_public_key_algorithm_needs_its_kind_of_pem_public_key(algorithm: str) -> None:
+    with pytest.raises(SettingsError, match=f"{algorithm} needs ORCHESTRA_JWT_SECRET"):
+        load_settings(jwt_algorithm=algorithm, jwt_secret=SecretStr("not a key"))
+    other = "ES256" if algorithm == "RS256" else "RS256"
+    with pytest.raises(SettingsError, match="public key in PEM form"):
+        load_settings(jwt_algorithm=algorithm, jwt_secret=SecretStr(public_pem(other)))
+    assert load_settings(jwt_algorithm=algorithm, jwt_secret=SecretStr(public_pem(algorithm)))
+
+
+def test_a_heartbeat_must_come_within_the_session_timeout() -> None:
+    with pytest.raises(SettingsError, match=r"HEARTBEAT_INTERVAL_MS .* must be below"):
+        load_settings(consumer_heartbeat_interval_ms=20_000, consumer_session_timeout_ms=10_000)
+
+
+def test_a_blank_sasl_username_is_no_username() -> None:
+    with pytest.raises(SettingsError, match="ORCHESTRA_KAFKA_SASL_USERNAME"):
+        load_settings(
+            kafka_security_protocol="SASL_SSL", kafka_sasl_username="  ", kafka_sasl_password="pw"
+        )
