@@ -269,7 +269,7 @@ class TransactionStatus(StrEnum):
     DECLINED = "DECLINED"
 
 
-ACCOUNT_ID = r"^[A-Za-z0-9._:-]+$"
+ACCOUNT_ID = r"^[A-Za-z0-9._:@-]+$"
 AccountId = Annotated[str, Field(min_length=1, max_length=64, pattern=ACCOUNT_ID)]
 
 

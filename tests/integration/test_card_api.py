@@ -531,6 +531,14 @@ async def test_a_debit_card_has_no_credit_limit_and_pays_at_once(api: httpx.Asyn
     assert (await authorize(api, card["id"], "50")).status_code == 200
 
 
+async def test_an_account_is_any_client_id(api: httpx.AsyncClient) -> None:
+    """A client id of ``customers.registered`` may hold ``@``; its cards are listed by it."""
+    account = f"{unique('anna')}@shop"
+    card = await issue(api, account_id=account)
+    listed = (await api.get(f"/api/cards/account/{account}")).json()
+    assert [c["id"] for c in listed["cards"]] == [card["id"]]
+
+
 async def test_a_blocked_card_is_refused_before_the_acquirer_is_asked(
     api: httpx.AsyncClient,
 ) -> None:
