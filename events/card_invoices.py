@@ -54,5 +54,20 @@ class CardLimitRestored(Reply):
     available_minor: int
 
 
+class CloseInvoicePayment(Command):
+    """The failure notice of an invoice payment: the payment's record gets the saga's end
+    (one refused before the card's side, at the debit, was left PENDING)."""
+
+    kind: Literal["CloseInvoicePayment"] = "CloseInvoicePayment"
+    payment_id: str
+    status: InvoicePaymentStatus
+    reason: str | None = None
+
+
+class InvoicePaymentClosed(Reply):
+    kind: Literal["InvoicePaymentClosed"] = "InvoicePaymentClosed"
+    payment_id: str
+
+
 INVOICE_OVERPAID: Final = "INVOICE_OVERPAID"
 CARD_NOT_FOUND: Final = "CARD_NOT_FOUND"

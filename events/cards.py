@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from events.base import Command, Identifier, Outcome, Reply, UpstreamRecord
-from events.card_invoices import RestoreCardLimit
+from events.card_invoices import CloseInvoicePayment, RestoreCardLimit
 from events.money import Balance, CurrencyCode
 
 
@@ -87,7 +87,8 @@ class CardActivated(Reply):
 
 
 CardIssuanceCommand = Annotated[
-    ReserveCard | ReleaseCard | ActivateCard | RestoreCardLimit, Field(discriminator="kind")
+    ReserveCard | ReleaseCard | ActivateCard | RestoreCardLimit | CloseInvoicePayment,
+    Field(discriminator="kind"),
 ]
 
 ACTIVE_CARD_EXISTS = "ACTIVE_CARD_EXISTS"

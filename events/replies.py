@@ -17,7 +17,7 @@ from events.billing import (
     WalletCredited,
     WalletOpened,
 )
-from events.card_invoices import CardLimitRestored
+from events.card_invoices import CardLimitRestored, InvoicePaymentClosed
 from events.cards import CardActivated, CardReserved
 from events.delivery import DeliveryBooked
 from events.notification import AccountCreated, Notified
@@ -43,7 +43,8 @@ AnyReply = Annotated[
     | DeliveryBooked
     | AccountCreated
     | Notified
-    | CardLimitRestored,
+    | CardLimitRestored
+    | InvoicePaymentClosed,
     Field(discriminator="kind"),
 ]
 

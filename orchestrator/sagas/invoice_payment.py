@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from events import topics
 from events.billing import BalanceSource, DebitBalance, RefundBalance
 from events.card_invoices import (
+    CloseInvoicePayment,
     InvoicePaymentRequested,
     InvoicePaymentStatus,
     InvoicePaymentStatusChanged,
@@ -41,6 +42,14 @@ def restore_limit(saga: InvoicePayment) -> RestoreCardLimit:
     )
 
 
+def close_payment(saga: InvoicePayment, result: SagaResult) -> CloseInvoicePayment:
+    return CloseInvoicePayment(
+        payment_id=saga.request.payment_id,
+        status=InvoicePaymentStatus(result.status),
+        reason=result.reason,
+    )
+
+
 def payment_status(saga: InvoicePayment, result: SagaResult) -> InvoicePaymentStatusChanged:
     return InvoicePaymentStatusChanged(
         payment_id=saga.request.payment_id,
@@ -63,6 +72,7 @@ INVOICE_PAYMENT_SAGA: Saga[InvoicePayment, InvoicePaymentRequested] = (
         success_status=InvoicePaymentStatus.PAID,
         failure_status=InvoicePaymentStatus.REJECTED,
     )
+    .notify_failure(CARD_ISSUANCE, close_payment)
     .step("debit-source", BILLING, send=debit_source, compensate=lambda _: RefundBalance())
     .step("restore-limit", CARD_ISSUANCE, send=restore_limit)
 )

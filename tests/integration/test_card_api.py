@@ -641,6 +641,13 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     assert (status.json()["status"], status.json()["reason"]) == ("REJECTED", "INVOICE_OVERPAID")
     poor = await api.post(pay, json={"source_account_id": payer.customer_id, "amount": 300})
     assert problem(poor, 422, "PAY-4220")["reason"] == "INSUFFICIENT_FUNDS"
+    records = "SELECT status, reason FROM invoice_payments WHERE payment_id = :p"
+    for _ in range(100):  # the failure notice closes the payment's record, not awaited
+        closed = await query(stack.database_url, records, p=poor.json()["payment_id"])
+        if closed != [("PENDING", None)]:
+            break
+        await asyncio.sleep(0.1)
+    assert closed == [("REJECTED", "INSUFFICIENT_FUNDS")]
     stranger = await api.post(pay, json={"source_account_id": unique("nobody"), "amount": 1})
     assert problem(stranger, 422, "PAY-4220")["reason"] == "UNKNOWN_CUSTOMER"
     # an amount on hold is not owed: paying it, then voiding the hold, freed credit twice

@@ -12,6 +12,8 @@ from events.card_invoices import (
     CARD_NOT_FOUND,
     INVOICE_OVERPAID,
     CardLimitRestored,
+    CloseInvoicePayment,
+    InvoicePaymentClosed,
     RestoreCardLimit,
 )
 from events.envelope import Envelope
@@ -38,6 +40,7 @@ _SETTLE = (
     .where(invoice_payments.c.payment_id == bindparam("b_payment_id"))
     .values(status=bindparam("b_status"), reason=bindparam("b_reason"), updated_at=func.now())
 )
+_CLOSE_PENDING = _SETTLE.where(invoice_payments.c.status == "PENDING")
 
 
 async def restore_limit(
@@ -74,6 +77,20 @@ async def restore_limit(
         return CardLimitRestored(available_minor=int(restored.scalar_one()))
 
     return await operations.run(conn, envelope, action)
+
+
+async def close_payment(conn: AsyncConnection, command: CloseInvoicePayment) -> Reply:
+    """A payment that failed before it reached the card keeps the saga's end; one the card
+    side settled keeps what it said."""
+    await conn.execute(
+        _CLOSE_PENDING,
+        {
+            "b_payment_id": command.payment_id,
+            "b_status": command.status.value,
+            "b_reason": command.reason,
+        },
+    )
+    return InvoicePaymentClosed(payment_id=command.payment_id)
 
 
 async def _settle(conn: AsyncConnection, payment_id: str, status: str, reason: str | None) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Compensated, Reply, StepFailed
-from events.card_invoices import RestoreCardLimit
+from events.card_invoices import CloseInvoicePayment, RestoreCardLimit
 from events.cards import (
     ACTIVE_CARD_EXISTS,
     CARD_RELEASED,
@@ -21,7 +21,7 @@ from events.cards import (
 )
 from events.envelope import Envelope
 from schemas.card_issuance import card_inventory, card_issuance_operations, cards
-from workers.card_issuance.limits import restore_limit
+from workers.card_issuance.limits import close_payment, restore_limit
 from workers.card_issuance.numbers import mask, new_card_id, new_card_number, number_hash
 from workers.operations import Operations
 
@@ -111,11 +111,13 @@ class CardIssuanceService:
         self,
         conn: AsyncConnection,
         envelope: Envelope,
-        command: ReserveCard | ActivateCard | ReleaseCard | RestoreCardLimit,
+        command: ReserveCard | ActivateCard | ReleaseCard | RestoreCardLimit | CloseInvoicePayment,
     ) -> Reply:
         assert envelope.saga_id is not None
         if isinstance(command, RestoreCardLimit):
             return await restore_limit(conn, self.operations, envelope, command)
+        if isinstance(command, CloseInvoicePayment):
+            return await close_payment(conn, command)
         if isinstance(command, ReserveCard):
             return await self.reserve(conn, envelope.saga_id, command)
         if isinstance(command, ActivateCard):
