@@ -7,8 +7,9 @@ import datetime as dt
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,6 +30,7 @@ from events.card_api import (
     IssueCard,
     PayInvoice,
     Problem,
+    RequestId,
     Reverse,
     ThreeDsChallenge,
     ThreeDsComplete,
@@ -213,10 +215,12 @@ async def pay_invoice(
     db: Db,
     publisher: Annotated[ApiPublisher, Depends(deps.publisher)],
     settings: Annotated[Settings, Depends(deps.settings)],
+    idempotency_key: Annotated[RequestId | None, Header()] = None,
 ) -> InvoicePayment | JSONResponse:
     """Runs the invoice-payment saga: billing debits the source account (a client's
-    wallet), then the card's available limit is restored; a refusal undoes the debit."""
-    payment_id = f"ip-{uuid.uuid4().hex}"
+    wallet), then the card's available limit is restored; a refusal undoes the debit. The
+    same ``Idempotency-Key`` again (a retry after a lost answer) is the same payment."""
+    payment_id = _payment_id(card_id, idempotency_key)
 
     async def record(conn: AsyncConnection) -> InvoicePaymentRequested:
         card = await cards.get(conn, card_id, lock=True)
@@ -228,15 +232,20 @@ async def pay_invoice(
                 f"card {card_id} is a debit card: it has no invoice to pay",
                 reason="NO_INVOICE",
             )
-        await conn.execute(
-            pg_insert(invoice_payments).values(
+        recorded = await conn.execute(
+            pg_insert(invoice_payments)
+            .values(
                 payment_id=payment_id,
                 card_id=uuid.UUID(card.id),
                 source_account_id=body.source_account_id,
                 amount_minor=to_minor(body.amount),
                 status="PENDING",
             )
+            .on_conflict_do_nothing(index_elements=[invoice_payments.c.payment_id])
+            .returning(invoice_payments.c.payment_id)
         )
+        if recorded.first() is None:
+            await _same_payment(conn, payment_id, body)
         return InvoicePaymentRequested(
             payment_id=payment_id,
             card_id=card.id,
@@ -261,6 +270,38 @@ async def pay_invoice(
             payment_id=payment_id,
         )
     return answer
+
+
+PAYMENT_KEYS = uuid.UUID("5d3a43c0-7a43-4d38-9a8e-2f0c6f3f4e11")
+"""Namespace of the payment ids made from a card and an Idempotency-Key."""
+
+
+def _payment_id(card_id: str, idempotency_key: str | None) -> str:
+    if idempotency_key is None:
+        return f"ip-{uuid.uuid4().hex}"
+    return f"ip-{uuid.uuid5(PAYMENT_KEYS, f'{card_id}/{idempotency_key}').hex}"
+
+
+async def _same_payment(conn: AsyncConnection, payment_id: str, body: PayInvoice) -> None:
+    """A payment with this key exists: the request must be the same one again."""
+    first = (
+        await conn.execute(
+            select(invoice_payments.c.source_account_id, invoice_payments.c.amount_minor).where(
+                invoice_payments.c.payment_id == payment_id
+            )
+        )
+    ).one()
+    if (first.source_account_id, first.amount_minor) != (
+        body.source_account_id,
+        to_minor(body.amount),
+    ):
+        raise ApiError(
+            409,
+            "REQ-4090",
+            "Conflict",
+            "this Idempotency-Key was used for another payment of this card: "
+            f"{from_minor(first.amount_minor)} from {first.source_account_id}",
+        )
 
 
 @router.get(

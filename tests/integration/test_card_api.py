@@ -671,6 +671,21 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     past = problem(await api.post(f"/api/reverse/{bought['id']}"), 422, "TXN-4220")
     assert "would pass 9999999999999.99" in past["detail"]
     assert (await api.get(f"/api/cards/{largest['id']}")).status_code == 200
+
+    # a retry with the same Idempotency-Key is the same payment: paid once
+    owing = await issue(api, credit_limit=1000)
+    bought = (await authorize(api, owing["id"], "40")).json()
+    await api.post(f"/api/capture/{bought['id']}")
+    before = await c.wallet_balance(stack.database_url, payer.customer_id)
+    pay_owing = f"/api/cards/{owing['id']}/invoice/pay"
+    once = {"source_account_id": payer.customer_id, "amount": 40}
+    key = {"Idempotency-Key": unique("pay")}
+    first, again = [(await api.post(pay_owing, json=once, headers=key)).json() for _ in range(2)]
+    assert first["payment_id"] == again["payment_id"]
+    assert (first["status"], again["status"]) == ("PAID", "PAID")
+    assert await c.wallet_balance(stack.database_url, payer.customer_id) == before - 40
+    other = await api.post(pay_owing, json=once | {"amount": 1}, headers=key)
+    assert "used for another payment" in problem(other, 409, "REQ-4090")["detail"]
     await c.ledger_consistent(stack.database_url)
 
 
