@@ -13,7 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from decimal import ROUND_UP, Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import ColumnElement, Row, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -372,6 +372,13 @@ def acs_answer(key: str, transaction_id: str, authenticated: bool) -> str:
     return base64.b64encode(f"{transaction_id}:{verdict}:{mac.hexdigest()}".encode()).decode()
 
 
+async def _not_authenticated(conn: AsyncConnection, tx: AnyRow, reason: str) -> NoReturn:
+    await _set_tx(
+        conn, tx.transaction_id, status="DECLINED", decline_reason=reason, three_ds="FAILED"
+    )
+    raise Declined(_explain(reason), str(tx.transaction_id))
+
+
 async def complete_3ds(
     conn: AsyncConnection, transaction_id: str, pares: str, key: str
 ) -> Transaction:
@@ -379,25 +386,11 @@ async def complete_3ds(
     if tx.three_ds != "CHALLENGE_REQUIRED" or tx.status != TransactionStatus.PENDING.value:
         raise Declined("this transaction is not waiting for 3-D Secure", transaction_id)
     if dt.datetime.now(dt.UTC) - tx.created_at > THREE_DS_WINDOW:
-        await _set_tx(
-            conn,
-            tx.transaction_id,
-            status="DECLINED",
-            decline_reason="3DS_EXPIRED",
-            three_ds="FAILED",
-        )
-        raise Declined(_explain("3DS_EXPIRED"), transaction_id)
+        await _not_authenticated(conn, tx, "3DS_EXPIRED")
     verdict = _read_pares(pares, transaction_id, key)
     card = await _row(conn, str(tx.card_id), lock=True)
     if verdict != "Y":
-        await _set_tx(
-            conn,
-            tx.transaction_id,
-            status="DECLINED",
-            decline_reason="3DS_FAILED",
-            three_ds="FAILED",
-        )
-        raise Declined(_explain("3DS_FAILED"), transaction_id)
+        await _not_authenticated(conn, tx, "3DS_FAILED")
     if tx.merchant_name == ACQUIRER_DOWN and card.status == "ACTIVE":  # complete it later
         raise AcquirerUnavailable("the acquirer did not answer; try again later")
     await _set_tx(conn, tx.transaction_id, three_ds="AUTHENTICATED")
