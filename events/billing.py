@@ -33,11 +33,20 @@ class WalletOpened(Reply):
 
 
 class OpenCustomerWallet(Command):
-    """Open a new client's wallet with balance 0."""
+    """Open a new client's wallet with balance 0, not usable yet: until its registration has
+    passed every check (``ActivateCustomerWallet``), no money moves on it."""
 
     kind: Literal["OpenCustomerWallet"] = "OpenCustomerWallet"
     customer_id: str
     currency: CurrencyCode
+
+
+class ActivateCustomerWallet(Command):
+    """The registration passed: the client's wallet takes payments and top-ups from now on."""
+
+    kind: Literal["ActivateCustomerWallet"] = "ActivateCustomerWallet"
+    customer_id: str
+    wallet_id: str
 
 
 class CloseCustomerWallet(Command):
@@ -125,6 +134,11 @@ class CustomerWalletOpened(Reply):
     currency: str
 
 
+class CustomerWalletActivated(Reply):
+    kind: Literal["CustomerWalletActivated"] = "CustomerWalletActivated"
+    wallet_id: str
+
+
 class CustomerChecked(Reply):
     kind: Literal["CustomerChecked"] = "CustomerChecked"
     wallet_id: str
@@ -158,6 +172,7 @@ BillingCommand = Annotated[
     OpenCardWallet
     | CloseCardWallet
     | OpenCustomerWallet
+    | ActivateCustomerWallet
     | CloseCustomerWallet
     | CheckCustomer
     | DebitBalance
@@ -181,3 +196,4 @@ GIFT_CARD_INACTIVE: Final = "GIFT_CARD_INACTIVE"
 INVALID_ACTIVATION_CODE: Final = "INVALID_ACTIVATION_CODE"
 CODE_ALREADY_USED: Final = "CODE_ALREADY_USED"
 WALLET_NOT_EMPTY: Final = "WALLET_NOT_EMPTY"
+WALLET_CLOSED: Final = "WALLET_CLOSED"

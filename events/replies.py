@@ -12,6 +12,7 @@ from events.billing import (
     BalanceDebited,
     CodeRedeemed,
     CustomerChecked,
+    CustomerWalletActivated,
     CustomerWalletOpened,
     GiftCardIssued,
     WalletCredited,
@@ -32,6 +33,7 @@ AnyReply = Annotated[
     | WalletOpened
     | BenchStepDone
     | CustomerWalletOpened
+    | CustomerWalletActivated
     | CustomerChecked
     | BalanceDebited
     | WalletCredited

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.engine.outbox import OutboundMessage
@@ -67,8 +67,10 @@ class KafkaPublisher:
             producer = AIOKafkaProducer(**self._options)
             try:
                 await producer.start()
-            except KafkaError as exc:
+            except BaseException as exc:
                 await producer.stop()
+                if not isinstance(exc, KafkaError) or isinstance(exc, KafkaConnectionError):
+                    raise  # no broker at all is said as such where it is caught
                 refused = f"Kafka refused the publisher: {exc or type(exc).__name__}"
                 if self._options["enable_idempotence"]:
                     refused += (

@@ -40,7 +40,7 @@ customer_wallets = Table(
     Column("customer_id", String(128), nullable=False, unique=True),
     Column("currency", String(3), nullable=False),
     Column("balance_minor", BigInteger, nullable=False),
-    Column("status", String(16), nullable=False),  # OPEN | CLOSED
+    Column("status", String(16), nullable=False),  # PENDING (registering) | OPEN | CLOSED
     Column("saga_id", UUID(as_uuid=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

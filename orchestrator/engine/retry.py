@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
-from asyncpg.exceptions import ConnectionDoesNotExistError
+from asyncpg.exceptions import ConnectionDoesNotExistError, InternalClientError
 from asyncpg.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import (
     DBAPIError,
@@ -26,6 +26,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
     ConnectionDoesNotExistError,
+    InternalClientError,  # the driver's state lost with its connection (terminated mid-call)
     ConnectionError,
     TimeoutError,
     OSError,
@@ -35,11 +36,14 @@ CLOSED_CONNECTION = "connection is closed"
 closed (a restart, a failover, pg_terminate_backend), and SQLAlchemy's when even the pool's
 fresh connections were closed: another connection cures it. asyncpg's other InterfaceErrors
 are the client's misuse, which no retry cures."""
-RETRYABLE_SQLSTATES = frozenset(
-    {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300", "08000", "08003", "08006"}
-)
-"""Serialization failure, deadlock, lock not available, the server shutting down, crashed or
-starting up, too many connections, and the connection failures."""
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "55000", "55006"})
+"""Serialization failure, deadlock, lock not available, the database not accepting
+connections (``ALLOW_CONNECTIONS false``, a database being dropped or copied), an object in
+use."""
+RETRYABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+"""Connection exceptions; insufficient resources (too many connections, disk or memory
+full); operator intervention (the server shutting down, crashed or starting up, a statement
+cancelled); system errors (I/O)."""
 RACE_SQLSTATES = frozenset({"23505", "23P01"})
 """A unique or exclusion key that a concurrent writer won: re-reading decides again. The
 other integrity violations (a check, a NOT NULL, a foreign key) come back on every attempt,
@@ -61,10 +65,14 @@ def is_transient(exc: BaseException) -> bool:
     origin = exc.orig if isinstance(exc, DBAPIError) else exc
     sqlstate = getattr(origin, "sqlstate", None) or getattr(origin, "pgcode", None)
     if isinstance(sqlstate, str) and (
-        sqlstate in RETRYABLE_SQLSTATES or sqlstate in RACE_SQLSTATES or sqlstate.startswith("08")
+        sqlstate in RETRYABLE_SQLSTATES
+        or sqlstate in RACE_SQLSTATES
+        or sqlstate.startswith(RETRYABLE_SQLSTATE_CLASSES)
     ):
         return True
-    return isinstance(exc, TRANSIENT)
+    return isinstance(exc, TRANSIENT) or isinstance(
+        getattr(origin, "__cause__", None), InternalClientError
+    )
 
 
 async def with_retries(

@@ -6,7 +6,12 @@ from pydantic import BaseModel, ConfigDict
 
 from events import topics
 from events.base import Reply
-from events.billing import CloseCustomerWallet, CustomerWalletOpened, OpenCustomerWallet
+from events.billing import (
+    ActivateCustomerWallet,
+    CloseCustomerWallet,
+    CustomerWalletOpened,
+    OpenCustomerWallet,
+)
 from events.customers import CustomerRegistered, CustomerStatus, CustomerStatusChanged
 from events.notification import CloseAccount, CreateAccount
 from orchestrator.engine.definition import Saga, SagaResult
@@ -47,6 +52,14 @@ def create_account(saga: Registration) -> CreateAccount:
     )
 
 
+def activate_wallet(saga: Registration) -> ActivateCustomerWallet:
+    """Last: a wallet takes money only once nothing can reject its registration any more (a
+    top-up into the wallet of a registration rejected later could not be given back by
+    closing it)."""
+    assert saga.wallet_id is not None
+    return ActivateCustomerWallet(customer_id=saga.customer.customer_id, wallet_id=saga.wallet_id)
+
+
 def customer_status(saga: Registration, result: SagaResult) -> CustomerStatusChanged:
     active = result.status == CustomerStatus.ACTIVE
     return CustomerStatusChanged(
@@ -79,4 +92,5 @@ REGISTRATION_SAGA: Saga[Registration, CustomerRegistered] = (
         compensate=lambda _: CloseCustomerWallet(),
     )
     .step("create-account", NOTIFICATION, send=create_account, compensate=lambda _: CloseAccount())
+    .step("activate-wallet", BILLING, send=activate_wallet)
 )

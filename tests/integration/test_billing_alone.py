@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.base import Reply, StepFailed
 from events.billing import (
     WALLET_NOT_EMPTY,
+    ActivateCustomerWallet,
     CloseCustomerWallet,
     CreditWallet,
+    CustomerWalletOpened,
     OpenCustomerWallet,
     WalletCredited,
 )
@@ -41,7 +43,15 @@ async def test_a_top_up_handled_alone_and_a_wallet_closing_take_turns(
     customer, registration, top_up = unique("client"), uuid4(), uuid4()
     opening = _step(registration, "open-wallet")
     async with engine.begin() as conn:
-        await billing(conn, opening, OpenCustomerWallet(customer_id=customer, currency="RUB"))
+        opened = await billing(
+            conn, opening, OpenCustomerWallet(customer_id=customer, currency="RUB")
+        )
+        assert isinstance(opened, CustomerWalletOpened)
+        await billing(
+            conn,
+            _step(registration, "activate-wallet"),
+            ActivateCustomerWallet(customer_id=customer, wallet_id=opened.wallet_id),
+        )
 
     moving, go_on = asyncio.Event(), asyncio.Event()
     real_move = ledger.move

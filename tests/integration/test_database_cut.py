@@ -18,9 +18,9 @@ from asyncpg.exceptions import (
     UniqueViolationError,
 )
 from asyncpg.exceptions import InterfaceError as DriverInterfaceError
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.exc import InvalidRequestError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from events import topics
 from orchestrator.app import Application
@@ -71,6 +71,47 @@ async def test_sagas_survive_their_database_connections_being_cut(
     finally:
         await app.stop()
         await observer.dispose()
+
+
+async def test_a_database_refusing_connections_for_a_while_dead_letters_nothing(
+    own_stack: EmbeddedStack,
+) -> None:
+    """``ALLOW_CONNECTIONS false`` (an operator's maintenance, a failover under way) with every
+    session cut: each batch meets "not accepting connections" until it is lifted, which is a
+    fault to retry, not a record's fault to dead-letter."""
+    app = Application(own_stack.settings(group_prefix="refusing"))
+    database = make_url(own_stack.database_url).database
+    admin = create_async_engine(
+        make_url(own_stack.database_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    dlq = topics.dlq(topics.CUSTOMERS_REGISTERED)
+    await app.start()
+    try:
+        async with UpstreamClient(own_stack.settings(), watch=[*c.WATCHED, dlq]) as client:
+            seen = c.Outcomes(client)
+            customers = [c.customer() for _ in range(10)]
+            async with admin.connect() as conn:
+                await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = :db AND backend_type = 'client backend'"
+                    ),
+                    {"db": database},
+                )
+                for customer in customers:
+                    await client.send(topics.CUSTOMERS_REGISTERED, customer)
+                await asyncio.sleep(4)
+                await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+            done = await seen.wait([r.customer_id for r in customers])
+            await seen.wait([], timeout_s=2)
+        assert all(outcome["status"] == "ACTIVE" for outcome in done.values()), done
+        assert [r for r in seen.others if r.topic == dlq] == []
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+        await app.stop()
+        await admin.dispose()
 
 
 async def _cut_every_connection_but_this(engine: AsyncEngine) -> None:

@@ -21,13 +21,16 @@ from events.billing import (
     SUPPORTED_CURRENCIES,
     UNKNOWN_CUSTOMER,
     UNSUPPORTED_CURRENCY,
+    WALLET_CLOSED,
     WALLET_NOT_EMPTY,
+    ActivateCustomerWallet,
     BalanceDebited,
     BalanceSource,
     CheckCustomer,
     CodeRedeemed,
     CreditWallet,
     CustomerChecked,
+    CustomerWalletActivated,
     CustomerWalletOpened,
     DebitBalance,
     GiftCardIssued,
@@ -62,6 +65,15 @@ _OPEN_WALLET = (
 _INSERT_WALLET = (
     pg_insert(customer_wallets)
     .on_conflict_do_nothing(index_elements=[customer_wallets.c.customer_id])
+    .returning(customer_wallets.c.wallet_id)
+)
+_ACTIVATE_WALLET = (
+    update(customer_wallets)
+    .where(
+        customer_wallets.c.wallet_id == bindparam("b_wallet_id"),
+        customer_wallets.c.status.in_(("PENDING", "OPEN")),
+    )
+    .values(status="OPEN", updated_at=func.now())
     .returning(customer_wallets.c.wallet_id)
 )
 _CLOSE_EMPTY_WALLET = (
@@ -137,7 +149,7 @@ class CustomerAccounts:
                     "customer_id": command.customer_id,
                     "currency": command.currency,
                     "balance_minor": 0,
-                    "status": "OPEN",
+                    "status": "PENDING",
                     "saga_id": saga_id,
                 },
             )
@@ -159,6 +171,19 @@ class CustomerAccounts:
             return None
 
         return await self.operations.undo(conn, envelope, undo)
+
+    async def activate_wallet(
+        self, conn: AsyncConnection, envelope: Envelope, command: ActivateCustomerWallet
+    ) -> Reply:
+        async def action() -> Reply:
+            activated = await conn.execute(_ACTIVATE_WALLET, {"b_wallet_id": command.wallet_id})
+            if activated.first() is None:
+                return StepFailed(
+                    reason=WALLET_CLOSED, detail=f"wallet {command.wallet_id} is closed"
+                )
+            return CustomerWalletActivated(wallet_id=command.wallet_id)
+
+        return await self.operations.run(conn, envelope, action)
 
     async def check_customer(
         self, conn: AsyncConnection, envelope: Envelope, command: CheckCustomer

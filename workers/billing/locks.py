@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.billing import (
+    ActivateCustomerWallet,
     BalanceSource,
     CancelGiftCard,
     CloseCustomerWallet,
@@ -72,7 +73,7 @@ async def lock_balances(
         match command:
             case DebitBalance(source=BalanceSource.GIFT_CARD):
                 cards.add(command.gift_card_id or "")
-            case DebitBalance() | CreditWallet():
+            case DebitBalance() | CreditWallet() | ActivateCustomerWallet():
                 customers.add(command.customer_id)
             case RedeemActivationCode():
                 hashes.add(stored_hash(code_key, command.code_digest))

@@ -14,6 +14,7 @@ from events.base import Compensated, Reply, StepFailed
 from events.billing import (
     SUPPORTED_CURRENCIES,
     UNSUPPORTED_CURRENCY,
+    ActivateCustomerWallet,
     CancelGiftCard,
     CheckCustomer,
     CloseCardWallet,
@@ -78,6 +79,8 @@ class BillingService:
                 return await self.close_card_wallet(conn, envelope.saga_id)
             case OpenCustomerWallet():
                 return await accounts.open_wallet(conn, envelope, command)
+            case ActivateCustomerWallet():
+                return await accounts.activate_wallet(conn, envelope, command)
             case CloseCustomerWallet():
                 return await accounts.close_wallet(conn, envelope)
             case CheckCustomer():
