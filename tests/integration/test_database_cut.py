@@ -12,14 +12,20 @@ import pytest
 from asyncpg.exceptions import (
     CannotConnectNowError,
     CheckViolationError,
+    DataError,
+    DiskFullError,
     ExclusionViolationError,
     ForeignKeyViolationError,
+    InternalClientError,
     NotNullViolationError,
+    ObjectNotInPrerequisiteStateError,
+    QueryCanceledError,
+    TooManyConnectionsError,
     UniqueViolationError,
 )
 from asyncpg.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy import make_url, text
-from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from events import topics
@@ -91,18 +97,19 @@ async def test_a_database_refusing_connections_for_a_while_dead_letters_nothing(
             seen = c.Outcomes(client)
             customers = [c.customer() for _ in range(10)]
             async with admin.connect() as conn:
-                await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
-                await conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE datname = :db AND backend_type = 'client backend'"
-                    ),
-                    {"db": database},
-                )
-                for customer in customers:
+                for n, customer in enumerate(customers):  # refused, allowed, refused, ...
+                    await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+                    await conn.execute(
+                        text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                            " WHERE datname = :db AND backend_type = 'client backend'"
+                        ),
+                        {"db": database},
+                    )
                     await client.send(topics.CUSTOMERS_REGISTERED, customer)
-                await asyncio.sleep(4)
-                await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+                    await asyncio.sleep(0.2 + 0.1 * (n % 3))
+                    await conn.execute(text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+                    await asyncio.sleep(0.1 + 0.1 * (n % 2))
             done = await seen.wait([r.customer_id for r in customers])
             await seen.wait([], timeout_s=2)
         assert all(outcome["status"] == "ACTIVE" for outcome in done.values()), done
@@ -190,6 +197,17 @@ def test_a_closed_or_restarting_server_is_a_fault_to_retry() -> None:
     assert is_transient(CannotConnectNowError("the database system is starting up"))
     assert is_transient(InvalidRequestError("This connection is closed"))
     assert not is_transient(DriverInterfaceError("cannot perform operation: another operation"))
+
+
+def test_a_database_refusing_connections_or_short_of_resources_is_a_fault_to_retry() -> None:
+    assert is_transient(ObjectNotInPrerequisiteStateError("not accepting connections"))
+    assert is_transient(TooManyConnectionsError("too many clients"))
+    assert is_transient(DiskFullError("could not extend file"))
+    assert is_transient(QueryCanceledError("canceling statement due to statement timeout"))
+    assert is_transient(InternalClientError("cannot switch to state 12"))
+    wrapped = DBAPIError("SELECT 1", {}, ObjectNotInPrerequisiteStateError("not accepting"))
+    assert is_transient(wrapped)
+    assert not is_transient(DBAPIError("SELECT 1", {}, DataError("invalid input syntax")))
 
 
 def test_only_a_key_a_concurrent_writer_won_is_an_integrity_fault_to_retry() -> None:
