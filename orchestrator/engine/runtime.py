@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -27,6 +27,7 @@ from orchestrator import metrics
 from orchestrator.db import driver_connection, driver_of
 from orchestrator.engine import store, tracing
 from orchestrator.engine.batch_write import BatchWrite, Written, updated, write_batch
+from orchestrator.engine.clock import AlignedClock
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.isolation import error_of, isolating
@@ -47,14 +48,8 @@ from schemas.sagas import orchestrator_outbox
 
 log = structlog.get_logger(__name__)
 
-Clock = Callable[[], datetime]
-
 _MAX_REREADS = 50
 """Rounds of read-decide-write for the replies of one batch whose sagas keep moving."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class UnknownSaga(LookupError):
@@ -71,11 +66,10 @@ class SagaRuntime:
         policy: RetryPolicy,
         relay: OutboxRelay,
         max_message_bytes: int = 1_000_000,
-        clock: Clock = utc_now,
     ) -> None:
         self.engine = engine
         self.relay = relay
-        self.clock = clock
+        self.clock = AlignedClock()
         self.max_message_bytes = max_message_bytes
         self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
         metrics.declare(self.machines)
@@ -255,8 +249,8 @@ class SagaRuntime:
         return len(decisions)
 
     async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], list[Decision]]:
-        now = self.clock()
         async with self.engine.begin() as conn:
+            now = await self.clock.align(conn)
             due = await store.lock_due(conn, now, limit, self.machines)
             decisions = []
             changes = []
@@ -298,7 +292,8 @@ class SagaRuntime:
                     raise UnknownSaga(
                         f"saga type {instance.saga_type!r} is not run by this process"
                     )
-                decision = _manual_decision(machine, instance, action, self.clock(), actor, why)
+                now = await self.clock.align(conn)
+                decision = _manual_decision(machine, instance, action, now, actor, why)
                 batch = BatchWrite(updates=[(instance, decision.instance)])
                 batch.add(decision, owned=True)
                 written = await write_batch(await driver_of(conn), orchestrator_outbox, batch)

@@ -1,9 +1,11 @@
 """A bug met by one record (a saga's code raising on it) dead-letters that record with the
-error, and the other records of its batch go on: the partition does not stall."""
+error, and the other records of its batch go on: the partition does not stall. A process
+whose clock is wrong decides no timer by it."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.bench import BENCH_REQUESTED
 from events.topics import SAGA_REPLIES
 from orchestrator import metrics
+from orchestrator.engine import clock
 from orchestrator.engine.machine import SagaMachine
 from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.errors import SagaCodeFailed
@@ -223,3 +226,26 @@ async def test_an_operator_action_the_sagas_code_raises_on_is_refused_and_change
 
     after = await _rows(engine, "SELECT version FROM saga_instances WHERE id = :id", id=bad_saga)
     assert after == before
+
+
+async def test_a_process_whose_clock_runs_ahead_fires_no_step_early(
+    engine: AsyncEngine, two_sagas: Started, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another orchestrator on a machine whose clock is ten minutes fast: its timer goes by
+    the database's time, so the steps the first one sent still wait for their replies."""
+    sent, _, first, second = two_sagas
+    ahead = timedelta(minutes=10)
+    monkeypatch.setattr(clock, "utc_now", lambda: datetime.now(UTC) + ahead)
+    skewed = bench_runtime(engine, Sent())
+    await skewed.fire_due()
+    await skewed.relay.drain()
+    async with engine.connect() as conn:
+        pending = await conn.execute(
+            text("SELECT pending_command_id FROM saga_instances WHERE id = ANY(:ids)"),
+            {"ids": [first, second]},
+        )
+        assert {row.pending_command_id for row in pending} == {
+            m.headers["ce_id"] for m in sent.messages[:2]
+        }
+    assert abs(skewed.clock.offset + ahead) < timedelta(seconds=5)
+    assert abs(skewed.clock() - datetime.now(UTC)) < timedelta(seconds=5)
