@@ -21,7 +21,7 @@ from orchestrator.engine.definition import Saga
 from orchestrator.engine.machine import RetryPolicy
 from orchestrator.engine.outbox import OutboxRelay
 from orchestrator.engine.runtime import SagaRuntime
-from orchestrator.errors import OrchestraError
+from orchestrator.errors import OrchestraError, error_of
 from orchestrator.kafka import broker_security, ensure_topics
 from orchestrator.published import published_ids
 from orchestrator.publisher import KafkaPublisher
@@ -285,7 +285,7 @@ class Application:
             try:
                 fired = await runtime.fire_due()
             except Exception as exc:  # the due sagas stay due; next tick tries again
-                log.warning("timer tick failed", error=str(exc)[:300])
+                log.warning("timer tick failed", error=error_of(exc))
             if fired < 500:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=interval)

@@ -5,6 +5,13 @@ class OrchestraError(Exception):
     """Root of every error this project raises on purpose."""
 
 
+def error_of(exc: BaseException) -> str:
+    """An error for a log line or a dead letter: its type always (a timeout's own text is
+    empty), then its text."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
 class SettingsError(OrchestraError):
     """A setting is missing or malformed."""
 

@@ -163,9 +163,9 @@ async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> in
     wanted = set(topics)
     consumer = AIOKafkaConsumer(**admin_kwargs(settings))
     admin = AIOKafkaAdminClient(**admin_kwargs(settings))
-    await consumer.start()
-    await admin.start()
     try:
+        await consumer.start()
+        await admin.start()
         partitions = [
             TopicPartition(topic, partition)
             for topic in sorted(wanted)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.engine.instance import SagaStatus
 from orchestrator.engine.machine import Decision
-from orchestrator.errors import HttpUnavailable
+from orchestrator.errors import HttpUnavailable, error_of
 from schemas.sagas import saga_instances
 
 log = structlog.get_logger(__name__)
@@ -140,7 +140,7 @@ class Sampler:
             try:
                 await self.sample()
             except Exception as exc:  # a sample missed is not worth stopping for
-                log.warning("metrics sample failed", error=str(exc)[:200])
+                log.warning("metrics sample failed", error=error_of(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
 

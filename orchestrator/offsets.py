@@ -19,6 +19,8 @@ from typing import Protocol
 import structlog
 from aiokafka import TopicPartition
 
+from orchestrator.errors import error_of
+
 log = structlog.get_logger(__name__)
 
 
@@ -63,7 +65,7 @@ class OffsetCommitter:
             try:
                 await consumer.commit(offsets)
             except Exception as exc:  # redelivered and deduplicated; nothing is lost
-                log.warning("offset commit failed", group=self.group_id, error=str(exc)[:300])
+                log.warning("offset commit failed", group=self.group_id, error=error_of(exc))
 
     async def flush(self) -> None:
         """At a stop: from now on handlers wait for their commit; wait for the one running."""

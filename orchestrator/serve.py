@@ -9,13 +9,21 @@ from collections.abc import Sequence
 import structlog
 
 from orchestrator.app import Application
-from orchestrator.errors import OrchestraError
+from orchestrator.errors import OrchestraError, error_of
 from orchestrator.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 STOP_DURING_START_S = 5.0
 """How long the clean-up after a start cut short by a stop signal may take."""
+STOP_LIMIT_S = 45.0
+"""How long a graceful stop may take (a Kubernetes pod has 60 s): past it, PostgreSQL or Kafka
+not answering (frozen, cut off), the process ends anyway; what it had committed stays in the
+outboxes and is published by the next process."""
+
+
+class StopCutShort(OrchestraError):
+    """The graceful stop did not finish within ``STOP_LIMIT_S``."""
 
 
 class StartInterrupted(OrchestraError):
@@ -53,7 +61,14 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         if started:
-            await app.stop()
+            try:
+                await asyncio.wait_for(app.stop(), timeout=STOP_LIMIT_S)
+            except TimeoutError:
+                raise StopCutShort(
+                    f"the stop did not finish in {STOP_LIMIT_S:.0f} s (PostgreSQL or Kafka not "
+                    "answering): what was committed and not yet published stays in the "
+                    "outboxes for the next start"
+                ) from None
 
 
 async def start_unless_stopped(app: Application, stop: asyncio.Event) -> None:
@@ -93,4 +108,4 @@ async def _stop_within(app: Application, timeout_s: float) -> None:
     except TimeoutError:
         log.warning("clean-up after an unfinished start timed out", timeout_s=timeout_s)
     except Exception as exc:
-        log.warning("clean-up after an unfinished start failed", error=str(exc)[:300])
+        log.warning("clean-up after an unfinished start failed", error=error_of(exc))

@@ -16,8 +16,9 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from faststream.middlewares import AckPolicy
 
-from orchestrator.engine.isolation import error_of
 from orchestrator.engine.records import RawRecord
+from orchestrator.engine.retry import is_transient
+from orchestrator.errors import error_of
 from orchestrator.fetch_pacing import FetchPacing
 from orchestrator.kafka import release_stale_leader
 from orchestrator.offsets import OffsetCommitter
@@ -145,12 +146,13 @@ class _Batches:
         try:
             await self.handler(records)
         except Exception as exc:
-            log.error(
+            transient = is_transient(exc)  # PostgreSQL away: said once a batch, no traceback
+            (log.warning if transient else log.error)(
                 "batch failed; its records will be consumed again",
                 group=self.committer.group_id,
                 records=len(records),
                 error=error_of(exc),
-                exc_info=True,
+                exc_info=not transient,
             )
             if consumer is not None:
                 _rewind(consumer, records)
@@ -163,7 +165,7 @@ class _Batches:
         try:
             positions = {tp: await consumer.position(tp) for tp in consumer.assignment()}
         except KafkaError as exc:  # revoked meanwhile: the next owner gets the records again
-            log.info("offsets not committed", group=self.committer.group_id, error=str(exc)[:200])
+            log.info("offsets not committed", group=self.committer.group_id, error=error_of(exc))
             return
         committed = self.committer.handled(consumer, positions)
         if self.committer.closing:
@@ -398,7 +400,7 @@ class _JoinObserver:
         try:
             failed = await release_stale_leader(self.coordinator, leader)
         except Exception as exc:  # the join goes on as it was; the next patience tries again
-            log.warning("releasing the group failed", group=group, error=str(exc)[:300])
+            log.warning("releasing the group failed", group=group, error=error_of(exc))
             return
         if failed is None:
             log.warning("departed leader rejoined, to expire in a session timeout", group=group)

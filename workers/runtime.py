@@ -24,7 +24,6 @@ from events.envelope import H_ID, Envelope
 from events.topics import SAGA_REPLIES
 from orchestrator import telemetry
 from orchestrator.db import driver_connection
-from orchestrator.engine.isolation import error_of
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
     Parsed,
@@ -35,6 +34,7 @@ from orchestrator.engine.records import (
     parse_record,
 )
 from orchestrator.engine.retry import is_transient, with_retries
+from orchestrator.errors import error_of
 from workers.claimed_write import claim_and_write
 from workers.operations import Operations
 
@@ -130,7 +130,9 @@ class ParticipantRuntime:
             if is_transient(exc):
                 raise
             log.error(
-                "batch failed; handling its commands one by one", worker=self.name, error=str(exc)
+                "batch failed; handling its commands one by one",
+                worker=self.name,
+                error=error_of(exc),
             )
             rows, handled = await with_retries(lambda: self._tx(records, isolate=True), what=what)
         self.relay.publish_soon(rows)

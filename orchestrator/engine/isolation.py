@@ -16,6 +16,7 @@ from events.dlq import DeadLetterReason
 from orchestrator.engine.outbox import OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import RawRecord, dead_letter_message, record_letter
 from orchestrator.engine.retry import is_transient, with_retries
+from orchestrator.errors import error_of
 
 log = structlog.get_logger(__name__)
 
@@ -41,8 +42,8 @@ async def isolating(
         except Exception as exc:
             if is_transient(exc):
                 raise
-            log.error("record failed; dead-lettered", what=what, offset=record.offset)
             await _refuse(relay, record, error_of(exc), what)
+            log.error("record failed; dead-lettered", what=what, offset=record.offset)
 
 
 async def _refuse(relay: OutboxRelay, record: RawRecord, error: str, what: str) -> None:
@@ -54,7 +55,3 @@ async def _refuse(relay: OutboxRelay, record: RawRecord, error: str, what: str) 
             return await write_outbox(conn, relay.table, [message])
 
     relay.publish_soon(await with_retries(tx, what=f"{what}: dead letter"))
-
-
-def error_of(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]

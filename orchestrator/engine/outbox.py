@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Message
 from events.envelope import H_ID, Envelope
+from orchestrator.errors import error_of
 from orchestrator.writers import LIVE_WRITERS
 
 log = structlog.get_logger(__name__)
@@ -207,7 +208,9 @@ class OutboxRelay:
             await self.publisher.publish([row.message for row in rows])
         except Exception as exc:  # the rows stay in the outbox: the sweeper retries them
             log.warning(
-                "outbox publish failed; left to the sweeper", table=self.table.name, error=str(exc)
+                "outbox publish failed; left to the sweeper",
+                table=self.table.name,
+                error=error_of(exc),
             )
             return
         self._published.extend(row.id for row in rows)
@@ -231,7 +234,7 @@ class OutboxRelay:
         except Exception as exc:
             self._published[:0] = ids
             log.warning(
-                "outbox delete failed; kept for later", table=self.table.name, error=str(exc)
+                "outbox delete failed; kept for later", table=self.table.name, error=error_of(exc)
             )
 
     async def sweep_once(self) -> int:
@@ -318,7 +321,7 @@ class OutboxRelay:
                 "outbox rows published without checking the broker",
                 table=self.table.name,
                 rows=len(rows),
-                error=str(exc)[:300],
+                error=error_of(exc),
             )
             return rows
         self._failed_checks = 0
@@ -330,7 +333,7 @@ class OutboxRelay:
                 while await self.sweep_once() == self.sweep_batch and not stop.is_set():
                     pass
             except Exception as exc:  # keep sweeping; the rows stay until published
-                log.warning("outbox sweep failed", table=self.table.name, error=str(exc))
+                log.warning("outbox sweep failed", table=self.table.name, error=error_of(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.sweep_interval_s)
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 
-from orchestrator.errors import ConcurrentUpdate
+from orchestrator.errors import ConcurrentUpdate, error_of
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -99,7 +99,7 @@ async def with_retries(
                 what=what,
                 attempt=attempt,
                 delay_s=delay,
-                error=str(exc)[:300],
+                error=error_of(exc),
             )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

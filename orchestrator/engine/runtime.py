@@ -30,7 +30,7 @@ from orchestrator.engine.batch_write import BatchWrite, Written, updated, write_
 from orchestrator.engine.clock import AlignedClock
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaInstance
-from orchestrator.engine.isolation import error_of, isolating
+from orchestrator.engine.isolation import isolating
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow
 from orchestrator.engine.records import (
@@ -43,7 +43,7 @@ from orchestrator.engine.records import (
 )
 from orchestrator.engine.retry import with_retries
 from orchestrator.engine.saga_cache import SagaCache
-from orchestrator.errors import ConcurrentUpdate, SagaCodeFailed
+from orchestrator.errors import ConcurrentUpdate, SagaCodeFailed, error_of
 from schemas.sagas import orchestrator_outbox
 
 log = structlog.get_logger(__name__)

@@ -211,9 +211,11 @@ async def _consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     )
     try:
         await consumer.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
+    except BaseException as exc:  # a timeout's cancel too: the consumer is closed either way
         await consumer.stop()
-        raise KafkaUnavailable(f"cannot reach Kafka: {exc or type(exc).__name__}") from None
+        if isinstance(exc, KafkaConnectionError | KafkaError | OSError):
+            raise KafkaUnavailable(f"cannot reach Kafka: {exc or type(exc).__name__}") from None
+        raise
     try:
         yield consumer
     finally:

@@ -6,6 +6,9 @@ writer lock again, so other processes keep leaving its outbox rows to it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from events import topics
+from orchestrator import serve as serving
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.db import create_engine, driver_connection, driver_of
@@ -216,3 +220,27 @@ def test_only_a_key_a_concurrent_writer_won_is_an_integrity_fault_to_retry() -> 
     assert not is_transient(CheckViolationError("violates check constraint"))
     assert not is_transient(NotNullViolationError("null value in column"))
     assert not is_transient(ForeignKeyViolationError("violates foreign key constraint"))
+
+
+async def test_a_stop_while_the_database_is_frozen_ends_within_its_limit(
+    own_stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while PostgreSQL does not answer at all (SIGSTOP: a hung server, a network cut
+    without resets): the stop waits its limit, then the process ends with a clear error."""
+    monkeypatch.setattr(serving, "STOP_LIMIT_S", 3.0)
+    settings = own_stack.settings(group_prefix="frozen")
+    ready = asyncio.Event()
+    running = asyncio.create_task(serving.serve(settings, ["payment"], ready))
+    await asyncio.wait_for(ready.wait(), timeout=60)
+    frozen = own_stack.processes()["postgres"]
+    for process in frozen:
+        process.suspend()
+    try:
+        signalled = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)  # serve's own handler takes it
+        with pytest.raises(serving.StopCutShort, match="outboxes for the next start"):
+            await asyncio.wait_for(running, timeout=30)
+        assert time.monotonic() - signalled < 10
+    finally:
+        for process in frozen:
+            process.resume()
