@@ -33,12 +33,14 @@ class WalletOpened(Reply):
 
 
 class OpenCustomerWallet(Command):
-    """Open a new client's wallet with balance 0, not usable yet: until its registration has
-    passed every check (``ActivateCustomerWallet``), no money moves on it."""
+    """Open a new client's wallet with balance 0. ``pending``: not usable yet, until its
+    registration has passed every check (``ActivateCustomerWallet``), no money moves on it;
+    without (an orchestrator of a release before that step), open at once."""
 
     kind: Literal["OpenCustomerWallet"] = "OpenCustomerWallet"
     customer_id: str
     currency: CurrencyCode
+    pending: bool = False
 
 
 class ActivateCustomerWallet(Command):

@@ -54,6 +54,17 @@ class CardLimitRestored(Reply):
     available_minor: int
 
 
+class UndoCardLimitRestore(Command):
+    """Compensation of ``RestoreCardLimit``: the amount comes off the card's available limit
+    again (the restore arrived after its step timed out), or, not arrived yet, it never
+    applies."""
+
+    kind: Literal["UndoCardLimitRestore"] = "UndoCardLimitRestore"
+    payment_id: str
+    card_id: str
+    amount_minor: int = Field(gt=0)
+
+
 class CloseInvoicePayment(Command):
     """The failure notice of an invoice payment: the payment's record gets the saga's end
     (one refused before the card's side, at the debit, was left PENDING)."""
@@ -70,4 +81,5 @@ class InvoicePaymentClosed(Reply):
 
 
 INVOICE_OVERPAID: Final = "INVOICE_OVERPAID"
+CREDIT_SPENT: Final = "CREDIT_SPENT"
 CARD_NOT_FOUND: Final = "CARD_NOT_FOUND"

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from events.base import Command, Identifier, Outcome, Reply, UpstreamRecord
-from events.card_invoices import CloseInvoicePayment, RestoreCardLimit
+from events.card_invoices import CloseInvoicePayment, RestoreCardLimit, UndoCardLimitRestore
 from events.money import Balance, CurrencyCode
 
 
@@ -87,7 +87,12 @@ class CardActivated(Reply):
 
 
 CardIssuanceCommand = Annotated[
-    ReserveCard | ReleaseCard | ActivateCard | RestoreCardLimit | CloseInvoicePayment,
+    ReserveCard
+    | ReleaseCard
+    | ActivateCard
+    | RestoreCardLimit
+    | UndoCardLimitRestore
+    | CloseInvoicePayment,
     Field(discriminator="kind"),
 ]
 

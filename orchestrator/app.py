@@ -214,6 +214,9 @@ class Application:
     async def start(self) -> None:
         telemetry.enable(self.settings.otel_exporter)
         await create_schema(self.engine)
+        if self.runtime is not None:  # deadlines by the database's clock from the first batch
+            async with self.engine.connect() as conn:
+                await self.runtime.clock.align(conn)
         await self.lease.hold()
         self._tasks.append(asyncio.create_task(self.lease.keep(self._stop), name="writer lease"))
         await ensure_topics(self.settings, sorted(self.topics))

@@ -208,7 +208,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"ORCHESTRA_CONSUMER_HEARTBEAT_INTERVAL_MS ({self.consumer_heartbeat_interval_ms}) "
                 "must be below ORCHESTRA_CONSUMER_SESSION_TIMEOUT_MS "
-                f"({self.consumer_session_timeout_ms}), at most a third of it: else the "
+                f"({self.consumer_session_timeout_ms}) (a third of it is usual): else the "
                 "broker takes the consumer for dead between two heartbeats"
             )
         return self

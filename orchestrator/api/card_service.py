@@ -220,10 +220,10 @@ async def pay_invoice(
     """Runs the invoice-payment saga: billing debits the source account (a client's
     wallet), then the card's available limit is restored; a refusal undoes the debit. The
     same ``Idempotency-Key`` again (a retry after a lost answer) is the same payment."""
-    payment_id = _payment_id(card_id, idempotency_key)
 
     async def record(conn: AsyncConnection) -> InvoicePaymentRequested:
         card = await cards.get(conn, card_id, lock=True)
+        payment_id = _payment_id(card.id, idempotency_key)  # the card's id however spelled
         if card.credit_limit is None:  # the card exists: the request is refused, not lost
             raise ApiError(
                 422,
@@ -255,6 +255,7 @@ async def pay_invoice(
         )
 
     request = await deps.transact(db, record)
+    payment_id = request.payment_id
     await publisher.send(topics.CARDS_INVOICE_PAYMENT_REQUESTED, request, payment_id)
     instance = await wait_for_end(db, INVOICE_SAGA, payment_id, settings.api_saga_wait_s)
     answer = _payment(card_id, payment_id, request.amount_minor, instance)

@@ -36,14 +36,22 @@ CLOSED_CONNECTION = "connection is closed"
 closed (a restart, a failover, pg_terminate_backend), and SQLAlchemy's when even the pool's
 fresh connections were closed: another connection cures it. asyncpg's other InterfaceErrors
 are the client's misuse, which no retry cures."""
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "55000", "55006"})
-"""Serialization failure, deadlock, lock not available, the database not accepting
+RETRYABLE_SQLSTATES = frozenset(
+    {
+        *("40001", "40P01", "55P03"),
+        *("55000", "55006"),
+        *("53100", "53300"),
+        *("57P01", "57P02", "57P03", "57P05"),
+    }
+)
+"""Serialization failure, deadlock, lock not available; the database not accepting
 connections (``ALLOW_CONNECTIONS false``, a database being dropped or copied), an object in
-use."""
-RETRYABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
-"""Connection exceptions; insufficient resources (too many connections, disk or memory
-full); operator intervention (the server shutting down, crashed or starting up, a statement
-cancelled); system errors (I/O)."""
+use; disk full, too many connections; the server shutting down, crashed, starting up, an
+idle session ended. Not a statement cancelled (a timeout a record may meet on every attempt)
+nor memory short (a batch too large): handled record by record, a record that fails alone is
+dead-lettered instead of stalling its partition."""
+RETRYABLE_SQLSTATE_CLASSES = ("08", "58")
+"""Connection exceptions; system errors (I/O)."""
 RACE_SQLSTATES = frozenset({"23505", "23P01"})
 """A unique or exclusion key that a concurrent writer won: re-reading decides again. The
 other integrity violations (a check, a NOT NULL, a foreign key) come back on every attempt,

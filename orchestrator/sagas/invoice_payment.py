@@ -13,6 +13,7 @@ from events.card_invoices import (
     InvoicePaymentStatus,
     InvoicePaymentStatusChanged,
     RestoreCardLimit,
+    UndoCardLimitRestore,
 )
 from orchestrator.engine.definition import Saga, SagaResult
 from orchestrator.engine.participants import BILLING, CARD_ISSUANCE
@@ -50,6 +51,13 @@ def close_payment(saga: InvoicePayment, result: SagaResult) -> CloseInvoicePayme
     )
 
 
+def undo_restore(saga: InvoicePayment) -> UndoCardLimitRestore:
+    request = saga.request
+    return UndoCardLimitRestore(
+        payment_id=request.payment_id, card_id=request.card_id, amount_minor=request.amount_minor
+    )
+
+
 def payment_status(saga: InvoicePayment, result: SagaResult) -> InvoicePaymentStatusChanged:
     return InvoicePaymentStatusChanged(
         payment_id=saga.request.payment_id,
@@ -74,5 +82,5 @@ INVOICE_PAYMENT_SAGA: Saga[InvoicePayment, InvoicePaymentRequested] = (
     )
     .notify_failure(CARD_ISSUANCE, close_payment)
     .step("debit-source", BILLING, send=debit_source, compensate=lambda _: RefundBalance())
-    .step("restore-limit", CARD_ISSUANCE, send=restore_limit)
+    .step("restore-limit", CARD_ISSUANCE, send=restore_limit, compensate=undo_restore)
 )

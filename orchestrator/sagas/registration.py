@@ -31,7 +31,7 @@ def begin(record: CustomerRegistered) -> Registration:
 
 def open_wallet(saga: Registration) -> OpenCustomerWallet:
     return OpenCustomerWallet(
-        customer_id=saga.customer.customer_id, currency=saga.customer.currency
+        customer_id=saga.customer.customer_id, currency=saga.customer.currency, pending=True
     )
 
 
@@ -55,7 +55,8 @@ def create_account(saga: Registration) -> CreateAccount:
 def activate_wallet(saga: Registration) -> ActivateCustomerWallet:
     """Last: a wallet takes money only once nothing can reject its registration any more (a
     top-up into the wallet of a registration rejected later could not be given back by
-    closing it)."""
+    closing it). Retried until it succeeds, never compensated: a compensation racing a late
+    activation and a top-up could find money on the wallet it closes."""
     assert saga.wallet_id is not None
     return ActivateCustomerWallet(customer_id=saga.customer.customer_id, wallet_id=saga.wallet_id)
 
@@ -92,5 +93,5 @@ REGISTRATION_SAGA: Saga[Registration, CustomerRegistered] = (
         compensate=lambda _: CloseCustomerWallet(),
     )
     .step("create-account", NOTIFICATION, send=create_account, compensate=lambda _: CloseAccount())
-    .step("activate-wallet", BILLING, send=activate_wallet)
+    .step("activate-wallet", BILLING, send=activate_wallet, retriable=True)
 )

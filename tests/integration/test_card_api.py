@@ -531,7 +531,7 @@ async def test_a_debit_card_has_no_credit_limit_and_pays_at_once(api: httpx.Asyn
     assert (await authorize(api, card["id"], "50")).status_code == 200
 
 
-async def test_an_account_is_any_client_id(api: httpx.AsyncClient) -> None:
+async def test_an_account_id_may_hold_an_at_sign(api: httpx.AsyncClient) -> None:
     """A client id of ``customers.registered`` may hold ``@``; its cards are listed by it."""
     account = f"{unique('anna')}@shop"
     card = await issue(api, account_id=account)
@@ -680,7 +680,9 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     pay_owing = f"/api/cards/{owing['id']}/invoice/pay"
     once = {"source_account_id": payer.customer_id, "amount": 40}
     key = {"Idempotency-Key": unique("pay")}
-    first, again = [(await api.post(pay_owing, json=once, headers=key)).json() for _ in range(2)]
+    spelled = f"/api/cards/{owing['id'].upper()}/invoice/pay"  # the same card, spelled otherwise
+    first = (await api.post(pay_owing, json=once, headers=key)).json()
+    again = (await api.post(spelled, json=once, headers=key)).json()
     assert first["payment_id"] == again["payment_id"]
     assert (first["status"], again["status"]) == ("PAID", "PAID")
     assert await c.wallet_balance(stack.database_url, payer.customer_id) == before - 40

@@ -207,7 +207,7 @@ def test_a_database_refusing_connections_or_short_of_resources_is_a_fault_to_ret
     assert is_transient(ObjectNotInPrerequisiteStateError("not accepting connections"))
     assert is_transient(TooManyConnectionsError("too many clients"))
     assert is_transient(DiskFullError("could not extend file"))
-    assert is_transient(QueryCanceledError("canceling statement due to statement timeout"))
+    assert not is_transient(QueryCanceledError("canceling statement due to statement timeout"))
     assert is_transient(InternalClientError("cannot switch to state 12"))
     wrapped = DBAPIError("SELECT 1", {}, ObjectNotInPrerequisiteStateError("not accepting"))
     assert is_transient(wrapped)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,7 +16,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Reply
-from events.billing import BalanceSource, DebitBalance, RefundBalance, UndoRedemption
+from events.billing import (
+    BalanceSource,
+    CheckCustomer,
+    DebitBalance,
+    RefundBalance,
+    UndoRedemption,
+)
 from events.delivery import BookDelivery, CancelDelivery, DeliveryMethod
 from events.envelope import Envelope
 from events.notification import NotifyCustomer
@@ -78,6 +84,11 @@ def _debit(customer_id: str) -> Record:
     return saga_command(SPEC.topic, command, "order-checkout", "debit-wallet")
 
 
+def _check(customer_id: str) -> Record:
+    command = CheckCustomer(customer_id=customer_id)
+    return saga_command(SPEC.topic, command, "order-checkout", "check-customer")
+
+
 async def _wallets(engine: AsyncEngine, *customers: str) -> None:
     """A wallet of 1,000 for each client, funded through the ledger as billing would, so the
     shared database's ledger still sums to zero and matches every balance."""
@@ -115,7 +126,9 @@ async def _wallets(engine: AsyncEngine, *customers: str) -> None:
         )
 
 
-async def _two_batches_at_once(engine: AsyncEngine, handler: _Interleaved) -> dict[str, int]:
+async def _two_batches_at_once(
+    engine: AsyncEngine, handler: _Interleaved, first: Callable[[str], Record] = _debit
+) -> dict[str, int]:
     a, b = unique("cust"), unique("cust")
     await _wallets(engine, a, b)
     runtime = ParticipantRuntime(
@@ -128,8 +141,8 @@ async def _two_batches_at_once(engine: AsyncEngine, handler: _Interleaved) -> di
         SPEC.inbox,
     )
     await asyncio.gather(
-        runtime.handle_batch([_debit(a), _debit(b)]),
-        runtime.handle_batch([_debit(b), _debit(a)]),
+        runtime.handle_batch([first(a), _debit(b)]),
+        runtime.handle_batch([first(b), _debit(a)]),
     )
     await runtime.relay.drain()
     async with engine.connect() as conn:
@@ -147,6 +160,17 @@ async def test_batches_in_opposite_orders_run_once_each(engine: AsyncEngine) -> 
     handler = _Interleaved()
     balances = await _two_batches_at_once(engine, handler)
     assert sorted(balances.values()) == [800, 800]
+    assert handler.commands_run == 4
+
+
+async def test_a_check_that_moves_no_money_takes_no_lock_behind_the_batch(
+    engine: AsyncEngine,
+) -> None:
+    """A client check reads the wallet without locking it: locked there, after the batch's
+    locks ahead, it would wait for the other batch's wallet while holding its own."""
+    handler = _Interleaved()
+    balances = await _two_batches_at_once(engine, handler, first=_check)
+    assert sorted(balances.values()) == [900, 900]
     assert handler.commands_run == 4
 
 

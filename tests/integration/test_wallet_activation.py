@@ -70,7 +70,7 @@ async def test_a_registering_clients_wallet_takes_no_money_until_activated(
         engine,
         registration,
         "open-wallet",
-        OpenCustomerWallet(customer_id=customer, currency="RUB"),
+        OpenCustomerWallet(customer_id=customer, currency="RUB", pending=True),
     )
     assert isinstance(opened, CustomerWalletOpened)
     await _refused_as_unknown(engine, customer)
@@ -84,13 +84,22 @@ async def test_a_registering_clients_wallet_takes_no_money_until_activated(
     assert await _wallet(engine, customer) == ("OPEN", 500)
 
 
+async def test_a_wallet_opened_without_pending_is_open_at_once(engine: AsyncEngine) -> None:
+    """An orchestrator of the release before the activation step (a rolling upgrade) sends no
+    ``pending``: its registrations never activate, so their wallets open as they did."""
+    customer = unique("client")
+    opening = OpenCustomerWallet(customer_id=customer, currency="RUB")
+    assert isinstance(await _send(engine, uuid4(), "open-wallet", opening), CustomerWalletOpened)
+    assert await _wallet(engine, customer) == ("OPEN", 0)
+
+
 async def test_a_rejected_registration_closes_its_wallet_empty(engine: AsyncEngine) -> None:
     customer, registration = unique("client"), uuid4()
     opened = await _send(
         engine,
         registration,
         "open-wallet",
-        OpenCustomerWallet(customer_id=customer, currency="RUB"),
+        OpenCustomerWallet(customer_id=customer, currency="RUB", pending=True),
     )
     assert isinstance(opened, CustomerWalletOpened)
     await _refused_as_unknown(engine, customer)

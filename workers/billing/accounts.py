@@ -51,17 +51,15 @@ GIFT_CARD_SALES = "giftcards"
 
 
 # Statements built once, not per command (see workers/operations.py).
-# The wallet and the gift card are read locked: a batch has locked them ahead already, but a
-# command handled alone (a failed batch's rare path) has not, and a wallet closed or a card
-# deactivated between its check and its move would take money it can no longer give back.
-_OPEN_WALLET = (
-    select(customer_wallets.c.wallet_id, customer_wallets.c.currency)
-    .where(
-        customer_wallets.c.customer_id == bindparam("b_customer_id"),
-        customer_wallets.c.status == "OPEN",
-    )
-    .with_for_update()
+_OPEN_WALLET = select(customer_wallets.c.wallet_id, customer_wallets.c.currency).where(
+    customer_wallets.c.customer_id == bindparam("b_customer_id"),
+    customer_wallets.c.status == "OPEN",
 )
+# What money moves on is read locked: a batch has locked it ahead already, but a command
+# handled alone (a failed batch's rare path) has not, and a wallet closed or a card deactivated
+# between its check and its move would take money it can no longer give back. A check that
+# moves no money reads without a lock (a lock taken there, not ahead, could deadlock).
+_OPEN_WALLET_LOCKED = _OPEN_WALLET.with_for_update()
 _INSERT_WALLET = (
     pg_insert(customer_wallets)
     .on_conflict_do_nothing(index_elements=[customer_wallets.c.customer_id])
@@ -149,7 +147,7 @@ class CustomerAccounts:
                     "customer_id": command.customer_id,
                     "currency": command.currency,
                     "balance_minor": 0,
-                    "status": "PENDING",
+                    "status": "PENDING" if command.pending else "OPEN",
                     "saga_id": saga_id,
                 },
             )
@@ -188,7 +186,7 @@ class CustomerAccounts:
     async def check_customer(
         self, conn: AsyncConnection, envelope: Envelope, command: CheckCustomer
     ) -> Reply:
-        wallet = await self._wallet(conn, command.customer_id)
+        wallet = await self._wallet(conn, command.customer_id, lock=False)
         if wallet is None:
             return _unknown_customer(command.customer_id)
         return CustomerChecked(wallet_id=wallet.wallet_id)
@@ -332,7 +330,7 @@ class CustomerAccounts:
         saga_id, _ = step_key(envelope)
 
         async def action() -> Reply:
-            if await self._wallet(conn, command.customer_id) is None:
+            if await self._wallet(conn, command.customer_id, lock=False) is None:
                 return _unknown_customer(command.customer_id)
             code_hash = stored_hash(self.code_key, command.code_digest)
             card = (await conn.execute(_GIFT_CARD_BY_CODE, {"b_code_hash": code_hash})).first()
@@ -380,8 +378,11 @@ class CustomerAccounts:
 
         return await self.operations.undo(conn, envelope, undo)
 
-    async def _wallet(self, conn: AsyncConnection, customer_id: str) -> Row[Any, Any] | None:
-        return (await conn.execute(_OPEN_WALLET, {"b_customer_id": customer_id})).first()
+    async def _wallet(
+        self, conn: AsyncConnection, customer_id: str, lock: bool = True
+    ) -> Row[Any, Any] | None:
+        statement = _OPEN_WALLET_LOCKED if lock else _OPEN_WALLET
+        return (await conn.execute(statement, {"b_customer_id": customer_id})).first()
 
     async def _gift_card(self, conn: AsyncConnection, gift_card_id: str) -> Row[Any, Any] | None:
         return (await conn.execute(_GIFT_CARD, {"b_gift_card_id": gift_card_id})).first()

@@ -14,6 +14,7 @@ from events.base import Compensated, Reply, StepFailed
 from events.billing import (
     SUPPORTED_CURRENCIES,
     UNSUPPORTED_CURRENCY,
+    WALLET_CLOSED,
     ActivateCustomerWallet,
     CancelGiftCard,
     CheckCustomer,
@@ -35,9 +36,6 @@ from schemas.billing import billing_operations, card_wallets
 from workers.billing.accounts import CustomerAccounts
 from workers.billing.locks import lock_balances
 from workers.operations import Operations
-
-WALLET_CLOSED = "WALLET_CLOSED"
-
 
 # Statements built once, not per command (see workers/operations.py).
 _SAGA_WALLET = select(card_wallets).where(card_wallets.c.saga_id == bindparam("b_saga_id"))

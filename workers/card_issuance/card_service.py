@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import ROUND_UP, Decimal
 from typing import Any, NoReturn
 
-from sqlalchemy import ColumnElement, Row, and_, func, select, update
+from sqlalchemy import ColumnElement, Row, and_, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -72,6 +72,8 @@ class AcquirerUnavailable(CardServiceError):
     status, code, title = 503, "ACQ-5030", "Acquirer unavailable"
 
 
+_TODAY_UTC = func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", func.now())))
+"""The start of the database's current UTC day."""
 THREE_DS_WINDOW = dt.timedelta(minutes=15)
 """How long a 3-D Secure challenge can be answered: a later answer is declined, so no
 payment is approved days after it was started (and counted on that day's limit)."""
@@ -232,7 +234,7 @@ async def _refusal(
     if currency != card.currency and not card.international_enabled:
         return Declined, "INTERNATIONAL_DISABLED"
     if card.daily_limit_minor is not None:
-        since = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = _TODAY_UTC  # the database's day: hosts' clocks may disagree
         spent = (
             await conn.execute(
                 select(
@@ -244,7 +246,7 @@ async def _refusal(
                     )
                 ).where(
                     card_transactions.c.card_id == card.card_id,
-                    card_transactions.c.created_at >= since - THREE_DS_WINDOW,
+                    card_transactions.c.created_at >= since - literal(THREE_DS_WINDOW),
                     func.coalesce(card_transactions.c.authorized_at, card_transactions.c.created_at)
                     >= since,
                 )
@@ -372,6 +374,12 @@ def acs_answer(key: str, transaction_id: str, authenticated: bool) -> str:
     return base64.b64encode(f"{transaction_id}:{verdict}:{mac.hexdigest()}".encode()).decode()
 
 
+async def _expired(conn: AsyncConnection, started: dt.datetime) -> bool:
+    """Whether a challenge started then is past its window, by the database's clock."""
+    now: dt.datetime = (await conn.execute(select(func.now()))).scalar_one()
+    return now - started > THREE_DS_WINDOW
+
+
 async def _not_authenticated(conn: AsyncConnection, tx: AnyRow, reason: str) -> NoReturn:
     await _set_tx(
         conn, tx.transaction_id, status="DECLINED", decline_reason=reason, three_ds="FAILED"
@@ -385,7 +393,7 @@ async def complete_3ds(
     tx = await _transaction_row(conn, transaction_id, lock=True)
     if tx.three_ds != "CHALLENGE_REQUIRED" or tx.status != TransactionStatus.PENDING.value:
         raise Declined("this transaction is not waiting for 3-D Secure", transaction_id)
-    if dt.datetime.now(dt.UTC) - tx.created_at > THREE_DS_WINDOW:
+    if await _expired(conn, tx.created_at):
         await _not_authenticated(conn, tx, "3DS_EXPIRED")
     verdict = _read_pares(pares, transaction_id, key)
     card = await _row(conn, str(tx.card_id), lock=True)

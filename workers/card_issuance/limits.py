@@ -10,11 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from events.base import Reply, StepFailed
 from events.card_invoices import (
     CARD_NOT_FOUND,
+    CREDIT_SPENT,
     INVOICE_OVERPAID,
     CardLimitRestored,
     CloseInvoicePayment,
     InvoicePaymentClosed,
     RestoreCardLimit,
+    UndoCardLimitRestore,
 )
 from events.envelope import Envelope
 from events.money import from_minor
@@ -31,6 +33,18 @@ _RESTORE = (
     .where(service_cards.c.card_id == bindparam("b_card_id"))
     .values(
         available_minor=service_cards.c.available_minor + bindparam("b_amount"),
+        updated_at=func.now(),
+    )
+    .returning(service_cards.c.available_minor)
+)
+_TAKE_BACK = (
+    update(service_cards)
+    .where(
+        service_cards.c.card_id == bindparam("b_card_id"),
+        service_cards.c.available_minor >= bindparam("b_amount"),
+    )
+    .values(
+        available_minor=service_cards.c.available_minor - bindparam("b_amount"),
         updated_at=func.now(),
     )
     .returning(service_cards.c.available_minor)
@@ -77,6 +91,29 @@ async def restore_limit(
         return CardLimitRestored(available_minor=int(restored.scalar_one()))
 
     return await operations.run(conn, envelope, action)
+
+
+async def undo_restore(
+    conn: AsyncConnection, operations: Operations, envelope: Envelope, command: UndoCardLimitRestore
+) -> Reply:
+    """The paid amount off the card's limit again, if the restore took effect; the payment's
+    record REJECTED. Refused when the card has spent that credit meanwhile."""
+
+    async def undo(done: Reply) -> StepFailed | None:
+        if not isinstance(done, CardLimitRestored):
+            return None  # the card side refused: nothing was restored
+        taken = await conn.execute(
+            _TAKE_BACK, {"b_card_id": UUID(command.card_id), "b_amount": command.amount_minor}
+        )
+        if taken.first() is None:
+            return StepFailed(
+                reason=CREDIT_SPENT,
+                detail="the card spent the restored credit: it cannot be taken back",
+            )
+        await _settle(conn, command.payment_id, "REJECTED", "TIMEOUT")
+        return None
+
+    return await operations.undo(conn, envelope, undo)
 
 
 async def close_payment(conn: AsyncConnection, command: CloseInvoicePayment) -> Reply:

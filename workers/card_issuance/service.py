@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Compensated, Reply, StepFailed
-from events.card_invoices import CloseInvoicePayment, RestoreCardLimit
+from events.card_invoices import CloseInvoicePayment, RestoreCardLimit, UndoCardLimitRestore
 from events.cards import (
     ACTIVE_CARD_EXISTS,
     CARD_RELEASED,
@@ -21,7 +21,7 @@ from events.cards import (
 )
 from events.envelope import Envelope
 from schemas.card_issuance import card_inventory, card_issuance_operations, cards
-from workers.card_issuance.limits import close_payment, restore_limit
+from workers.card_issuance.limits import close_payment, restore_limit, undo_restore
 from workers.card_issuance.numbers import mask, new_card_id, new_card_number, number_hash
 from workers.operations import Operations
 
@@ -118,6 +118,8 @@ class CardIssuanceService:
             return await restore_limit(conn, self.operations, envelope, command)
         if isinstance(command, CloseInvoicePayment):
             return await close_payment(conn, command)
+        if isinstance(command, UndoCardLimitRestore):
+            return await undo_restore(conn, self.operations, envelope, command)
         if isinstance(command, ReserveCard):
             return await self.reserve(conn, envelope.saga_id, command)
         if isinstance(command, ActivateCard):
