@@ -4,7 +4,7 @@ or a payment while the registration runs finds no client, so a registration reje
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -62,18 +62,22 @@ async def _refused_as_unknown(engine: AsyncEngine, customer: str) -> None:
         assert answer.reason == UNKNOWN_CUSTOMER
 
 
+async def _registering(
+    engine: AsyncEngine, customer: str, registration: UUID
+) -> CustomerWalletOpened:
+    """A wallet opened by a running registration: every money move finds no client yet."""
+    opening = OpenCustomerWallet(customer_id=customer, currency="RUB", pending=True)
+    opened = await _send(engine, registration, "open-wallet", opening)
+    assert isinstance(opened, CustomerWalletOpened)
+    await _refused_as_unknown(engine, customer)
+    return opened
+
+
 async def test_a_registering_clients_wallet_takes_no_money_until_activated(
     engine: AsyncEngine,
 ) -> None:
     customer, registration = unique("client"), uuid4()
-    opened = await _send(
-        engine,
-        registration,
-        "open-wallet",
-        OpenCustomerWallet(customer_id=customer, currency="RUB", pending=True),
-    )
-    assert isinstance(opened, CustomerWalletOpened)
-    await _refused_as_unknown(engine, customer)
+    opened = await _registering(engine, customer, registration)
     assert await _wallet(engine, customer) == ("PENDING", 0)
 
     activate = ActivateCustomerWallet(customer_id=customer, wallet_id=opened.wallet_id)
@@ -95,14 +99,7 @@ async def test_a_wallet_opened_without_pending_is_open_at_once(engine: AsyncEngi
 
 async def test_a_rejected_registration_closes_its_wallet_empty(engine: AsyncEngine) -> None:
     customer, registration = unique("client"), uuid4()
-    opened = await _send(
-        engine,
-        registration,
-        "open-wallet",
-        OpenCustomerWallet(customer_id=customer, currency="RUB", pending=True),
-    )
-    assert isinstance(opened, CustomerWalletOpened)
-    await _refused_as_unknown(engine, customer)
+    opened = await _registering(engine, customer, registration)
     closed = await _send(engine, registration, "open-wallet", CloseCustomerWallet())
     assert not isinstance(closed, StepFailed)
     assert await _wallet(engine, customer) == ("CLOSED", 0)
