@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
-from orchestrator.engine.definition import Saga
+from orchestrator.engine.definition import NOTICE_STEP, Saga
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.ops.inspection import HistoryRow
 
@@ -37,6 +37,8 @@ class Flow:
 def flow(instance: SagaInstance, rows: list[HistoryRow], definition: Saga | None) -> Flow:  # type: ignore[type-arg]
     """Every command, reply, timeout, retry and manual action of the saga, in order."""
     owner = {step.name: step.participant.name for step in definition.steps} if definition else {}
+    if definition is not None and definition.on_failure is not None:
+        owner[NOTICE_STEP] = definition.on_failure.participant.name
     title = (
         f"{instance.saga_type} {instance.id}, key {instance.business_key}, {instance.status.value}"
     )

@@ -20,6 +20,8 @@ from orchestrator.engine.instance import SagaStatus
 from orchestrator.engine.machine import Decision, SagaMachine
 from orchestrator.engine.participants import NOTIFICATION
 from orchestrator.errors import DefinitionError
+from orchestrator.ops.inspection import HistoryRow
+from orchestrator.ops.trace import flow
 from orchestrator.sagas.order_checkout import ORDER_CHECKOUT_SAGA
 from tests.unit.test_machine import POLICY, T0, answer, kinds
 
@@ -182,3 +184,11 @@ def test_definition_refuses_a_compensatable_step_after_a_retriable_one() -> None
         ).step("tell", here, send=lambda _: Command(kind="x"), retriable=True).step(
             "pay", here, send=lambda _: Command(kind="y"), compensate=lambda _: Command(kind="z")
         )
+
+
+def test_a_trace_draws_the_failure_notice_to_its_participant(machine: SagaMachine) -> None:
+    started = start(machine, PaymentMethod.WALLET)
+    rows = [HistoryRow(T0, "notice-sent", NOTICE_STEP, "CANCELLED", None, None, None, None, None)]
+    drawn = flow(started.instance, rows, ORDER_CHECKOUT_SAGA)
+    assert NOTIFICATION.name in drawn.participants
+    assert NOTICE_STEP not in drawn.participants
