@@ -14,6 +14,7 @@ from faststream.specification.asyncapi.v3_0_0.schema import ApplicationSchema
 from events import topics
 from events.dlq import DeadLetter
 from events.envelope import (
+    CLOUDEVENTS_HEADERS,
     H_CAUSATION,
     H_CORRELATION,
     H_DLQ_ERROR,
@@ -23,6 +24,9 @@ from events.envelope import (
     H_DLQ_REASON,
     H_DLQ_TOPIC,
     H_ID,
+    H_SAGA_ID,
+    H_SAGA_STEP,
+    H_SAGA_TYPE,
     H_SOURCE,
     H_SPECVERSION,
     H_TIME,
@@ -110,6 +114,9 @@ CLOUDEVENTS = {
     H_CORRELATION: _text("the business request it belongs to"),
     H_CAUSATION: _text("the id of the message that caused it"),
     H_TRACEPARENT: _text("W3C trace context of the span that sent it (saga messages)"),
+    H_SAGA_ID: _text("the saga it belongs to (saga messages)"),
+    H_SAGA_TYPE: _text("that saga's type (saga messages)"),
+    H_SAGA_STEP: _text("the step a command or reply is of (commands, replies)"),
 }
 HEADERS = {
     "type": "object",
@@ -117,6 +124,7 @@ HEADERS = {
     "publishes; an upstream record may lack them.",
     "properties": CLOUDEVENTS,
 }
+PUBLISHED_HEADERS = {**HEADERS, "required": list(CLOUDEVENTS_HEADERS)}
 DEAD_LETTER_HEADERS = {
     "type": "object",
     "description": "The refused record's own headers (its CloudEvents headers under the "
@@ -127,6 +135,10 @@ DEAD_LETTER_HEADERS = {
         H_DLQ_TOPIC: _text("the topic it was read from"),
         H_DLQ_PARTITION: _text("its partition there"),
         H_DLQ_OFFSET: _text("its offset there"),
+        **{
+            f"{H_DLQ_ORIGINAL_PREFIX}{name}": _text(f"the refused record's own {name}")
+            for name in CLOUDEVENTS_HEADERS
+        },
         **CLOUDEVENTS,
     },
     "required": [H_DLQ_REASON, H_DLQ_ERROR, H_DLQ_TOPIC, H_DLQ_PARTITION, H_DLQ_OFFSET],
@@ -150,8 +162,10 @@ def _as_on_the_wire(specification: ApplicationSchema) -> None:
         if name.removesuffix(":Message").endswith(".dlq"):
             message.payload = dict(DEAD_LETTER_PAYLOAD)
             message.headers = DEAD_LETTER_HEADERS  # type: ignore[attr-defined]
-        else:
+        elif name.endswith(":SubscribeMessage"):  # read: an upstream record may lack them
             message.headers = HEADERS  # type: ignore[attr-defined]
+        else:
+            message.headers = PUBLISHED_HEADERS  # type: ignore[attr-defined]
     if components.schemas is not None:
         components.schemas.pop(DeadLetter.__name__, None)
 

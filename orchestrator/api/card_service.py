@@ -258,7 +258,7 @@ async def pay_invoice(
     payment_id = request.payment_id
     await publisher.send(topics.CARDS_INVOICE_PAYMENT_REQUESTED, request, payment_id)
     instance = await wait_for_end(db, INVOICE_SAGA, payment_id, settings.api_saga_wait_s)
-    answer = _payment(card_id, payment_id, request.amount_minor, instance)
+    answer = _payment(request.card_id, payment_id, request.amount_minor, instance)
     if answer.status == "PENDING":
         return JSONResponse(answer.model_dump(mode="json"), status_code=202)
     if answer.status != "PAID":
@@ -316,9 +316,18 @@ async def invoice_payment(
     db: Db,
 ) -> InvoicePayment:
     instance = await find(db, INVOICE_SAGA, payment_id)
-    if instance is None or instance.data["request"]["card_id"] != card_id:
+    if instance is None or not _same_card(instance.data["request"]["card_id"], card_id):
         raise ApiError(404, "RES-4040", "Not found", f"no payment {payment_id} on card {card_id}")
-    return _payment(card_id, payment_id, instance.data["request"]["amount_minor"], instance)
+    request = instance.data["request"]
+    return _payment(request["card_id"], payment_id, request["amount_minor"], instance)
+
+
+def _same_card(known: str, asked: str) -> bool:
+    """A card id as a path may spell it (upper case, no hyphens) is the same card."""
+    try:
+        return uuid.UUID(known) == uuid.UUID(asked)
+    except ValueError:
+        return known == asked
 
 
 @router.get(

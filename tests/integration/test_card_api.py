@@ -684,6 +684,10 @@ async def test_invoice_payment_saga(api: httpx.AsyncClient, stack: EmbeddedStack
     first = (await api.post(pay_owing, json=once, headers=key)).json()
     again = (await api.post(spelled, json=once, headers=key)).json()
     assert first["payment_id"] == again["payment_id"]
+    assert again["status_url"] == first["status_url"]  # the card's own id, however spelled
+    assert (await api.get(spelled.replace("/pay", f"/payments/{first['payment_id']}"))).json()[
+        "status"
+    ] == "PAID"
     assert (first["status"], again["status"]) == ("PAID", "PAID")
     assert await c.wallet_balance(stack.database_url, payer.customer_id) == before - 40
     other = await api.post(pay_owing, json=once | {"amount": 1}, headers=key)

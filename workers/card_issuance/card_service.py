@@ -280,7 +280,10 @@ async def capture(
         raise Declined(f"a {tx.status} transaction cannot be captured", transaction_id)
     take = int(tx.held_minor) if amount is None else to_minor(amount)
     if take > tx.held_minor:
-        raise Declined("the capture exceeds the authorized amount", transaction_id)
+        raise Declined(
+            f"the capture exceeds what the authorization still holds ({from_minor(tx.held_minor)})",
+            transaction_id,
+        )
     card = await _row(conn, str(tx.card_id), lock=True)
     if card.available_minor is not None:
         await _set(
