@@ -101,20 +101,23 @@ async def query(database_url: str, sql: str, **params: object) -> list[tuple[obj
         await engine.dispose()
 
 
-async def orchestra(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the command line against ``stack``, in a thread: the session's services share this
-    event loop, and a blocked loop would hold their transactions open under the command."""
-    env = {
-        **os.environ,
-        "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
-        "ORCHESTRA_DATABASE_URL": stack.database_url,
-        "ORCHESTRA_LOG_LEVEL": "WARNING",
-        "COLUMNS": "250",
-    }
+async def orchestra(
+    stack: EmbeddedStack, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the command line against ``stack`` (``env`` overrides its settings), in a thread:
+    the session's services share this event loop, and a blocked loop would hold their
+    transactions open under the command."""
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "orchestrator.cli", *args],
-        env=env,
+        env={
+            **os.environ,
+            "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+            "ORCHESTRA_DATABASE_URL": stack.database_url,
+            "ORCHESTRA_LOG_LEVEL": "WARNING",
+            "COLUMNS": "250",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=120,

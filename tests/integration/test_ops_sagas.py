@@ -3,11 +3,7 @@ an operator would against the embedded stack with real sagas."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -64,20 +60,8 @@ async def test_list_show_and_trace_a_real_order(
         "SELECT id FROM saga_instances WHERE business_key = :k",
         k=order.order_id,
     )
-    piped = await asyncio.to_thread(  # off a terminal 80 columns wide: nothing is cut
-        subprocess.run,
-        [sys.executable, "-m", "orchestrator.cli", "sagas", "list", "--key", order.order_id],
-        env={
-            **os.environ,
-            "ORCHESTRA_DATABASE_URL": stack.database_url,
-            "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
-            "COLUMNS": "80",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    # off a terminal 80 columns wide: nothing is cut
+    piped = await orchestra(stack, "sagas", "list", "--key", order.order_id, COLUMNS="80")
     assert piped.returncode == 0, piped.stderr
     assert str(saga_id) in piped.stdout
     assert "order-checkout" in piped.stdout
@@ -222,18 +206,11 @@ async def test_a_uuid_business_key_names_its_saga_and_a_clash_is_explained(
     assert f"is the id of saga order-checkout {saga_id}" in both.stderr
     assert f"business key of registration {clash}" in both.stderr
 
-    unreachable = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "orchestrator.cli", "sagas", "retry", order.order_id, "--why", "x"],
-        env={
-            **os.environ,
-            "ORCHESTRA_DATABASE_URL": stack.database_url,
-            "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    unreachable = await orchestra(
+        stack,
+        *("sagas", "retry", order.order_id, "--why", "x"),
+        ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+        ORCHESTRA_LOG_LEVEL="INFO",
     )
     assert unreachable.returncode == 2
     assert "cannot reach Kafka at 127.0.0.1:1" in unreachable.stderr

@@ -4,9 +4,7 @@ already happened; ``orchestra dlq`` lists, shows and re-drives dead letters afte
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -238,22 +236,7 @@ async def _orchestra_with(
     stack: EmbeddedStack, *args: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """``orchestra`` against ``stack`` with extra settings, off a terminal 80 columns wide."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        env={
-            **os.environ,
-            "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
-            "ORCHESTRA_DATABASE_URL": stack.database_url,
-            "ORCHESTRA_LOG_LEVEL": "WARNING",
-            "COLUMNS": "80",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return await orchestra(stack, *args, **{"COLUMNS": "80", **env})
 
 
 async def test_records_too_large_to_send_are_reported_and_the_rest_are_sent(
