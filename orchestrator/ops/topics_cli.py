@@ -171,10 +171,9 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
             console.print(f"[bold]{escape(header)}[/bold]: {escape(text)}", highlight=False)
         console.print(f"[bold]key[/bold]: {escape(str(letter.key))}", highlight=False)
         value = letter.value.decode("utf-8", "replace")
-        if args.full or len(value) <= SHOWN_CHARS:
-            console.print(value, markup=False, highlight=False, soft_wrap=True)
-        else:
-            console.print(value[:SHOWN_CHARS], markup=False, highlight=False, soft_wrap=True)
+        shown = value if args.full else value[:SHOWN_CHARS]
+        console.print(shown, markup=False, highlight=False, soft_wrap=True)
+        if len(shown) < len(value):
             console.print(
                 f"... ({len(letter.value):,} bytes in all; --full prints the whole value)"
             )

@@ -315,12 +315,12 @@ async def reverse(
     if back > left:
         raise Declined("the reversal exceeds what the transaction holds", transaction_id)
     card = await _row(conn, str(tx.card_id), lock=True)
-    if card.available_minor is not None and card.available_minor + back > MAX_MINOR:
-        raise Declined(
-            f"the card's available amount would pass {from_minor(MAX_MINOR)}",
-            transaction_id,
-        )
     if card.available_minor is not None:
+        if card.available_minor + back > MAX_MINOR:
+            raise Declined(
+                f"the card's available amount would pass {from_minor(MAX_MINOR)}",
+                transaction_id,
+            )
         await _set(conn, str(card.card_id), available_minor=card.available_minor + back)
     if field == "held_minor":
         held = left - back
@@ -484,6 +484,11 @@ async def owed(conn: AsyncConnection, card: AnyRow) -> int:
 
 def _next_month(day: dt.date) -> dt.date:
     return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+
+
+async def locked_card(conn: AsyncConnection, card_id: str) -> AnyRow:
+    """The card, locked as every change of its limit and holds locks it; NotFound."""
+    return await _row(conn, card_id, lock=True)
 
 
 async def _row(conn: AsyncConnection, card_id: str, lock: bool = False) -> AnyRow:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import Reply, StepFailed
@@ -21,13 +21,10 @@ from events.card_invoices import (
 from events.envelope import Envelope
 from events.money import from_minor
 from schemas.card_service import invoice_payments, service_cards
-from workers.card_issuance.card_service import owed
+from workers.card_issuance.card_service import NotFound, locked_card, owed
 from workers.operations import Operations
 
 # Statements built once, not per command (see workers/operations.py).
-_LOCK_CARD = (
-    select(service_cards).where(service_cards.c.card_id == bindparam("b_card_id")).with_for_update()
-)
 _RESTORE = (
     update(service_cards)
     .where(service_cards.c.card_id == bindparam("b_card_id"))
@@ -66,15 +63,8 @@ async def restore_limit(
 
     async def action() -> Reply:
         try:
-            card_id = UUID(command.card_id)
-        except ValueError:
-            card_id = None
-        card = (
-            None
-            if card_id is None
-            else (await conn.execute(_LOCK_CARD, {"b_card_id": card_id})).first()
-        )
-        if card is None:
+            card = await locked_card(conn, command.card_id)
+        except NotFound:
             await _settle(conn, command.payment_id, "REJECTED", CARD_NOT_FOUND)
             return StepFailed(reason=CARD_NOT_FOUND, detail=f"no card {command.card_id}")
         owes = await owed(conn, card)
@@ -85,7 +75,7 @@ async def restore_limit(
                 detail=f"the payment exceeds what the card owes ({from_minor(owes)})",
             )
         restored = await conn.execute(
-            _RESTORE, {"b_card_id": card_id, "b_amount": command.amount_minor}
+            _RESTORE, {"b_card_id": card.card_id, "b_amount": command.amount_minor}
         )
         await _settle(conn, command.payment_id, "PAID", None)
         return CardLimitRestored(available_minor=int(restored.scalar_one()))

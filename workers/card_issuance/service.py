@@ -111,7 +111,12 @@ class CardIssuanceService:
         self,
         conn: AsyncConnection,
         envelope: Envelope,
-        command: ReserveCard | ActivateCard | ReleaseCard | RestoreCardLimit | CloseInvoicePayment,
+        command: ReserveCard
+        | ActivateCard
+        | ReleaseCard
+        | RestoreCardLimit
+        | UndoCardLimitRestore
+        | CloseInvoicePayment,
     ) -> Reply:
         assert envelope.saga_id is not None
         if isinstance(command, RestoreCardLimit):
