@@ -17,6 +17,7 @@ class DeadLetterReason(StrEnum):
     INVALID_ENVELOPE = "INVALID_ENVELOPE"
     TOO_LARGE = "TOO_LARGE"
     HANDLER_ERROR = "HANDLER_ERROR"
+    UNKNOWN_SAGA = "UNKNOWN_SAGA"
 
 
 class DeadLetter(BaseModel):

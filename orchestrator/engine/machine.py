@@ -183,8 +183,10 @@ class SagaMachine:
             step=step.name,
             detail=f"no reply to {instance.pending_command_id}",
         )
-        if instance.compensating or step.retriable:
-            decision = self._retry_or_fail(instance, step, now, [timed_out], TIMEOUT)
+        if instance.compensating or step.retriable or step.compensate is None:
+            decision = self._retry_or_fail(
+                instance, step, now, [timed_out], TIMEOUT, unanswered=True
+            )
         else:
             decision = self._compensate_from(
                 instance, instance.step_index, TIMEOUT, now, [timed_out]
@@ -311,7 +313,7 @@ class SagaMachine:
             step = self.definition.steps[candidate]
             if step.compensate is not None and step.applies(state):
                 instance = instance.evolve(
-                    status=SagaStatus.COMPENSATING, compensating=True, reason=reason
+                    status=SagaStatus.COMPENSATING, compensating=True, reason=reason, attempt=0
                 )
                 return self._send(instance, candidate, True, now, history, state=state)
         return self._finish(
@@ -325,11 +327,16 @@ class SagaMachine:
         now: datetime,
         history: list[HistoryEntry],
         reason: str,
+        unanswered: bool = False,
     ) -> Decision:
+        """Schedule the step again, or give up on it. A forward step is never given up on
+        while its outcome is unknown (``unanswered``: it timed out) and nothing would undo it:
+        it may have run, so it is re-sent until its participant answers, done or refused."""
         attempt = instance.attempt + 1
         forward_budget = step.retries if step.retries is not None else self.policy.budget
         budget = self.policy.budget if instance.compensating else forward_budget
-        if attempt <= budget or (step.retriable and not instance.compensating):
+        endless = step.retriable or (unanswered and step.compensate is None)
+        if attempt <= budget or (endless and not instance.compensating):
             due = now + self.policy.backoff(attempt)
             history.append(
                 HistoryEntry(

@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.base import Reply
-from events.dlq import DeadLetter
+from events.dlq import DeadLetter, DeadLetterReason
 from events.replies import REPLY_ADAPTER
 from orchestrator import metrics
 from orchestrator.db import driver_connection, driver_of
@@ -161,6 +161,7 @@ class SagaRuntime:
             self.relay.publish_soon(applied.rows)
             metrics.observe(applied.decisions, applied.timings)
             tracing.record_decisions(applied.decisions, start_ns)
+            letters.extend(applied.orphans)
             if not applied.conflicts:
                 break
             pending = [r for r in pending if r.envelope.saga_id in applied.conflicts]
@@ -188,15 +189,14 @@ class SagaRuntime:
             decisions: list[Decision] = []
             timings: list[tuple[UUID, metrics.StepTiming]] = []
             suspects: set[UUID] = set()
+            orphans: list[DeadLetter] = []
             for reply in replies:
                 saga_id = reply.envelope.saga_id
                 assert saga_id is not None
                 instance = current.get(saga_id)
                 if instance is None:
-                    log.warning(
-                        "reply for an unknown saga ignored",
-                        saga_id=str(saga_id),
-                        kind=reply.body.kind,
+                    orphans.append(
+                        envelope_letter(reply, f"no saga {saga_id}", DeadLetterReason.UNKNOWN_SAGA)
                     )
                     continue
                 machine = self.machines[instance.saga_type]
@@ -217,7 +217,8 @@ class SagaRuntime:
                 i for i, after in current.items() if after != before[i] and i not in suspects
             }
             batch = BatchWrite(
-                updates=[(before[i], current[i]) for i in sorted(changed)], messages=list(extra)
+                updates=[(before[i], current[i]) for i in sorted(changed)],
+                messages=[*extra, *((dead_letter_message(o), None) for o in orphans)],
             )
             for decision in decisions:
                 batch.add(decision, owned=decision.instance.id in changed)
@@ -234,6 +235,7 @@ class SagaRuntime:
             [d for d in decisions if d.instance.id not in conflicts],
             [t for saga_id, t in timings if saga_id not in conflicts],
             conflicts,
+            orphans,
         )
 
     # -- timers -------------------------------------------------------------------------------
@@ -322,6 +324,8 @@ class _Applied:
     decisions: list[Decision]
     timings: list[metrics.StepTiming]
     conflicts: set[UUID]
+    orphans: list[DeadLetter]
+    """Replies naming a saga that does not exist, dead-lettered (``UNKNOWN_SAGA``)."""
 
 
 def _manual_decision(

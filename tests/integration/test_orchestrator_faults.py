@@ -5,6 +5,7 @@ whose clock is wrong decides no timer by it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -118,6 +119,22 @@ async def test_a_reply_that_raises_is_dead_lettered_and_the_others_apply(
     letters = [m for m in sent.messages if m.topic == f"{SAGA_REPLIES}.dlq"]
     assert [m.headers["ce_sagaid"] for m in letters] == [str(bad_saga)]
     assert "RuntimeError: step bug" in letters[0].headers["dlq_error"]
+
+
+async def test_a_reply_for_a_saga_nobody_holds_is_dead_lettered_and_the_others_apply(
+    engine: AsyncEngine, two_sagas: Started
+) -> None:
+    sent, runtime, first_saga, _ = two_sagas
+    first, second = sent.messages
+    stray = replace(second, headers={**second.headers, "ce_sagaid": str(uuid4())})
+    await runtime.handle_replies([bench_reply_to(first), bench_reply_to(stray)])
+    await runtime.relay.drain()
+
+    assert (await _steps(engine, [first_saga]))[first_saga] == 1
+    (letter,) = [m for m in sent.messages if m.topic == f"{SAGA_REPLIES}.dlq"]
+    assert letter.headers["dlq_reason"] == "UNKNOWN_SAGA"
+    assert letter.headers["ce_sagaid"] == stray.headers["ce_sagaid"]
+    assert stray.headers["ce_sagaid"] in letter.headers["dlq_error"]
 
 
 async def test_a_timer_that_raises_puts_its_saga_off_and_the_others_fire(

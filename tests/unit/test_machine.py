@@ -189,6 +189,63 @@ def test_retryable_failure_retries_then_times_out(machine: SagaMachine) -> None:
     assert d.instance.reason == "TIMEOUT"
 
 
+def test_a_compensation_gets_the_whole_budget_whatever_its_forward_step_spent(
+    machine: SagaMachine,
+) -> None:
+    d = answer(machine, started(machine), CardReserved(card_id="9002", masked_number="m"))
+    now = T0
+    for _ in range(POLICY.budget):
+        d = answer(machine, d, StepFailed(reason="DB_DOWN", retryable=True), now)
+        now = d.instance.next_action_at or now
+        d = machine.on_due(d.instance, now)
+    d = machine.on_due(d.instance, now + timedelta(seconds=11))
+    assert kinds(d) == ["CloseCardWallet"]
+    for _ in range(POLICY.budget):
+        now = d.instance.next_action_at or now
+        d = machine.on_due(d.instance, now)  # the compensation times out: retried
+        assert d.instance.status is SagaStatus.COMPENSATING
+        now = d.instance.next_action_at or now
+        d = machine.on_due(d.instance, now)
+        assert kinds(d) == ["CloseCardWallet"]
+    d = answer(machine, d, Compensated(), now)
+    d = answer(machine, d, Compensated(), now)
+    assert (outcome(d).status, outcome(d).reason) == ("REJECTED", "TIMEOUT")
+
+
+def _at_activation(machine: SagaMachine) -> Decision:
+    d = answer(machine, started(machine), CardReserved(card_id="9002", masked_number="m"))
+    d = answer(machine, d, WalletOpened(wallet_id="W-1", balance=Decimal(0), currency="KZT"))
+    assert kinds(d) == ["ActivateCard"]
+    return d
+
+
+def test_a_step_nothing_undoes_is_sent_again_after_a_timeout_until_it_answers(
+    machine: SagaMachine,
+) -> None:
+    """It may have run: compensating the steps before it would leave its effect behind."""
+    d = _at_activation(machine)
+    now = T0
+    for _ in range(POLICY.budget * 3):
+        now += timedelta(seconds=60)
+        d = machine.on_due(d.instance, now)
+        assert d.instance.status is SagaStatus.RUNNING
+        assert d.outgoing == []
+        now += timedelta(seconds=60)
+        d = machine.on_due(d.instance, now)
+        assert kinds(d) == ["ActivateCard"]
+    d = answer(machine, d, CardActivated(card_id="9002"), now)
+    assert outcome(d).status == "ISSUED"
+
+
+def test_a_step_nothing_undoes_refused_after_timeouts_compensates(machine: SagaMachine) -> None:
+    d = _at_activation(machine)
+    now = T0 + timedelta(seconds=11)
+    d = machine.on_due(d.instance, now)
+    d = machine.on_due(d.instance, d.instance.next_action_at or now)
+    d = answer(machine, d, StepFailed(reason="CARD_NOT_FOUND"), now)
+    assert kinds(d) == ["CloseCardWallet"]
+
+
 def test_terminal_saga_ignores_timers(machine: SagaMachine) -> None:
     d = answer(machine, started(machine), StepFailed(reason="ACTIVE_CARD_EXISTS"))
     again = machine.on_due(d.instance, T0 + timedelta(hours=1))
