@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from asyncpg.exceptions import PostgresError
-from sqlalchemy import Connection, Index, MetaData, event, text
+from sqlalchemy import Connection, Index, MetaData, String, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateColumn, CreateIndex
@@ -92,12 +92,19 @@ async def create_schema(engine: AsyncEngine, tables: MetaData = metadata) -> Non
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_ID})
             await conn.run_sync(tables.create_all)
             missing = await conn.run_sync(_missing_columns, tables)
+            narrow = await conn.run_sync(_narrow_columns, tables)
             indexes = await conn.run_sync(_missing_indexes, tables)
         for table, definition in missing:
             await with_retries(
                 functools.partial(_add_column, engine, table, definition),
                 attempts=ADD_COLUMN_ATTEMPTS,
                 what=f"adding a column to {table}",
+            )
+        for table, column, type_ in narrow:
+            await with_retries(
+                functools.partial(_widen_column, engine, table, column, type_),
+                attempts=ADD_COLUMN_ATTEMPTS,
+                what=f"widening {table}.{column}",
             )
         if indexes:
             await with_retries(
@@ -149,6 +156,39 @@ async def _add_column(engine: AsyncEngine, table: str, definition: str) -> None:
         await conn.execute(text(f"SET LOCAL {WRITER_SETTING} = ''"))
         await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {definition}"))
     log.info("column added", table=table, column=definition.split()[0])
+
+
+def _narrow_columns(conn: Connection, tables: MetaData) -> list[tuple[str, str, str]]:
+    """The (table, column, type) of text columns an earlier release made shorter than they
+    are now declared (``varchar(255)`` that is now ``text``, say)."""
+    lengths = {
+        (row.table_name, row.column_name): row.character_maximum_length
+        for row in conn.execute(
+            text(
+                "SELECT table_name, column_name, character_maximum_length"
+                " FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND data_type = 'character varying'"
+            )
+        )
+    }
+    narrow = []
+    for table in tables.sorted_tables:
+        for column in table.columns:
+            if not isinstance(column.type, String) or (table.name, column.name) not in lengths:
+                continue
+            held, declared = lengths[(table.name, column.name)], column.type.length
+            if held is not None and (declared is None or declared > held):
+                narrow.append((table.name, column.name, column.type.compile(dialect=conn.dialect)))
+    return narrow
+
+
+async def _widen_column(engine: AsyncEngine, table: str, column: str, type_: str) -> None:
+    """A longer text type, in place: PostgreSQL changes only the catalogue, rewriting no row,
+    but locks the table meanwhile, so it waits for it only as long as adding a column does."""
+    async with engine.begin() as conn:
+        await conn.execute(text(f"SET LOCAL lock_timeout = '{ADD_COLUMN_LOCK_TIMEOUT}'"))
+        await conn.execute(text(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {type_}'))
+    log.info("column widened", table=table, column=column, type=type_)
 
 
 def _missing_indexes(conn: Connection, tables: MetaData) -> list[Index]:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    Text,
     func,
     text,
 )
@@ -56,7 +57,7 @@ def outbox_table(owner: str) -> Table:
             metadata,
             Column("id", BigInteger, Identity(), primary_key=True),
             Column("topic", String(249), nullable=False),
-            Column("key", String(255), nullable=True),
+            Column("key", Text, nullable=True),
             Column("headers", JSONB, nullable=False),
             Column("payload", LargeBinary, nullable=False),
             Column(

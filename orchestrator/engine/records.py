@@ -65,13 +65,19 @@ def text_key(raw: bytes | None) -> str | None:
 
 
 def _unstorable_text(document: Any) -> bool:
-    """Whether a JSON document holds a string (or key) no database text column can hold."""
-    if isinstance(document, str):
-        return unstorable(document)
-    if isinstance(document, dict):
-        return any(_unstorable_text(k) or _unstorable_text(v) for k, v in document.items())
-    if isinstance(document, list):
-        return any(_unstorable_text(item) for item in document)
+    """Whether a JSON document holds a string (or key) no database text column can hold
+    (walked without recursion: a document may nest as deep as the parser allows)."""
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if unstorable(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
@@ -150,6 +156,8 @@ def parse_record(
         )
     except (ValueError, UnicodeDecodeError) as exc:
         return dead(DeadLetterReason.INVALID_JSON, f"value is not valid UTF-8 JSON: {exc}")
+    except RecursionError:
+        return dead(DeadLetterReason.INVALID_JSON, "value nests arrays or objects too deeply")
     if not isinstance(document, dict):
         return dead(DeadLetterReason.INVALID_PAYLOAD, "value must be a JSON object")
     if _ESCAPED_UNSTORABLE.search(value) and _unstorable_text(document):

@@ -197,18 +197,24 @@ async def test_billing_refusal_releases_the_card_id(
 
 async def test_poison_records_go_to_the_dlq_and_the_stream_goes_on(client: UpstreamClient) -> None:
     marker = unique("poison")
+    long_key = marker + "-" + "k" * 300  # Kafka keys have no limit; the copy keeps it whole
     await client.send_raw(topics.CARDS_ISSUE_REQUESTED, marker, b"{not json")
     await client.send_raw(
         topics.CARDS_ISSUE_REQUESTED,
         marker,
         b'{"request_id": "x", "user_id": "u", "card_type": "gold"}',
     )
+    await client.send_raw(topics.CARDS_ISSUE_REQUESTED, long_key, b"[]")
     after = card_request()
     await client.send(topics.CARDS_ISSUE_REQUESTED, after)
 
     letters = await wait_for(
         client, topics.dlq(topics.CARDS_ISSUE_REQUESTED), lambda r: r.key == marker, count=2
     )
+    (long_letter,) = await wait_for(
+        client, topics.dlq(topics.CARDS_ISSUE_REQUESTED), lambda r: r.key == long_key, count=1
+    )
+    assert long_letter.headers["dlq_reason"] == "INVALID_PAYLOAD"
     reasons = sorted(letter.headers["dlq_reason"] for letter in letters)
     assert reasons == ["INVALID_JSON", "INVALID_PAYLOAD"]
     for letter in letters:

@@ -48,6 +48,31 @@ async def test_a_new_nullable_column_is_added_with_its_default(
         assert writers.scalars().all() == [None, 42]
 
 
+async def test_a_key_column_an_earlier_release_made_short_is_widened_in_place(
+    engine: AsyncEngine,
+) -> None:
+    """An outbox of the releases that held keys of at most 255 characters: a dead letter of a
+    record with a longer Kafka key could not be written, and its partition stalled."""
+    name = await _older_outbox(engine)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"ALTER TABLE {name} ALTER COLUMN key TYPE varchar(255)"))
+        await conn.execute(
+            text(f"INSERT INTO {name} (topic, key, headers, payload) VALUES ('t', 'k', '{{}}', '')")
+        )
+    tables = MetaData()
+    orchestrator_outbox.to_metadata(tables, name=name)
+    await create_schema(engine, tables)
+    await create_schema(engine, tables)  # the next start finds it wide
+    long_key = "K" * 300
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(f"INSERT INTO {name} (topic, key, headers, payload) VALUES ('t', :k, '{{}}', '')"),
+            {"k": long_key},
+        )
+        keys = await conn.execute(text(f"SELECT key FROM {name} ORDER BY id"))
+        assert keys.scalars().all() == ["k", long_key]
+
+
 async def test_a_missing_column_that_needs_a_value_is_a_clear_error(engine: AsyncEngine) -> None:
     name = await _older_outbox(engine)
     tables = MetaData()

@@ -106,6 +106,21 @@ def _refused(value: bytes) -> DeadLetterReason | None:
             DeadLetterReason.INVALID_PAYLOAD,
         ),
         (
+            b'{"sku": "S-1", "warehouse_id": "W1", "quantity": 2, "x": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}",
+            DeadLetterReason.INVALID_JSON,
+        ),
+        (
+            b'{"sku": "S-1", "warehouse_id": "W1", "quantity": 2, "x": '
+            + b"[" * 900
+            + b'"\\u0000"'
+            + b"]" * 900
+            + b"}",
+            DeadLetterReason.INVALID_PAYLOAD,
+        ),
+        (
             b'{"sku": "S-1", "warehouse_id": "W1", "quantity": true}',
             DeadLetterReason.INVALID_PAYLOAD,
         ),
