@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
 """An entity id on the wire: letters, digits and ``._:@-``, at most 128 characters."""
+
+
+_UUID_TEXT = re.compile(
+    r"(?:urn:uuid:)?(\{)?[0-9A-Fa-f]{8}(-?)[0-9A-Fa-f]{4}\2[0-9A-Fa-f]{4}\2[0-9A-Fa-f]{4}\2"
+    r"[0-9A-Fa-f]{12}(?(1)\})"
+)
+
+
+def parse_uuid(text: str) -> UUID:
+    """A UUID in one of the forms ``uuid.UUID`` reads, ASCII hex digits only: ``uuid.UUID``
+    alone also takes other scripts' digits, underscores and surrounding spaces, so one id
+    would have many spellings (and an answer echoing one, text no header can carry)."""
+    if not _UUID_TEXT.fullmatch(text):
+        raise ValueError(f"not a UUID: {text[:64]!r}")
+    return UUID(text)
 
 
 def unstorable(text: str) -> bool:

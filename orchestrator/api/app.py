@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events.card_api import Problem
 from orchestrator import asyncapi, metrics
-from orchestrator.api import card_service, problems, registered_cards, virtual_cards
+from orchestrator.api import auth, card_service, problems, registered_cards, virtual_cards
 from orchestrator.api.problems import PROBLEM_JSON
 from orchestrator.api.publishing import ApiPublisher
 from orchestrator.kafka import broker_security
@@ -57,7 +57,7 @@ def build_api(settings: Settings, engine: AsyncEngine) -> FastAPI:
     app.include_router(virtual_cards.router)
     app.include_router(registered_cards.router)
     app.include_router(card_service.router)
-    problems.install(app)
+    problems.install(app, auth.refusal_before_body)
     _serve_asyncapi(app, settings)
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     return app

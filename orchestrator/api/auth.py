@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import jwt
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import TypeAdapter, ValidationError
 
 from events.base import Identifier
@@ -82,3 +84,24 @@ async def caller(
         raise _unauthorized("a bearer token is required")
     settings: Settings = request.app.state.settings
     return verify(settings, credentials.credentials)
+
+
+def refusal_before_body(request: Request) -> ApiError | None:
+    """The 401 owed to a request without a good token on a route that needs a caller. FastAPI
+    reads the body before it asks for the caller, so a body it refuses would otherwise answer
+    400 to a client who may not call at all."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None or not _needs_caller(dependant):
+        return None
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    if scheme.lower() != "bearer" or not token:
+        return _unauthorized("a bearer token is required")
+    try:
+        verify(request.app.state.settings, token)
+    except ApiError as refused:
+        return refused
+    return None
+
+
+def _needs_caller(dependant: Dependant) -> bool:
+    return any(d.call is caller or _needs_caller(d) for d in dependant.dependencies)

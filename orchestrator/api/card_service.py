@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events import topics
+from events.base import parse_uuid
 from events.card_api import (
     ACCOUNT_ID,
     AcsAnswer,
@@ -325,7 +326,7 @@ async def invoice_payment(
 def _same_card(known: str, asked: str) -> bool:
     """A card id as a path may spell it (upper case, no hyphens) is the same card."""
     try:
-        return uuid.UUID(known) == uuid.UUID(asked)
+        return parse_uuid(known) == parse_uuid(asked)
     except ValueError:
         return known == asked
 
@@ -341,7 +342,11 @@ async def transactions(
 ) -> TransactionPage:
     total, page = await deps.transact(db, lambda c: cards.history(c, card_id, limit, offset))
     return TransactionPage(
-        card_id=card_id, limit=limit, offset=offset, total=total, transactions=page
+        card_id=str(parse_uuid(card_id)),
+        limit=limit,
+        offset=offset,
+        total=total,
+        transactions=page,
     )
 
 

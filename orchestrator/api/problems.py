@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import structlog
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -113,7 +115,9 @@ class _CountedBody:
         await self.app(scope, counted, send)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, refusal_before_body: Callable[[Request], ApiError | None]) -> None:
+    """Every error a problem detail. ``refusal_before_body`` answers a request before its
+    body's own faults (a missing token, say)."""
     app.add_middleware(_CountedBody)
 
     @app.middleware("http")
@@ -131,6 +135,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if (first := refusal_before_body(request)) is not None:
+            return problem_response(first.problem, request, first.headers)
         messages = [_validation_message(error, request) for error in exc.errors()[:10]]
         problem = Problem(
             title="Validation failed",
@@ -155,6 +161,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # a body FastAPI could not read: bad UTF-8, too deep
+            if (first := refusal_before_body(request)) is not None:
+                return problem_response(first.problem, request, first.headers)
             problem = Problem(
                 title="Validation failed",
                 status=400,

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from events.base import parse_uuid
 from events.card_api import (
     CardCreated,
     CreateCard,
@@ -41,7 +42,7 @@ def _not_found(what: str, ident: str) -> ApiError:
 
 def _uuid(value: str, what: str) -> uuid.UUID:
     try:
-        return uuid.UUID(value)
+        return parse_uuid(value)
     except ValueError:
         raise _not_found(what, value) from None
 
@@ -117,7 +118,7 @@ async def create_purchase(
                 amount_cents=to_minor(body.amount_usd),
             )
         )
-    response.headers["Location"] = f"/cards/{card_id}/purchases/{purchase_id}"
+    response.headers["Location"] = f"/cards/{card.card_id}/purchases/{purchase_id}"
     return PurchaseCreated(purchase_id=str(purchase_id))
 
 

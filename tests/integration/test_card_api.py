@@ -95,6 +95,14 @@ async def test_virtual_card_needs_a_good_token(
         answer = await api.post("/v1/cards/virtual", headers=headers)
         problem(answer, 401, "AUTH-4010")
         assert answer.headers["www-authenticate"].startswith("Bearer")
+        for body in (b"{not json", b'{"currency": 7}', b"\xff\xfe"):  # the token comes first
+            answer = await api.post(
+                "/v1/cards/virtual",
+                headers={**headers, "content-type": "application/json"},
+                content=body,
+            )
+            problem(answer, 401, "AUTH-4010")
+            assert answer.headers["www-authenticate"].startswith("Bearer")
 
 
 async def test_virtual_card_refused_currency_and_bad_body(
@@ -286,6 +294,36 @@ async def test_purchase_on_unknown_card_is_404(api: httpx.AsyncClient) -> None:
     for card_id in ("3fa85f64-5717-4562-b3fc-2c963f66afa6", "not-a-uuid"):
         answer = problem(await api.post(f"/cards/{card_id}/purchases", json=body), 404, "RES-4040")
         assert answer["detail"] == f"Card with ID {card_id} not found"
+
+
+_OTHER_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+async def test_an_id_is_one_spelling_of_ascii_hex_and_answers_name_it_so(
+    api: httpx.AsyncClient, stack: EmbeddedStack
+) -> None:
+    """``uuid.UUID`` alone reads other scripts' digits and spaces around an id: a purchase
+    was stored, then its Location header (the path's text) failed the answer with a 500."""
+    card_id = (
+        await api.post("/cards", json={"cardNumber": card_number(), "creditLimitUsd": 50})
+    ).json()["cardId"]
+    body = {"description": "Tea", "transactionDate": "2024-12-20", "amountUsd": 2}
+    for spelling in (card_id.translate(_OTHER_DIGITS), f"%20{card_id}", f"%0A{card_id}"):
+        problem(await api.post(f"/cards/{spelling}/purchases", json=body), 404, "RES-4040")
+    made = await api.post(f"/cards/{card_id.upper()}/purchases", json=body)
+    assert made.headers["location"].startswith(f"/cards/{card_id}/purchases/")
+    stored = await query(
+        stack.database_url, "SELECT count(*) FROM card_purchases WHERE card_id = :c", c=card_id
+    )
+    assert stored == [(1,)]
+
+    card = await issue(api)
+    other = card["id"].translate(_OTHER_DIGITS)
+    problem(await api.get(f"/api/cards/{other}/transactions"), 404, "RES-4040")
+    problem(await api.get(f"/api/cards/{other}/invoice"), 404, "RES-4040")
+    upper = card["id"].upper()
+    assert (await api.get(f"/api/cards/{upper}/transactions")).json()["card_id"] == card["id"]
+    assert (await api.get(f"/api/cards/{upper}/invoice")).json()["card_id"] == card["id"]
 
 
 async def test_api_serves_the_asyncapi_document(api: httpx.AsyncClient) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from events.base import parse_uuid
 from events.card_api import (
     Authorize,
     BlockReason,
@@ -457,7 +458,7 @@ async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoic
     minimum = (Decimal(owes) / 10).to_integral_value(rounding=ROUND_UP)
     return Invoice(
         id=str(uuid.uuid5(row.card_id, close.isoformat())),
-        card_id=card_id,
+        card_id=str(row.card_id),
         due_date=close + dt.timedelta(days=7),
         close_date=close,
         total_amount=from_minor(owes),
@@ -514,7 +515,7 @@ async def _one(
 
 def _uuid(value: str, what: str) -> uuid.UUID:
     try:
-        return uuid.UUID(value)
+        return parse_uuid(value)
     except ValueError:
         raise NotFound(f"{what} with ID {value} not found") from None
 
