@@ -39,6 +39,8 @@ class SagaInstance:
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None = None
+    """When the saga last ended; kept while an operator's retry revives a FAILED saga, whose
+    terminal record went out (failing again publishes no second one)."""
 
     def evolve(self, **changes: Any) -> SagaInstance:
         """A copy with ``changes``; dataclasses.replace, without its per-call introspection

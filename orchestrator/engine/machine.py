@@ -213,8 +213,8 @@ class SagaMachine:
     def retry_step(self, instance: SagaInstance, now: datetime, actor: str, why: str) -> Decision:
         """Manual: re-send the current step (forward or compensation) with a fresh budget."""
         note = HistoryEntry("manual-retry", instance.status, now, detail=why, actor=actor)
-        if instance.status == SagaStatus.FAILED:
-            revived = instance.evolve(status=SagaStatus.COMPENSATING, attempt=0, ended_at=None)
+        if instance.status == SagaStatus.FAILED:  # ``ended_at`` kept: its record went out
+            revived = instance.evolve(status=SagaStatus.COMPENSATING, attempt=0)
             return self._send(revived, revived.step_index, True, now, [note])
         if instance.status.terminal:
             raise ValueError(f"saga {instance.id} is {instance.status}; nothing to retry")
@@ -427,6 +427,7 @@ class SagaMachine:
             SagaStatus.ABORTED: self.definition.failure_status,
             SagaStatus.FAILED: FAILED,
         }[status]
+        failed_again = status is SagaStatus.FAILED and instance.ended_at is not None
         instance = instance.evolve(
             status=status,
             reason=reason,
@@ -435,6 +436,10 @@ class SagaMachine:
             updated_at=now,
             ended_at=now,
         )
+        if failed_again:  # an operator's retry of a FAILED saga failed: upstream knows
+            detail = f"{reason}; its FAILED record went out before"
+            history.append(HistoryEntry("failed-again", status, now, detail=detail))
+            return Decision(instance, [], history)
         if state is None:
             state = self._state(instance)
         result = SagaResult(str(instance.id), contract_status, reason)

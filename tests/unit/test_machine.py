@@ -264,6 +264,30 @@ def test_manual_compensate_and_retry(machine: SagaMachine) -> None:
     assert outcome(d).reason == "MANUAL"
 
 
+def test_a_failed_saga_retried_publishes_only_a_changed_ending(machine: SagaMachine) -> None:
+    d = answer(machine, started(machine), CardReserved(card_id="9002", masked_number="m"))
+    d = answer(machine, d, StepFailed(reason="UNSUPPORTED_CURRENCY"))
+    now = T0
+    for _ in range(POLICY.budget + 1):
+        d = answer(machine, d, StepFailed(reason="DB_DOWN"), now)
+        now = d.instance.next_action_at or now
+        d = machine.on_due(d.instance, now) if d.instance.next_action_at else d
+    assert outcome(d).status == "FAILED"
+    for _ in range(2):  # retried while the participant is still down: failing again is silent
+        d = machine.retry_step(d.instance, now, actor="ops", why="billing back?")
+        assert kinds(d) == ["ReleaseCard"]
+        for _ in range(POLICY.budget + 1):
+            d = answer(machine, d, StepFailed(reason="DB_DOWN"), now)
+            now = d.instance.next_action_at or now
+            d = machine.on_due(d.instance, now) if d.instance.next_action_at else d
+        assert d.instance.status is SagaStatus.FAILED
+        assert d.outgoing == []
+        assert [h.event for h in d.history][-1] == "failed-again"
+    d = machine.retry_step(d.instance, now, actor="ops", why="billing back")
+    d = answer(machine, d, Compensated(), now)
+    assert (outcome(d).status, outcome(d).reason) == ("REJECTED", "UNSUPPORTED_CURRENCY")
+
+
 def _instance(d: Decision) -> SagaInstance:
     return d.instance
 
