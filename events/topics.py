@@ -42,3 +42,17 @@ PAYMENT_COMMANDS: Final = "payment.commands"
 STORE_COMMANDS: Final = "store.commands"
 DELIVERY_COMMANDS: Final = "delivery.commands"
 NOTIFICATION_COMMANDS: Final = "notification.commands"
+
+OUTBOUND: Final = frozenset(
+    {
+        CARDS_STATUS,
+        CUSTOMERS_STATUS,
+        WALLETS_STATUS,
+        ORDERS_STATUS,
+        GIFTCARDS_STATUS,
+        CARDS_INVOICE_PAYMENTS_STATUS,
+        NOTIFICATIONS_SENT,
+    }
+)
+"""The topics systems outside the project read (outcomes, sent notifications): their readers
+need not be idempotent, so a record published there twice is seen twice."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -14,7 +14,7 @@ from rich.table import Table
 
 from events import envelope as env
 from events.dlq import DeadLetterReason
-from events.topics import DLQ_SUFFIX, dlq
+from events.topics import DLQ_SUFFIX, OUTBOUND, dlq
 from orchestrator.arguments import moment, offset, partition
 from orchestrator.engine.records import redriven_headers
 from orchestrator.errors import OrchestraError
@@ -51,6 +51,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     _selection_arguments(replay)
     replay.add_argument("--to-topic", help="publish there instead of back to the same topic")
     replay.add_argument("--dry-run", action="store_true", help="list what would be sent")
+    replay.add_argument(
+        "--outbound",
+        action="store_true",
+        help="allow publishing to a topic systems outside the project read (a status topic, "
+        "notifications.sent): they see every record again",
+    )
 
     dead = commands.add_parser("dlq", help="dead-letter records: list, show, re-drive")
     verbs = dead.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -126,6 +132,12 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
         tuple(args.partition), args.from_offset, args.to_offset, args.since, args.until, args.key
     )
     target = args.to_topic or args.topic
+    if target in OUTBOUND and not args.outbound:
+        raise OrchestraError(
+            f"{target} is read by systems outside the project, which may not ignore a record "
+            "seen before: a replay there publishes each record again (a second terminal "
+            "record of a saga, a second e-mail); add --outbound to do it on purpose"
+        )
     if args.to_topic:
         await _existing(settings, {target})
     records = await read(settings, args.topic, selection)
@@ -186,11 +198,14 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
             raise OrchestraError(
                 f"--offset needs --partition: {name} has partitions {describe(known)}"
             )
+    held = await read(settings, name, Selection(tuple(args.partition)))
+    again = superseded(held) if not args.offset else set()
     letters = [
         r
-        for r in await read(settings, name, Selection(tuple(args.partition)))
+        for r in held
         if (not args.offset or r.offset in args.offset)
         and (args.reason is None or r.headers.get(env.H_DLQ_REASON) == args.reason)
+        and _place(r) not in again
     ]
     unmatched = sorted(set(args.offset) - {r.offset for r in letters})
     if unmatched:
@@ -268,7 +283,21 @@ def _replayed(record: Record) -> dict[str, str]:
 
 def _redriven(record: Record) -> dict[str, str]:
     kept = redriven_headers(record.headers)
-    return {**kept, "redriven_from": f"{record.topic}/{record.partition}/{record.offset}"}
+    return {**kept, REDRIVEN_FROM: _place(record)}
+
+
+REDRIVEN_FROM = "redriven_from"
+
+
+def _place(record: Record) -> str:
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
+def superseded(letters: list[Record]) -> set[str]:
+    """The places of dead letters re-driven already and dead-lettered again: the newer letter
+    (naming the older in ``redriven_from``) stands for them, so ``--all`` and ``--reason``
+    send each record once however often they are run."""
+    return {r.headers[REDRIVEN_FROM] for r in letters if REDRIVEN_FROM in r.headers}
 
 
 async def _existing(settings: Settings, names: set[str]) -> None:
@@ -286,12 +315,12 @@ async def _dlq_topics(settings: Settings) -> list[str]:
 
 def _table(title: str, records: list[Record], dead: bool = False) -> None:
     table = Table(title=title)
-    columns = ["partition", "offset", "time", "key"]
-    columns += ["reason", "error", "from"] if dead else ["type"]
+    columns = ["partition", "offset", "time (UTC)", "key"]
+    columns += ["reason", "error", "from", "re-drive of"] if dead else ["type"]
     for column in columns:
         table.add_column(column)
     for r in records:
-        when = datetime.fromtimestamp(r.timestamp_ms / 1000).isoformat(timespec="seconds")
+        when = datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
         row = [str(r.partition), str(r.offset), when, r.key or ""]
         if dead:
             origin = "/".join(r.headers.get(h, "?") for h in DLQ_HEADERS[2:])
@@ -299,6 +328,7 @@ def _table(title: str, records: list[Record], dead: bool = False) -> None:
                 r.headers.get(env.H_DLQ_REASON, ""),
                 r.headers.get(env.H_DLQ_ERROR, "")[:80],
                 origin,
+                r.headers.get(REDRIVEN_FROM, "").removeprefix(r.topic + "/"),
             ]
         else:
             row.append(r.headers.get(env.H_TYPE, ""))

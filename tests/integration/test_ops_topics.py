@@ -153,6 +153,40 @@ async def test_dead_letters_listed_shown_and_redriven_after_the_fix(
     assert (outcome["status"], outcome["reason"]) == ("CANCELLED", "UNKNOWN_CUSTOMER")
 
 
+async def _letters(stack: EmbeddedStack, topic: str, count: int) -> int:
+    """How many dead letters ``topic`` has a second after it has ``count`` (or after 30 s)."""
+    for _ in range(300):
+        if len(await read(stack.settings(), topics.dlq(topic), Selection())) >= count:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1)
+    return len(await read(stack.settings(), topics.dlq(topic), Selection()))
+
+
+@pytest.mark.slow
+async def test_redriving_every_dead_letter_again_sends_each_record_once(
+    own_stack: EmbeddedStack,
+) -> None:
+    """A record still refused comes back as a new dead letter naming the old one: run after
+    run, ``--all`` sends the newest of each, so the DLQ grows by its records, not doubling."""
+    feed = topics.DELIVERY_POINTS_UPDATED
+    app = Application(own_stack.settings(group_prefix=c.unique("again")))
+    await app.start()
+    try:
+        async with UpstreamClient(own_stack.settings()) as client:
+            for n in range(2):
+                await client.send_raw(feed, f"bad-{n}", b'{"point_id": "PP-x"}')
+        assert await _letters(own_stack, feed, 2) == 2
+        for run, expected in ((1, 4), (2, 6)):
+            sent = await orchestra(own_stack, "dlq", "redrive", feed, "--all")
+            assert "re-drove 2 dead letters" in sent.stdout, (run, sent.stdout, sent.stderr)
+            assert await _letters(own_stack, feed, expected) == expected
+        listed = await orchestra(own_stack, "dlq", "list", feed)
+        assert "re-drive of" in listed.stdout
+    finally:
+        await app.stop()
+
+
 @pytest.mark.usefixtures("running_app")
 async def test_partitions_offsets_and_targets_that_do_not_exist_are_refused(
     stack: EmbeddedStack,
@@ -168,6 +202,8 @@ async def test_partitions_offsets_and_targets_that_do_not_exist_are_refused(
         (("dlq", "redrive", wide, "--offset", "0", "--partition", "1"), "no dead letter at"),
         (("dlq", "redrive", orders, "--offset", "99999"), "no dead letter at offset 99999"),
         (("replay", orders, "--to-topic", "bad name!", "--dry-run"), "no topic 'bad name!'"),
+        (("replay", topics.ORDERS_STATUS, "--dry-run"), "add --outbound"),
+        (("replay", orders, "--to-topic", topics.NOTIFICATIONS_SENT), "add --outbound"),
     ):
         started = time.monotonic()
         run = await orchestra(stack, *args)
