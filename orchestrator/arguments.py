@@ -108,6 +108,8 @@ def moment(text: str) -> datetime:
     try:
         return parsed.astimezone(UTC)
     except OverflowError:
+        if parsed.year == 1:  # before the first instant a UTC time can hold: from the start
+            return datetime.min.replace(tzinfo=UTC)
         raise argparse.ArgumentTypeError(f"time out of range: {text!r}") from None
 
 

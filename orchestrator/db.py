@@ -11,10 +11,12 @@ from typing import Any
 import structlog
 from asyncpg.exceptions import PostgresError
 from sqlalchemy import Connection, Index, MetaData, String, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
+from orchestrator.database_url import connect_options
 from orchestrator.engine.retry import with_retries
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import Settings
@@ -33,7 +35,10 @@ class DatabaseUnavailable(OrchestraError):
 
 def create_engine(settings: Settings, writer: int | None = None) -> AsyncEngine:
     """The process's pool; with ``writer``, every connection names it (``orchestrator.writers``)."""
-    connect_args: dict[str, Any] = {"statement_cache_size": 512}
+    connect_args: dict[str, Any] = {
+        "statement_cache_size": 512,
+        **connect_options(make_url(settings.database_url)),
+    }
     if writer is not None:
         connect_args["server_settings"] = {WRITER_SETTING: str(writer)}
     engine = create_async_engine(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Literal, Self
 
-import asyncpg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -15,6 +13,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from orchestrator.database_url import DATABASE_OPTIONS, connect_options
 from orchestrator.errors import SettingsError
 from orchestrator.event_loop import EventLoop
 
@@ -26,13 +25,6 @@ PUBLIC_KEY_ALGORITHMS: dict[str, tuple[type, str]] = {
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-# what the database URL's query may hold: asyncpg.connect's options, and SQLAlchemy's own
-DATABASE_OPTIONS = frozenset(inspect.signature(asyncpg.connect).parameters) - {
-    "dsn",
-    "loop",
-    "connection_class",
-    "record_class",
-} | {"prepared_statement_cache_size"}
 
 
 class Settings(BaseSettings):
@@ -172,9 +164,10 @@ class Settings(BaseSettings):
                 f"known: {', '.join(sorted(DATABASE_OPTIONS))}"
             )
         ports = options.get("port")
-        for port in ports if isinstance(ports, list) else [ports]:
+        for port in [*(ports if isinstance(ports, list) else [ports]), url.port]:
             if port is not None and not 0 < port < 65536:
                 raise ValueError(f"port {port} is not between 1 and 65535")
+        connect_options(url)
         return value
 
     @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")

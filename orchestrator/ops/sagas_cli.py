@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.arguments import MAX_LIMIT, age, limit, not_empty, utf8
@@ -61,12 +62,32 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         act = verbs.add_parser(verb, help=text)
         act.add_argument("saga", type=utf8, help="saga id, or a business key naming one saga")
         act.add_argument(
-            "--why", type=not_empty, required=True, help="recorded in the saga's history"
+            "--why",
+            type=why,
+            required=True,
+            help=f"recorded in the saga's history (at most {WHY_MAX} characters)",
         )
         act.add_argument("--actor", type=actor, default=None, help="who (default: the login name)")
 
 
 ACTOR_MAX = 128
+WHY_MAX = 1_000
+"""A reason, not a document: it is printed in every ``show`` and ``trace`` of the saga."""
+
+
+def why(text: str) -> str:
+    text = not_empty(text)
+    if len(text) > WHY_MAX:
+        raise argparse.ArgumentTypeError(f"at most {WHY_MAX} characters, not {len(text)}")
+    return text
+
+
+def login_name() -> str:
+    """The login name, or the uid where the system knows none (a container's arbitrary uid)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
 
 
 def actor(text: str) -> str:
@@ -82,6 +103,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     engine = create_engine(settings, writer=writer)
     try:
         return await _run(args, settings, engine, writer)
+    except BrokenPipeError:
+        raise
+    except ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42P01":  # undefined_table
+            raise
+        raise OrchestraError(
+            "this database holds no saga tables yet: a service creates them when it starts "
+            "(orchestra run)"
+        ) from None
     except (OperationalError, DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
     finally:
@@ -126,7 +156,7 @@ async def _run(
         if args.html:
             _write(args.html, trace.as_html(diagram))
     else:
-        actor = args.actor or getpass.getuser()
+        actor = args.actor or login_name()
         try:
             saved = await manual.act(
                 settings, engine, instance.id, args.verb, actor, args.why, writer

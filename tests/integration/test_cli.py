@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from sqlalchemy.engine import make_url
+
+from events import topics
+from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack, free_port
+from tests.integration.helpers import card_outcomes, card_request, orchestra
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -167,6 +174,10 @@ def test_settings_that_cannot_connect_are_one_clear_line() -> None:
                 {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/x?foo=bar"},
                 "unknown query parameter foo",
             ),
+            (
+                {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@db/x?timeout=abc"},
+                "timeout='abc'",
+            ),
             ({"ORCHESTRA_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "SASL_USERNAME"),
             (
                 {
@@ -257,6 +268,57 @@ def test_operator_commands_with_kafka_unreachable_say_so_in_one_line() -> None:
         run = _run(*args, ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
         _refused(run, "cannot reach Kafka")
         assert len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("running_app")
+async def test_the_database_urls_numbers_and_flags_reach_the_driver(stack: EmbeddedStack) -> None:
+    """They reached asyncpg as text: ``?timeout=5`` failed every command with a TypeError."""
+    options = "timeout=5&command_timeout=30&max_cacheable_statement_size=4096&direct_tls=false"
+    joined = "&" if "?" in stack.database_url else "?"
+    listed = await orchestra(
+        stack, "sagas", "list", ORCHESTRA_DATABASE_URL=f"{stack.database_url}{joined}{options}"
+    )
+    assert listed.returncode == 0, listed.stderr
+
+
+def _into_a_closed_pipe(stack: EmbeddedStack, *args: str) -> tuple[int, str]:
+    command = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+            "ORCHESTRA_DATABASE_URL": stack.database_url,
+            "PYTHONUNBUFFERED": "1",  # the first line written meets the closed pipe
+        },
+    )
+    assert command.stdout is not None
+    command.stdout.close()  # the reader left, as ``| head -1`` does
+    _, stderr = command.communicate(timeout=60)
+    return command.returncode, stderr
+
+
+@pytest.mark.usefixtures("running_app")
+async def test_output_whose_reader_left_is_no_database_error(stack: EmbeddedStack) -> None:
+    """It was reported as PostgreSQL out of reach. The exit is rich's for a table: 1, silent."""
+    async with UpstreamClient(stack.settings(), watch=[topics.CARDS_STATUS]) as client:
+        request = card_request()
+        await client.send(topics.CARDS_ISSUE_REQUESTED, request)
+        await card_outcomes(client, [request.request_id])  # one saga at least to list
+    for args in (("sagas", "list", "--json"), ("sagas", "list")):
+        code, stderr = await asyncio.to_thread(_into_a_closed_pipe, stack, *args)
+        assert (code, stderr) == (1, ""), args
+
+
+async def test_a_database_without_saga_tables_is_named_as_such(stack: EmbeddedStack) -> None:
+    url = make_url(stack.database_url).set(database="postgres")
+    listed = await orchestra(
+        stack, "sagas", "list", ORCHESTRA_DATABASE_URL=url.render_as_string(hide_password=False)
+    )
+    assert listed.returncode == 2
+    assert listed.stderr.startswith("orchestra: error: this database holds no saga tables yet")
 
 
 def test_a_metrics_port_taken_is_one_clear_line(stack: EmbeddedStack) -> None:

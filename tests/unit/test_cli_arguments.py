@@ -4,6 +4,8 @@ give are forms the command accepts."""
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +13,7 @@ import pytest
 
 from orchestrator.arguments import MAX_OFFSET, MAX_PARTITION, age, moment
 from orchestrator.cli import _parser
+from orchestrator.ops.sagas_cli import login_name
 
 
 def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -32,6 +35,7 @@ def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         (("sagas", "retry", "x", "--why", "   "), "--why: must not be empty"),
         (("sagas", "retry", "x", "--why", "ok", "--actor", " "), "--actor: must not be empty"),
         (("sagas", "retry", "x", "--why", "ok", "--actor", "a" * 129), "at most 128 characters"),
+        (("sagas", "retry", "x", "--why", "a" * 1_001), "at most 1000 characters"),
         (
             ("replay", "t", "--from-offset", "99999999999999999999"),
             f"a Kafka offset is at most {MAX_OFFSET}",
@@ -107,3 +111,14 @@ def test_times_are_read_in_utc_and_the_earliest_is_accepted() -> None:
     assert moment("2026-11-27T10:00:00+02:00") == datetime(2026, 11, 27, 8, tzinfo=UTC)
     assert moment("20261127T1000Z") == datetime(2026, 11, 27, 10, tzinfo=UTC)
     assert moment("0001-01-01T00:00:00Z") == datetime(1, 1, 1, tzinfo=UTC)
+    assert moment("0001-01-01T00:00:00+05:00") == datetime(1, 1, 1, tzinfo=UTC)
+
+
+def test_an_actor_is_named_even_where_the_system_knows_no_login_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unknown() -> str:
+        raise KeyError("getpwuid(): uid not found: 12345")
+
+    monkeypatch.setattr(getpass, "getuser", unknown)
+    assert login_name() == f"uid-{os.getuid()}"

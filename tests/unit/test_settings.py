@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
+from orchestrator.database_url import connect_options
 from orchestrator.errors import SettingsError
 from orchestrator.settings import Settings, load_settings
 from tests.unit.test_tokens import public_pem
@@ -21,6 +23,15 @@ EMBEDDED_URL = "postgresql+asyncpg://postgres:@/orchestra?host=/tmp/pg&port=5432
         ("postgresql+asyncpg://postgres@127.0.0.1:99999/x", "port 99999"),
         ("postgresql+asyncpg://postgres@127.0.0.1/x?foo=bar", "unknown query parameter foo"),
         ("postgresql+asyncpg://postgres@/x?host=/tmp&port=abc", "not a valid URL"),
+        ("postgresql+asyncpg://postgres@127.0.0.1:0/x", "port 0"),
+        (f"{EMBEDDED_URL}&timeout=abc", "timeout='abc' is not a number of seconds"),
+        (f"{EMBEDDED_URL}&command_timeout=-1", "command_timeout='-1'"),
+        (f"{EMBEDDED_URL}&max_cacheable_statement_size=abc", "not a whole number"),
+        (f"{EMBEDDED_URL}&target_session_attrs=bogus", "is not one of any, primary"),
+        (f"{EMBEDDED_URL}&ssl=maybe", "ssl='maybe' is not one of disable"),
+        (f"{EMBEDDED_URL}&direct_tls=sure", "is not true or false"),
+        (f"{EMBEDDED_URL}&server_settings=x", "server_settings is a mapping"),
+        (f"{EMBEDDED_URL}&timeout=1&timeout=2", "timeout is given 2 times"),
     ],
 )
 def test_a_database_url_that_cannot_connect_is_refused(url: str, says: str) -> None:
@@ -36,10 +47,21 @@ def test_a_database_url_that_cannot_connect_is_refused(url: str, says: str) -> N
         EMBEDDED_URL,
         "postgresql+asyncpg://u:p@db:5432/x?ssl=require&command_timeout=5",
         "postgresql+asyncpg://u@db/x?prepared_statement_cache_size=0",
+        f"{EMBEDDED_URL}&timeout=5&command_timeout=2.5&direct_tls=false",
     ],
 )
 def test_working_database_urls_load(url: str) -> None:
     assert load_settings(database_url=url).database_url == url
+
+
+def test_query_options_reach_the_driver_as_numbers_and_flags() -> None:
+    url = make_url(f"{EMBEDDED_URL}&timeout=5&command_timeout=2.5&direct_tls=no&ssl=prefer")
+    assert connect_options(url) == {
+        "timeout": 5.0,
+        "command_timeout": 2.5,
+        "direct_tls": False,
+        "ssl": "prefer",
+    }
 
 
 @pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
