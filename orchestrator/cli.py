@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from orchestrator import event_loop
 from orchestrator import logging as orchestra_logging
-from orchestrator.arguments import non_negative, port, positive
+from orchestrator.arguments import at_most, port
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import load_settings
 
@@ -49,20 +49,34 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="card sagas, then the shop's sagas, on the embedded stack"
     )
     demo.add_argument(
-        "--users", type=positive, default=40, help="how many users ask for cards (default 40)"
+        "--users",
+        type=at_most(10_000, "the number of users", lowest=1),
+        default=40,
+        help="how many users ask for cards, 1-10000 (default 40)",
     )
 
     bench = commands.add_parser(
         "bench", help="measure sagas/s and latency beside the bare-Kafka ceiling"
     )
     bench.add_argument(
-        "-n", "--sagas", type=positive, default=20_000, help="measured sagas (default 20000)"
+        "-n",
+        "--sagas",
+        type=at_most(10_000_000, "the number of sagas", lowest=1),
+        default=20_000,
+        help="measured sagas, at most 10000000 (default 20000)",
     )
     bench.add_argument(
-        "-c", "--concurrency", type=positive, default=100, help="sagas in flight (default 100)"
+        "-c",
+        "--concurrency",
+        type=at_most(100_000, "the sagas in flight", lowest=1),
+        default=100,
+        help="sagas in flight, at most 100000 (default 100)",
     )
     bench.add_argument(
-        "--warmup", type=non_negative, default=500, help="sagas before measuring (default 500)"
+        "--warmup",
+        type=at_most(1_000_000, "the warm-up"),
+        default=500,
+        help="sagas before measuring, at most 1000000 (default 500)",
     )
     bench.add_argument(
         "--no-ceiling", action="store_true", help="skip the bare aiokafka ceiling run"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from orchestrator import logging as orchestra_logging
 from orchestrator.api.auth import dev_token
 from orchestrator.embedded import EmbeddedStack, ensure_free
+from orchestrator.errors import OrchestraError
 from orchestrator.serve import serve
 from orchestrator.settings import PUBLIC_KEY_ALGORITHMS, load_settings
 
@@ -17,6 +18,11 @@ async def run_dev(kafka_port: int | None = None) -> None:
     orchestra_logging.configure(own.log_level, own.log_format)
     port = own.http_port
     if kafka_port:
+        if kafka_port in (port, own.metrics_port):
+            raise OrchestraError(
+                f"--kafka-port {kafka_port} is also the HTTP or metrics port "
+                "(ORCHESTRA_HTTP_PORT, ORCHESTRA_METRICS_PORT): give each its own"
+            )
         ensure_free(kafka_port, "--kafka-port")
     ensure_free(port, "ORCHESTRA_HTTP_PORT")
     if own.metrics_port:

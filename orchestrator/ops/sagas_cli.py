@@ -168,6 +168,7 @@ async def _run(
             f"(step {saved.step_index}, by {actor}: {args.why})",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
     return 0
 

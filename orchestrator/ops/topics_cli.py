@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -180,15 +181,23 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
             )
         letter = found[0]
         for header, text in sorted(letter.headers.items()):
-            console.print(f"[bold]{escape(header)}[/bold]: {escape(text)}", highlight=False)
-        console.print(f"[bold]key[/bold]: {escape(str(letter.key))}", highlight=False)
+            console.print(
+                f"[bold]{escape(visible(header))}[/bold]: {escape(visible(text))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        console.print(
+            f"[bold]key[/bold]: {escape(visible(str(letter.key)))}", highlight=False, soft_wrap=True
+        )
         value = letter.value.decode("utf-8", "replace")
         shown = value if args.full else value[:SHOWN_CHARS]
-        console.print(shown, markup=False, highlight=False, soft_wrap=True)
+        console.print(visible(shown), markup=False, highlight=False, soft_wrap=True)
         if len(shown) < len(value):
             console.print(
                 f"... ({len(letter.value):,} bytes in all; --full prints the whole value)"
             )
+        if _not_utf8(letter.value):
+            console.print("(the value is not UTF-8: what is not is shown as \ufffd)")
         return 0
     if not (args.all or args.offset or args.reason):
         raise OrchestraError("say which dead letters: --offset (repeatable), --reason or --all")
@@ -224,6 +233,23 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         soft_wrap=True,
     )
     return 2 if refused else 0
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters (an upstream record's terminal escapes, say) written
+    as escapes, so that printing a record cannot drive the operator's terminal."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+def _not_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 SHOWN_CHARS = 2_000
@@ -332,5 +358,5 @@ def _table(title: str, records: list[Record], dead: bool = False) -> None:
             ]
         else:
             row.append(r.headers.get(env.H_TYPE, ""))
-        table.add_row(*(escape(cell) for cell in row))
+        table.add_row(*(escape(visible(cell)) for cell in row))
     print_table(console, table)

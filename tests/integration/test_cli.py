@@ -341,6 +341,7 @@ def test_dev_refuses_ports_taken_before_starting_anything() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
+        shared = str(free_port())  # free, but given to the broker and the API both
         for args, env, says in (
             (("dev", "--kafka-port", port), {}, f"--kafka-port {port} is taken"),
             (("dev",), {"ORCHESTRA_HTTP_PORT": port}, f"ORCHESTRA_HTTP_PORT {port} is taken"),
@@ -348,6 +349,11 @@ def test_dev_refuses_ports_taken_before_starting_anything() -> None:
                 ("dev",),
                 {"ORCHESTRA_METRICS_PORT": port, "ORCHESTRA_HTTP_PORT": str(free_port())},
                 f"ORCHESTRA_METRICS_PORT {port} is taken",
+            ),
+            (
+                ("dev", "--kafka-port", shared),
+                {"ORCHESTRA_HTTP_PORT": shared},
+                f"--kafka-port {shared} is also the HTTP or metrics port",
             ),
         ):
             run = _run(*args, **env)

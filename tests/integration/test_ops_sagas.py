@@ -140,9 +140,13 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
     )
     assert retried.returncode == 0, retried.stderr
     undone = await orchestra(
-        stack, "sagas", "compensate", stuck.topup_id, "--why", "client cancelled", "--actor", "bob"
+        stack,
+        *("sagas", "compensate", stuck.topup_id, "--why", "client cancelled", "--actor", "bob"),
+        COLUMNS="60",
     )
     assert undone.returncode == 0, undone.stderr
+    (said,) = undone.stdout.splitlines()  # one line, for grep, whatever its width
+    assert said.endswith("by bob: client cancelled)"), said
     outcome = await seen.one(stuck.topup_id)
     assert (outcome["status"], outcome["reason"]) == ("CANCELLED", "MANUAL")
     notes = await query(

@@ -20,6 +20,7 @@ from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.kafka import admin_kwargs, end_offsets, ensure_topics
 from orchestrator.ops.records import Selection, read
+from orchestrator.ops.topics_cli import visible
 from orchestrator.publisher import KafkaPublisher
 from tests.integration import commerce as c
 from tests.integration.helpers import orchestra
@@ -367,14 +368,14 @@ async def test_dead_letters_are_shown_as_they_are_and_long_values_cut_unless_ask
     source = c.unique("markup")
     settings = stack.settings()
     await ensure_topics(settings, [source, topics.dlq(source)])
-    value = b'{"note": "[/bold] [red]' + b"x" * 5000 + b'"}'
+    value = b'{"note": "[/bold] [red]\x1b]0;owned\x07' + b"x" * 5000 + b'"}'
     producer = AIOKafkaProducer(**admin_kwargs(settings))
     await producer.start()
     try:
         await producer.send_and_wait(
             topics.dlq(source),
             value,
-            key=b"k-[/i]",
+            key=b"k-[/i]\x1b[2J",
             headers=[
                 (H_DLQ_REASON, b"INVALID_PAYLOAD"),
                 ("dlq_error", b"note: bad [/x] [type=string_type]"),
@@ -397,9 +398,10 @@ async def test_dead_letters_are_shown_as_they_are_and_long_values_cut_unless_ask
     shown = await orchestra(stack, "dlq", "show", source, *where)
     assert shown.returncode == 0, shown.stderr
     assert "dlq_error: note: bad [/x] [type=string_type]" in shown.stdout
-    assert "key: k-[/i]" in shown.stdout
-    assert '{"note": "[/bold] [red]' in shown.stdout
+    assert "key: k-[/i]\\x1b[2J" in shown.stdout  # a terminal escape is shown, not obeyed
+    assert '{"note": "[/bold] [red]\\x1b]0;owned\\x07x' in shown.stdout
+    assert "\x1b" not in shown.stdout + listed.stdout
     assert "x" * 5000 not in shown.stdout
     assert f"({len(value):,} bytes in all; --full" in shown.stdout
     full = await orchestra(stack, "dlq", "show", source, *where, "--full")
-    assert value.decode() in full.stdout, full.stderr
+    assert visible(value.decode()) in full.stdout, full.stderr

@@ -36,6 +36,9 @@ def _refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         (("sagas", "retry", "x", "--why", "ok", "--actor", " "), "--actor: must not be empty"),
         (("sagas", "retry", "x", "--why", "ok", "--actor", "a" * 129), "at most 128 characters"),
         (("sagas", "retry", "x", "--why", "a" * 1_001), "at most 1000 characters"),
+        (("demo", "--users", "9" * 23), "the number of users is at most 10000"),
+        (("bench", "-n", "0"), "the number of sagas is at least 1, not 0"),
+        (("bench", "-c", "1" + "0" * 12), "the sagas in flight is at most 100000"),
         (
             ("replay", "t", "--from-offset", "99999999999999999999"),
             f"a Kafka offset is at most {MAX_OFFSET}",
