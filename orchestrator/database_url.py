@@ -44,6 +44,16 @@ _NOT_IN_URL = {
 }
 
 
+def place(url: URL) -> str:
+    """Where ``url`` points, for a message: its host and port, or its socket folder."""
+    hosts = url.query.get("host") or url.host or "localhost"
+    ports = url.query.get("port") or url.port or 5432
+    host = ",".join(hosts) if isinstance(hosts, tuple) else str(hosts)
+    port = ",".join(ports) if isinstance(ports, tuple) else str(ports)
+    where = f"socket folder {host} (port {port})" if host.startswith("/") else f"{host}:{port}"
+    return f"{where}, database {url.database or url.username or 'postgres'}"
+
+
 def connect_options(url: URL) -> dict[str, Any]:
     """The typed value of each option of ``url``'s query that asyncpg takes as other than
     text; ValueError names the first bad one."""

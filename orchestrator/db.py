@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
-from orchestrator.database_url import connect_options
+from orchestrator.database_url import connect_options, place
 from orchestrator.engine.retry import with_retries
 from orchestrator.errors import OrchestraError
 from orchestrator.settings import Settings
@@ -117,7 +117,9 @@ async def create_schema(engine: AsyncEngine, tables: MetaData = metadata) -> Non
                 what="building indexes",
             )
     except (OperationalError, DBAPIError, OSError) as exc:
-        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {place(engine.url)}: {first_line(exc)}"
+        ) from None
 
 
 ADD_COLUMN_ATTEMPTS = 10

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.arguments import MAX_LIMIT, age, limit, not_empty, utf8
+from orchestrator.database_url import place
 from orchestrator.db import DatabaseUnavailable, create_engine, first_line
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.errors import OrchestraError
@@ -113,7 +114,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             "(orchestra run)"
         ) from None
     except (OperationalError, DBAPIError, OSError) as exc:
-        raise DatabaseUnavailable(f"cannot reach PostgreSQL: {first_line(exc)}") from None
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {place(engine.url)}: {first_line(exc)}"
+        ) from None
     finally:
         await engine.dispose()
 
@@ -201,7 +204,8 @@ def _write(path: Path, text: str) -> None:
 
 def _print_list(found: list[SagaInstance]) -> None:
     table = Table(title=f"{len(found)} sagas")
-    for column in ("id", "type", "business key", "status", "step", "reason", "age", "updated"):
+    columns = ("id", "type", "business key", "status", "step", "reason", "age", "updated (UTC)")
+    for column in columns:
         table.add_column(column)
     now = datetime.now(UTC)
     for saga in found:
@@ -213,7 +217,7 @@ def _print_list(found: list[SagaInstance]) -> None:
             str(saga.step_index),
             saga.reason or "",
             _age(now - saga.created_at),
-            saga.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            saga.updated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         )
         table.add_row(*map(escape, cells))
     print_table(console, table)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from orchestrator.database_url import connect_options
+from orchestrator.database_url import connect_options, place
 from orchestrator.errors import SettingsError
 from orchestrator.settings import Settings, load_settings
 from tests.unit.test_tokens import public_pem
@@ -52,6 +52,17 @@ def test_a_database_url_that_cannot_connect_is_refused(url: str, says: str) -> N
 )
 def test_working_database_urls_load(url: str) -> None:
     assert load_settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        (EMBEDDED_URL, "socket folder /tmp/pg (port 5432), database orchestra"),
+        ("postgresql+asyncpg://u:secret@db:6432/x", "db:6432, database x"),
+    ],
+)
+def test_a_database_is_named_by_where_it_is_never_its_password(url: str, named: str) -> None:
+    assert place(make_url(url)) == named
 
 
 def test_query_options_reach_the_driver_as_numbers_and_flags() -> None:
