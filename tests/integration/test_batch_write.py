@@ -126,7 +126,9 @@ async def test_a_reply_meeting_a_saga_that_moved_is_applied_once_after_a_fresh_r
     assert outbox == [(0,)]
 
 
-async def test_a_reply_for_a_saga_no_one_knows_writes_nothing(engine: AsyncEngine) -> None:
+async def test_a_reply_for_a_saga_no_one_knows_writes_only_its_dead_letter(
+    engine: AsyncEngine,
+) -> None:
     sent = Sent()
     runtime = bench_runtime(engine, sent)
     envelope = Envelope(
@@ -138,7 +140,12 @@ async def test_a_reply_for_a_saga_no_one_knows_writes_nothing(engine: AsyncEngin
     )
     await runtime.handle_replies([enveloped(SAGA_REPLIES, envelope, BenchStepDone())])
     await runtime.relay.drain()
-    assert sent.messages == []
+    assert [(m.topic, m.headers["dlq_reason"]) for m in sent.messages] == [
+        (f"{SAGA_REPLIES}.dlq", "UNKNOWN_SAGA")
+    ]
+    assert await _rows(
+        engine, "SELECT count(*) FROM saga_instances WHERE id = :s", s=envelope.saga_id
+    ) == [(0,)]
 
 
 async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh_read(
