@@ -105,6 +105,8 @@ def _flag(name: str, text: str) -> bool:
 
 
 def _choice(name: str, text: str) -> str:
+    if name == "ssl":  # asyncpg reads verify_full as verify-full
+        text = text.replace("_", "-")
     if text not in _CHOICES[name]:
         raise ValueError(
             f"query parameter {name}={text!r} is not one of {', '.join(_CHOICES[name])}"

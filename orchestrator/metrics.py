@@ -96,7 +96,7 @@ def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -
         for entry in decision.history:
             if entry.event == "started":
                 SAGAS_STARTED.labels(saga_type).inc()
-            elif entry.event == "ended" and entry.status in ENDINGS:
+            elif entry.event in ("ended", "failed-again") and entry.status in ENDINGS:
                 SAGAS_ENDED.labels(saga_type, ENDINGS[entry.status]).inc()
             elif entry.event == "timer-failed":
                 TIMER_FAILURES.labels(saga_type).inc()

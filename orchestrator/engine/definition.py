@@ -36,7 +36,8 @@ class SagaResult:
 class Step(Generic[S]):
     """One step. ``when`` skips it for sagas it does not apply to (it must depend only on
     data fixed at start); a ``retriable`` step comes after the point of no return: it is
-    retried until it succeeds and never compensated."""
+    retried until it succeeds and never compensated. A step with neither a compensation nor
+    ``reads_only`` (it changes nothing: a check) is not given up on while it may have run."""
 
     name: str
     participant: Participant
@@ -47,9 +48,16 @@ class Step(Generic[S]):
     retries: int | None = None
     when: Callable[[S], bool] | None = None
     retriable: bool = False
+    reads_only: bool = False
 
     def applies(self, state: S) -> bool:
         return self.when is None or self.when(state)
+
+    @property
+    def undoable(self) -> bool:
+        """Whether the saga may be rolled back while this step's command is out: its effect,
+        if it ran, is undone (or it has none)."""
+        return self.compensate is not None or self.reads_only
 
 
 NOTICE_STEP = "notify-result"
@@ -106,18 +114,30 @@ class Saga(Generic[S, R]):
         retries: int | None = None,
         when: Callable[[S], bool] | None = None,
         retriable: bool = False,
+        reads_only: bool = False,
     ) -> Saga[S, R]:
         if any(existing.name == name for existing in self.steps):
             raise DefinitionError(f"saga {self.name!r} already has a step {name!r}")
         if retriable and compensate is not None:
             raise DefinitionError(f"step {name!r} is retriable: it cannot have a compensation")
+        if reads_only and compensate is not None:
+            raise DefinitionError(f"step {name!r} reads only: it has nothing to compensate")
         if not retriable and any(existing.retriable for existing in self.steps):
             raise DefinitionError(
                 f"step {name!r} follows a retriable step: only retriable steps may come "
                 "after the point of no return"
             )
         new_step = Step(
-            name, participant, send, compensate, on_success, timeout_s, retries, when, retriable
+            name,
+            participant,
+            send,
+            compensate,
+            on_success,
+            timeout_s,
+            retries,
+            when,
+            retriable,
+            reads_only,
         )
         self.steps = (*self.steps, new_step)
         return self

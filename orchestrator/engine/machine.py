@@ -33,7 +33,8 @@ class RetryPolicy:
     backoff_max_s: float = 30.0
 
     def backoff(self, attempt: int) -> timedelta:
-        return timedelta(seconds=min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempt - 1)))
+        doublings = min(max(0, attempt - 1), 32)  # 2**1024 overflows a float
+        return timedelta(seconds=min(self.backoff_max_s, self.backoff_s * 2**doublings))
 
 
 PUT_OFF = timedelta(minutes=5)
@@ -183,7 +184,7 @@ class SagaMachine:
             step=step.name,
             detail=f"no reply to {instance.pending_command_id}",
         )
-        if instance.compensating or step.retriable or step.compensate is None:
+        if instance.compensating or step.retriable or not step.undoable:
             decision = self._retry_or_fail(
                 instance, step, now, [timed_out], TIMEOUT, unanswered=True
             )
@@ -231,6 +232,12 @@ class SagaMachine:
             raise ValueError(
                 f"saga {instance.id} is past its point of no return (step {step.name}); "
                 "it can only be retried"
+            )
+        if step is not None and not step.undoable:
+            raise ValueError(
+                f"saga {instance.id} waits on step {step.name}, which may have run and which "
+                "nothing undoes: rolling back now could leave its effect behind; wait for "
+                f"{step.participant.name}'s answer (sagas retry sends the step again)"
             )
         note = HistoryEntry("manual-compensate", instance.status, now, detail=why, actor=actor)
         return self._compensate_from(instance, instance.step_index, "MANUAL", now, [note])
@@ -335,7 +342,7 @@ class SagaMachine:
         attempt = instance.attempt + 1
         forward_budget = step.retries if step.retries is not None else self.policy.budget
         budget = self.policy.budget if instance.compensating else forward_budget
-        endless = step.retriable or (unanswered and step.compensate is None)
+        endless = step.retriable or (unanswered and not step.undoable)
         if attempt <= budget or (endless and not instance.compensating):
             due = now + self.policy.backoff(attempt)
             history.append(

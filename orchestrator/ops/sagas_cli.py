@@ -107,12 +107,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     except BrokenPipeError:
         raise
     except ProgrammingError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "42P01":  # undefined_table
-            raise
-        raise OrchestraError(
-            "this database holds no saga tables yet: a service creates them when it starts "
-            "(orchestra run)"
-        ) from None
+        if getattr(exc.orig, "sqlstate", None) == "42P01":  # undefined_table
+            raise OrchestraError(
+                "this database holds no saga tables yet: a service creates them when it "
+                "starts (orchestra run)"
+            ) from None
+        raise OrchestraError(f"PostgreSQL refused: {first_line(exc)}") from None
     except (OperationalError, DBAPIError, OSError) as exc:
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at {place(engine.url)}: {first_line(exc)}"

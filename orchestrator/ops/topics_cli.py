@@ -133,18 +133,18 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
         tuple(args.partition), args.from_offset, args.to_offset, args.since, args.until, args.key
     )
     target = args.to_topic or args.topic
-    if target in OUTBOUND and not args.outbound:
-        raise OrchestraError(
-            f"{target} is read by systems outside the project, which may not ignore a record "
-            "seen before: a replay there publishes each record again (a second terminal "
-            "record of a saga, a second e-mail); add --outbound to do it on purpose"
-        )
     if args.to_topic:
         await _existing(settings, {target})
     records = await read(settings, args.topic, selection)
     if args.dry_run:
         _table(f"{len(records)} records would be re-published to {target}", records)
         return 0
+    if target in OUTBOUND and not args.outbound:
+        raise OrchestraError(
+            f"{target} is read by systems outside the project, which may not ignore a record "
+            "seen before: a replay there publishes each record again (a second terminal "
+            "record of a saga, a second e-mail); add --outbound to do it on purpose"
+        )
     refused = await _send(settings, records, lambda _: target, _replayed)
     console.print(
         f"re-published {_count(records, refused)} records of {args.topic} to {target}"

@@ -114,7 +114,7 @@ def with_payment_steps(saga: Saga[P, R]) -> Saga[P, R]:
     failure is told to the client (``payment_failed``)."""
     return (
         saga.notify_failure(NOTIFICATION, payment_failed)
-        .step("check-customer", BILLING, send=check_customer)
+        .step("check-customer", BILLING, send=check_customer, reads_only=True)
         .step(
             "charge-bank",
             PAYMENT,

@@ -7,10 +7,13 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from events import topics
 from orchestrator.client import UpstreamClient
@@ -310,6 +313,29 @@ async def test_output_whose_reader_left_is_no_database_error(stack: EmbeddedStac
     for args in (("sagas", "list", "--json"), ("sagas", "list")):
         code, stderr = await asyncio.to_thread(_into_a_closed_pipe, stack, *args)
         assert (code, stderr) == (1, ""), args
+
+
+async def test_a_statement_postgresql_refuses_is_one_line(stack: EmbeddedStack) -> None:
+    """A table of another shape (an older release's, say): 42703, not a traceback."""
+    name = f"odd_{uuid.uuid4().hex[:12]}"
+    maintenance = make_url(stack.database_url).set(database="postgres")
+    admin = create_async_engine(maintenance, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        await admin.dispose()
+    odd = create_async_engine(maintenance.set(database=name))
+    try:
+        async with odd.begin() as conn:
+            await conn.execute(text("CREATE TABLE saga_instances (id uuid)"))
+    finally:
+        await odd.dispose()
+    url = maintenance.set(database=name).render_as_string(hide_password=False)
+    listed = await orchestra(stack, "sagas", "list", ORCHESTRA_DATABASE_URL=url)
+    assert listed.returncode == 2, listed.stderr
+    (line,) = listed.stderr.splitlines()
+    assert line.startswith("orchestra: error: PostgreSQL refused: ")
 
 
 async def test_a_database_without_saga_tables_is_named_as_such(stack: EmbeddedStack) -> None:

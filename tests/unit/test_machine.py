@@ -17,6 +17,7 @@ from events.cards import (
     CardType,
 )
 from events.envelope import Envelope
+from orchestrator import metrics
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
 from orchestrator.sagas.card_issuance import CARD_ISSUANCE_SAGA
@@ -237,6 +238,19 @@ def test_a_step_nothing_undoes_is_sent_again_after_a_timeout_until_it_answers(
     assert outcome(d).status == "ISSUED"
 
 
+def test_a_step_nothing_undoes_is_not_rolled_back_by_hand_while_it_may_run(
+    machine: SagaMachine,
+) -> None:
+    d = _at_activation(machine)
+    with pytest.raises(ValueError, match="waits on step activate-card, which may have run"):
+        machine.compensate(d.instance, T0, actor="ops", why="too slow")
+
+
+def test_a_wait_longer_than_a_float_doubles_is_still_the_longest_backoff() -> None:
+    policy = RetryPolicy(backoff_s=0.5, backoff_max_s=30.0)
+    assert policy.backoff(10_000) == timedelta(seconds=30)
+
+
 def test_a_step_nothing_undoes_refused_after_timeouts_compensates(machine: SagaMachine) -> None:
     d = _at_activation(machine)
     now = T0 + timedelta(seconds=11)
@@ -264,6 +278,11 @@ def test_manual_compensate_and_retry(machine: SagaMachine) -> None:
     assert outcome(d).reason == "MANUAL"
 
 
+def _failed_count() -> float:
+    labels = {"saga_type": CARD_ISSUANCE_SAGA.name, "outcome": "failed"}
+    return metrics.REGISTRY.get_sample_value("orchestra_sagas_ended_total", labels) or 0.0
+
+
 def test_a_failed_saga_retried_publishes_only_a_changed_ending(machine: SagaMachine) -> None:
     d = answer(machine, started(machine), CardReserved(card_id="9002", masked_number="m"))
     d = answer(machine, d, StepFailed(reason="UNSUPPORTED_CURRENCY"))
@@ -283,6 +302,9 @@ def test_a_failed_saga_retried_publishes_only_a_changed_ending(machine: SagaMach
         assert d.instance.status is SagaStatus.FAILED
         assert d.outgoing == []
         assert [h.event for h in d.history][-1] == "failed-again"
+        before = _failed_count()
+        metrics.observe([d])
+        assert _failed_count() == before + 1, "needs an operator again: counted again"
     d = machine.retry_step(d.instance, now, actor="ops", why="billing back")
     d = answer(machine, d, Compensated(), now)
     assert (outcome(d).status, outcome(d).reason) == ("REJECTED", "UNSUPPORTED_CURRENCY")

@@ -166,6 +166,14 @@ def test_bank_unavailable_is_retried_then_times_out(machine: SagaMachine) -> Non
     assert (status(d).status, status(d).reason) == ("CANCELLED", "TIMEOUT")
 
 
+def test_a_check_that_times_out_cancels_the_order(machine: SagaMachine) -> None:
+    """check-customer reads only: nothing to leave behind, so no reason to wait on billing."""
+    d = start(machine, PaymentMethod.BANK_CARD)
+    d = machine.on_due(d.instance, T0 + timedelta(minutes=5))
+    assert d.instance.status is SagaStatus.ABORTED
+    assert (status(d).status, status(d).reason) == ("CANCELLED", "TIMEOUT")
+
+
 def test_definition_refuses_a_compensatable_step_after_a_retriable_one() -> None:
     here = Participant("x", "x.commands")
     saga = ORDER_CHECKOUT_SAGA

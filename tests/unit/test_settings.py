@@ -48,6 +48,7 @@ def test_a_database_url_that_cannot_connect_is_refused(url: str, says: str) -> N
         "postgresql+asyncpg://u:p@db:5432/x?ssl=require&command_timeout=5",
         "postgresql+asyncpg://u@db/x?prepared_statement_cache_size=0",
         f"{EMBEDDED_URL}&timeout=5&command_timeout=2.5&direct_tls=false",
+        f"{EMBEDDED_URL}&ssl=verify_full",
     ],
 )
 def test_working_database_urls_load(url: str) -> None:
