@@ -21,7 +21,7 @@ from orchestrator.db import DatabaseUnavailable, create_engine, first_line
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.errors import OrchestraError
 from orchestrator.ops import inspection, manual, trace
-from orchestrator.ops.output import print_table
+from orchestrator.ops.output import print_table, visible
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
 from orchestrator.writers import new_writer_id
@@ -167,8 +167,10 @@ async def _run(
         except ValueError as exc:
             raise OrchestraError(str(exc)) from None
         console.print(
-            f"{args.verb}: saga {saved.id} is {saved.status.value} "
-            f"(step {saved.step_index}, by {actor}: {args.why})",
+            visible(
+                f"{args.verb}: saga {saved.id} is {saved.status.value} "
+                f"(step {saved.step_index}, by {actor}: {args.why})"
+            ),
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -219,7 +221,7 @@ def _print_list(found: list[SagaInstance]) -> None:
             _age(now - saga.created_at),
             saga.updated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         )
-        table.add_row(*map(escape, cells))
+        table.add_row(*(escape(visible(cell)) for cell in cells))
     print_table(console, table)
 
 
@@ -263,7 +265,7 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
             row.detail or "",
             row.actor or "",
         )
-        table.add_row(*map(escape, cells))
+        table.add_row(*(escape(visible(cell)) for cell in cells))
     print_table(console, table)
 
 

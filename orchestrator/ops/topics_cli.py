@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from orchestrator.arguments import moment, offset, partition
 from orchestrator.engine.records import redriven_headers
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import list_topics
-from orchestrator.ops.output import print_table
+from orchestrator.ops.output import print_table, visible
 from orchestrator.ops.records import (
     NotSent,
     Record,
@@ -233,15 +232,6 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         soft_wrap=True,
     )
     return 2 if refused else 0
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def visible(text: str) -> str:
-    """``text`` with control characters (an upstream record's terminal escapes, say) written
-    as escapes, so that printing a record cannot drive the operator's terminal."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
 
 
 def _not_utf8(value: bytes) -> bool:

@@ -136,7 +136,14 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
         await seen.wait([], timeout_s=0.1)
 
     retried = await orchestra(
-        stack, "sagas", "retry", stuck.topup_id, "--why", "bank is back [/ok]", "--actor", "alice"
+        stack,
+        "sagas",
+        "retry",
+        stuck.topup_id,
+        "--why",
+        "bank is back [/ok]\x1b[2J",
+        "--actor",
+        "alice",
     )
     assert retried.returncode == 0, retried.stderr
     undone = await orchestra(
@@ -156,12 +163,13 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
         k=stuck.topup_id,
     )
     assert notes == [
-        ("manual-retry", "alice", "bank is back [/ok]"),
+        ("manual-retry", "alice", "bank is back [/ok]\x1b[2J"),
         ("manual-compensate", "bob", "client cancelled"),
     ]
     shown = await orchestra(stack, "sagas", "show", stuck.topup_id)  # brackets are text
     assert shown.returncode == 0, shown.stderr
-    assert "bank is back [/ok]" in shown.stdout
+    assert "bank is back [/ok]\\x1b[2J" in shown.stdout  # an escape is shown, not obeyed
+    assert "\x1b" not in shown.stdout
 
     again = await orchestra(stack, "sagas", "compensate", stuck.topup_id, "--why", "twice")
     assert again.returncode == 2

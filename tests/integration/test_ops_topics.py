@@ -19,8 +19,8 @@ from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.kafka import admin_kwargs, end_offsets, ensure_topics
+from orchestrator.ops.output import visible
 from orchestrator.ops.records import Selection, read
-from orchestrator.ops.topics_cli import visible
 from orchestrator.publisher import KafkaPublisher
 from tests.integration import commerce as c
 from tests.integration.helpers import orchestra
