@@ -162,6 +162,11 @@ class Outcomes:
             self._take(record)
         return {key: self.seen[key][0] for key in wanted}
 
+    def drain(self) -> None:
+        """Take every record received so far."""
+        while not self.client.received.empty():
+            self._take(self.client.received.get_nowait())
+
     async def one(self, key: str, timeout_s: float = 90.0) -> dict[str, Any]:
         return (await self.wait([key], timeout_s))[key]
 

@@ -1,11 +1,13 @@
 """A participant that does not answer: the step times out and its compensation is retried with
 backoff until the participant is back; then the saga ends REJECTED/TIMEOUT with nothing left
-half-done (the late command is undone by the compensation queued behind it)."""
+half-done (the late command is undone by the compensation queued behind it). A step nothing
+undoes is sent again instead, until its participant answers."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 
@@ -13,6 +15,7 @@ from events import topics
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
+from tests.integration import commerce as c
 from tests.integration.helpers import card_outcomes, card_request, query, unique
 
 pytestmark = pytest.mark.slow
@@ -83,3 +86,74 @@ async def test_silent_billing_times_out_then_compensates_when_back(
     events = await _history(url, saga_id)
     assert events.count("retry-scheduled") >= 2
     assert events[-1] == "ended"
+
+
+async def _events_once(url: str, key: str, least: int) -> tuple[object, list[str]]:
+    """The saga of ``key`` and its history, once it has timed out ``least`` times."""
+    for _ in range(300):
+        saga = await query(url, "SELECT id FROM saga_instances WHERE business_key = :k", k=key)
+        if saga:
+            events = await _history(url, saga[0][0])
+            if events.count("timeout") >= least:
+                return saga[0][0], events
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"saga {key} did not time out {least} times")
+
+
+async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers(
+    quiet_stack: EmbeddedStack,
+) -> None:
+    """The credit may land late: refunding the charge meanwhile (as a timeout did) would give
+    the client both. The top-up waits through more timeouts than its budget, charged and not
+    refunded, with no outcome; billing back, it ends COMPLETED with one credit."""
+    settings = quiet_stack.settings(
+        group_prefix=unique("pivot"),
+        step_timeout_s=1.0,
+        retry_backoff_s=0.2,
+        retry_backoff_max_s=0.5,
+        retry_budget=2,
+    )
+    url = quiet_stack.database_url
+    others = Application(settings, ["orchestrator", "payment", "notification"])
+    await others.start()
+    try:
+        async with UpstreamClient(settings, watch=c.WATCHED) as client:
+            seen = c.Outcomes(client)
+            client_record = c.customer()
+            billing = Application(settings, ["billing"])
+            await billing.start()
+            try:
+                await client.send(topics.CUSTOMERS_REGISTERED, client_record)
+                assert (await seen.one(client_record.customer_id))["status"] == "ACTIVE"
+            finally:
+                await billing.stop()
+
+            request = c.topup(client_record.customer_id, "125.50")
+            await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+            saga_id, events = await _events_once(url, request.topup_id, least=4)
+            assert "compensation-sent" not in events
+            waiting = await query(
+                url, "SELECT status, step_index FROM saga_instances WHERE id = :s", s=saga_id
+            )
+            assert waiting == [("RUNNING", 1)], "waiting at credit-wallet"
+            charged = "SELECT status, amount_minor FROM bank_payments WHERE saga_id = :s"
+            assert await query(url, charged, s=saga_id) == [("CAPTURED", 12550)]
+            assert request.topup_id not in seen.seen
+
+            billing = Application(settings, ["billing"])
+            await billing.start()
+            try:
+                outcome = await seen.one(request.topup_id, timeout_s=60)
+                await asyncio.sleep(3)  # an answer to an earlier send would come by now
+                seen.drain()
+            finally:
+                await billing.stop()
+    finally:
+        await others.stop()
+
+    assert len(seen.seen[request.topup_id]) == 1
+    assert (outcome["status"], outcome["balance"]) == ("COMPLETED", "125.50")
+    assert await c.wallet_balance(url, client_record.customer_id) == Decimal("125.50")
+    assert await query(url, charged, s=saga_id) == [("CAPTURED", 12550)], "never refunded"
+    await c.ledger_consistent(url)
+    assert "reply-ignored" in await _history(url, saga_id), "earlier sends' answers: no effect"
