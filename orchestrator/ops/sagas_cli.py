@@ -28,6 +28,19 @@ from orchestrator.writers import new_writer_id
 
 console = Console()
 DEFINED_TYPES = frozenset(saga.name for saga in ALL_SAGAS)
+_STEP_NAMES = {saga.name: tuple(step.name for step in saga.steps) for saga in ALL_SAGAS}
+
+
+def step_name(saga: SagaInstance) -> str | None:
+    """The name of the step the saga is at (None for a type this release does not define)."""
+    names = _STEP_NAMES.get(saga.saga_type, ())
+    return names[saga.step_index] if 0 <= saga.step_index < len(names) else None
+
+
+def _step(saga: SagaInstance) -> str:
+    """The step as a table shows it: its number and name, ``1 credit-wallet``."""
+    name = step_name(saga)
+    return f"{saga.step_index} {name}" if name else str(saga.step_index)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -169,7 +182,7 @@ async def _run(
         console.print(
             visible(
                 f"{args.verb}: saga {saved.id} is {saved.status.value} "
-                f"(step {saved.step_index}, by {actor}: {args.why})"
+                f"(step {_step(saved)}, by {actor}: {args.why})"
             ),
             markup=False,
             highlight=False,
@@ -216,7 +229,7 @@ def _print_list(found: list[SagaInstance]) -> None:
             saga.saga_type,
             saga.business_key,
             saga.status.value,
-            str(saga.step_index),
+            _step(saga),
             saga.reason or "",
             _age(now - saga.created_at),
             saga.updated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
@@ -233,6 +246,7 @@ def as_json(saga: SagaInstance) -> dict[str, object]:
         "business_key": saga.business_key,
         "status": saga.status.value,
         "step": saga.step_index,
+        "step_name": step_name(saga),
         "reason": saga.reason,
         "created_at": saga.created_at.isoformat(),
         "updated_at": saga.updated_at.isoformat(),
@@ -244,7 +258,7 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
         f"[bold]{escape(saga.saga_type)}[/bold] {saga.id}  key {escape(saga.business_key)}"
     )
     console.print(
-        f"status {saga.status.value}, step {saga.step_index}"
+        f"status {saga.status.value}, step {_step(saga)}"
         f"{' (compensating)' if saga.compensating and not saga.status.terminal else ''}, "
         f"attempt {saga.attempt}, "
         f"reason {saga.reason or '-'}, next action {saga.next_action_at or '-'}, "

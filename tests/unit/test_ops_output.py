@@ -68,6 +68,7 @@ def test_json_lines_hold_the_whole_saga() -> None:
     line = json.loads(json.dumps(as_json(_saga())))
     assert line["id"] == SAGA_ID
     assert (line["saga_type"], line["status"], line["step"]) == ("registration", "COMPLETED", 2)
+    assert line["step_name"] == "activate-wallet"  # the step's name, not only its number
     assert line["created_at"] == "2026-11-27T10:00:00+00:00"
 
 
