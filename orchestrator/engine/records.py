@@ -273,8 +273,10 @@ def envelope_letter(
     parsed: Parsed[Any], error: str, reason: DeadLetterReason = DeadLetterReason.INVALID_ENVELOPE
 ) -> DeadLetter:
     """A well-formed record refused after parsing: its envelope lacks what its topic
-    requires, or (``HANDLER_ERROR``) its handler failed on it."""
+    requires, or (``HANDLER_ERROR``) its handler failed on it. The record's own headers are
+    kept (a re-drive's ``redriven_from`` among them), the envelope's as it was read."""
     record = parsed.record
+    own = _storable_headers(decode_headers(record.headers or ()))[0]
     return DeadLetter(
         reason=reason,
         error=error,
@@ -283,5 +285,5 @@ def envelope_letter(
         offset=record.offset,
         key=record.key,
         value=record.value or b"",
-        headers=parsed.envelope.headers(),
+        headers={**own, **parsed.envelope.headers()},
     )

@@ -71,7 +71,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
             one.add_argument("--html", type=Path, help="also write an HTML page here")
     for verb, text in (
         ("retry", "re-send the current step (a stuck step, or a FAILED compensation)"),
-        ("compensate", "roll a running saga back from its current step"),
+        (
+            "compensate",
+            "roll a running saga back from its current step (not past its point of no return, "
+            "nor at a step nothing undoes while it may run: retry that)",
+        ),
     ):
         act = verbs.add_parser(verb, help=text)
         act.add_argument("saga", type=utf8, help="saga id, or a business key naming one saga")

@@ -92,9 +92,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         "--reason",
         type=str.upper,
         choices=REASONS,
-        help="every dead letter with this dlq_reason",
+        help="every dead letter with this dlq_reason (one re-driven and dead-lettered again "
+        "counts once: its newest letter is sent)",
     )
-    which.add_argument("--all", action="store_true", help="every dead letter of the topic")
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="every dead letter of the topic (one re-driven and dead-lettered again counts "
+        "once: its newest letter is sent)",
+    )
     redrive.add_argument("--dry-run", action="store_true")
 
 

@@ -127,7 +127,9 @@ async def test_a_reply_for_a_saga_nobody_holds_is_dead_lettered_and_the_others_a
     sent, runtime, first_saga, _ = two_sagas
     first, second = sent.messages
     stray = replace(second, headers={**second.headers, "ce_sagaid": str(uuid4())})
-    await runtime.handle_replies([bench_reply_to(first), bench_reply_to(stray)])
+    redriven = bench_reply_to(stray)  # a re-drive of an earlier letter: the record says so
+    redriven = replace(redriven, headers=[*redriven.headers, ("redriven_from", b"r.dlq/0/3")])
+    await runtime.handle_replies([bench_reply_to(first), redriven])
     await runtime.relay.drain()
 
     assert (await _steps(engine, [first_saga]))[first_saga] == 1
@@ -135,6 +137,7 @@ async def test_a_reply_for_a_saga_nobody_holds_is_dead_lettered_and_the_others_a
     assert letter.headers["dlq_reason"] == "UNKNOWN_SAGA"
     assert letter.headers["ce_sagaid"] == stray.headers["ce_sagaid"]
     assert stray.headers["ce_sagaid"] in letter.headers["dlq_error"]
+    assert letter.headers["redriven_from"] == "r.dlq/0/3", "the record's own headers kept"
 
 
 async def test_a_timer_that_raises_puts_its_saga_off_and_the_others_fire(
