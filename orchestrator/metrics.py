@@ -39,6 +39,13 @@ SAGAS_ENDED = Counter(
     ["saga_type", "outcome"],
     registry=REGISTRY,
 )
+LATE_EFFECTS = Counter(
+    "orchestra_late_effects_total",
+    "Steps nothing undoes that ran after their saga was rolled back around them (an older "
+    "orchestrator gave them up): each needs an operator to settle its effect",
+    ["saga_type", "step"],
+    registry=REGISTRY,
+)
 TIMER_FAILURES = Counter(
     "orchestra_saga_timer_failures_total",
     "Timers whose decision raised; the saga was put off (a bug or data its code cannot read)",
@@ -98,6 +105,8 @@ def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -
                 SAGAS_STARTED.labels(saga_type).inc()
             elif entry.event in ("ended", "failed-again") and entry.status in ENDINGS:
                 SAGAS_ENDED.labels(saga_type, ENDINGS[entry.status]).inc()
+            elif entry.event == "late-effect":
+                LATE_EFFECTS.labels(saga_type, entry.step or "").inc()
             elif entry.event == "timer-failed":
                 TIMER_FAILURES.labels(saga_type).inc()
     for timing in timings:

@@ -152,14 +152,20 @@ class SagaMachine:
             or envelope.causation_id != instance.pending_command_id
             or step is None
         ):
+            late = self._late_effect(instance, reply, envelope.saga_step)
             ignored = HistoryEntry(
-                "reply-ignored",
+                "late-effect" if late else "reply-ignored",
                 instance.status,
                 now,
                 step=envelope.saga_step,
                 message_id=envelope.id,
                 message_type=reply.kind,
-                detail=f"answers {envelope.causation_id}, awaited {instance.pending_command_id}",
+                detail=(
+                    f"{envelope.saga_step} ran after the saga was rolled back, and nothing "
+                    "undoes it: settle it by hand"
+                    if late
+                    else f"answers {envelope.causation_id}, awaited {instance.pending_command_id}"
+                ),
             )
             return Decision(instance, history=[ignored])
         if instance.compensating:
@@ -167,6 +173,17 @@ class SagaMachine:
         else:
             decision = self._on_forward_reply(instance, step, reply, now, [received])
         return decision.caused_by(envelope.id)
+
+    def _late_effect(self, instance: SagaInstance, reply: Reply, step_name: str | None) -> bool:
+        """Whether ``reply`` says a step nothing undoes ran in a saga rolled back around it
+        (an orchestrator of an older release gave it up on a timeout, say): its effect stands,
+        and only an operator can settle it."""
+        if isinstance(reply, StepFailed | Compensated) or not (
+            instance.compensating or instance.status in (SagaStatus.ABORTED, SagaStatus.FAILED)
+        ):
+            return False
+        step = next((s for s in self.definition.steps if s.name == step_name), None)
+        return step is not None and not step.undoable and not step.retriable
 
     def on_due(self, instance: SagaInstance, now: datetime) -> Decision:
         """A timer fired: a step timed out, or a scheduled retry is due."""

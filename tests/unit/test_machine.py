@@ -246,6 +246,29 @@ def test_a_step_nothing_undoes_is_not_rolled_back_by_hand_while_it_may_run(
         machine.compensate(d.instance, T0, actor="ops", why="too slow")
 
 
+def test_a_step_nothing_undoes_answering_after_a_roll_back_is_flagged_for_an_operator(
+    machine: SagaMachine,
+) -> None:
+    """An orchestrator of the release before gave such a step up on a timeout and rolled the
+    saga back; the step ran anyway (a wallet credited after its charge was refunded)."""
+    d = _at_activation(machine)
+    late = CardActivated(card_id="9002")
+    envelope = reply_to(d, late)
+    rolled_back = d.instance.evolve(status=SagaStatus.ABORTED, pending_command_id=None)
+    labels = {"saga_type": CARD_ISSUANCE_SAGA.name, "step": "activate-card"}
+    before = metrics.REGISTRY.get_sample_value("orchestra_late_effects_total", labels) or 0.0
+
+    flagged = machine.on_reply(rolled_back, late, envelope, T0)
+
+    assert [h.event for h in flagged.history] == ["late-effect"]
+    assert flagged.outgoing == []
+    assert flagged.instance == rolled_back
+    metrics.observe([flagged])
+    assert metrics.REGISTRY.get_sample_value("orchestra_late_effects_total", labels) == before + 1
+    duplicate = machine.on_reply(d.instance.evolve(status=SagaStatus.COMPLETED), late, envelope, T0)
+    assert [h.event for h in duplicate.history] == ["reply-ignored"], "a finished saga: no alarm"
+
+
 def test_a_wait_longer_than_a_float_doubles_is_still_the_longest_backoff() -> None:
     policy = RetryPolicy(backoff_s=0.5, backoff_max_s=30.0)
     assert policy.backoff(10_000) == timedelta(seconds=30)
