@@ -107,6 +107,12 @@ def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -
                 SAGAS_ENDED.labels(saga_type, ENDINGS[entry.status]).inc()
             elif entry.event == "late-effect":
                 LATE_EFFECTS.labels(saga_type, entry.step or "").inc()
+                log.warning(
+                    "a step nothing undoes ran after its saga was rolled back; settle it by hand",
+                    saga_id=str(decision.instance.id),
+                    saga_type=saga_type,
+                    step=entry.step,
+                )
             elif entry.event == "timer-failed":
                 TIMER_FAILURES.labels(saga_type).inc()
     for timing in timings:

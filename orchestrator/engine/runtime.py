@@ -161,7 +161,6 @@ class SagaRuntime:
             self.relay.publish_soon(applied.rows)
             metrics.observe(applied.decisions, applied.timings)
             tracing.record_decisions(applied.decisions, start_ns)
-            _warn_of_late_effects(applied.decisions)
             letters.extend(applied.orphans)
             if not applied.conflicts:
                 break
@@ -327,18 +326,6 @@ class _Applied:
     conflicts: set[UUID]
     orphans: list[DeadLetter]
     """Replies naming a saga that does not exist, dead-lettered (``UNKNOWN_SAGA``)."""
-
-
-def _warn_of_late_effects(decisions: Sequence[Decision]) -> None:
-    for decision in decisions:
-        for entry in decision.history:
-            if entry.event == "late-effect":
-                log.warning(
-                    "a step nothing undoes ran after its saga was rolled back; settle it by hand",
-                    saga_id=str(decision.instance.id),
-                    saga_type=decision.instance.saga_type,
-                    step=entry.step,
-                )
 
 
 def _manual_decision(

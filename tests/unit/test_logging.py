@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from orchestrator import logging as orchestra_logging
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """These tests point the logs at pytest's captured stderr, closed once each test ends:
+    later tests that log would write to it."""
+    config, root = structlog.get_config(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    structlog.configure(**config)
+    root.handlers = handlers
+    root.setLevel(level)
 
 
 def test_masking_processor_hides_secrets_in_every_shape(capsys: pytest.CaptureFixture[str]) -> None:
