@@ -117,9 +117,12 @@ async def create_schema(engine: AsyncEngine, tables: MetaData = metadata) -> Non
                 what="building indexes",
             )
     except (OperationalError, DBAPIError, OSError) as exc:
-        raise DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {place(engine.url)}: {first_line(exc)}"
-        ) from None
+        raise unreachable(engine, exc) from None
+
+
+def unreachable(engine: AsyncEngine, exc: BaseException) -> DatabaseUnavailable:
+    """The one-line error for a database ``engine`` could not use: where it looked, and why."""
+    return DatabaseUnavailable(f"cannot reach PostgreSQL at {place(engine.url)}: {first_line(exc)}")
 
 
 ADD_COLUMN_ATTEMPTS = 10
@@ -156,13 +159,19 @@ def _missing_columns(conn: Connection, tables: MetaData) -> list[tuple[str, str]
 
 
 async def _add_column(engine: AsyncEngine, table: str, definition: str) -> None:
-    """One column in a short transaction of its own. The rows already there get the default
-    as this session computes it, with no writer named (``orchestrator.writers``)."""
+    """One column. The rows already there get the default as this session computes it, with
+    no writer named (``orchestrator.writers``)."""
+    await _alter(engine, f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {definition}")
+    log.info("column added", table=table, column=definition.split()[0])
+
+
+async def _alter(engine: AsyncEngine, statement: str) -> None:
+    """One ALTER TABLE in a short transaction of its own, waiting for its table at most
+    ``ADD_COLUMN_LOCK_TIMEOUT``, as this process's session names no writer."""
     async with engine.begin() as conn:
         await conn.execute(text(f"SET LOCAL lock_timeout = '{ADD_COLUMN_LOCK_TIMEOUT}'"))
         await conn.execute(text(f"SET LOCAL {WRITER_SETTING} = ''"))
-        await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {definition}"))
-    log.info("column added", table=table, column=definition.split()[0])
+        await conn.execute(text(statement))
 
 
 def _narrow_columns(conn: Connection, tables: MetaData) -> list[tuple[str, str, str]]:
@@ -192,9 +201,7 @@ def _narrow_columns(conn: Connection, tables: MetaData) -> list[tuple[str, str, 
 async def _widen_column(engine: AsyncEngine, table: str, column: str, type_: str) -> None:
     """A longer text type, in place: PostgreSQL changes only the catalogue, rewriting no row,
     but locks the table meanwhile, so it waits for it only as long as adding a column does."""
-    async with engine.begin() as conn:
-        await conn.execute(text(f"SET LOCAL lock_timeout = '{ADD_COLUMN_LOCK_TIMEOUT}'"))
-        await conn.execute(text(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {type_}'))
+    await _alter(engine, f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {type_}')
     log.info("column widened", table=table, column=column, type=type_)
 
 

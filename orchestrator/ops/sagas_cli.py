@@ -16,8 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.arguments import MAX_LIMIT, age, limit, not_empty, utf8
-from orchestrator.database_url import place
-from orchestrator.db import DatabaseUnavailable, create_engine, first_line
+from orchestrator.db import create_engine, first_line, unreachable
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.errors import OrchestraError
 from orchestrator.ops import inspection, manual, trace
@@ -131,9 +130,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             ) from None
         raise OrchestraError(f"PostgreSQL refused: {first_line(exc)}") from None
     except (OperationalError, DBAPIError, OSError) as exc:
-        raise DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {place(engine.url)}: {first_line(exc)}"
-        ) from None
+        raise unreachable(engine, exc) from None
     finally:
         await engine.dispose()
 

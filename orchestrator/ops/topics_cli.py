@@ -300,7 +300,7 @@ def _origin(letter: Record, topic: str) -> str:
 
 
 def _replayed(record: Record) -> dict[str, str]:
-    return {**record.headers, "replayed_from": f"{record.topic}/{record.partition}/{record.offset}"}
+    return {**record.headers, "replayed_from": _place(record)}
 
 
 def _redriven(record: Record) -> dict[str, str]:
