@@ -26,14 +26,15 @@ from orchestrator.settings import Settings
 from orchestrator.writers import new_writer_id
 
 console = Console()
-DEFINED_TYPES = frozenset(saga.name for saga in ALL_SAGAS)
-_STEP_NAMES = {saga.name: tuple(step.name for step in saga.steps) for saga in ALL_SAGAS}
+DEFINITIONS = {saga.name: saga for saga in ALL_SAGAS}
+DEFINED_TYPES = frozenset(DEFINITIONS)
 
 
 def step_name(saga: SagaInstance) -> str | None:
     """The name of the step the saga is at (None for a type this release does not define)."""
-    names = _STEP_NAMES.get(saga.saga_type, ())
-    return names[saga.step_index] if 0 <= saga.step_index < len(names) else None
+    definition = DEFINITIONS.get(saga.saga_type)
+    steps = definition.steps if definition is not None else ()
+    return steps[saga.step_index].name if 0 <= saga.step_index < len(steps) else None
 
 
 def _step(saga: SagaInstance) -> str:
@@ -165,8 +166,7 @@ async def _run(
         _print_one(instance, await inspection.history(engine, instance.id))
     elif args.verb == "trace":
         rows = await inspection.history(engine, instance.id)
-        definition = next((s for s in ALL_SAGAS if s.name == instance.saga_type), None)
-        diagram = trace.flow(instance, rows, definition)
+        diagram = trace.flow(instance, rows, DEFINITIONS.get(instance.saga_type))
         print(trace.mermaid(diagram), end="")
         if args.svg:
             _write(args.svg, trace.as_svg(diagram))
