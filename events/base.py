@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,6 +66,17 @@ class Reply(Message):
     """A participant's answer to one command; correlated by the command id in the headers."""
 
     kind: str
+
+
+ReplyT = TypeVar("ReplyT", bound=Reply)
+
+
+def expect(reply: Reply, kind: type[ReplyT]) -> ReplyT:
+    """``reply`` as the kind a step awaits; a TypeError names what came instead (the engine
+    then compensates the step as answered unexpectedly)."""
+    if not isinstance(reply, kind):
+        raise TypeError(f"expected {kind.__name__}, got {reply.kind}")
+    return reply
 
 
 class StepFailed(Reply):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
@@ -98,4 +97,3 @@ CardIssuanceCommand = Annotated[
 
 ACTIVE_CARD_EXISTS = "ACTIVE_CARD_EXISTS"
 CARD_RELEASED = "CARD_RELEASED"
-ZERO = Decimal("0")

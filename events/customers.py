@@ -26,9 +26,9 @@ class CustomerRegistered(UpstreamRecord):
     customer_id: Identifier
     username: str = Field(min_length=1, max_length=100)
     email: Email
-    phone: Phone
-    first_name: PersonName
-    last_name: PersonName
+    phone: Phone | None = None
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
     currency: CurrencyCode = "RUB"
 
     def business_key(self) -> str:

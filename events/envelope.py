@@ -44,6 +44,9 @@ H_DLQ_ERROR: Final = "dlq_error"
 H_DLQ_TOPIC: Final = "dlq_topic"
 H_DLQ_PARTITION: Final = "dlq_partition"
 H_DLQ_OFFSET: Final = "dlq_offset"
+H_DLQ_VALUE_DROPPED: Final = "dlq_value_dropped"
+"""On a dead letter the broker refused for its size, sent again without the refused
+record's value: why. The record stays at ``dlq_topic``/``dlq_partition``/``dlq_offset``."""
 H_DLQ_ORIGINAL_PREFIX: Final = "dlq_original_"
 """A dead letter keeps the refused record's CloudEvents headers under this prefix; its own
 ``ce_*`` headers describe the dead letter."""
@@ -124,8 +127,8 @@ class Envelope(BaseModel):
             headers[H_SAGA_STEP] = self.saga_step
         if self.saga_id is not None:
             # W3C trace context: the saga's trace, the span that sent this message.
-            span = hashlib.sha256(self.id.encode()).digest()[:8].hex()
-            headers[H_TRACEPARENT] = f"00-{self.saga_id.hex}-{span}-01"
+            span = int.from_bytes(hashlib.sha256(self.id.encode()).digest()[:8], "big") or 1
+            headers[H_TRACEPARENT] = f"00-{self.saga_id.hex}-{span:016x}-01"
         return headers
 
     @classmethod

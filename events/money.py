@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 from events.currencies import ISO_4217
+from events.masking import mask_text
 
 LIMIT = Decimal("1e13")
 """Amounts stay below ten trillion (so minor units fit a BIGINT with room to spare)."""
@@ -37,11 +38,11 @@ def coerce_amount(value: object) -> object:
         return cents if spelled_out and abs(exact - cents) < tolerance else exact
     if isinstance(value, str):
         if not _DECIMAL_STRING.fullmatch(value):
-            raise ValueError(f"not a decimal amount: {value[:40]!r}")
+            raise ValueError(f"not a decimal amount: {mask_text(value[:40])!r}")
         try:
             return Decimal(value)
         except InvalidOperation:
-            raise ValueError(f"not a decimal amount: {value[:40]!r}") from None
+            raise ValueError(f"not a decimal amount: {mask_text(value[:40])!r}") from None
     return value
 
 

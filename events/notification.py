@@ -23,9 +23,11 @@ class CreateAccount(Command):
     customer_id: str
     username: str
     email: str
-    phone: str
-    first_name: str
-    last_name: str
+    phone: str | None = None
+    """No SMS channel without one."""
+    first_name: str | None = None
+    """The name messages greet the client by; the username when not given."""
+    last_name: str | None = None
 
 
 class CloseAccount(Command):

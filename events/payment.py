@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from events.base import Command, Identifier, Reply
+from events.masking import looks_like_card_number
 
 
 class PaymentMethod(StrEnum):
@@ -22,8 +23,19 @@ class PaymentMethod(StrEnum):
         return self in (PaymentMethod.BANK_CARD, PaymentMethod.SBP)
 
 
-CardToken = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[!-~]+$")]
-"""A bank card token as the acquirer issues it: visible ASCII, no spaces."""
+def _not_a_card_number(token: str) -> str:
+    if looks_like_card_number(token):
+        raise ValueError("is a card number, not a token: send the token the acquirer issued")
+    return token
+
+
+CardToken = Annotated[
+    str,
+    Field(min_length=1, max_length=255, pattern=r"^[!-~]+$"),
+    AfterValidator(_not_a_card_number),
+]
+"""A bank card token as the acquirer issues it: visible ASCII, no spaces, and never a card
+number (one that passes the Luhn check), which would then be stored and sent on."""
 
 
 class PaymentDetails(BaseModel):

@@ -104,10 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     docs.add_argument("--out", default=".", help="folder to write into (default: here)")
 
-    from orchestrator.ops import sagas_cli, topics_cli
+    from orchestrator.ops import sagas_cli, send_cli, topics_cli
 
     sagas_cli.add_parser(commands)
     topics_cli.add_parsers(commands)
+    send_cli.add_parser(commands)
     return parser
 
 
@@ -172,6 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             for path in write_docs(load_settings(), args.out):
                 print(path)
+        elif args.command == "send":
+            settings = load_settings()
+            _operator_logging(settings.log_format)
+            from orchestrator.ops import send_cli
+
+            return event_loop.run(send_cli.run(args, settings), settings.event_loop)
         elif args.command in ("replay", "dlq"):
             settings = load_settings()
             _operator_logging(settings.log_format)

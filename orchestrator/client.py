@@ -81,18 +81,18 @@ class UpstreamClient:
     async def __aexit__(self, *_: object) -> None:
         await self.broker.stop()
 
-    async def send(self, topic: str, record: UpstreamRecord, with_headers: bool = True) -> None:
-        headers = (
-            Envelope(type=record.event_type, source="orchestra/client").headers()
-            if with_headers
-            else None
-        )
+    async def send(self, topic: str, record: UpstreamRecord, with_headers: bool = True) -> str:
+        """Publishes the record; returns its ``ce_id`` (empty without headers)."""
+        envelope = Envelope(type=record.event_type, source="orchestra/client")
+        headers = envelope.headers() if with_headers else None
+        await self._ensure([topic])
         await self.broker.publish(
             record.model_dump_json().encode(),
             topic,
             key=record.record_key().encode(),
             headers=headers,
         )
+        return envelope.id if with_headers else ""
 
     async def send_raw(self, topic: str, key: str | None, value: bytes) -> None:
         await self._ensure([topic])

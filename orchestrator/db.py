@@ -46,6 +46,7 @@ def create_engine(settings: Settings, writer: int | None = None) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=False,
+        hide_parameters=True,  # a statement's values never reach an error text or a log
         connect_args=connect_args,
     )
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from orchestrator import logging as orchestra_logging
 from orchestrator.api.auth import dev_token
 from orchestrator.embedded import EmbeddedStack, ensure_free
@@ -34,9 +36,13 @@ async def run_dev(kafka_port: int | None = None) -> None:
     )
     async with EmbeddedStack(kafka_port=kafka_port) as stack:
         settings = stack.settings(http_port=port, http_host="127.0.0.1", **chosen)
-        print(f"ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap_servers}", flush=True)
-        print(f"ORCHESTRA_DATABASE_URL={stack.database_url}", flush=True)
-        print(f"ORCHESTRA_TOPIC_PARTITIONS={settings.topic_partitions}", flush=True)
+        print("# paste these into another shell to point orchestra commands at this stack:")
+        for name, value in (
+            ("ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_bootstrap_servers),
+            ("ORCHESTRA_DATABASE_URL", stack.database_url),
+            ("ORCHESTRA_TOPIC_PARTITIONS", str(settings.topic_partitions)),
+        ):
+            print(f"export {name}={shlex.quote(value)}", flush=True)
         print(
             f"HTTP API: http://127.0.0.1:{port}/docs (OpenAPI), /asyncapi; another process "
             "serving the API on this machine needs its own ORCHESTRA_HTTP_PORT",

@@ -24,6 +24,10 @@ class ConcurrentUpdate(OrchestraError):
     """A saga row changed under us (optimistic version check failed); retry the message."""
 
 
+class SagaRefused(OrchestraError, ValueError):
+    """An operator's action the saga's state does not allow (nothing is changed)."""
+
+
 class SagaCodeFailed(OrchestraError):
     """A saga definition's own code raised on an operator's action (a bug, or data it cannot
     read)."""
@@ -35,6 +39,11 @@ class DefinitionError(OrchestraError):
 
 class KafkaUnavailable(OrchestraError):
     """The Kafka bootstrap servers cannot be reached."""
+
+
+class MessageTooLarge(OrchestraError):
+    """The producer or the broker refuses a message for its size: sent again as it is, it
+    would be refused again."""
 
 
 class HttpUnavailable(OrchestraError):

@@ -113,14 +113,39 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = sorted(set(topics) - existing)
+        count = partitions or settings.topic_partitions
+        await _warn_of_other_counts(admin, sorted(set(topics) & existing), count)
         if not missing:
             return
-        count = partitions or settings.topic_partitions
         new = [NewTopic(name, count, settings.topic_replication_factor) for name in missing]
         with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter made them
             await admin.create_topics(new)
     finally:
         await admin.close()
+
+
+async def _warn_of_other_counts(admin: AIOKafkaAdminClient, topics: list[str], count: int) -> None:
+    """The setting only shapes topics yet to be made: say so when existing ones differ (an
+    earlier start with another setting, a broker that auto-created a topic)."""
+    if not topics:
+        return
+    try:
+        described = await admin.describe_topics(topics)
+    except (KafkaError, OSError) as exc:
+        log.debug("topics not described", error=str(exc))
+        return
+    other = {
+        str(t["topic"]): len(t["partitions"])
+        for t in described
+        if t.get("partitions") and len(t["partitions"]) != count
+    }
+    if other:
+        log.warning(
+            "topics made before with another partition count; the setting applies only to "
+            "new topics",
+            setting=count,
+            topics=other,
+        )
 
 
 END_WAIT_S = 5.0

@@ -22,17 +22,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.engine.outbox import OutboundMessage
-from orchestrator.errors import KafkaUnavailable
+from orchestrator.errors import KafkaUnavailable, MessageTooLarge, error_of
 from orchestrator.kafka import client_kwargs, max_request_size
 from orchestrator.settings import Settings
 
 _MAX_BATCH_BYTES = 512 * 1024
 """A record batch grows up to this; a larger message goes alone in its own batch. Below
 Kafka's default ``message.max.bytes`` (1 MiB), so brokers accept every batch."""
+
+_REFUSED_FOR_SIZE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 
 
 @dataclass
@@ -89,7 +97,8 @@ class KafkaPublisher:
             self._producer = None
 
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
-        """Returns once the broker acknowledged every message; raises if one failed."""
+        """Returns once the broker acknowledged every message; raises if one failed
+        (MessageTooLarge if a batch was refused for its size)."""
         producer = self._producer
         if producer is None:
             raise KafkaUnavailable("the outbox publisher is not started")
@@ -101,7 +110,10 @@ class KafkaPublisher:
             key = m.key.encode() if m.key is not None else None
             partition = partition_for(key, partitions[m.topic])
             acks.add(self._append(producer, m, key, partition))
-        await asyncio.gather(*acks)
+        try:
+            await asyncio.gather(*acks)
+        except _REFUSED_FOR_SIZE as exc:
+            raise MessageTooLarge(error_of(exc)) from exc
 
     def _append(
         self, producer: AIOKafkaProducer, m: OutboundMessage, key: bytes | None, partition: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Self
 
@@ -222,12 +223,20 @@ class Settings(BaseSettings):
         return [server.strip() for server in self.kafka_bootstrap_servers.split(",")]
 
     def development_secrets(self) -> list[str]:
-        """The variables of the keys still at their public development defaults."""
+        """The variables of the keys still at their public development defaults, or at a
+        placeholder of a manifest (``CHANGE-ME``)."""
         return [
             f"ORCHESTRA_{name.upper()}"
             for name, field in type(self).model_fields.items()
-            if isinstance(field.default, SecretStr) and getattr(self, name) == field.default
+            if isinstance(field.default, SecretStr)
+            and (
+                getattr(self, name) == field.default
+                or _PLACEHOLDER.search(getattr(self, name).get_secret_value())
+            )
         ]
+
+
+_PLACEHOLDER = re.compile(r"change[-_ ]?me", re.IGNORECASE)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -47,10 +47,6 @@ def root_span_id(saga_id: UUID) -> int:
     return message_span_id(f"saga:{saga_id}")
 
 
-def traceparent(saga_id: UUID, message_id: str) -> str:
-    return f"00-{saga_id.hex}-{message_span_id(message_id):016x}-01"
-
-
 def enable(exporter: str, service: str = "orchestra") -> None:
     """Start recording spans with the named exporter (once per process)."""
     if exporter == "none":

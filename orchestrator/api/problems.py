@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.card_api import Problem
+from events.masking import mask_text
+from orchestrator.errors import error_of
 from workers.card_issuance.card_service import CardServiceError
 
 log = structlog.get_logger(__name__)
@@ -51,7 +53,14 @@ class ApiError(Exception):
 def problem_response(
     problem: Problem, request: Request, headers: dict[str, str] | None = None, **extra: str
 ) -> JSONResponse:
-    body = problem.model_copy(update={"instance": request.url.path}).model_dump(exclude_none=True)
+    """The problem as JSON; what echoes the client's input (the detail, the path) is masked,
+    so a card number sent by mistake is not sent back whole."""
+    shown = {
+        "instance": mask_text(request.url.path),
+        "detail": mask_text(problem.detail),
+        "errors": [mask_text(e) for e in problem.errors] if problem.errors else problem.errors,
+    }
+    body = problem.model_copy(update=shown).model_dump(exclude_none=True)
     body.update(extra)
     return JSONResponse(body, status_code=problem.status, headers=headers, media_type=PROBLEM_JSON)
 
@@ -177,7 +186,7 @@ def install(app: FastAPI, refusal_before_body: Callable[[Request], ApiError | No
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.error("request failed", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        log.error("request failed", path=request.url.path, error=error_of(exc))
         problem = Problem(
             title="Internal error",
             status=500,

@@ -17,6 +17,7 @@ from events.base import Command, Compensated, Message, Reply, StepFailed, Upstre
 from events.envelope import Envelope
 from orchestrator.engine.definition import NOTICE_STEP, Saga, SagaResult, Step
 from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.errors import DefinitionError, SagaRefused
 
 TIMEOUT = "TIMEOUT"
 FAILED = "FAILED"
@@ -188,8 +189,13 @@ class SagaMachine:
     def on_due(self, instance: SagaInstance, now: datetime) -> Decision:
         """A timer fired: a step timed out, or a scheduled retry is due."""
         step = self._step(instance)
-        if instance.status.terminal or step is None:
+        if instance.status.terminal:
             return Decision(instance.evolve(next_action_at=None))
+        if step is None:  # put off, and said, by the caller: an operator has to look
+            raise DefinitionError(
+                f"saga {instance.id} is at step {instance.step_index}, but {instance.saga_type} "
+                f"has {len(self.definition.steps)} steps (one removed from its definition?)"
+            )
         if instance.pending_command_id is None:
             return self._send(
                 instance, instance.step_index, instance.compensating, now, [], retry=True
@@ -235,7 +241,7 @@ class SagaMachine:
             revived = instance.evolve(status=SagaStatus.COMPENSATING, attempt=0)
             return self._send(revived, revived.step_index, True, now, [note])
         if instance.status.terminal:
-            raise ValueError(f"saga {instance.id} is {instance.status}; nothing to retry")
+            raise SagaRefused(f"saga {instance.id} is {instance.status}; nothing to retry")
         return self._send(
             instance.evolve(attempt=0), instance.step_index, instance.compensating, now, [note]
         )
@@ -243,15 +249,15 @@ class SagaMachine:
     def compensate(self, instance: SagaInstance, now: datetime, actor: str, why: str) -> Decision:
         """Manual: roll a running saga back from its current step."""
         if instance.status.terminal or instance.compensating:
-            raise ValueError(f"saga {instance.id} is {instance.status}; cannot start compensation")
+            raise SagaRefused(f"saga {instance.id} is {instance.status}; cannot start compensation")
         step = self._step(instance)
         if step is not None and step.retriable:
-            raise ValueError(
+            raise SagaRefused(
                 f"saga {instance.id} is past its point of no return (step {step.name}); "
                 "it can only be retried"
             )
         if step is not None and not step.undoable:
-            raise ValueError(
+            raise SagaRefused(
                 f"saga {instance.id} waits on step {step.name}, which may have run and which "
                 "nothing undoes: rolling back now could leave its effect behind; wait for "
                 f"{step.participant.name}'s answer (sagas retry sends the step again)"

@@ -27,8 +27,8 @@ from sqlalchemy import Table, TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import Message
-from events.envelope import H_ID, Envelope
-from orchestrator.errors import error_of
+from events.envelope import H_DLQ_REASON, H_DLQ_VALUE_DROPPED, H_ID, Envelope
+from orchestrator.errors import MessageTooLarge, error_of
 from orchestrator.writers import LIVE_WRITERS
 
 log = structlog.get_logger(__name__)
@@ -48,6 +48,18 @@ class OutboundMessage:
     @classmethod
     def of(cls, topic: str, key: str | None, envelope: Envelope, body: Message) -> OutboundMessage:
         return cls(topic, key, envelope.headers(), body.to_bytes())
+
+
+def without_value(letter: OutboundMessage, refusal: str) -> OutboundMessage | None:
+    """A dead letter refused for its size, lightened to its headers: the refused record
+    stays in its own topic, where the letter points. None for any other message, which
+    cannot go without its payload."""
+    if H_DLQ_REASON not in letter.headers:
+        return None
+    why = f"{len(letter.payload)} bytes refused: {refusal}"[:500]
+    return OutboundMessage(
+        letter.topic, letter.key, {**letter.headers, H_DLQ_VALUE_DROPPED: why}, b""
+    )
 
 
 @dataclass(frozen=True)
@@ -281,14 +293,42 @@ class OutboxRelay:
                     for r in found
                 ]
                 fresh = await self._not_yet_published(rows, min(r.created_at for r in found))
-                await self.publisher.publish([row.message for row in fresh])
-                await conn.execute(_statements(table).delete, {"ids": sorted(taken)})
+                refused = await self._publish_swept(fresh)
+                await conn.execute(_statements(table).delete, {"ids": sorted(taken - refused)})
             finally:
                 self._sweeping -= taken
         log.info(
-            "outbox swept", table=table.name, published=len(fresh), held=len(rows) - len(fresh)
+            "outbox swept",
+            table=table.name,
+            published=len(fresh) - len(refused),
+            held=len(rows) - len(fresh),
+            refused=len(refused),
         )
         return len(rows)
+
+    async def _publish_swept(self, rows: Sequence[OutboxRow]) -> set[int]:
+        """Publish the rows; if the broker refuses one for its size, each alone, so that it
+        holds no other back. A dead letter so refused goes without its value; any other such
+        row stays in the outbox (its ids are returned) and is logged as an error."""
+        try:
+            await self.publisher.publish([row.message for row in rows])
+            return set()
+        except MessageTooLarge:
+            pass
+        refused: set[int] = set()
+        for row in rows:
+            try:
+                await self.publisher.publish([row.message])
+            except MessageTooLarge as exc:
+                lighter = without_value(row.message, str(exc))
+                where = {"table": self.table.name, "id": row.id, "topic": row.message.topic}
+                if lighter is None:
+                    log.error("outbox row refused for its size; kept", **where, error=str(exc))
+                    refused.add(row.id)
+                    continue
+                await self.publisher.publish([lighter])
+                log.warning("dead letter sent without its value", **where, error=str(exc))
+        return refused
 
     def _ownerless(self) -> TextClause:
         """Rows no other live process may be publishing."""
@@ -336,9 +376,3 @@ class OutboxRelay:
                 log.warning("outbox sweep failed", table=self.table.name, error=error_of(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.sweep_interval_s)
-
-    async def backlog(self) -> int:
-        async with self.engine.connect() as conn:
-            return int(
-                (await conn.execute(select(text("count(*)")).select_from(self.table))).scalar_one()
-            )

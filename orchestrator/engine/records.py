@@ -16,6 +16,7 @@ from events import envelope as env
 from events.base import unstorable
 from events.dlq import DEAD_LETTER_TYPE, DeadLetter, DeadLetterReason
 from events.envelope import Envelope, decode_headers, malformed_headers
+from events.masking import mask_text
 from orchestrator.engine.outbox import OutboundMessage
 
 T = TypeVar("T")
@@ -39,10 +40,6 @@ class Parsed(Generic[T]):
     record: RawRecord
     envelope: Envelope
     body: T
-
-    @property
-    def key(self) -> str | None:
-        return text_key(self.record.key)
 
 
 _UNSTORABLE = "\x00"
@@ -224,7 +221,7 @@ def dead_letter_message(letter: DeadLetter) -> OutboundMessage:
     headers.update(
         {
             env.H_DLQ_REASON: letter.reason.value,
-            env.H_DLQ_ERROR: letter.error,
+            env.H_DLQ_ERROR: mask_text(letter.error),
             env.H_DLQ_TOPIC: letter.topic,
             env.H_DLQ_PARTITION: str(letter.partition),
             env.H_DLQ_OFFSET: str(letter.offset),

@@ -43,7 +43,7 @@ from orchestrator.engine.records import (
 )
 from orchestrator.engine.retry import with_retries
 from orchestrator.engine.saga_cache import SagaCache
-from orchestrator.errors import ConcurrentUpdate, SagaCodeFailed, error_of
+from orchestrator.errors import ConcurrentUpdate, SagaCodeFailed, SagaRefused, error_of
 from schemas.sagas import orchestrator_outbox
 
 log = structlog.get_logger(__name__)
@@ -331,15 +331,16 @@ class _Applied:
 def _manual_decision(
     machine: SagaMachine, instance: SagaInstance, action: str, now: datetime, actor: str, why: str
 ) -> Decision:
-    """The operator's action; ValueError when the saga's state refuses it, SagaCodeFailed when
-    the saga's own code raises (nothing is written either way)."""
+    """The operator's action; SagaRefused when the saga's state refuses it, SagaCodeFailed
+    when the saga's own code raises (a ValueError of a model among them; nothing is written
+    either way)."""
     if action not in ("retry", "compensate"):
         raise ValueError(f"unknown action {action!r}")
     try:
         if action == "retry":
             return machine.retry_step(instance, now, actor, why)
         return machine.compensate(instance, now, actor, why)
-    except ValueError:
+    except SagaRefused:
         raise
     except Exception as exc:
         raise SagaCodeFailed(

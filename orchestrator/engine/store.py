@@ -87,8 +87,3 @@ async def lock_due(
         .with_for_update(skip_locked=True)
     )
     return [to_instance(row) for row in rows]
-
-
-async def get(conn: AsyncConnection, saga_id: uuid.UUID) -> SagaInstance | None:
-    row = (await conn.execute(select(_T).where(_T.c.id == saga_id))).first()
-    return to_instance(row) if row else None

@@ -7,6 +7,8 @@ import re
 from rich.console import Console
 from rich.table import Table
 
+from events.masking import mask_text
+
 
 def print_table(console: Console, table: Table) -> None:
     """Off a terminal (a pipe, a file) the table is as wide as its widest row needs, so ids,
@@ -28,5 +30,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def visible(text: str) -> str:
     """``text`` with control characters (an upstream record's terminal escapes, say) written
-    as escapes, so that printing a record cannot drive the operator's terminal."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+    as escapes, so that printing a record cannot drive the operator's terminal, and card
+    numbers, gift card codes and bearer tokens masked as in the logs."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", mask_text(text))

@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from events.masking import masked
 from orchestrator.arguments import MAX_LIMIT, age, limit, not_empty, utf8
 from orchestrator.db import create_engine, first_line, unreachable
 from orchestrator.engine.instance import SagaInstance, SagaStatus
@@ -266,7 +267,7 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
         f"version {saga.version}",
         markup=False,
     )
-    console.print_json(json.dumps(saga.data, default=str))
+    console.print_json(json.dumps(masked(saga.data), default=str))
     table = Table(title="history")
     for column in ("at", "event", "step", "status", "message", "detail", "actor"):
         table.add_column(column)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -231,7 +232,10 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         _table(f"{len(letters)} dead letters would be re-driven to {topic}", letters, True)
         return 0
-    refused = await _send(settings, letters, lambda r: _origin(r, topic), _redriven)
+    letters, lost = await _restored(settings, letters)
+    _say_not_sent(lost)
+    refused = lost + await _send(settings, letters, lambda r: _origin(r, topic), _redriven)
+    letters += [item.record for item in lost]
     console.print(
         f"re-drove {_count(letters, refused)} dead letters of {name} to their topic"
         + _left(refused, name),
@@ -274,6 +278,11 @@ async def _send(
         refused = await publish(
             settings, records, target, headers, lambda n: progress.update(task, completed=n)
         )
+    _say_not_sent(refused)
+    return refused
+
+
+def _say_not_sent(refused: list[NotSent]) -> None:
     for item in refused:
         r = item.record
         print(
@@ -281,7 +290,38 @@ async def _send(
             f"({len(r.value)} bytes): {item.reason}",
             file=sys.stderr,
         )
-    return refused
+
+
+async def _restored(
+    settings: Settings, letters: list[Record]
+) -> tuple[list[Record], list[NotSent]]:
+    """Dead letters sent without their value (``dlq_value_dropped``: the broker refused them
+    for its size) take it back from the refused record, which lies in its own topic; those
+    whose record is no longer there are not sent."""
+    restored: list[Record] = []
+    lost: list[NotSent] = []
+    for letter in letters:
+        dropped = letter.headers.get(env.H_DLQ_VALUE_DROPPED)
+        if dropped is None:
+            restored.append(letter)
+            continue
+        origin = _origin(letter, "?")
+        try:
+            at = int(letter.headers[env.H_DLQ_PARTITION]), int(letter.headers[env.H_DLQ_OFFSET])
+            found = await read(settings, origin, Selection((at[0],), at[1], at[1]))
+        except (KeyError, ValueError, UnknownTopic):
+            found, at = [], (-1, -1)
+        if found and (found[0].partition, found[0].offset) == at:
+            restored.append(dataclasses.replace(letter, value=found[0].value))
+        else:
+            where = f"{origin}/{at[0]}/{at[1]}" if at[0] >= 0 else "its place unreadable"
+            lost.append(
+                NotSent(
+                    letter,
+                    f"its value was dropped ({dropped}), and the record is no longer at {where}",
+                )
+            )
+    return restored, lost
 
 
 def _count(records: list[Record], refused: list[NotSent]) -> str:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict
 
 from events import topics
-from events.base import Reply
+from events.base import Reply, expect
 from events.billing import CloseCardWallet, OpenCardWallet, WalletOpened
 from events.cards import (
     ActivateCard,
@@ -56,7 +56,7 @@ def release_card(saga: CardIssuance) -> ReleaseCard:
 
 
 def with_card(saga: CardIssuance, reply: Reply) -> CardIssuance:
-    assert isinstance(reply, CardReserved)
+    reply = expect(reply, CardReserved)
     return saga.model_copy(update={"card_id": reply.card_id, "masked_number": reply.masked_number})
 
 
@@ -66,7 +66,7 @@ def open_wallet(saga: CardIssuance) -> OpenCardWallet:
 
 
 def with_wallet(saga: CardIssuance, reply: Reply) -> CardIssuance:
-    assert isinstance(reply, WalletOpened)
+    reply = expect(reply, WalletOpened)
     return saga.model_copy(update={"wallet_id": reply.wallet_id, "balance": reply.balance})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from events import topics
-from events.base import Reply
+from events.base import Reply, expect
 from events.billing import (
     CancelGiftCard,
     CodeRedeemed,
@@ -62,7 +62,7 @@ def issue_card(saga: GiftCardPurchase) -> IssueGiftCard:
 
 
 def with_card(saga: GiftCardPurchase, reply: Reply) -> GiftCardPurchase:
-    assert isinstance(reply, GiftCardIssued)
+    reply = expect(reply, GiftCardIssued)
     return saga.model_copy(update={"gift_card_id": reply.gift_card_id})
 
 
@@ -153,7 +153,7 @@ def redeem(saga: GiftCardActivation) -> RedeemActivationCode:
 
 
 def with_redeemed(saga: GiftCardActivation, reply: Reply) -> GiftCardActivation:
-    assert isinstance(reply, CodeRedeemed)
+    reply = expect(reply, CodeRedeemed)
     return saga.model_copy(
         update={
             "gift_card_id": reply.gift_card_id,

@@ -8,7 +8,7 @@ never compensated.
 from __future__ import annotations
 
 from events import topics
-from events.base import Reply
+from events.base import Reply, expect
 from events.delivery import BookDelivery, CancelDelivery, DeliveryBooked
 from events.money import from_minor
 from events.notification import NotifyCustomer
@@ -45,7 +45,7 @@ def reserve_stock(saga: OrderCheckout) -> ReserveStock:
 
 
 def with_picking_case(saga: OrderCheckout, reply: Reply) -> OrderCheckout:
-    assert isinstance(reply, StockReserved)
+    reply = expect(reply, StockReserved)
     return saga.model_copy(update={"picking_case_id": reply.picking_case_id})
 
 
@@ -59,7 +59,7 @@ def book_delivery(saga: OrderCheckout) -> BookDelivery:
 
 
 def with_delivery_case(saga: OrderCheckout, reply: Reply) -> OrderCheckout:
-    assert isinstance(reply, DeliveryBooked)
+    reply = expect(reply, DeliveryBooked)
     return saga.model_copy(update={"delivery_case_id": reply.delivery_case_id})
 
 

@@ -14,16 +14,24 @@ from pydantic import BaseModel, ConfigDict
 
 from events.base import UpstreamRecord
 from events.billing import (
+    BALANCE_LIMIT_REACHED,
+    CURRENCY_MISMATCH,
+    GIFT_CARD_INACTIVE,
+    GIFT_CARD_NOT_FOUND,
+    INSUFFICIENT_FUNDS,
     UNKNOWN_CUSTOMER,
     BalanceSource,
     CheckCustomer,
     DebitBalance,
     RefundBalance,
 )
+from events.delivery import NO_DELIVERY_CAPACITY, UNKNOWN_DELIVERY_POINT
 from events.money import from_minor
-from events.notification import NotifyCustomer
-from events.payment import ChargeBank, PaymentDetails, PaymentMethod, RefundBank
+from events.notification import RECIPIENT_UNREACHABLE, NotifyCustomer
+from events.payment import PAYMENT_DECLINED, ChargeBank, PaymentDetails, PaymentMethod, RefundBank
+from events.store import OUT_OF_STOCK
 from orchestrator.engine.definition import Saga, SagaResult
+from orchestrator.engine.machine import TIMEOUT, UNEXPECTED_REPLY
 from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
 
 
@@ -84,6 +92,31 @@ def refund_balance(_: Paying) -> RefundBalance:
 
 PAYMENT_FAILED = "payment-failed"
 
+_SALES = {
+    "orders": "order",
+    "wallet-topup": "wallet top-up",
+    "giftcards": "gift card purchase",
+    "card-invoices": "card invoice payment",
+}
+"""What the client tried, in the client's words, by the saga's ``purpose``."""
+
+_WHY = {
+    PAYMENT_DECLINED: "the bank declined the payment",
+    INSUFFICIENT_FUNDS: "the balance was not enough",
+    GIFT_CARD_NOT_FOUND: "the gift card was not found among yours",
+    GIFT_CARD_INACTIVE: "the gift card is not activated",
+    CURRENCY_MISMATCH: "the payment is in another currency than the balance",
+    BALANCE_LIMIT_REACHED: "the wallet would hold more than its limit",
+    OUT_OF_STOCK: "an item is out of stock",
+    NO_DELIVERY_CAPACITY: "no delivery slot is free at the chosen point",
+    UNKNOWN_DELIVERY_POINT: "the chosen delivery point is unknown",
+    RECIPIENT_UNREACHABLE: "the gift card could not be delivered to its recipient",
+    TIMEOUT: "a service did not answer in time",
+    UNEXPECTED_REPLY: "a service answered something unexpected",
+    "MANUAL": "it was cancelled by our staff",
+}
+"""The reason codes of failed sales, told to the client; another code is given as it is."""
+
 
 def payment_failed(saga: Paying, result: SagaResult) -> NotifyCustomer | None:
     """The client's notice of a failed sale; none for a client the shop does not know."""
@@ -94,9 +127,11 @@ def payment_failed(saga: Paying, result: SagaResult) -> NotifyCustomer | None:
         template=PAYMENT_FAILED,
         params={
             "purpose": saga.purpose,
+            "what": _SALES.get(saga.purpose, saga.purpose),
             "amount": str(from_minor(saga.amount_minor)),
             "currency": saga.currency,
             "reason": result.reason or "-",
+            "why": _WHY.get(result.reason or "", f"it failed ({result.reason or 'no reason'})"),
         },
     )
 

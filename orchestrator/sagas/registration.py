@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from events import topics
-from events.base import Reply
+from events.base import Reply, expect
 from events.billing import (
     ActivateCustomerWallet,
     CloseCustomerWallet,
@@ -36,7 +36,7 @@ def open_wallet(saga: Registration) -> OpenCustomerWallet:
 
 
 def with_wallet(saga: Registration, reply: Reply) -> Registration:
-    assert isinstance(reply, CustomerWalletOpened)
+    reply = expect(reply, CustomerWalletOpened)
     return saga.model_copy(update={"wallet_id": reply.wallet_id})
 
 

@@ -6,7 +6,7 @@ If the credit fails the charge is refunded. The credit is the point of no return
 from __future__ import annotations
 
 from events import topics
-from events.base import Reply
+from events.base import Reply, expect
 from events.billing import CreditWallet, WalletCredited
 from events.money import from_minor, to_minor
 from events.notification import NotifyCustomer
@@ -45,7 +45,7 @@ def credit_wallet(saga: WalletTopUp) -> CreditWallet:
 
 
 def with_balance(saga: WalletTopUp, reply: Reply) -> WalletTopUp:
-    assert isinstance(reply, WalletCredited)
+    reply = expect(reply, WalletCredited)
     return saga.model_copy(update={"balance_minor": reply.balance_minor})
 
 

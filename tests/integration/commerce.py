@@ -167,6 +167,11 @@ class Outcomes:
         while not self.client.received.empty():
             self._take(self.client.received.get_nowait())
 
+    async def settle(self, seconds: float) -> None:
+        """Take what comes within ``seconds``: a late duplicate would be among it."""
+        await asyncio.sleep(seconds)
+        self.drain()
+
     async def one(self, key: str, timeout_s: float = 90.0) -> dict[str, Any]:
         return (await self.wait([key], timeout_s))[key]
 

@@ -204,6 +204,7 @@ def _payment(draft: OrderDraft, cards: list[tuple[str, str]]) -> PaymentDetails:
 
 async def check_invariants(url: str, run: Run, seen: c.Outcomes) -> None:
     """Money, stock and slots are where the outcomes say; one terminal record per saga."""
+    await seen.settle(1.0)
     for key in run.requests:
         records = [(doc["status"], doc.get("reason")) for doc in seen.seen[key]]
         assert len(records) == 1, f"{key} ended with {len(records)} records: {records}"

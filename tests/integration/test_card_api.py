@@ -296,6 +296,20 @@ async def test_purchase_on_unknown_card_is_404(api: httpx.AsyncClient) -> None:
         assert answer["detail"] == f"Card with ID {card_id} not found"
 
 
+async def test_a_card_number_sent_by_mistake_is_not_sent_back_whole(
+    api: httpx.AsyncClient,
+) -> None:
+    """In a path or as an amount: the problem detail names it masked, as the logs do."""
+    body = {"description": "Tea", "transactionDate": "2024-12-20", "amountUsd": 2}
+    lost = problem(await api.post("/cards/4111111111111111/purchases", json=body), 404, "RES-4040")
+    assert lost["detail"] == "Card with ID 4111********1111 not found"
+    assert lost["instance"] == "/cards/4111********1111/purchases"
+    typed = {"cardNumber": "4000056655665556", "creditLimitUsd": "4012 8888 8888 1881"}
+    wrong = problem(await api.post("/cards", json=typed), 400, "VAL-0001")
+    assert "4012 **** **** 1881" in wrong["detail"]
+    assert "8888 8888" not in str(wrong)
+
+
 _OTHER_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 

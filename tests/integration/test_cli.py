@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from events import topics
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack, free_port
-from tests.integration.helpers import card_outcomes, card_request, orchestra
+from tests.integration.helpers import card_outcomes, card_request, orchestra, query
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -89,12 +90,14 @@ def test_dev_prints_both_urls_runs_and_stops_on_sigterm() -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline().strip() for _ in range(6)]
-        assert lines[0].startswith("ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:")
-        assert lines[1].startswith("ORCHESTRA_DATABASE_URL=postgresql+asyncpg://")
-        assert lines[2] == "ORCHESTRA_TOPIC_PARTITIONS=2"
-        assert f"127.0.0.1:{port}" in lines[3]
-        token = lines[4].rsplit(" ", 1)[1]
+        lines = [process.stdout.readline().strip() for _ in range(7)]
+        assert lines[0].startswith("# paste these")
+        exports = lines[1:4]
+        assert exports[0].startswith("export ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:")
+        assert exports[1].startswith("export ORCHESTRA_DATABASE_URL='postgresql+asyncpg://")
+        assert exports[2] == "export ORCHESTRA_TOPIC_PARTITIONS=2"
+        assert f"127.0.0.1:{port}" in lines[4]
+        token = lines[5].rsplit(" ", 1)[1]
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -107,6 +110,19 @@ def test_dev_prints_both_urls_runs_and_stops_on_sigterm() -> None:
                 assert time.monotonic() < deadline, "the API never answered"
                 time.sleep(0.3)
         assert answer.status_code == 404  # authenticated by the printed token, no such request
+        pasted = subprocess.run(  # the printed lines, pasted into a shell as they are
+            [
+                "bash",
+                "-c",
+                "\n".join([*exports, f"{sys.executable} -m orchestrator.cli sagas list"]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRA_")},
+        )
+        assert pasted.returncode == 0, pasted.stderr
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
@@ -115,7 +131,6 @@ def test_dev_prints_both_urls_runs_and_stops_on_sigterm() -> None:
 
 
 def test_docs_writes_asyncapi_of_every_topic_and_the_openapi(tmp_path: Path) -> None:
-    import json
 
     run = subprocess.run(
         [sys.executable, "-m", "orchestrator.cli", "docs", "--out", str(tmp_path / "docs")],
@@ -166,104 +181,115 @@ def _refused(run: subprocess.CompletedProcess[str], says: str) -> None:
     assert "Traceback" not in run.stderr
 
 
-def test_settings_that_cannot_connect_are_one_clear_line() -> None:
-    for command in (("run",), ("sagas", "list")):
-        for env, says in (
-            (
-                {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:notaport/x"},
-                "ORCHESTRA_DATABASE_URL",
-            ),
-            (
-                {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/x?foo=bar"},
-                "unknown query parameter foo",
-            ),
-            (
-                {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@db/x?timeout=abc"},
-                "timeout='abc'",
-            ),
-            ({"ORCHESTRA_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "SASL_USERNAME"),
-            (
-                {
-                    "ORCHESTRA_KAFKA_SECURITY_PROTOCOL": "SSL",
-                    "ORCHESTRA_KAFKA_SSL_CAFILE": "/nonexistent.pem",
-                },
-                "ORCHESTRA_KAFKA_SSL_CAFILE",
-            ),
-        ):
-            run = _run(*command, **env)
-            _refused(run, says)
-            assert len(run.stderr.strip().splitlines()) == 1
+UNCONNECTABLE_SETTINGS = [
+    (
+        {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:notaport/x"},
+        "ORCHESTRA_DATABASE_URL",
+    ),
+    (
+        {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/x?foo=bar"},
+        "unknown query parameter foo",
+    ),
+    (
+        {"ORCHESTRA_DATABASE_URL": "postgresql+asyncpg://postgres@db/x?timeout=abc"},
+        "timeout='abc'",
+    ),
+    ({"ORCHESTRA_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "SASL_USERNAME"),
+    (
+        {
+            "ORCHESTRA_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "ORCHESTRA_KAFKA_SSL_CAFILE": "/nonexistent.pem",
+        },
+        "ORCHESTRA_KAFKA_SSL_CAFILE",
+    ),
+]
 
 
-def test_arguments_that_cannot_be_right_are_refused_before_any_connection(tmp_path: Path) -> None:
-    for args, says in (
-        (("sagas", "list", "--status", "BOGUS"), "choose from 'RUNNING'"),
-        (("sagas", "list", "--limit", "-1"), "--limit: must not be negative"),
-        (("replay", "orders.submitted", "--partition", "-1"), "must not be negative"),
-        (("replay", "orders.submitted", "--from-offset", "-5"), "must not be negative"),
-        (("dlq", "show", "orders.submitted", "--partition", "0", "--offset", "-1"), "negative"),
-        (("dlq", "redrive", "orders.submitted", "--reason", "NOPE"), "'TOO_LARGE'"),
-        (("dlq", "list", "--reason", "NOPE"), "'HANDLER_ERROR'"),
+@pytest.mark.parametrize("command", [("run",), ("sagas", "list")])
+@pytest.mark.parametrize(("env", "says"), UNCONNECTABLE_SETTINGS)
+def test_settings_that_cannot_connect_are_one_clear_line(
+    command: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    run = _run(*command, **env)
+    _refused(run, says)
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+REFUSED_ARGUMENTS = [
+    (("sagas", "list", "--status", "BOGUS"), "choose from 'RUNNING'"),
+    (("sagas", "list", "--limit", "-1"), "--limit: must not be negative"),
+    (("replay", "orders.submitted", "--partition", "-1"), "must not be negative"),
+    (("replay", "orders.submitted", "--from-offset", "-5"), "must not be negative"),
+    (("dlq", "show", "orders.submitted", "--partition", "0", "--offset", "-1"), "negative"),
+    (("dlq", "redrive", "orders.submitted", "--reason", "NOPE"), "'TOO_LARGE'"),
+    (("dlq", "list", "--reason", "NOPE"), "'HANDLER_ERROR'"),
+    (
+        ("replay", "orders.submitted", "--from-offset", "10", "--to-offset", "2"),
+        "--from-offset 10 is after --to-offset 2",
+    ),
+    (
         (
-            ("replay", "orders.submitted", "--from-offset", "10", "--to-offset", "2"),
-            "--from-offset 10 is after --to-offset 2",
+            "replay",
+            "orders.submitted",
+            "--since",
+            "2026-11-26T10:00:00Z",
+            "--until",
+            "2026-11-25T10:00:00Z",
         ),
-        (
-            (
-                "replay",
-                "orders.submitted",
-                "--since",
-                "2026-11-26T10:00:00Z",
-                "--until",
-                "2026-11-25T10:00:00Z",
-            ),
-            "is after --until",
+        "is after --until",
+    ),
+    (
+        ("sagas", "trace", "some-order", "--svg", "/nonexistent/dir/t.svg"),
+        "cannot write /nonexistent/dir/t.svg: no folder /nonexistent/dir",
+    ),
+    (
+        ("sagas", "trace", "some-order", "--svg", "{tmp}/t.svg", "--html", "/proc/t"),
+        "cannot write /proc/t",
+    ),
+    (("sagas", "list", "--key", ""), "--key: must not be empty"),
+    (
+        ("dlq", "redrive", "orders.submitted", "--offset", "0", "--all"),
+        "argument --all: not allowed with argument --offset",
+    ),
+    (
+        ("dlq", "redrive", "orders.submitted", "--reason", "TOO_LARGE", "--all"),
+        "not allowed with argument",
+    ),
+    (("demo", "--users", "0"), "--users: the number of users is at least 1, not 0"),
+    (("dev", "--kafka-port", "70000"), "not a port: 70000"),
+    (("sagas", "list", "--older-than", "99999999999d"), "--older-than: age 99999999999d out"),
+    (("sagas", "list", "--limit", "99999999999999999999"), "the limit is at most 10000"),
+    (("sagas", "compensate", "some-order", "--why", ""), "--why: must not be empty"),
+    (("sagas", "retry", "some-order", "--why", " "), "--why: must not be empty"),
+    (
+        ("replay", "orders.submitted", "--from-offset", "99999999999999999999"),
+        "a Kafka offset is at most 9223372036854775807",
+    ),
+    (
+        ("replay", "orders.submitted", "--since", "2026-11-27"),
+        "give a time zone, e.g. 2026-11-27T00:00:00Z",
+    ),
+    (
+        ("replay", "orders.submitted", "--since", "2026-11-27+00:00"),
+        "a time zone needs a time of day: '2026-11-27+00:00'; e.g. 2026-11-27T00:00:00+00:00",
+    ),
+]
+"""Arguments refused before any connection, and what the refusal says."""
+
+
+@pytest.mark.parametrize(("args", "says"), REFUSED_ARGUMENTS)
+def test_arguments_that_cannot_be_right_are_refused_before_any_connection(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    # nothing listens here: each is refused before Kafka or PostgreSQL is asked
+    _refused(
+        _run(
+            *(arg.replace("{tmp}", str(tmp_path)) for arg in args),
+            ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+            ORCHESTRA_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:1/none",
         ),
-        (
-            ("sagas", "trace", "some-order", "--svg", "/nonexistent/dir/t.svg"),
-            "cannot write /nonexistent/dir/t.svg: no folder /nonexistent/dir",
-        ),
-        (
-            ("sagas", "trace", "some-order", "--svg", str(tmp_path / "t.svg"), "--html", "/proc/t"),
-            "cannot write /proc/t",
-        ),
-        (("sagas", "list", "--key", ""), "--key: must not be empty"),
-        (
-            ("dlq", "redrive", "orders.submitted", "--offset", "0", "--all"),
-            "argument --all: not allowed with argument --offset",
-        ),
-        (
-            ("dlq", "redrive", "orders.submitted", "--reason", "TOO_LARGE", "--all"),
-            "not allowed with argument",
-        ),
-        (("demo", "--users", "0"), "--users: the number of users is at least 1, not 0"),
-        (("dev", "--kafka-port", "70000"), "not a port: 70000"),
-        (("sagas", "list", "--older-than", "99999999999d"), "--older-than: age 99999999999d out"),
-        (("sagas", "list", "--limit", "99999999999999999999"), "the limit is at most 10000"),
-        (("sagas", "compensate", "some-order", "--why", ""), "--why: must not be empty"),
-        (("sagas", "retry", "some-order", "--why", " "), "--why: must not be empty"),
-        (
-            ("replay", "orders.submitted", "--from-offset", "99999999999999999999"),
-            "a Kafka offset is at most 9223372036854775807",
-        ),
-        (
-            ("replay", "orders.submitted", "--since", "2026-11-27"),
-            "give a time zone, e.g. 2026-11-27T00:00:00Z",
-        ),
-        (
-            ("replay", "orders.submitted", "--since", "2026-11-27+00:00"),
-            "a time zone needs a time of day: '2026-11-27+00:00'; e.g. 2026-11-27T00:00:00+00:00",
-        ),
-    ):
-        # nothing listens here: each is refused before Kafka or PostgreSQL is asked
-        _refused(
-            _run(
-                *args,
-                ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
-                ORCHESTRA_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:1/none",
-            ),
-            says,
-        )
+        says,
+    )
 
 
 def test_operator_commands_with_kafka_unreachable_say_so_in_one_line() -> None:
@@ -386,3 +412,36 @@ def test_dev_refuses_ports_taken_before_starting_anything() -> None:
             _refused(run, says)
             assert run.stdout == ""  # no broker, database or URL of someone else's
             assert len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("running_app")
+async def test_send_publishes_a_checked_record_and_prints_its_outcome(stack: EmbeddedStack) -> None:
+    """A first event from the command line: a registration with only what seed 003 requires
+    (username, password aside, and e-mail) opens the client's wallet and an e-mail channel."""
+    customer_id = f"c-{uuid.uuid4().hex[:10]}"
+    payload = (
+        f'{{"customer_id": "{customer_id}", "username": "{customer_id}", "email": "a@b.test"}}'
+    )
+    sent = await orchestra(stack, "send", topics.CUSTOMERS_REGISTERED, payload, "--wait", "60")
+    assert sent.returncode == 0, sent.stderr
+    said, outcome = sent.stdout.strip().splitlines()
+    assert said.startswith(f"sent to {topics.CUSTOMERS_REGISTERED}, key {customer_id}, ce_id ")
+    assert '"status":"ACTIVE"' in outcome.replace(" ", "")
+    channels = await query(
+        stack.database_url,
+        "SELECT a.first_name, c.channel FROM notification_accounts a"
+        " JOIN notification_channels c USING (account_id) WHERE a.customer_id = :c",
+        c=customer_id,
+    )
+    assert channels == [(customer_id, "email")]
+
+    for bad, said_so in (
+        ("{not json", "the payload is not JSON"),
+        ('{"customer_id": "c-1", "username": "u"}', "not a record of customers.registered: email"),
+    ):
+        refused = await orchestra(stack, "send", topics.CUSTOMERS_REGISTERED, bad)
+        assert (refused.returncode, "Traceback" in refused.stderr) == (2, False)
+        assert said_so in refused.stderr
+    unknown = await orchestra(stack, "send", "orders.status", "{}")
+    assert unknown.returncode == 2
+    assert "invalid choice" in unknown.stderr

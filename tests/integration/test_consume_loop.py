@@ -21,15 +21,15 @@ async def _batches_while_busy(settings: Settings) -> list[list[bytes]]:
     topic = unique("loop")
     await ensure_topics(settings, [topic])
     batches: list[list[bytes]] = []
-    first_in_hand, all_in = asyncio.Event(), asyncio.Event()
+    first_in_hand, all_sent, all_in = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def handler(records: Sequence[RawRecord]) -> None:
         batches.append([r.value for r in records])
         if sum(map(len, batches)) >= 21:
             all_in.set()
-        if len(batches) == 1:
+        if len(batches) == 1:  # busy until the twenty are sent, however slow the machine
             first_in_hand.set()
-            await asyncio.sleep(0.4)
+            await asyncio.wait_for(all_sent.wait(), timeout=60)
 
     broker = OrchestraBroker(settings.bootstrap_servers)
     subscribe_batches(broker, [topic], unique("g"), settings, handler, title="t", description="d")
@@ -42,6 +42,7 @@ async def _batches_while_busy(settings: Settings) -> list[list[bytes]]:
         for n in range(20):
             await producer.send_and_wait(topic, str(n).encode())
             await asyncio.sleep(0.005)
+        all_sent.set()
         await asyncio.wait_for(all_in.wait(), timeout=30)
     finally:
         await producer.stop()

@@ -50,6 +50,8 @@ def _env(settings: Settings) -> dict[str, str]:
             "ORCHESTRA_HTTP_PORT": str(settings.http_port),
             "ORCHESTRA_LOG_FORMAT": "json",
             "ORCHESTRA_LOG_LEVEL": "WARNING",
+            # restart and catch-up on a loaded machine must not count as a step's timeout
+            "ORCHESTRA_STEP_TIMEOUT_S": "300",
         }
     )
     return env

@@ -74,3 +74,20 @@ def test_a_stop_after_a_restart_of_postgres_stops_the_new_postmaster() -> None:
     finally:
         stack.stop()
     assert not psutil.pid_exists(postmaster), "the restarted PostgreSQL outlived its stack"
+
+
+async def test_topics_made_with_another_partition_count_are_named_at_start(
+    stack: EmbeddedStack,
+) -> None:
+    from structlog.testing import capture_logs
+
+    from orchestrator.kafka import ensure_topics
+    from tests.integration.helpers import unique
+
+    settings = stack.settings()
+    wide, fresh = unique("wide"), unique("fresh")
+    await ensure_topics(settings, [wide], partitions=3)
+    with capture_logs() as logs:
+        await ensure_topics(settings, [wide, fresh])
+    (warning,) = [e for e in logs if e["log_level"] == "warning"]
+    assert (warning["setting"], warning["topics"]) == (settings.topic_partitions, {wide: 3})

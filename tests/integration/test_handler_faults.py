@@ -79,7 +79,7 @@ async def test_failing_command_is_dead_lettered_and_its_saga_compensated(
             for record in [victim, *others]:
                 await client.send(topics.CUSTOMERS_REGISTERED, record)
             done = await seen.wait([r.customer_id for r in [victim, *others]])
-            await seen.wait([], timeout_s=1)
+            await seen.settle(1)
             letters = [
                 r for r in seen.others if r.topic == dlq and victim.customer_id.encode() in r.value
             ]

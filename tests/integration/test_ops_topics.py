@@ -13,7 +13,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from events import topics
-from events.envelope import H_DLQ_REASON, H_DLQ_TOPIC, Envelope
+from events.envelope import (
+    H_DLQ_OFFSET,
+    H_DLQ_PARTITION,
+    H_DLQ_REASON,
+    H_DLQ_TOPIC,
+    H_DLQ_VALUE_DROPPED,
+    Envelope,
+)
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
@@ -405,3 +412,44 @@ async def test_dead_letters_are_shown_as_they_are_and_long_values_cut_unless_ask
     assert f"({len(value):,} bytes in all; --full" in shown.stdout
     full = await orchestra(stack, "dlq", "show", source, *where, "--full")
     assert visible(value.decode()) in full.stdout, full.stderr
+
+
+async def test_a_dead_letter_sent_without_its_value_is_redriven_from_its_record(
+    stack: EmbeddedStack,
+) -> None:
+    """A dead letter the broker refused for its size went out without its value; its
+    re-drive takes the value from the refused record, and says so if that is gone."""
+    settings = stack.settings()
+    topic = c.unique("ops.lightened")
+    await ensure_topics(settings, [topic, topics.dlq(topic)])
+    publisher = KafkaPublisher(settings, "ops-test")
+    await publisher.start()
+    try:
+        original = b'{"order_id": "o-1", "note": "' + b"x" * 3_000 + b'"}'
+        await publisher.publish([OutboundMessage(topic, "o-1", {}, original)])
+
+        def letter(offset: int) -> OutboundMessage:
+            headers = {
+                **Envelope(type="dlq.v1").headers(),
+                H_DLQ_REASON: "TOO_LARGE",
+                H_DLQ_TOPIC: topic,
+                H_DLQ_PARTITION: "0",
+                H_DLQ_OFFSET: str(offset),
+                H_DLQ_VALUE_DROPPED: "3026 bytes refused: MessageSizeTooLargeError",
+            }
+            return OutboundMessage(topics.dlq(topic), "o-1", headers, b"")
+
+        await publisher.publish([letter(0), letter(99)])
+    finally:
+        await publisher.stop()
+
+    redriven = await orchestra(stack, "dlq", "redrive", topic, "--all")
+    assert redriven.returncode == 2
+    assert "re-drove 1 of 2 dead letters" in redriven.stdout, redriven.stderr
+    assert f"the record is no longer at {topic}/0/99" in redriven.stderr
+    assert "Traceback" not in redriven.stderr
+    copies = await read(settings, topic, Selection(from_offset=1))
+    assert [(r.value, r.headers.get("redriven_from")) for r in copies] == [
+        (original, f"{topics.dlq(topic)}/0/0")
+    ]
+    assert H_DLQ_VALUE_DROPPED not in copies[0].headers

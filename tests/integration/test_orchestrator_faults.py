@@ -4,7 +4,7 @@ whose clock is wrong decides no timer by it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,22 +42,7 @@ def _fail_on(
 Started = tuple[Sent, SagaRuntime, UUID, UUID]
 
 
-@pytest.fixture(autouse=True)
-async def settled(engine: AsyncEngine) -> AsyncIterator[None]:
-    """The benchmark sagas a test starts are ended afterwards: no participant ever answers
-    them here, and later tests wait for every saga to settle."""
-    async with engine.connect() as conn:
-        since = (await conn.execute(text("SELECT now()"))).scalar_one()
-    yield
-    async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "UPDATE saga_instances SET status = 'ABORTED', next_action_at = NULL, "
-                "pending_command_id = NULL, ended_at = now() "
-                "WHERE saga_type = :type AND created_at >= :since AND ended_at IS NULL"
-            ),
-            {"type": BENCH_SAGA.name, "since": since},
-        )
+pytestmark = pytest.mark.usefixtures("bench_sagas_ended")
 
 
 @pytest.fixture
@@ -233,15 +218,22 @@ async def _rows(engine: AsyncEngine, sql: str, **params: object) -> list[Any]:
         return list(await conn.execute(text(sql), params))
 
 
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (KeyError("pricing rule"), "KeyError: 'pricing rule'"),
+        (ValueError("no such currency"), "ValueError: no such currency"),  # not a refusal
+    ],
+)
 async def test_an_operator_action_the_sagas_code_raises_on_is_refused_and_changes_nothing(
-    engine: AsyncEngine, two_sagas: Started
+    engine: AsyncEngine, two_sagas: Started, error: Exception, said: str
 ) -> None:
     _, runtime, bad_saga, _ = two_sagas
     machine = runtime.machines[BENCH_SAGA.name]
-    _fail_on(machine, "retry_step", lambda saga: saga.id == bad_saga, KeyError("pricing rule"))
+    _fail_on(machine, "retry_step", lambda saga: saga.id == bad_saga, error)
     before = await _rows(engine, "SELECT version FROM saga_instances WHERE id = :id", id=bad_saga)
 
-    with pytest.raises(SagaCodeFailed, match="KeyError: 'pricing rule'"):
+    with pytest.raises(SagaCodeFailed, match=said):
         await runtime.manual(bad_saga, "retry", "alice", "bank is back")
 
     after = await _rows(engine, "SELECT version FROM saga_instances WHERE id = :id", id=bad_saga)

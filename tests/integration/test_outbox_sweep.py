@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import MetaData, Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events.envelope import H_ID, Envelope
+from events.envelope import H_DLQ_REASON, H_DLQ_VALUE_DROPPED, H_ID, Envelope
 from orchestrator.db import create_engine
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.outbox import (
@@ -24,7 +24,7 @@ from orchestrator.engine.outbox import (
     OutboxRelay,
     write_outbox,
 )
-from orchestrator.errors import KafkaUnavailable
+from orchestrator.errors import KafkaUnavailable, MessageTooLarge
 from orchestrator.kafka import ensure_topics
 from orchestrator.ops.records import Selection, read
 from orchestrator.published import published_ids
@@ -216,3 +216,43 @@ async def test_a_writer_id_held_by_a_live_process_is_refused(
         await first.release()
     await second.hold()
     await second.release()
+
+
+class _SizeLimited(Sent):
+    """A broker that refuses a request holding a message larger than ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        if any(len(m.payload) > self.limit for m in messages):
+            raise MessageTooLarge("MessageSizeTooLargeError: [Error 10]")
+        await super().publish(messages)
+
+
+async def test_a_row_refused_for_its_size_holds_no_other_back(engine: AsyncEngine) -> None:
+    """A dead letter too large for its topic goes without its value; an outgoing message
+    too large stays in the outbox; the rows beside them go out."""
+    table = await _outbox(engine)
+    sent = _SizeLimited(limit=1_000)
+    letter_headers = {**Envelope(type="dlq.v1").headers(), H_DLQ_REASON: "TOO_LARGE"}
+    letter = OutboundMessage("orders.submitted.dlq", "o-1", letter_headers, b"x" * 5_000)
+    command = OutboundMessage("sweep.topic", "k-big", _message("k").headers, b"y" * 5_000)
+    relay = OutboxRelay(engine, table, sent, sweep_age_s=0.0, published=_nothing_held)
+    async with engine.begin() as conn:
+        rows = await write_outbox(conn, table, [_message("k-1"), letter, command, _message("k-2")])
+    assert await relay.sweep_once() == 4
+
+    assert [m.key for m in sent.messages] == ["k-1", "o-1", "k-2"]
+    lightened = sent.messages[1]
+    assert lightened.payload == b""
+    assert lightened.headers[H_DLQ_VALUE_DROPPED].startswith("5000 bytes refused")
+    assert {k: v for k, v in lightened.headers.items() if k != H_DLQ_VALUE_DROPPED} == (
+        letter_headers
+    )
+    async with engine.connect() as conn:
+        left = await conn.execute(text(f"SELECT id FROM {table.name}"))
+        assert left.scalars().all() == [rows[2].id]
+    assert await relay.sweep_once() == 1  # kept, tried again, holding nothing back
+    assert await _rows_left(engine, table) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from uuid import uuid4
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +24,7 @@ def _order(order_id: str, **record: object) -> Record:
     return Record(BENCH_REQUESTED, body, **record)  # type: ignore[arg-type]
 
 
+@pytest.mark.usefixtures("bench_sagas_ended")
 async def test_unstorable_text_is_dead_lettered_and_the_batch_goes_on(
     engine: AsyncEngine,
 ) -> None:

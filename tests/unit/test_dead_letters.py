@@ -4,6 +4,7 @@ record's key, value and headers, and gives them back when re-driven."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -207,3 +208,23 @@ def test_a_bad_item_is_named_once_not_also_as_a_list_too_short() -> None:
 
     assert isinstance(parsed, DeadLetter)
     assert parsed.error == "items.0.quantity: Input should be a valid integer"
+
+
+def test_a_card_number_in_a_record_is_refused_and_not_echoed_by_its_dead_letter() -> None:
+    """A card number sent as a token is no token; one typed as an amount is named in the
+    letter's reason only masked."""
+    order = {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "currency": "RUB",
+        "items": [{"sku": "S-1", "quantity": 1, "unit_price": "4012 8888 8888 1881"}],
+        "payment": {"method": "bank_card", "card_token": "5500005555555559"},
+        "delivery": {"method": "pickup", "point_id": "PP-1", "cost": "1"},
+    }
+    record = _Record(value=json.dumps(order).encode())
+    letter = parse_record(record, TypeAdapter(OrderSubmitted), 10_000, "orders", False)
+    assert isinstance(letter, DeadLetter)
+    error = dead_letter_message(letter).headers[env.H_DLQ_ERROR]
+    assert "payment.card_token: Value error, is a card number, not a token" in error
+    assert "'4012 **** **** 1881'" in error
+    assert "8888 8888" not in error

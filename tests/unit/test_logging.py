@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from events.masking import mask_text
 from orchestrator import logging as orchestra_logging
 
 
@@ -53,9 +54,22 @@ def test_masking_processor_hides_secrets_in_every_shape(capsys: pytest.CaptureFi
         assert secret not in line
 
 
+def test_short_secret_names_and_numbers_given_as_integers_are_hidden(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    orchestra_logging.configure("INFO", "json")
+    structlog.get_logger("t").info(
+        "entered", pin="8462", cvc="123", otp="839201", span_id="ab12", number=4111111111111111
+    )
+    event = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert (event["pin"], event["cvc"], event["otp"]) == ("***", "***", "***")
+    assert event["span_id"] == "ab12"
+    assert event["number"] == "4111********1111"
+
+
 def test_free_text_tokens_are_hidden() -> None:
     text = "got Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.abc-DEF_123 from the client"
-    assert orchestra_logging.mask_text(text) == "got Bearer eyJ*** from the client"
+    assert mask_text(text) == "got Bearer eyJ*** from the client"
 
 
 def test_library_lines_are_json_with_their_traceback_masked(

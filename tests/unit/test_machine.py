@@ -20,6 +20,7 @@ from events.envelope import Envelope
 from orchestrator import metrics
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
+from orchestrator.errors import DefinitionError
 from orchestrator.sagas.card_issuance import CARD_ISSUANCE_SAGA
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -366,3 +367,14 @@ def test_a_saga_whose_timer_raises_is_put_off_as_long_as_it_has_been_stuck(
     assert put_off.instance.pending_command_id == started.pending_command_id
     assert [(h.event, h.detail) for h in put_off.history] == [("timer-failed", "KeyError: 'x'")]
     assert not put_off.outgoing
+
+
+def test_a_saga_at_a_step_its_definition_no_longer_has_is_not_left_silently(
+    machine: SagaMachine,
+) -> None:
+    """A release that removed a step: the timer raises, so the saga is put off with the
+    error in its history (and logged), not quietly left without a timer."""
+    started = machine.start(request(), Envelope(type="cards.issue-requested.v1"), T0).instance
+    beyond = started.evolve(step_index=len(machine.definition.steps))
+    with pytest.raises(DefinitionError, match="one removed from its definition"):
+        machine.on_due(beyond, T0 + timedelta(minutes=1))

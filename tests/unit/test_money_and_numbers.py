@@ -5,10 +5,10 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from events.masking import luhn_valid, mask_text
 from events.money import MAX_MINOR, Amount, CurrencyCode, from_minor, to_minor
 from events.orders import OrderSubmitted
-from orchestrator.logging import mask_text
-from workers.card_issuance.numbers import luhn_valid, mask, new_card_number, number_hash
+from workers.card_issuance.numbers import mask, new_card_number, number_hash
 
 
 class Priced(BaseModel):
@@ -83,6 +83,18 @@ def test_card_numbers_are_luhn_valid_and_masked() -> None:
 def test_log_masking_hides_card_numbers() -> None:
     assert mask_text("card 4111111111111111 ok") == "card 4111********1111 ok"
     assert mask_text("order 12345") == "order 12345"
+    assert mask_text("'4012 8888 8888 1881'") == "'4012 **** **** 1881'"
+    assert mask_text("4012-8888-8888-1881.") == "4012-****-****-1881."
+    assert mask_text("amex 3782 822463 10005") == "amex 3782 ****** *0005"
+    assert mask_text("card 4111111111111111.") == "card 4111********1111."
+    assert mask_text("would pass 9999999999999.99, 4111111111111111.5") == (
+        "would pass 9999999999999.99, 4111111111111111.5"
+    )
+    assert mask_text("not Luhn: 4111111111111112") == "not Luhn: 4111111111111112"
+    uuid = "88e66075-fb83-4d17-8564-218223430171"
+    assert mask_text(uuid) == uuid
+    assert mask_text("code eoa5-sjul-uagn-e55p") == "code ****-****-****-****"
+    assert mask_text("at 2026-11-27 10:35:24, offset 1234") == "at 2026-11-27 10:35:24, offset 1234"
 
 
 @pytest.mark.parametrize(("code", "valid"), [("KZT", True), ("GBP", True), ("ZZZ", False)])

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
 from orchestrator.engine.outbox import OutboundMessage
+from orchestrator.errors import MessageTooLarge
 from orchestrator.publisher import KafkaPublisher
 from orchestrator.settings import Settings
 
@@ -139,3 +140,14 @@ async def test_a_failed_hand_over_fails_its_callers_and_the_next_publish_starts_
     await asyncio.sleep(0.01)
     assert producer.take_and_ack() == [("t", 0, [(b"b", b"2")])]
     await task
+
+
+async def test_a_batch_the_broker_refuses_for_its_size_is_said_as_such() -> None:
+    producer = Producer({"t": {0}})
+    pub = publisher(producer)
+    task = asyncio.create_task(pub.publish([message("t", "a", 1)]))
+    await asyncio.sleep(0.01)
+    (_, _, _, acked), *_ = producer.handed
+    acked.set_exception(MessageSizeTooLargeError())
+    with pytest.raises(MessageTooLarge, match="MessageSizeTooLargeError"):
+        await task

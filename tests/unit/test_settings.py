@@ -112,6 +112,8 @@ def test_keys_left_at_their_development_defaults_are_named() -> None:
     assert {"ORCHESTRA_JWT_SECRET", "ORCHESTRA_CARD_NUMBER_SALT"}.isdisjoint(
         chosen.development_secrets()
     )
+    placeholder = load_settings(card_number_salt=SecretStr("CHANGE-ME"))
+    assert "ORCHESTRA_CARD_NUMBER_SALT" in placeholder.development_secrets()
 
 
 def test_the_deployment_example_lists_every_setting() -> None:

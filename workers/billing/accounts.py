@@ -9,7 +9,7 @@ from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events.base import Reply, StepFailed
+from events.base import Reply, StepFailed, expect
 from events.billing import (
     BALANCE_LIMIT_REACHED,
     CODE_ALREADY_USED,
@@ -162,7 +162,7 @@ class CustomerAccounts:
 
     async def close_wallet(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
         async def undo(done: Reply) -> StepFailed | None:
-            assert isinstance(done, CustomerWalletOpened)
+            done = expect(done, CustomerWalletOpened)
             closed = await conn.execute(_CLOSE_EMPTY_WALLET, {"b_wallet_id": done.wallet_id})
             if closed.first() is None:
                 return StepFailed(reason=WALLET_NOT_EMPTY, detail="money arrived on the wallet")
@@ -313,7 +313,7 @@ class CustomerAccounts:
         saga_id, step = step_key(envelope)
 
         async def undo(done: Reply) -> StepFailed | None:
-            assert isinstance(done, GiftCardIssued)
+            done = expect(done, GiftCardIssued)
             cancelled = await conn.execute(
                 _CANCEL_INACTIVE_GIFT_CARD, {"b_gift_card_id": done.gift_card_id}
             )
@@ -356,7 +356,7 @@ class CustomerAccounts:
 
     async def undo_redemption(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
         async def undo(done: Reply) -> StepFailed | None:
-            assert isinstance(done, CodeRedeemed)
+            done = expect(done, CodeRedeemed)
             reverted = await conn.execute(
                 _DEACTIVATE_UNSPENT_GIFT_CARD, {"b_gift_card_id": done.gift_card_id}
             )

@@ -6,25 +6,10 @@ import hashlib
 import hmac
 import secrets
 
+from events.masking import luhn_check_digit
+
 CARD_BIN = "440043"
 CARD_ID_PREFIX = "9002"
-
-
-def luhn_check_digit(partial: str) -> str:
-    """The digit that makes ``partial + digit`` Luhn-valid."""
-    total = 0
-    for position, char in enumerate(reversed(partial)):
-        digit = int(char)
-        if position % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return str((10 - total % 10) % 10)
-
-
-def luhn_valid(number: str) -> bool:
-    return number.isdigit() and len(number) >= 2 and luhn_check_digit(number[:-1]) == number[-1]
 
 
 def new_card_number(bin_: str = CARD_BIN) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events.base import Reply, StepFailed
+from events.base import Reply, StepFailed, expect
 from events.delivery import (
     NO_DELIVERY_CAPACITY,
     UNKNOWN_DELIVERY_POINT,
@@ -145,7 +145,7 @@ class DeliveryService:
 
     async def cancel(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
         async def undo(done: Reply) -> StepFailed | None:
-            assert isinstance(done, DeliveryBooked)
+            done = expect(done, DeliveryBooked)
             cancelled = await conn.execute(_CANCEL_OPEN_CASE, {"b_case_id": done.delivery_case_id})
             point_id = cancelled.scalar_one_or_none()
             if point_id is not None:

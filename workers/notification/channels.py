@@ -25,9 +25,15 @@ class ChannelUnavailable(Exception):
 
 
 class ChannelAdapter(Protocol):
+    """A provider of one channel. ``idempotency_key`` names the message (its saga, template
+    and channel): a provider takes it as its own idempotency key, so that a batch retried
+    after a database fault does not send the message twice."""
+
     channel: Channel
 
-    async def deliver(self, recipient: str, subject: str, body: str) -> Delivery: ...
+    async def deliver(
+        self, recipient: str, subject: str, body: str, idempotency_key: str
+    ) -> Delivery: ...
 
 
 class SimulatedEmail:
@@ -35,21 +41,27 @@ class SimulatedEmail:
 
     channel = Channel.EMAIL
 
-    async def deliver(self, recipient: str, subject: str, body: str) -> Delivery:
+    async def deliver(
+        self, recipient: str, subject: str, body: str, idempotency_key: str
+    ) -> Delivery:
         return Delivery.BOUNCED if recipient.lower().endswith(BOUNCE_DOMAIN) else Delivery.SENT
 
 
 class SimulatedSms:
     channel = Channel.SMS
 
-    async def deliver(self, recipient: str, subject: str, body: str) -> Delivery:
+    async def deliver(
+        self, recipient: str, subject: str, body: str, idempotency_key: str
+    ) -> Delivery:
         return Delivery.SENT
 
 
 class SimulatedPush:
     channel = Channel.PUSH
 
-    async def deliver(self, recipient: str, subject: str, body: str) -> Delivery:
+    async def deliver(
+        self, recipient: str, subject: str, body: str, idempotency_key: str
+    ) -> Delivery:
         return Delivery.SENT
 
 

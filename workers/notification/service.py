@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import topics
-from events.base import Reply, StepFailed
+from events.base import Reply, StepFailed, expect
 from events.envelope import Envelope
 from events.notification import (
     RECIPIENT_UNREACHABLE,
@@ -153,8 +153,8 @@ class NotificationService:
                     "account_id": account_id,
                     "customer_id": command.customer_id,
                     "username": command.username,
-                    "first_name": command.first_name,
-                    "last_name": command.last_name,
+                    "first_name": command.first_name or command.username,
+                    "last_name": command.last_name or "",
                     "status": "ACTIVE",
                     "saga_id": saga_id,
                 },
@@ -172,6 +172,7 @@ class NotificationService:
                         (Channel.EMAIL.value, command.email),
                         (Channel.SMS.value, command.phone),
                     )
+                    if address is not None
                 ],
             )
             return AccountCreated(account_id=account_id)
@@ -182,7 +183,7 @@ class NotificationService:
         """Compensation: the account and its channels go, so the username is free again."""
 
         async def undo(done: Reply) -> StepFailed | None:
-            assert isinstance(done, AccountCreated)
+            done = expect(done, AccountCreated)
             await conn.execute(_DELETE_CHANNELS, {"b_account_id": done.account_id})
             await conn.execute(_DELETE_ACCOUNT, {"b_account_id": done.account_id})
             return None
@@ -230,7 +231,8 @@ class NotificationService:
         subject, body = template(command.template).render(params)
         for channel in (c for c in CHANNEL_ORDER if c in addresses):
             recipient = addresses[channel]
-            result = await self.adapters[channel].deliver(recipient, subject, body)
+            key = f"{saga_id}:{command.template}:{channel.value}"
+            result = await self.adapters[channel].deliver(recipient, subject, body, key)
             notification_id = await self._record(
                 conn, saga_id, command.template, channel, recipient, result
             )
@@ -267,7 +269,8 @@ class NotificationService:
         }
         subject, body = template(GIFT_CARD_CODE).render(params)
         email = self.adapters[Channel.EMAIL]
-        result = await email.deliver(command.recipient_email, subject, body)
+        key = f"{saga_id}:{GIFT_CARD_CODE}:{Channel.EMAIL.value}"
+        result = await email.deliver(command.recipient_email, subject, body, key)
         notification_id = await self._record(
             conn, saga_id, GIFT_CARD_CODE, Channel.EMAIL, command.recipient_email, result
         )

@@ -35,9 +35,9 @@ TEMPLATES: dict[str, MessageTemplate] = {
         "is sent to $recipient_name.",
     ),
     "payment-failed": MessageTemplate(
-        "Your payment did not go through",
-        "Hello $first_name, your payment of $amount $currency ($purpose) did not go through "
-        "($reason). Whatever was taken has been given back.",
+        "Your $what did not go through",
+        "Hello $first_name, your $what of $amount $currency did not go through: $why. "
+        "Whatever was taken has been given back.",
     ),
     "giftcard-code": MessageTemplate(
         "$recipient_name, you have a gift card",

@@ -55,7 +55,11 @@ class BankApi(Protocol):
         currency: str,
     ) -> BankCharge: ...
 
-    async def refund(self, conn: AsyncConnection, reference: str, amount_minor: int) -> None: ...
+    async def refund(
+        self, conn: AsyncConnection, idempotency_key: str, reference: str, amount_minor: int
+    ) -> None:
+        """Gives back ``amount_minor`` of the charge ``reference``; the same key again is the
+        same refund (a batch retried after a database fault)."""
 
 
 class SimulatedBank:
@@ -88,5 +92,9 @@ class SimulatedBank:
         ).one()
         return BankCharge(booked.reference, booked.amount_minor)
 
-    async def refund(self, conn: AsyncConnection, reference: str, amount_minor: int) -> None:
+    async def refund(
+        self, conn: AsyncConnection, idempotency_key: str, reference: str, amount_minor: int
+    ) -> None:
+        """Refunds within the charge (the book caps them at its amount), in the caller's
+        transaction: a retried batch cannot refund twice here."""
         await conn.execute(_REFUND, {"b_key": reference, "b_amount": amount_minor})

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from events.base import Reply, StepFailed
+from events.base import Reply, StepFailed, expect
 from events.envelope import Envelope
 from events.payment import (
     ACQUIRER_UNAVAILABLE,
@@ -108,11 +108,12 @@ class PaymentService:
 
     async def refund(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
         async def undo(done: Reply) -> StepFailed | None:
-            assert isinstance(done, BankCharged)
+            done = expect(done, BankCharged)
             refunded = await conn.execute(_REFUND_PAYMENT, {"b_payment_id": done.payment_id})
             reference = refunded.scalar_one_or_none()
             if reference is not None:
-                await self.bank.refund(conn, reference, done.amount_minor)
+                key = f"refund:{done.payment_id}"
+                await self.bank.refund(conn, key, reference, done.amount_minor)
             return None
 
         return await self.operations.undo(conn, envelope, undo)
@@ -138,7 +139,7 @@ class PaymentService:
         saga_id, _ = step_key(envelope)
 
         async def undo(done: Reply) -> StepFailed | None:
-            assert isinstance(done, GiftCardBound)
+            done = expect(done, GiftCardBound)
             await conn.execute(
                 _UNBIND_GIFT_CARD, {"b_gift_card_id": done.gift_card_id, "b_saga_id": saga_id}
             )
