@@ -132,12 +132,15 @@ class Outcomes:
     seen: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     mails: list[dict[str, Any]] = field(default_factory=list)
     others: list[OutcomeRecord] = field(default_factory=list)
+    records: list[OutcomeRecord] = field(default_factory=list)
+    """Every record of the outcome topics and of ``notifications.sent``, as it came."""
 
     def _take(self, record: OutcomeRecord) -> None:
         topic = record.topic
         if topic not in OUTCOME_IDS and topic != topics.NOTIFICATIONS_SENT:
             self.others.append(record)
             return
+        self.records.append(record)
         document = json.loads(record.value)
         if topic == topics.NOTIFICATIONS_SENT:
             self.mails.append(document)

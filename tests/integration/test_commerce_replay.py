@@ -4,13 +4,17 @@ start, changes no balance, no stock, no slot and no outcome."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events import topics
+from events.envelope import CLOUDEVENTS_HEADERS as CLOUDEVENTS
+from events.envelope import H_ID, H_TIME, H_TYPE
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.kafka import admin_kwargs, group_lag
@@ -185,3 +189,28 @@ async def test_whole_topics_republished_change_nothing(
     assert await snapshot(stack.database_url) == before
     for key in ours:
         assert len(seen.seen[key]) == outcomes_before[key], f"{key} got another outcome"
+
+
+async def test_every_outcome_has_its_contracts_key_and_cloudevents_headers(
+    client: UpstreamClient,
+) -> None:
+    """CONTRACT.md: each status topic is keyed by its business id, notifications.sent by the
+    recipient, and everything the project publishes carries every CloudEvents header."""
+    seen = c.Outcomes(client)
+    buyer, *business = await some_business(client, seen)
+    await seen.settle(1.0)
+    ours = [r for r in seen.records if r.key in {buyer, *business, f"{buyer}@example.com"}]
+    keys = {**c.OUTCOME_IDS, topics.NOTIFICATIONS_SENT: "recipient"}
+    assert {r.topic for r in ours} == set(keys)
+    for record in ours:
+        document = json.loads(record.value)
+        names = keys[record.topic]
+        assert record.key in [
+            document.get(n) for n in ((names,) if isinstance(names, str) else names)
+        ]
+        headers = record.headers
+        assert all(headers.get(name) for name in CLOUDEVENTS), (record.topic, headers)
+        assert headers[H_TYPE].endswith(".v1")
+        assert datetime.fromisoformat(headers[H_TIME]).tzinfo is not None  # RFC 3339
+    ids = [r.headers[H_ID] for r in ours]
+    assert len(ids) == len(set(ids)), "ce_id unique per message"
