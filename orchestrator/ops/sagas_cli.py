@@ -6,7 +6,7 @@ import argparse
 import getpass
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +22,7 @@ from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.errors import OrchestraError
 from orchestrator.ops import inspection, manual, trace
 from orchestrator.ops.output import print_table, visible
+from orchestrator.ops.prune import prune_history
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
 from orchestrator.writers import new_writer_id
@@ -45,7 +46,9 @@ def _step(saga: SagaInstance) -> str:
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    sagas = commands.add_parser("sagas", help="list, inspect, trace, retry and compensate sagas")
+    sagas = commands.add_parser(
+        "sagas", help="list, inspect, trace, retry, compensate and prune sagas"
+    )
     verbs = sagas.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", help="sagas, newest first, filtered")
     listing.add_argument(
@@ -87,9 +90,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
             help=f"recorded in the saga's history (at most {WHY_MAX} characters)",
         )
         act.add_argument("--actor", type=actor, default=None, help="who (default: the login name)")
+    prune = verbs.add_parser(
+        "prune",
+        help="delete the step history of sagas that ended (COMPLETED or ABORTED) long ago",
+    )
+    prune.add_argument(
+        "--ended-before",
+        type=age,
+        required=True,
+        help=f"ended at least this long ago, at least {PRUNE_MIN_DAYS}d: 30d, 90d",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
 
 
 ACTOR_MAX = 128
+PRUNE_MIN_DAYS = 1
+"""A saga's history is what an operator reads while a saga is recent: not pruned younger."""
 WHY_MAX = 1_000
 """A reason, not a document: it is printed in every ``show`` and ``trace`` of the saga."""
 
@@ -158,6 +174,19 @@ async def _run(
                 print(json.dumps(as_json(saga)))
         else:
             _print_list(found)
+        return 0
+    if args.verb == "prune":
+        if args.ended_before < timedelta(days=PRUNE_MIN_DAYS):
+            raise OrchestraError(f"--ended-before is at least {PRUNE_MIN_DAYS}d")
+        cutoff = datetime.now(UTC) - args.ended_before
+        pruned = await prune_history(engine, cutoff, args.dry_run)
+        said = "would prune" if args.dry_run else "pruned"
+        console.print(
+            f"{said} {pruned.lines} history lines of {pruned.sagas} sagas that ended "
+            f"(COMPLETED or ABORTED) before {cutoff:%Y-%m-%d %H:%M:%S} UTC",
+            markup=False,
+            highlight=False,
+        )
         return 0
     outputs = [path for path in (getattr(args, "svg", None), getattr(args, "html", None)) if path]
     for path in outputs:

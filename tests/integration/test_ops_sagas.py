@@ -122,8 +122,27 @@ async def test_list_show_and_trace_a_real_order(
     assert "mermaid" in page.read_text()
 
 
+async def _held(engine: AsyncEngine, key: str) -> None:
+    """Once the saga has a retry scheduled, its next try is put an hour off: the bank's
+    retries would otherwise end it before a slow machine's command line has started."""
+    for _ in range(1_500):
+        async with engine.begin() as conn:
+            held = await conn.execute(
+                text(
+                    "UPDATE saga_instances SET next_action_at = now() + interval '1 hour' "
+                    "WHERE business_key = :k AND status = 'RUNNING' "
+                    "AND pending_command_id IS NULL AND next_action_at IS NOT NULL"
+                ),
+                {"k": key},
+            )
+        if held.rowcount:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"saga {key} never had a retry scheduled")
+
+
 async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
-    client: UpstreamClient, stack: EmbeddedStack
+    client: UpstreamClient, stack: EmbeddedStack, engine: AsyncEngine
 ) -> None:
     seen = c.Outcomes(client)
     buyer = c.customer()
@@ -131,10 +150,7 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
     await seen.one(buyer.customer_id)
     stuck = c.topup(buyer.customer_id, "10", c.UNAVAILABLE)  # the bank keeps failing: retries
     await client.send(topics.WALLETS_TOPUP_REQUESTED, stuck)
-    while not await query(  # noqa: ASYNC110 (a row in another process's database)
-        stack.database_url, "SELECT 1 FROM saga_instances WHERE business_key = :k", k=stuck.topup_id
-    ):
-        await asyncio.sleep(0.05)
+    await _held(engine, stuck.topup_id)
 
     retried = await orchestra(
         stack,
@@ -147,6 +163,7 @@ async def test_manual_retry_and_compensation_are_recorded_with_who_and_why(
         "alice",
     )
     assert retried.returncode == 0, retried.stderr
+    await _held(engine, stuck.topup_id)
     undone = await orchestra(
         stack,
         *("sagas", "compensate", stuck.topup_id, "--why", "client cancelled", "--actor", "bob"),
@@ -241,3 +258,49 @@ async def test_unknown_saga_type_lists_the_known_ones_and_unwritable_output_says
     assert unwritable.returncode == 2
     assert "cannot write /nonexistent/dir/t.svg" in unwritable.stderr
     assert "PostgreSQL" not in unwritable.stderr
+
+
+async def test_prune_deletes_the_history_of_sagas_ended_long_ago_but_not_of_failed_ones(
+    client: UpstreamClient, stack: EmbeddedStack, engine: AsyncEngine
+) -> None:
+    seen = c.Outcomes(client)
+    old, failed = c.customer(), c.customer()
+    for record in (old, failed):
+        await client.send(topics.CUSTOMERS_REGISTERED, record)
+    await seen.wait([old.customer_id, failed.customer_id])
+    keys = {"old": old.customer_id, "failed": failed.customer_id}
+    aged = (
+        "UPDATE saga_instances SET ended_at = now() - interval '40 days' "
+        "WHERE business_key IN (:old, :failed)"
+    )
+    async with engine.begin() as conn:
+        await conn.execute(text(aged), keys)
+        await conn.execute(
+            text("UPDATE saga_instances SET status = 'FAILED' WHERE business_key = :failed"),
+            keys,
+        )
+    history = (
+        "SELECT s.business_key, count(h.id) FROM saga_instances s LEFT JOIN saga_history h "
+        "ON h.saga_id = s.id WHERE s.business_key IN (:old, :failed) GROUP BY 1"
+    )
+    try:
+        before = dict(await query(stack.database_url, history, **keys))
+        dry = await orchestra(stack, "sagas", "prune", "--ended-before", "30d", "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert f"would prune {before[old.customer_id]} history lines of 1 sagas" in dry.stdout
+        pruned = await orchestra(stack, "sagas", "prune", "--ended-before", "30d")
+        assert f"pruned {before[old.customer_id]} history lines of 1 sagas" in pruned.stdout
+        after = dict(await query(stack.database_url, history, **keys))
+        assert after == {old.customer_id: 0, failed.customer_id: before[failed.customer_id]}
+        shown = await orchestra(stack, "sagas", "show", old.customer_id)  # the saga stays
+        assert shown.returncode == 0, shown.stderr
+        again = await orchestra(stack, "sagas", "prune", "--ended-before", "30d")
+        assert "pruned 0 history lines of 0 sagas" in again.stdout
+        young = await orchestra(stack, "sagas", "prune", "--ended-before", "2h")
+        assert (young.returncode, "at least 1d" in young.stderr) == (2, True)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE saga_instances SET status = 'COMPLETED' WHERE business_key = :failed"),
+                keys,
+            )
