@@ -11,7 +11,7 @@ from pydantic import Field
 from events.base import Identifier, Outcome, UpstreamRecord
 from events.contacts import Email, PersonName
 from events.money import Amount, Balance, CurrencyCode
-from events.payment import PaymentDetails
+from events.payment import UpstreamPayment
 
 
 class GiftCardStatus(StrEnum):
@@ -34,7 +34,7 @@ class GiftCardPurchaseRequested(UpstreamRecord):
     amount: Amount
     currency: CurrencyCode
     design: str = Field(default="classic", min_length=1, max_length=64)
-    payment: PaymentDetails
+    payment: UpstreamPayment
 
     def business_key(self) -> str:
         return self.purchase_id

@@ -6,28 +6,66 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_CARD_NUMBER = re.compile(r"(?<!\w)(?<!\d\.)\d(?:[ -]?\d){12,18}(?!\w|\.\d)")
-"""13 to 19 digits, run together or grouped by single spaces or dashes, standing alone: not
-inside a word or an id (a UUID's groups), not the whole part of a decimal amount."""
+_DIGIT_RUN = re.compile(r"\d+(?:[ _-]\d+)*")
+"""Digits, in groups joined by single spaces, underscores or dashes."""
+_GROUP = re.compile(r"\d+")
+_DECIMAL_AFTER = re.compile(r"\.\d")
 _ACTIVATION_CODE = re.compile(r"\b[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}\b", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+")
 
 
-def _masked_number(found: re.Match[str]) -> str:
-    """A card number (it passes the Luhn check, as every card number does): first and last
-    four digits kept, every other digit starred, the grouping kept."""
-    text = found.group(0)
-    if not looks_like_card_number(text):
-        return text
+def _starred(text: str) -> str:
+    """First and last four digits kept, every other digit starred, the grouping kept."""
     digits = [i for i, char in enumerate(text) if char.isdigit()]
     hidden = set(digits[4:-4])
     return "".join("*" if i in hidden else char for i, char in enumerate(text))
 
 
+def _masked_run(found: re.Match[str]) -> str:
+    """A run of digits as it may be shown. A group of 13 or more digits is hidden (unless it
+    is the whole part of a decimal amount and no card number); so are consecutive groups of
+    13 to 19 digits in all that pass the Luhn check, as every card number does (a UUID's
+    groups, a date, a phone number are left as they are)."""
+    text = found.group(0)
+    amount = _DECIMAL_AFTER.match(found.string, found.end()) is not None
+    groups = [(g.start(), g.end()) for g in _GROUP.finditer(text)]
+    hidden: list[tuple[int, int]] = []
+    first = 0
+    while first < len(groups):
+        start, end = groups[first]
+        whole_part = amount and first == len(groups) - 1
+        if end - start >= 13 and not (whole_part and not luhn_valid(text[start:end])):
+            hidden.append((start, end))
+            first += 1
+            continue
+        last = _card_number_ending(text, groups, first)
+        if last is None:
+            first += 1
+            continue
+        hidden.append((start, groups[last][1]))
+        first = last + 1
+    for start, end in reversed(hidden):
+        text = text[:start] + _starred(text[start:end]) + text[end:]
+    return text
+
+
+def _card_number_ending(text: str, groups: list[tuple[int, int]], first: int) -> int | None:
+    """The last of the groups from ``first`` on that make, together, a card number."""
+    digits = ""
+    for last in range(first, len(groups)):
+        digits += text[groups[last][0] : groups[last][1]]
+        if len(digits) > 19:
+            return None
+        if len(digits) >= 13 and last > first and luhn_valid(digits):
+            return last
+    return None
+
+
 def mask_text(text: str) -> str:
-    """Card numbers (13-19 digits, grouped or not, Luhn-valid) keep their first and last four
-    digits; gift card codes and bearer tokens are hidden whole."""
-    text = _CARD_NUMBER.sub(_masked_number, text)
+    """Card numbers (13 digits or more in one group, or 13 to 19 in groups that pass the Luhn
+    check) keep their first and last four digits; gift card codes and bearer tokens are hidden
+    whole."""
+    text = _DIGIT_RUN.sub(_masked_run, text)
     text = _ACTIVATION_CODE.sub("****-****-****-****", text)
     return _JWT.sub("eyJ***", text)
 

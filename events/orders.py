@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from events.base import Identifier, Outcome, UpstreamRecord
 from events.delivery import DeliveryMethod
 from events.money import MAX_MINOR, Amount, Balance, CurrencyCode, from_minor, to_minor
-from events.payment import PaymentDetails
+from events.payment import UpstreamPayment
 
 
 class OrderStatus(StrEnum):
@@ -57,7 +57,7 @@ class OrderSubmitted(UpstreamRecord):
     customer_id: Identifier
     currency: CurrencyCode
     items: tuple[OrderItem, ...] = Field(min_length=1, max_length=500)
-    payment: PaymentDetails
+    payment: UpstreamPayment
     delivery: DeliveryChoice
 
     def business_key(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -23,19 +23,8 @@ class PaymentMethod(StrEnum):
         return self in (PaymentMethod.BANK_CARD, PaymentMethod.SBP)
 
 
-def _not_a_card_number(token: str) -> str:
-    if looks_like_card_number(token):
-        raise ValueError("is a card number, not a token: send the token the acquirer issued")
-    return token
-
-
-CardToken = Annotated[
-    str,
-    Field(min_length=1, max_length=255, pattern=r"^[!-~]+$"),
-    AfterValidator(_not_a_card_number),
-]
-"""A bank card token as the acquirer issues it: visible ASCII, no spaces, and never a card
-number (one that passes the Luhn check), which would then be stored and sent on."""
+CardToken = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[!-~]+$")]
+"""A bank card token as the acquirer issues it: visible ASCII, no spaces."""
 
 
 class PaymentDetails(BaseModel):
@@ -61,6 +50,24 @@ class BankPaymentDetails(PaymentDetails):
         if not self.method.through_bank:
             raise ValueError("a top-up is paid by bank_card or sbp")
         return self
+
+
+P = TypeVar("P", bound=PaymentDetails)
+
+
+def _token_not_a_card_number(payment: P) -> P:
+    """A card number (13 to 19 digits that pass the Luhn check) sent as the token would be
+    kept with the saga and sent on: an upstream record with one is refused. Only upstream:
+    a saga or a command of a release before keeps reading as it was."""
+    if payment.card_token is not None and looks_like_card_number(payment.card_token):
+        raise ValueError(
+            "card_token is a card number, not a token: send the token the acquirer issued"
+        )
+    return payment
+
+
+UpstreamPayment = Annotated[PaymentDetails, AfterValidator(_token_not_a_card_number)]
+UpstreamBankPayment = Annotated[BankPaymentDetails, AfterValidator(_token_not_a_card_number)]
 
 
 class ChargeBank(Command):

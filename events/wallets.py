@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from events.base import Identifier, Outcome, UpstreamRecord
 from events.money import Amount, Balance, CurrencyCode
-from events.payment import BankPaymentDetails
+from events.payment import UpstreamBankPayment
 
 
 class TopUpStatus(StrEnum):
@@ -25,7 +25,7 @@ class TopUpRequested(UpstreamRecord):
     customer_id: Identifier
     amount: Amount
     currency: CurrencyCode
-    payment: BankPaymentDetails
+    payment: UpstreamBankPayment
 
     def business_key(self) -> str:
         return self.topup_id

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faststream import Context
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 
 from events.base import UpstreamRecord
 from events.envelope import Envelope
+from orchestrator.errors import KafkaUnavailable
 from orchestrator.kafka import broker_security, ensure_topics
 from orchestrator.settings import Settings
 from orchestrator.wiring import broker_logger
@@ -68,7 +70,14 @@ class UpstreamClient:
 
     async def __aenter__(self) -> UpstreamClient:
         await self._ensure(self.watch)
-        await self.broker.start()
+        try:
+            await self.broker.start()
+        except (KafkaError, OSError) as exc:
+            await self.broker.stop()
+            raise KafkaUnavailable(
+                f"cannot reach Kafka at {self.settings.kafka_bootstrap_servers}: "
+                f"{exc or type(exc).__name__}"
+            ) from None
         return self
 
     async def _ensure(self, names: Sequence[str]) -> None:

@@ -176,6 +176,7 @@ class OutboxRelay:
         self._sweeping: set[int] = set()
         """Ids of the rows the sweeper took: publishing them is left to it."""
         self._failed_checks = 0
+        self._refused: set[int] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._published: list[int] = []
         self._deleter: asyncio.Task[None] | None = None
@@ -292,9 +293,11 @@ class OutboxRelay:
                     )
                     for r in found
                 ]
-                fresh = await self._not_yet_published(rows, min(r.created_at for r in found))
-                refused = await self._publish_swept(fresh)
+                oldest = min(r.created_at for r in found)
+                fresh = await self._not_yet_published(rows, oldest)
+                refused = await self._publish_swept(fresh, oldest)
                 await conn.execute(_statements(table).delete, {"ids": sorted(taken - refused)})
+                self._refused |= refused
             finally:
                 self._sweeping -= taken
         log.info(
@@ -304,29 +307,34 @@ class OutboxRelay:
             held=len(rows) - len(fresh),
             refused=len(refused),
         )
-        return len(rows)
+        return len(rows) - len(refused)
 
-    async def _publish_swept(self, rows: Sequence[OutboxRow]) -> set[int]:
+    async def _publish_swept(self, rows: Sequence[OutboxRow], oldest: datetime) -> set[int]:
         """Publish the rows; if the broker refuses one for its size, each alone, so that it
-        holds no other back. A dead letter so refused goes without its value; any other such
-        row stays in the outbox (its ids are returned) and is logged as an error."""
+        holds no other back (the broker acknowledges partitions apart: those it holds already
+        are read back and left out). A dead letter so refused goes without its value; any
+        other such row stays in the outbox, left alone by this process from then on (its ids
+        are returned), and is logged as an error."""
         try:
             await self.publisher.publish([row.message for row in rows])
             return set()
         except MessageTooLarge:
-            pass
+            rows = await self._not_yet_published(rows, oldest)
         refused: set[int] = set()
         for row in rows:
             try:
                 await self.publisher.publish([row.message])
             except MessageTooLarge as exc:
-                lighter = without_value(row.message, str(exc))
                 where = {"table": self.table.name, "id": row.id, "topic": row.message.topic}
-                if lighter is None:
+                lighter = without_value(row.message, str(exc))
+                try:
+                    if lighter is None:
+                        raise
+                    await self.publisher.publish([lighter])
+                except MessageTooLarge:
                     log.error("outbox row refused for its size; kept", **where, error=str(exc))
                     refused.add(row.id)
                     continue
-                await self.publisher.publish([lighter])
                 log.warning("dead letter sent without its value", **where, error=str(exc))
         return refused
 
@@ -339,7 +347,9 @@ class OutboxRelay:
         ).bindparams(me=self.writer)
 
     def _ours(self) -> list[int]:
-        return sorted(self._publishing.union(self._published))
+        """Rows the sweeper leaves out: this relay's, and those the broker refused for their
+        size (until a restart, after the topic's limit is raised, tries them again)."""
+        return sorted(self._publishing.union(self._published, self._refused))
 
     async def _not_yet_published(
         self, rows: Sequence[OutboxRow], oldest: datetime

@@ -286,7 +286,7 @@ def as_json(saga: SagaInstance) -> dict[str, object]:
 
 def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
     console.print(
-        f"[bold]{escape(saga.saga_type)}[/bold] {saga.id}  key {escape(saga.business_key)}"
+        f"[bold]{escape(saga.saga_type)}[/bold] {saga.id}  key {escape(visible(saga.business_key))}"
     )
     console.print(
         f"status {saga.status.value}, step {_step(saga)}"

@@ -195,9 +195,9 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         console.print(
             f"[bold]key[/bold]: {escape(visible(str(letter.key)))}", highlight=False, soft_wrap=True
         )
-        value = letter.value.decode("utf-8", "replace")
+        value = visible(letter.value.decode("utf-8", "replace"))  # masked whole, then cut
         shown = value if args.full else value[:SHOWN_CHARS]
-        console.print(visible(shown), markup=False, highlight=False, soft_wrap=True)
+        console.print(shown, markup=False, highlight=False, soft_wrap=True)
         if len(shown) < len(value):
             console.print(
                 f"... ({len(letter.value):,} bytes in all; --full prints the whole value)"
@@ -388,7 +388,7 @@ def _table(title: str, records: list[Record], dead: bool = False) -> None:
             origin = "/".join(r.headers.get(h, "?") for h in DLQ_HEADERS[2:])
             row += [
                 r.headers.get(env.H_DLQ_REASON, ""),
-                r.headers.get(env.H_DLQ_ERROR, "")[:80],
+                visible(r.headers.get(env.H_DLQ_ERROR, ""))[:80],
                 origin,
                 r.headers.get(REDRIVEN_FROM, "").removeprefix(r.topic + "/"),
             ]

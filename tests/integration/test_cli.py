@@ -435,13 +435,43 @@ async def test_send_publishes_a_checked_record_and_prints_its_outcome(stack: Emb
     )
     assert channels == [(customer_id, "email")]
 
-    for bad, said_so in (
-        ("{not json", "the payload is not JSON"),
-        ('{"customer_id": "c-1", "username": "u"}', "not a record of customers.registered: email"),
+    invoice = {  # its outcome is keyed by the card, not by the payment
+        "payment_id": f"p-{customer_id}",
+        "card_id": f"card-{customer_id}",
+        "source_account_id": "acc-1",
+        "amount_minor": 1000,
+        "currency": "USD",
+    }
+    paid = await orchestra(
+        stack, "send", topics.CARDS_INVOICE_PAYMENT_REQUESTED, json.dumps(invoice), "--wait", "60"
+    )
+    assert paid.returncode == 0, paid.stderr
+    assert f'"payment_id":"p-{customer_id}"' in paid.stdout.replace(" ", "")
+
+    for args, said_so in (
+        (("{not json",), "the payload is not JSON"),
+        (
+            ('{"customer_id": "c-1", "username": "u"}',),
+            "not a record of customers.registered: email",
+        ),
+        (('{"customer_id": "c-2", "username": "a\\u0000b", "email": "a@b.test"}',), "NUL"),
+        ((payload, "--wait", "nan"), "--wait: seconds from 0 to 3600, not 'nan'"),
     ):
-        refused = await orchestra(stack, "send", topics.CUSTOMERS_REGISTERED, bad)
+        refused = await orchestra(stack, "send", topics.CUSTOMERS_REGISTERED, *args)
         assert (refused.returncode, "Traceback" in refused.stderr) == (2, False)
         assert said_so in refused.stderr
+    stock = '{"sku": "S-1", "warehouse_id": "W-1", "quantity": 1}'
+    feed = await orchestra(stack, "send", topics.STORE_STOCK_RECEIVED, stock, "--wait", "5")
+    assert (feed.returncode, "is a feed" in feed.stderr) == (2, True)
+    nowhere = await orchestra(
+        stack,
+        "send",
+        topics.STORE_STOCK_RECEIVED,
+        stock,
+        ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+    )
+    assert (nowhere.returncode, "Traceback" in nowhere.stderr) == (2, False)
+    assert "cannot reach Kafka" in nowhere.stderr
     unknown = await orchestra(stack, "send", "orders.status", "{}")
     assert unknown.returncode == 2
     assert "invalid choice" in unknown.stderr

@@ -200,3 +200,13 @@ def test_a_trace_draws_the_failure_notice_to_its_participant(machine: SagaMachin
     drawn = flow(started.instance, rows, ORDER_CHECKOUT_SAGA)
     assert NOTIFICATION.name in drawn.participants
     assert NOTICE_STEP not in drawn.participants
+
+
+def test_a_failure_notice_of_the_release_before_still_reads() -> None:
+    """An orchestrator of the release before sends ``purpose`` and ``reason`` only."""
+    from workers.notification.templates import template
+
+    old = {"purpose": "orders", "amount": "7.00", "currency": "RUB", "reason": "OUT_OF_STOCK"}
+    subject, body = template("payment-failed").render({"first_name": "Ivan", **old})
+    assert "$" not in subject + body
+    assert "did not go through: OUT_OF_STOCK." in body

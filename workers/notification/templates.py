@@ -10,8 +10,13 @@ from string import Template
 class MessageTemplate:
     subject: str
     body: str
+    fallbacks: tuple[tuple[str, str], ...] = ()
+    """A parameter an orchestrator of the release before does not send, and the one it sends
+    that stands in for it."""
 
     def render(self, params: dict[str, str]) -> tuple[str, str]:
+        stand_ins = {name: params[other] for name, other in self.fallbacks if other in params}
+        params = {**stand_ins, **params}
         return (
             Template(self.subject).safe_substitute(params),
             Template(self.body).safe_substitute(params),
@@ -38,6 +43,7 @@ TEMPLATES: dict[str, MessageTemplate] = {
         "Your $what did not go through",
         "Hello $first_name, your $what of $amount $currency did not go through: $why. "
         "Whatever was taken has been given back.",
+        fallbacks=(("what", "purpose"), ("why", "reason")),
     ),
     "giftcard-code": MessageTemplate(
         "$recipient_name, you have a gift card",
