@@ -79,21 +79,23 @@ class _Typed:
     timestamp: int = 0
 
 
-def parse(topic: str, text: str) -> UpstreamRecord:
+def parse(topic: str, text: str, max_bytes: int) -> UpstreamRecord:
     """The record, or an OrchestraError saying what its consumer would dead-letter it for."""
     try:
         json.loads(text)
     except ValueError as exc:
         raise OrchestraError(f"the payload is not JSON: {exc}") from None
-    adapter: TypeAdapter[UpstreamRecord] = TypeAdapter(UPSTREAM[topic])
-    read = parse_record(_Typed(topic, text.encode()), adapter, 10**9, topic, False)
+    model = UPSTREAM[topic]
+    adapter: TypeAdapter[UpstreamRecord] = TypeAdapter(model)
+    read = parse_record(_Typed(topic, text.encode()), adapter, max_bytes, model.event_type, False)
     if isinstance(read, DeadLetter):
         raise OrchestraError(f"not a record of {topic}: {read.error}")
     return read.body
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    record = parse(args.topic, sys.stdin.read() if args.payload == "-" else args.payload)
+    payload = sys.stdin.read() if args.payload == "-" else args.payload
+    record = parse(args.topic, payload, settings.max_message_bytes)
     saga = SAGAS.get(args.topic)
     if args.wait and saga is None:
         raise OrchestraError(f"{args.topic} is a feed: no saga, no outcome to wait for")
