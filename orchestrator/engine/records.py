@@ -218,6 +218,7 @@ def dead_letter_message(letter: DeadLetter) -> OutboundMessage:
         for name, value in letter.headers.items()
     }
     headers.update({name: value for name, value in envelope.headers().items() if name in _OWN})
+    headers.pop(env.H_DLQ_VALUE_DROPPED, None)  # this letter holds its record's value
     headers.update(
         {
             env.H_DLQ_REASON: letter.reason.value,

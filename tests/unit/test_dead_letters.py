@@ -228,3 +228,11 @@ def test_a_card_number_in_a_record_is_refused_and_not_echoed_by_its_dead_letter(
     assert "payment: Value error, card_token is a card number, not a token" in error
     assert "'4012 **** **** 1881'" in error
     assert "8888 8888" not in error
+
+
+def test_a_letter_holding_its_value_says_nothing_of_a_dropped_one() -> None:
+    """A record replayed from a DLQ may carry an earlier letter's ``dlq_value_dropped``; its
+    own letter holds its value, so a re-drive must not look for it elsewhere."""
+    message = dead_letter_message(_letter({env.H_DLQ_VALUE_DROPPED: "3026 bytes refused"}))
+    assert env.H_DLQ_VALUE_DROPPED not in message.headers
+    assert message.payload == b'{"order_id": "o-1"}'
