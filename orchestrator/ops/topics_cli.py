@@ -25,6 +25,7 @@ from orchestrator.ops.records import (
     NotSent,
     Record,
     Selection,
+    UnknownPartition,
     UnknownTopic,
     describe,
     partitions,
@@ -308,13 +309,18 @@ async def _restored(
         origin = _origin(letter, "?")
         try:
             at = int(letter.headers[env.H_DLQ_PARTITION]), int(letter.headers[env.H_DLQ_OFFSET])
+        except (KeyError, ValueError):
+            why = f"its value was dropped ({dropped}), and it names no place of its record"
+            lost.append(NotSent(letter, why))
+            continue
+        try:
             found = await read(settings, origin, Selection((at[0],), at[1], at[1]))
-        except (KeyError, ValueError, UnknownTopic):
-            found, at = [], (-1, -1)
+        except (UnknownTopic, UnknownPartition):
+            found = []
         if found and (found[0].partition, found[0].offset) == at:
             restored.append(dataclasses.replace(letter, value=found[0].value))
         else:
-            where = f"{origin}/{at[0]}/{at[1]}" if at[0] >= 0 else "its place unreadable"
+            where = f"{origin}/{at[0]}/{at[1]}"
             lost.append(
                 NotSent(
                     letter,

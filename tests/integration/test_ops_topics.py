@@ -428,25 +428,26 @@ async def test_a_dead_letter_sent_without_its_value_is_redriven_from_its_record(
         original = b'{"order_id": "o-1", "note": "' + b"x" * 3_000 + b'"}'
         await publisher.publish([OutboundMessage(topic, "o-1", {}, original)])
 
-        def letter(offset: int) -> OutboundMessage:
+        def letter(offset: int, partition: str = "0") -> OutboundMessage:
             headers = {
                 **Envelope(type="dlq.v1").headers(),
                 H_DLQ_REASON: "TOO_LARGE",
                 H_DLQ_TOPIC: topic,
-                H_DLQ_PARTITION: "0",
+                H_DLQ_PARTITION: partition,
                 H_DLQ_OFFSET: str(offset),
                 H_DLQ_VALUE_DROPPED: "3026 bytes refused: MessageSizeTooLargeError",
             }
             return OutboundMessage(topics.dlq(topic), "o-1", headers, b"")
 
-        await publisher.publish([letter(0), letter(99)])
+        await publisher.publish([letter(0), letter(99), letter(0, partition="7")])
     finally:
         await publisher.stop()
 
     redriven = await orchestra(stack, "dlq", "redrive", topic, "--all")
     assert redriven.returncode == 2
-    assert "re-drove 1 of 2 dead letters" in redriven.stdout, redriven.stderr
+    assert "re-drove 1 of 3 dead letters" in redriven.stdout, redriven.stderr
     assert f"the record is no longer at {topic}/0/99" in redriven.stderr
+    assert f"the record is no longer at {topic}/7/0" in redriven.stderr
     assert "Traceback" not in redriven.stderr
     copies = await read(settings, topic, Selection(from_offset=1))
     assert [(r.value, r.headers.get("redriven_from")) for r in copies] == [
