@@ -8,6 +8,7 @@ from typing import ClassVar, Final, Literal
 from pydantic import Field
 
 from events.base import Command, Identifier, Outcome, Reply, UpstreamRecord
+from events.money import MAX_MINOR
 
 
 class InvoicePaymentStatus(StrEnum):
@@ -24,7 +25,7 @@ class InvoicePaymentRequested(UpstreamRecord):
     payment_id: Identifier
     card_id: Identifier
     source_account_id: Identifier
-    amount_minor: int = Field(gt=0)
+    amount_minor: int = Field(gt=0, le=MAX_MINOR)
     currency: str = Field(min_length=3, max_length=3)
 
     def business_key(self) -> str:

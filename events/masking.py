@@ -8,57 +8,56 @@ from typing import Any
 
 _DIGIT_RUN = re.compile(r"\d+(?:[ _-]\d+)*")
 """Digits, in groups joined by single spaces, underscores or dashes."""
+_TOKEN_RUN = re.compile(r"\d+(?:[ ._-]\d+)*")
+"""Digits as a card number may be written in a token: dots too."""
 _GROUP = re.compile(r"\d+")
-_DECIMAL_AFTER = re.compile(r"\.\d")
+_ALNUM = re.compile(r"[0-9A-Za-z]")
 _ACTIVATION_CODE = re.compile(r"\b[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}\b", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+")
 
 
-def _starred(text: str) -> str:
-    """First and last four digits kept, every other digit starred, the grouping kept."""
-    digits = [i for i, char in enumerate(text) if char.isdigit()]
-    hidden = set(digits[4:-4])
-    return "".join("*" if i in hidden else char for i, char in enumerate(text))
+def _interior(span: range) -> range:
+    """A card number's digits but its first and last four."""
+    return range(span.start + 4, span.stop - 4)
 
 
 def _masked_run(found: re.Match[str]) -> str:
-    """A run of digits as it may be shown. A group of 13 or more digits is hidden (unless it
-    is the whole part of a decimal amount and no card number); so are consecutive groups of
-    13 to 19 digits in all that pass the Luhn check, as every card number does (a UUID's
-    groups, a date, a phone number are left as they are)."""
-    text = found.group(0)
-    amount = _DECIMAL_AFTER.match(found.string, found.end()) is not None
+    """A run of digits as it may be shown. Hidden, but for the first and last four digits of
+    each: every group of 13 digits or more, unless it is the whole part of a decimal amount
+    that fails the Luhn check; and every span of consecutive groups of at most six digits,
+    13 to 19 in all, that passes it, as every card number does, standing apart from letters
+    and digits at both ends (a UUID's hex groups, a date, a phone number are left as they
+    are)."""
+    text, string = found.group(0), found.string
+    digits = [i for i, char in enumerate(text) if char.isdigit()]
     groups = [(g.start(), g.end()) for g in _GROUP.finditer(text)]
-    hidden: list[tuple[int, int]] = []
-    first = 0
-    while first < len(groups):
-        start, end = groups[first]
-        whole_part = amount and first == len(groups) - 1
-        if end - start >= 13 and not (whole_part and not luhn_valid(text[start:end])):
-            hidden.append((start, end))
-            first += 1
+    sep_before = found.start() == 0 or not _ALNUM.match(string, found.start() - 1)
+    sep_after = found.end() == len(string) or not _ALNUM.match(string, found.end())
+    decimal = string[found.end() : found.end() + 2]
+    whole_part = len(decimal) == 2 and decimal[0] == "." and decimal[1].isdigit()
+    hidden: set[int] = set()
+    index = {position: n for n, position in enumerate(digits)}
+    for n, (start, end) in enumerate(groups):
+        last_of_run = n == len(groups) - 1
+        if end - start >= 13 and not (
+            whole_part and last_of_run and not luhn_valid(text[start:end])
+        ):
+            hidden.update(digits[i] for i in _interior(range(index[start], index[end - 1] + 1)))
+    for first in range(len(groups)):
+        if first == 0 and not sep_before:
             continue
-        last = _card_number_ending(text, groups, first)
-        if last is None:
-            first += 1
-            continue
-        hidden.append((start, groups[last][1]))
-        first = last + 1
-    for start, end in reversed(hidden):
-        text = text[:start] + _starred(text[start:end]) + text[end:]
-    return text
-
-
-def _card_number_ending(text: str, groups: list[tuple[int, int]], first: int) -> int | None:
-    """The last of the groups from ``first`` on that make, together, a card number."""
-    digits = ""
-    for last in range(first, len(groups)):
-        digits += text[groups[last][0] : groups[last][1]]
-        if len(digits) > 19:
-            return None
-        if len(digits) >= 13 and last > first and luhn_valid(digits):
-            return last
-    return None
+        number = ""
+        for last in range(first, len(groups)):
+            if groups[last][1] - groups[last][0] > 6:  # a card's groups: 4-4-4-4, 4-6-5
+                break
+            number += text[groups[last][0] : groups[last][1]]
+            if len(number) > 19:
+                break
+            closed = last < len(groups) - 1 or sep_after
+            if len(number) >= 13 and last > first and closed and luhn_valid(number):
+                span = range(index[groups[first][0]], index[groups[last][1] - 1] + 1)
+                hidden.update(digits[i] for i in _interior(span))
+    return "".join("*" if i in hidden else char for i, char in enumerate(text))
 
 
 def mask_text(text: str) -> str:
@@ -88,9 +87,25 @@ def luhn_valid(number: str) -> bool:
 
 
 def looks_like_card_number(text: str) -> bool:
-    """13 to 19 digits (spaces, dashes and dots aside) that pass the Luhn check."""
-    digits = re.sub(r"[ -]", "", text)
+    """13 to 19 digits (spaces, dashes, dots and underscores aside) that pass the Luhn check."""
+    digits = re.sub(r"[ ._-]", "", text)
     return 13 <= len(digits) <= 19 and luhn_valid(digits)
+
+
+def holds_card_number(text: str) -> bool:
+    """Somewhere in ``text``, consecutive groups of digits (joined by spaces, dots, dashes or
+    underscores) that make 13 to 19 digits passing the Luhn check."""
+    for run in _TOKEN_RUN.findall(text):
+        groups = _GROUP.findall(run)
+        for first in range(len(groups)):
+            number = ""
+            for group in groups[first:]:
+                number += group
+                if len(number) > 19:
+                    break
+                if len(number) >= 13 and luhn_valid(number):
+                    return True
+    return False
 
 
 _SECRET_KEYS = (
@@ -126,8 +141,9 @@ def masked(value: Any, key: str = "") -> Any:
         return "***"
     if isinstance(value, str):
         return mask_text(value)
-    if isinstance(value, int) and looks_like_card_number(str(value)):
-        return mask_text(str(value))
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
+        shown = mask_text(str(value))
+        return value if shown == str(value) else shown
     if isinstance(value, dict):
         return {k: masked(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):

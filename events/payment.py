@@ -8,7 +8,7 @@ from typing import Annotated, Final, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from events.base import Command, Identifier, Reply
-from events.masking import looks_like_card_number
+from events.masking import holds_card_number
 
 
 class PaymentMethod(StrEnum):
@@ -56,10 +56,10 @@ P = TypeVar("P", bound=PaymentDetails)
 
 
 def _token_not_a_card_number(payment: P) -> P:
-    """A card number (13 to 19 digits that pass the Luhn check) sent as the token would be
-    kept with the saga and sent on: an upstream record with one is refused. Only upstream:
-    a saga or a command of a release before keeps reading as it was."""
-    if payment.card_token is not None and looks_like_card_number(payment.card_token):
+    """A card number (13 to 19 digits that pass the Luhn check) in the token would be kept
+    with the saga and sent on: an upstream record with one is refused. Only upstream: a saga
+    or a command of a release before keeps reading as it was."""
+    if payment.card_token is not None and holds_card_number(payment.card_token):
         raise ValueError(
             "card_token is a card number, not a token: send the token the acquirer issued"
         )

@@ -98,6 +98,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--ended-before",
         type=age,
         required=True,
+        metavar="AGE",
         help=f"ended at least this long ago, at least {PRUNE_MIN_DAYS}d: 30d, 90d",
     )
     prune.add_argument("--dry-run", action="store_true", help="count, delete nothing")
@@ -312,6 +313,8 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
         )
         table.add_row(*(escape(visible(cell)) for cell in cells))
     print_table(console, table)
+    if not rows and saga.status.terminal:
+        console.print("(its history was pruned: orchestra sagas prune)", highlight=False)
 
 
 def _age(delta: object) -> str:

@@ -81,6 +81,7 @@ class _Typed:
 
 def parse(topic: str, text: str, max_bytes: int) -> UpstreamRecord:
     """The record, or an OrchestraError saying what its consumer would dead-letter it for."""
+    text = text.removeprefix("\ufeff")  # as the consumer reads it
     try:
         json.loads(text)
     except ValueError as exc:

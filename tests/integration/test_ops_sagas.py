@@ -294,6 +294,7 @@ async def test_prune_deletes_the_history_of_sagas_ended_long_ago_but_not_of_fail
         assert after == {old.customer_id: 0, failed.customer_id: before[failed.customer_id]}
         shown = await orchestra(stack, "sagas", "show", old.customer_id)  # the saga stays
         assert shown.returncode == 0, shown.stderr
+        assert "its history was pruned" in shown.stdout
         again = await orchestra(stack, "sagas", "prune", "--ended-before", "30d")
         assert "pruned 0 history lines of 0 sagas" in again.stdout
         young = await orchestra(stack, "sagas", "prune", "--ended-before", "2h")

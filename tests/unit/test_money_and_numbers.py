@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from events.masking import luhn_valid, mask_text
+from events.masking import holds_card_number, luhn_valid, mask_text
 from events.money import MAX_MINOR, Amount, CurrencyCode, from_minor, to_minor
 from events.orders import OrderSubmitted
 from workers.card_issuance.numbers import mask, new_card_number, number_hash
@@ -95,8 +95,9 @@ def test_log_masking_hides_card_numbers() -> None:
     assert mask_text("4111_1111_1111_1111") == "4111_****_****_1111"
     assert mask_text("card 4111 1111 1111 1111 123") == "card 4111 **** **** 1111 123"
     assert mask_text("pan 4111111111111111 12/25") == "pan 4111********1111 12/25"
-    uuid = "88e66075-fb83-4d17-8564-218223430171"
-    assert mask_text(uuid) == uuid
+    assert mask_text("ref 100000007 4111 1111 1111 1111") == "ref 100000007 4111 **** **** 1111"
+    for uuid in ("88e66075-fb83-4d17-8564-218223430171", "3fd88c00-5642-4207-9016-8cbe98812025"):
+        assert mask_text(uuid) == uuid
     assert mask_text("+7 912 345-67-89") == "+7 912 345-67-89"
     assert mask_text("at 2026-11-27 10:35:24, offset 1234") == "at 2026-11-27 10:35:24, offset 1234"
 
@@ -111,3 +112,32 @@ def test_a_currency_is_an_iso_4217_code(code: str, valid: bool) -> None:
     else:
         with pytest.raises(ValidationError, match="ISO 4217"):
             Quoted(currency=code)
+
+
+@pytest.mark.parametrize(
+    ("token", "refused"),
+    [
+        ("4111_1111_1111_1111", True),
+        ("4111.1111.1111.1111", True),
+        ("tok_4111111111111111", True),
+        ("4111111111111112", False),
+        ("tok_visa", False),
+    ],
+)
+def test_a_card_number_in_a_token_is_found_however_written(token: str, refused: bool) -> None:
+    assert holds_card_number(token) is refused
+
+
+def test_an_invoice_payment_beyond_the_largest_amount_is_refused() -> None:
+    """It failed billing's statement instead (out of int64), a handler error."""
+    from events.card_invoices import InvoicePaymentRequested
+
+    request = {
+        "payment_id": "p-1",
+        "card_id": "card-1",
+        "source_account_id": "acc-1",
+        "currency": "RUB",
+    }
+    assert InvoicePaymentRequested.model_validate({**request, "amount_minor": MAX_MINOR})
+    with pytest.raises(ValidationError, match="amount_minor"):
+        InvoicePaymentRequested.model_validate({**request, "amount_minor": MAX_MINOR + 1})
