@@ -472,6 +472,7 @@ async def test_send_publishes_a_checked_record_and_prints_its_outcome(stack: Emb
     )
     assert (nowhere.returncode, "Traceback" in nowhere.stderr) == (2, False)
     assert "cannot reach Kafka" in nowhere.stderr
+    assert len(nowhere.stderr.strip().splitlines()) == 1, nowhere.stderr
     unknown = await orchestra(stack, "send", "orders.status", "{}")
     assert unknown.returncode == 2
     assert "invalid choice" in unknown.stderr

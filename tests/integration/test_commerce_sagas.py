@@ -156,7 +156,7 @@ async def test_topup_refused_by_the_bank_changes_nothing(
     assert mail["template"] == "payment-failed"
     assert mail["subject"] == "Your wallet top-up did not go through"
     assert "did not go through: " in mail["body"]
-    assert reason not in mail["body"], "the client is told why in words, not a code"
+    assert f"(code {reason})" in mail["body"], "told why in words, the code for support"
 
 
 async def test_topup_for_unknown_client_is_refunded(
@@ -244,7 +244,10 @@ async def test_out_of_stock_refunds_the_card(
     assert await bank_statuses(stack, customer_id) == ["REFUNDED"]
     mail = await outcomes.mail_to(f"{customer_id}@example.com")
     assert mail["template"] == "payment-failed"
-    assert "your order of 7.00 RUB did not go through: an item is out of stock." in mail["body"]
+    assert (
+        "your order of 7.00 RUB did not go through: an item is out of stock (code OUT_OF_STOCK)."
+        in mail["body"]
+    )
 
 
 async def test_no_delivery_capacity_releases_stock_and_returns_wallet_money(

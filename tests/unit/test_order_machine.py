@@ -209,4 +209,4 @@ def test_a_failure_notice_of_the_release_before_still_reads() -> None:
     old = {"purpose": "orders", "amount": "7.00", "currency": "RUB", "reason": "OUT_OF_STOCK"}
     subject, body = template("payment-failed").render({"first_name": "Ivan", **old})
     assert "$" not in subject + body
-    assert "did not go through: OUT_OF_STOCK." in body
+    assert "did not go through: OUT_OF_STOCK (code OUT_OF_STOCK)." in body

@@ -41,8 +41,8 @@ TEMPLATES: dict[str, MessageTemplate] = {
     ),
     "payment-failed": MessageTemplate(
         "Your $what did not go through",
-        "Hello $first_name, your $what of $amount $currency did not go through: $why. "
-        "Whatever was taken has been given back.",
+        "Hello $first_name, your $what of $amount $currency did not go through: $why "
+        "(code $reason). Whatever was taken has been given back.",
         fallbacks=(("what", "purpose"), ("why", "reason")),
     ),
     "giftcard-code": MessageTemplate(
