@@ -4,6 +4,7 @@ client's input, a dead letter's reason, an operator's terminal."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 _DIGIT_RUN = re.compile(r"\d+(?:[ _-]\d+)*")
@@ -19,6 +20,21 @@ _JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]+")
 def _interior(span: range) -> range:
     """A card number's digits but its first and last four."""
     return range(span.start + 4, span.stop - 4)
+
+
+def _card_spans(groups: Sequence[str], longest_group: int = 19) -> Iterator[tuple[int, int]]:
+    """``(first, last)`` of every span of consecutive groups, none longer than
+    ``longest_group``, that makes 13 to 19 digits passing the Luhn check."""
+    for first in range(len(groups)):
+        number = ""
+        for last in range(first, len(groups)):
+            if len(groups[last]) > longest_group:
+                break
+            number += groups[last]
+            if len(number) > 19:
+                break
+            if len(number) >= 13 and luhn_valid(number):
+                yield first, last
 
 
 def _masked_run(found: re.Match[str]) -> str:
@@ -43,20 +59,13 @@ def _masked_run(found: re.Match[str]) -> str:
             whole_part and last_of_run and not luhn_valid(text[start:end])
         ):
             hidden.update(digits[i] for i in _interior(range(index[start], index[end - 1] + 1)))
-    for first in range(len(groups)):
-        if first == 0 and not sep_before:
-            continue
-        number = ""
-        for last in range(first, len(groups)):
-            if groups[last][1] - groups[last][0] > 6:  # a card's groups: 4-4-4-4, 4-6-5
-                break
-            number += text[groups[last][0] : groups[last][1]]
-            if len(number) > 19:
-                break
-            closed = last < len(groups) - 1 or sep_after
-            if len(number) >= 13 and last > first and closed and luhn_valid(number):
-                span = range(index[groups[first][0]], index[groups[last][1] - 1] + 1)
-                hidden.update(digits[i] for i in _interior(span))
+    numbers = [text[start:end] for start, end in groups]
+    for first, last in _card_spans(numbers, longest_group=6):  # a card's: 4-4-4-4, 4-6-5
+        opened = first > 0 or sep_before
+        closed = last < len(groups) - 1 or sep_after
+        if last > first and opened and closed:
+            span = range(index[groups[first][0]], index[groups[last][1] - 1] + 1)
+            hidden.update(digits[i] for i in _interior(span))
     return "".join("*" if i in hidden else char for i, char in enumerate(text))
 
 
@@ -86,26 +95,12 @@ def luhn_valid(number: str) -> bool:
     return number.isdigit() and len(number) >= 2 and luhn_check_digit(number[:-1]) == number[-1]
 
 
-def looks_like_card_number(text: str) -> bool:
-    """13 to 19 digits (spaces, dashes, dots and underscores aside) that pass the Luhn check."""
-    digits = re.sub(r"[ ._-]", "", text)
-    return 13 <= len(digits) <= 19 and luhn_valid(digits)
-
-
 def holds_card_number(text: str) -> bool:
     """Somewhere in ``text``, consecutive groups of digits (joined by spaces, dots, dashes or
     underscores) that make 13 to 19 digits passing the Luhn check."""
-    for run in _TOKEN_RUN.findall(text):
-        groups = _GROUP.findall(run)
-        for first in range(len(groups)):
-            number = ""
-            for group in groups[first:]:
-                number += group
-                if len(number) > 19:
-                    break
-                if len(number) >= 13 and luhn_valid(number):
-                    return True
-    return False
+    return any(
+        next(_card_spans(_GROUP.findall(run)), None) is not None for run in _TOKEN_RUN.findall(text)
+    )
 
 
 _SECRET_KEYS = (
