@@ -326,17 +326,23 @@ class OutboxRelay:
                 await self.publisher.publish([row.message])
             except MessageTooLarge as exc:
                 where = {"table": self.table.name, "id": row.id, "topic": row.message.topic}
-                lighter = without_value(row.message, str(exc))
-                try:
-                    if lighter is None:
-                        raise
-                    await self.publisher.publish([lighter])
-                except MessageTooLarge:
+                if await self._sent_without_value(row.message, str(exc)):
+                    log.warning("dead letter sent without its value", **where, error=str(exc))
+                else:
                     log.error("outbox row refused for its size; kept", **where, error=str(exc))
                     refused.add(row.id)
-                    continue
-                log.warning("dead letter sent without its value", **where, error=str(exc))
         return refused
+
+    async def _sent_without_value(self, message: OutboundMessage, refusal: str) -> bool:
+        """Whether the message, a dead letter, went out lightened to its headers."""
+        lighter = without_value(message, refusal)
+        if lighter is None:
+            return False
+        try:
+            await self.publisher.publish([lighter])
+        except MessageTooLarge:
+            return False
+        return True
 
     def _ownerless(self) -> TextClause:
         """Rows no other live process may be publishing."""

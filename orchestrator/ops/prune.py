@@ -17,15 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 BATCH = 1_000
 """Sagas per transaction: short locks, and progress kept if the command stops."""
 
+_PRUNABLE = "s.status IN ('COMPLETED', 'ABORTED') AND s.ended_at < :cutoff"
+"""Sagas whose history goes: ended long enough ago, and not waiting for an operator."""
 _ENDED = text(
-    "SELECT id FROM saga_instances WHERE status IN ('COMPLETED', 'ABORTED') "
-    "AND ended_at < :cutoff AND id > :after ORDER BY id LIMIT :batch"
+    f"SELECT s.id FROM saga_instances s WHERE {_PRUNABLE} AND s.id > :after "
+    "ORDER BY s.id LIMIT :batch"
 )
 _DELETE = text("DELETE FROM saga_history WHERE saga_id = ANY(:ids) RETURNING saga_id")
 _COUNT = text(
     "SELECT count(DISTINCT h.saga_id), count(*) FROM saga_history h "
-    "JOIN saga_instances s ON s.id = h.saga_id "
-    "WHERE s.status IN ('COMPLETED', 'ABORTED') AND s.ended_at < :cutoff"
+    f"JOIN saga_instances s ON s.id = h.saga_id WHERE {_PRUNABLE}"
 )
 
 
