@@ -30,7 +30,11 @@ class OutcomeRecord(BaseModel):
 class UpstreamClient:
     """Publishes like an upstream system; collects every record of the watched topics."""
 
-    def __init__(self, settings: Settings, watch: Sequence[str] = ()) -> None:
+    def __init__(
+        self, settings: Settings, watch: Sequence[str] = (), publishes: Sequence[str] = ()
+    ) -> None:
+        """``publishes``: topics made (and Kafka reached) before the broker starts, so that an
+        unreachable Kafka is one error, with no producer left half started."""
         self.broker = KafkaBroker(
             settings.bootstrap_servers,
             security=broker_security(settings),
@@ -40,6 +44,7 @@ class UpstreamClient:
         )
         self.settings = settings
         self.watch = tuple(watch)
+        self.publishes = tuple(publishes)
         self._known_topics: set[str] = set()
         self.received: asyncio.Queue[OutcomeRecord] = asyncio.Queue()
         if watch:
@@ -69,7 +74,7 @@ class UpstreamClient:
             )(collect)
 
     async def __aenter__(self) -> UpstreamClient:
-        await self._ensure(self.watch)
+        await self._ensure([*self.watch, *self.publishes])
         try:
             await self.broker.start()
         except (KafkaError, OSError) as exc:

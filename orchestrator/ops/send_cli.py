@@ -20,7 +20,6 @@ from orchestrator.client import OutcomeRecord, UpstreamClient
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.records import parse_record
 from orchestrator.errors import OrchestraError
-from orchestrator.kafka import ensure_topics
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
 from workers.registry import WORKERS
@@ -102,8 +101,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.wait and saga is None:
         raise OrchestraError(f"{args.topic} is a feed: no saga, no outcome to wait for")
     watched = [saga.outcome_topic] if args.wait and saga is not None else []
-    await ensure_topics(settings, [args.topic, *watched])  # an unreachable Kafka: one line
-    async with UpstreamClient(settings, watch=watched) as client:
+    async with UpstreamClient(settings, watch=watched, publishes=[args.topic]) as client:
         message_id = await client.send(args.topic, record)
         print(f"sent to {args.topic}, key {record.record_key()}, ce_id {message_id}", flush=True)
         if saga is None or not args.wait:
