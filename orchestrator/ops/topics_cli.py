@@ -233,10 +233,9 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         _table(f"{len(letters)} dead letters would be re-driven to {topic}", letters, True)
         return 0
-    letters, lost = await _restored(settings, letters)
+    sendable, lost = await _restored(settings, letters)
     _say_not_sent(lost)
-    refused = lost + await _send(settings, letters, lambda r: _origin(r, topic), _redriven)
-    letters += [item.record for item in lost]
+    refused = lost + await _send(settings, sendable, lambda r: _origin(r, topic), _redriven)
     console.print(
         f"re-drove {_count(letters, refused)} dead letters of {name} to their topic"
         + _left(refused, name),
