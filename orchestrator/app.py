@@ -34,6 +34,7 @@ from orchestrator.wiring import (
 )
 from orchestrator.writers import WriterLease, new_writer_id
 from schemas import billing, card_issuance, notification
+from schemas.card_service import api_outbox
 from schemas.sagas import orchestrator_outbox
 from workers.feeds import FeedRuntime
 from workers.registry import WORKERS, WorkerSpec
@@ -201,7 +202,8 @@ class Application:
         from orchestrator.api.app import build_api
 
         s = self.settings
-        self.http = HttpServer(build_api(s, self.engine), s.http_host, s.http_port)
+        api = build_api(s, self.engine, self._relay(api_outbox))
+        self.http = HttpServer(api, s.http_host, s.http_port)
         self.topics.update(
             {
                 topics.CARDS_ISSUE_REQUESTED,

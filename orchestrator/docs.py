@@ -18,9 +18,14 @@ def write_docs(settings: Settings, out: str) -> list[Path]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from orchestrator.api.app import build_api
+    from orchestrator.engine.outbox import OutboxRelay
+    from orchestrator.publisher import KafkaPublisher
+    from schemas.card_service import api_outbox
 
     folder = Path(out)
-    api = build_api(settings, create_async_engine(settings.database_url))
+    engine = create_async_engine(settings.database_url)
+    unstarted = OutboxRelay(engine, api_outbox, KafkaPublisher(settings, "docs"))
+    api = build_api(settings, engine, unstarted)
     document, page = asyncapi.rendered(settings)
     files = {
         "asyncapi.json": document,

@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import UUID
 
+from schemas.messaging import outbox_table
 from schemas.metadata import metadata
 
 registered_cards = Table(
@@ -125,3 +126,7 @@ virtual_card_requests = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 """Seed 000: requests accepted by ``POST /v1/cards/virtual`` (their saga may start later)."""
+
+API = "api"
+api_outbox = outbox_table(API)
+"""The records the HTTP API starts sagas with, committed with the request's own rows."""

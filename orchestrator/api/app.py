@@ -1,8 +1,7 @@
-"""The HTTP API (service ``api``): FastAPI through FastStream's Kafka integration."""
+"""The HTTP API (service ``api``): FastAPI; the records it starts sagas with go through its
+outbox (``api_outbox``), published by the process's producer like every other message."""
 
 from __future__ import annotations
-
-import warnings
 
 from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
@@ -14,14 +13,9 @@ from events.card_api import Problem
 from orchestrator import asyncapi, metrics
 from orchestrator.api import auth, card_service, problems, registered_cards, virtual_cards
 from orchestrator.api.problems import PROBLEM_JSON
-from orchestrator.api.publishing import ApiPublisher
-from orchestrator.kafka import broker_security
+from orchestrator.api.publishing import ApiOutbox
+from orchestrator.engine.outbox import OutboxRelay
 from orchestrator.settings import Settings
-from orchestrator.wiring import broker_logger
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from faststream.kafka.fastapi import KafkaRouter
 
 DESCRIPTION = """The card service of Orchestra (seeds 000, 001, 002, 004).
 
@@ -36,15 +30,9 @@ give it as a JSON number, exact to the cent.
 """
 
 
-def build_api(settings: Settings, engine: AsyncEngine) -> FastAPI:
-    router = KafkaRouter(
-        settings.bootstrap_servers,
-        security=broker_security(settings),
-        client_id=f"{settings.group_prefix}-api",
-        logger=broker_logger(settings.log_level),
-        include_in_schema=False,
-        schema_url=None,
-    )
+def build_api(settings: Settings, engine: AsyncEngine, relay: OutboxRelay) -> FastAPI:
+    """The app on ``engine``; ``relay`` publishes ``api_outbox`` (its sweeper is the caller's
+    to run)."""
     app = FastAPI(
         title="Orchestra card service",
         version="1.0.0",
@@ -52,8 +40,7 @@ def build_api(settings: Settings, engine: AsyncEngine) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.publisher = ApiPublisher(router.broker)
-    app.include_router(router)
+    app.state.outbox = ApiOutbox(relay)
     app.include_router(virtual_cards.router)
     app.include_router(registered_cards.router)
     app.include_router(card_service.router)

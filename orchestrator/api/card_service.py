@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -45,9 +46,10 @@ from events.money import from_minor, to_minor
 from orchestrator.api import deps
 from orchestrator.api.auth import Caller, caller
 from orchestrator.api.problems import ApiError
-from orchestrator.api.publishing import ApiPublisher
+from orchestrator.api.publishing import ApiOutbox
 from orchestrator.api.sagas import find, wait_for_end
 from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.engine.outbox import OutboxRow
 from orchestrator.settings import Settings
 from schemas.card_service import invoice_payments
 from workers.card_issuance import card_service as cards
@@ -214,7 +216,7 @@ async def pay_invoice(
     card_id: CardId,
     body: PayInvoice,
     db: Db,
-    publisher: Annotated[ApiPublisher, Depends(deps.publisher)],
+    outbox: Annotated[ApiOutbox, Depends(deps.outbox)],
     settings: Annotated[Settings, Depends(deps.settings)],
     idempotency_key: Annotated[RequestId | None, Header()] = None,
 ) -> InvoicePayment | JSONResponse:
@@ -222,7 +224,7 @@ async def pay_invoice(
     wallet), then the card's available limit is restored; a refusal undoes the debit. The
     same ``Idempotency-Key`` again (a retry after a lost answer) is the same payment."""
 
-    async def record(conn: AsyncConnection) -> InvoicePaymentRequested:
+    async def record(conn: AsyncConnection) -> tuple[InvoicePaymentRequested, Sequence[OutboxRow]]:
         card = await cards.get(conn, card_id, lock=True)
         payment_id = _payment_id(card.id, idempotency_key)  # the card's id however spelled
         if card.credit_limit is None:  # the card exists: the request is refused, not lost
@@ -247,17 +249,21 @@ async def pay_invoice(
         )
         if recorded.first() is None:
             await _same_payment(conn, payment_id, body)
-        return InvoicePaymentRequested(
+        request = InvoicePaymentRequested(
             payment_id=payment_id,
             card_id=card.id,
             source_account_id=body.source_account_id,
             amount_minor=to_minor(body.amount),
             currency=card.currency,
         )
+        rows = await outbox.start_saga(
+            conn, INVOICE_SAGA, topics.CARDS_INVOICE_PAYMENT_REQUESTED, request, payment_id
+        )
+        return request, rows
 
-    request = await deps.transact(db, record)
+    request, rows = await deps.transact(db, record)
+    await outbox.publish(rows)
     payment_id = request.payment_id
-    await publisher.send(topics.CARDS_INVOICE_PAYMENT_REQUESTED, request, payment_id)
     instance = await wait_for_end(db, INVOICE_SAGA, payment_id, settings.api_saga_wait_s)
     answer = _payment(request.card_id, payment_id, request.amount_minor, instance)
     if answer.status == "PENDING":

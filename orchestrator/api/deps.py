@@ -1,4 +1,4 @@
-"""What a request handler needs from the application: settings, database, publisher."""
+"""What a request handler needs from the application: settings, database, outbox."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import TypeVar
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator.api.publishing import ApiPublisher
+from orchestrator.api.publishing import ApiOutbox
 from orchestrator.settings import Settings
 from workers.card_issuance.card_service import CardServiceError
 
@@ -25,8 +25,8 @@ def engine(request: Request) -> AsyncEngine:
     return value
 
 
-def publisher(request: Request) -> ApiPublisher:
-    value: ApiPublisher = request.app.state.publisher
+def outbox(request: Request) -> ApiOutbox:
+    value: ApiOutbox = request.app.state.outbox
     return value
 
 

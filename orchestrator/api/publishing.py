@@ -1,24 +1,46 @@
-"""Publishing upstream records from the API, through the FastStream broker of its router."""
+"""The API's outbox: the upstream record that starts a saga commits in the transaction of the
+request's own rows, and is published right after commit. A crash or a broker failure between
+the two leaves the record in ``api_outbox``, where the process's sweeper (or the next
+process's) publishes it."""
 
 from __future__ import annotations
 
-from faststream.kafka import KafkaBroker
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.base import UpstreamRecord
 from events.envelope import Envelope
+from orchestrator.api.sagas import find_on
+from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
+
+SOURCE = "orchestra/api"
 
 
-class ApiPublisher:
-    def __init__(self, broker: KafkaBroker) -> None:
-        self.broker = broker
+class ApiOutbox:
+    def __init__(self, relay: OutboxRelay) -> None:
+        self.relay = relay
 
-    async def send(self, topic: str, record: UpstreamRecord, correlation_id: str | None) -> None:
-        envelope = Envelope(
-            type=record.event_type, source="orchestra/api", correlation_id=correlation_id
+    async def start_saga(
+        self,
+        conn: AsyncConnection,
+        saga_type: str,
+        topic: str,
+        record: UpstreamRecord,
+        correlation_id: str,
+    ) -> Sequence[OutboxRow]:
+        """Write ``record`` in the caller's transaction unless its saga (by the record's
+        business key) exists already; ``publish`` the rows after commit. A
+        request asked again before its saga starts writes the record again: the saga is
+        started once all the same (by business key)."""
+        if await find_on(conn, saga_type, record.business_key()) is not None:
+            return []
+        envelope = Envelope(type=record.event_type, source=SOURCE, correlation_id=correlation_id)
+        message = OutboundMessage(
+            topic, record.record_key(), envelope.headers(), record.model_dump_json().encode()
         )
-        await self.broker.publish(
-            record.model_dump_json().encode(),
-            topic,
-            key=record.record_key().encode(),
-            headers=envelope.headers(),
-        )
+        return await write_outbox(conn, self.relay.table, [message])
+
+    async def publish(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish committed rows now; a failure leaves them to the sweeper."""
+        await self.relay.publish(rows)

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator.engine import store
 from orchestrator.engine.instance import SagaInstance
@@ -17,14 +17,18 @@ POLL_S = 0.05
 
 async def find(engine: AsyncEngine, saga_type: str, business_key: str) -> SagaInstance | None:
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(saga_instances).where(
-                    saga_instances.c.saga_type == saga_type,
-                    saga_instances.c.business_key == business_key,
-                )
+        return await find_on(conn, saga_type, business_key)
+
+
+async def find_on(conn: AsyncConnection, saga_type: str, business_key: str) -> SagaInstance | None:
+    row = (
+        await conn.execute(
+            select(saga_instances).where(
+                saga_instances.c.saga_type == saga_type,
+                saga_instances.c.business_key == business_key,
             )
-        ).first()
+        )
+    ).first()
     return None if row is None else store.to_instance(row)
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events import topics
 from events.card_api import (
@@ -25,7 +25,7 @@ from events.cards import ACTIVE_CARD_EXISTS, CardIssueRequested, CardType
 from orchestrator.api import deps
 from orchestrator.api.auth import Caller, caller
 from orchestrator.api.problems import ApiError
-from orchestrator.api.publishing import ApiPublisher
+from orchestrator.api.publishing import ApiOutbox
 from orchestrator.api.sagas import find, wait_for_end
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.settings import Settings
@@ -55,22 +55,25 @@ async def issue_virtual_card(
     response: Response,
     who: Annotated[Caller, Depends(caller)],
     db: Annotated[AsyncEngine, Depends(deps.engine)],
-    publisher: Annotated[ApiPublisher, Depends(deps.publisher)],
+    outbox: Annotated[ApiOutbox, Depends(deps.outbox)],
     settings: Annotated[Settings, Depends(deps.settings)],
     body: Annotated[VirtualCardRequest | None, Body()] = None,
     idempotency_key: Annotated[RequestId | None, Header()] = None,
 ) -> VirtualCard | JSONResponse:
     wanted = body or VirtualCardRequest()
     request_id = wanted.request_id or idempotency_key or str(uuid.uuid4())
-    await _accept(db, request_id, who, wanted.currency)
-    if await find(db, SAGA, request_id) is None:
-        record = CardIssueRequested(
-            request_id=request_id,
-            user_id=who.user_id,
-            card_type=CardType.VIRTUAL,
-            currency=wanted.currency,
+    record = CardIssueRequested(
+        request_id=request_id,
+        user_id=who.user_id,
+        card_type=CardType.VIRTUAL,
+        currency=wanted.currency,
+    )
+    async with db.begin() as conn:
+        await _accept(conn, record)
+        rows = await outbox.start_saga(
+            conn, SAGA, topics.CARDS_ISSUE_REQUESTED, record, correlation_id=request_id
         )
-        await publisher.send(topics.CARDS_ISSUE_REQUESTED, record, correlation_id=request_id)
+    await outbox.publish(rows)
     instance = await wait_for_end(db, SAGA, request_id, settings.api_saga_wait_s)
     if instance is None or not instance.status.terminal:
         return JSONResponse(
@@ -114,23 +117,30 @@ async def virtual_card_request(
     )
 
 
-async def _accept(db: AsyncEngine, request_id: str, who: Caller, currency: str) -> None:
-    """Record the request (idempotent); a request id of another user is a conflict."""
-    async with db.begin() as conn:
+async def _accept(conn: AsyncConnection, record: CardIssueRequested) -> None:
+    """Record the request (idempotent); a request id of another user, or asked again for
+    another currency, is a conflict."""
+    await conn.execute(
+        pg_insert(virtual_card_requests)
+        .values(request_id=record.request_id, user_id=record.user_id, currency=record.currency)
+        .on_conflict_do_nothing()
+    )
+    first = (
         await conn.execute(
-            pg_insert(virtual_card_requests)
-            .values(request_id=request_id, user_id=who.user_id, currency=currency)
-            .on_conflict_do_nothing()
-        )
-        owner = (
-            await conn.execute(
-                select(virtual_card_requests.c.user_id).where(
-                    virtual_card_requests.c.request_id == request_id
-                )
+            select(virtual_card_requests.c.user_id, virtual_card_requests.c.currency).where(
+                virtual_card_requests.c.request_id == record.request_id
             )
-        ).scalar_one()
-    if owner != who.user_id:
+        )
+    ).one()
+    if first.user_id != record.user_id:
         raise ApiError(409, "REQ-4090", "Conflict", "this request id belongs to another user")
+    if first.currency != record.currency:
+        raise ApiError(
+            409,
+            "REQ-4090",
+            "Conflict",
+            f"request {record.request_id} asked for a {first.currency} card, not {record.currency}",
+        )
 
 
 def _issued_or_refused(instance: SagaInstance) -> VirtualCard:

@@ -4,8 +4,9 @@ happy paths and error paths, every error a problem detail with its code."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +19,10 @@ from orchestrator.api.auth import dev_token
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
+from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, Publisher
+from orchestrator.errors import KafkaUnavailable
+from orchestrator.settings import Settings
+from schemas.card_service import api_outbox
 from tests.integration import commerce as c
 from tests.integration.helpers import execute, query, unique
 
@@ -71,6 +76,26 @@ async def test_virtual_card_is_issued_once_per_user(api: httpx.AsyncClient, toke
     problem(again, 409, "CARD-4090")
 
 
+async def test_a_request_id_is_one_request(
+    api: httpx.AsyncClient, running_app: Application, token: str
+) -> None:
+    asked = {"requestId": unique("req"), "currency": "USD"}
+    first = await api.post("/v1/cards/virtual", headers=bearer(token), json=asked)
+    assert first.status_code == 201, first.text
+    again = await api.post("/v1/cards/virtual", headers=bearer(token), json=asked)
+    assert again.json() == first.json()
+    other_currency = await api.post(
+        "/v1/cards/virtual", headers=bearer(token), json=asked | {"currency": "KZT"}
+    )
+    assert "asked for a USD card" in problem(other_currency, 409, "REQ-4090")["detail"]
+    someone_else = dev_token(running_app.settings, unique("user"))
+    problem(
+        await api.post("/v1/cards/virtual", headers=bearer(someone_else), json=asked),
+        409,
+        "REQ-4090",
+    )
+
+
 async def test_virtual_card_needs_a_good_token(
     api: httpx.AsyncClient, running_app: Application
 ) -> None:
@@ -120,33 +145,88 @@ async def test_virtual_card_refused_currency_and_bad_body(
     assert problem(broken, 400, "VAL-0001")["detail"] == "Malformed JSON body"
 
 
-async def test_slow_saga_answers_202_with_a_status_url(
-    stack: EmbeddedStack, running_app: Application
-) -> None:
+class Unreachable:
+    """A publisher whose broker is never there: what the API writes waits in its outbox."""
+
+    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        raise KafkaUnavailable("the broker is away")
+
+
+@contextlib.asynccontextmanager
+async def api_alone(
+    running_app: Application, settings: Settings, publisher: Publisher
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A second HTTP API on the session's database, with its own settings and publisher."""
     from orchestrator.api.app import build_api
     from orchestrator.api.server import HttpServer
 
-    settings = stack.settings(api_saga_wait_s=0)
-    server = HttpServer(build_api(settings, running_app.engine), "127.0.0.1", settings.http_port)
+    relay = OutboxRelay(running_app.engine, api_outbox, publisher)
+    server = HttpServer(
+        build_api(settings, running_app.engine, relay), "127.0.0.1", settings.http_port
+    )
     await server.start()
     try:
-        user = dev_token(settings, unique("patient"))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}") as api:
-            accepted = await api.post("/v1/cards/virtual", headers=bearer(user))
-            assert accepted.status_code == 202, accepted.text
-            url = accepted.json()["statusUrl"]
-            deadline = time.monotonic() + 30
-            while (status := (await api.get(url, headers=bearer(user))).json())[
-                "status"
-            ] == "RUNNING":
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
-            assert status["status"] == "ISSUED"
-            assert status["card"]["maskedId"]
-            other = await api.get(url, headers=bearer(dev_token(settings, "someone-else")))
-            problem(other, 404, "RES-4040")
+        base = f"http://127.0.0.1:{settings.http_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            yield client
     finally:
         await server.stop()
+
+
+async def settled(api: httpx.AsyncClient, url: str, user: str) -> dict[str, Any]:
+    """The answer of a status URL once it no longer says the saga is running."""
+    deadline = time.monotonic() + 30
+    while (answer := (await api.get(url, headers=bearer(user))).json())["status"] in (
+        "RUNNING",
+        "PENDING",
+    ):
+        assert time.monotonic() < deadline, answer
+        await asyncio.sleep(0.1)
+    found: dict[str, Any] = answer
+    return found
+
+
+async def test_slow_saga_answers_202_with_a_status_url(
+    stack: EmbeddedStack, running_app: Application
+) -> None:
+    settings = stack.settings(api_saga_wait_s=0)
+    async with api_alone(running_app, settings, running_app.publisher) as api:
+        user = dev_token(settings, unique("patient"))
+        accepted = await api.post("/v1/cards/virtual", headers=bearer(user))
+        assert accepted.status_code == 202, accepted.text
+        url = accepted.json()["statusUrl"]
+        status = await settled(api, url, user)
+        assert status["status"] == "ISSUED"
+        assert status["card"]["maskedId"]
+        other = await api.get(url, headers=bearer(dev_token(settings, "someone-else")))
+        problem(other, 404, "RES-4040")
+
+
+async def test_requests_outlive_a_failed_publish(
+    stack: EmbeddedStack, running_app: Application
+) -> None:
+    """The record that starts a saga commits with the request; the broker away at that
+    moment, the process's sweeper publishes it later and the saga runs all the same."""
+    settings = stack.settings(api_saga_wait_s=0)
+    async with api_alone(running_app, settings, Unreachable()) as api:
+        user = dev_token(settings, unique("unlucky"))
+        accepted = await api.post("/v1/cards/virtual", headers=bearer(user))
+        assert accepted.status_code == 202, accepted.text
+        card = await issue(api, credit_limit=100)
+        pay = await api.post(
+            f"/api/cards/{card['id']}/invoice/pay",
+            json={"source_account_id": unique("nobody"), "amount": 1},
+        )
+        assert pay.status_code == 202, pay.text
+        assert await query(
+            stack.database_url,
+            f"SELECT key FROM {api_outbox.name} WHERE key IN (:r, :p) ORDER BY id",
+            r=accepted.json()["requestId"],
+            p=pay.json()["payment_id"],
+        ) == [(accepted.json()["requestId"],), (pay.json()["payment_id"],)]
+        assert (await settled(api, accepted.json()["statusUrl"], user))["status"] == "ISSUED"
+        paid = await settled(api, pay.json()["status_url"], user)
+        assert (paid["status"], paid["reason"]) == ("REJECTED", "UNKNOWN_CUSTOMER")
 
 
 # -- seeds 004 and 001 ----------------------------------------------------------------------
