@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 from typing import Any
 
 _DIGIT_RUN = re.compile(r"\d+(?:[ _-]\d+)*")
@@ -136,7 +137,7 @@ def masked(value: Any, key: str = "") -> Any:
         return "***"
     if isinstance(value, str):
         return mask_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool) and _large(value):
         shown = mask_text(str(value))
         return value if shown == str(value) else shown
     if isinstance(value, dict):
@@ -144,3 +145,11 @@ def masked(value: Any, key: str = "") -> Any:
     if isinstance(value, list | tuple):
         return [masked(item) for item in value]
     return value
+
+
+def _large(number: float | Decimal) -> bool:
+    """Whether a number may hold a card number (13 digits or more before its point)."""
+    try:
+        return abs(Decimal(number)) >= 10**12
+    except ArithmeticError:  # a signalling NaN
+        return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 import structlog
@@ -59,12 +60,24 @@ def test_short_secret_names_and_numbers_given_as_integers_are_hidden(
 ) -> None:
     orchestra_logging.configure("INFO", "json")
     structlog.get_logger("t").info(
-        "entered", pin="8462", cvc="123", otp="839201", span_id="ab12", number=4111111111111111
+        "entered",
+        pin="8462",
+        cvc="123",
+        otp="839201",
+        span_id="ab12",
+        number=4111111111111111,
+        amount=Decimal("4012888888881881.00"),
+        ratio=4111111111111111.0,
+        total=Decimal("1234567890123.45"),
+        nan=Decimal("sNaN"),
     )
     event = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert (event["pin"], event["cvc"], event["otp"]) == ("***", "***", "***")
     assert event["span_id"] == "ab12"
     assert event["number"] == "4111********1111"
+    assert event["amount"] == "4012********1881.00"
+    assert event["ratio"] == "4111********1111.0"
+    assert "1234567890123.45" in event["total"]  # no card number: a large amount stays whole
 
 
 def test_free_text_tokens_are_hidden() -> None:
