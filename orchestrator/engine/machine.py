@@ -136,7 +136,8 @@ class SagaMachine:
     def on_reply(
         self, instance: SagaInstance, reply: Reply, envelope: Envelope, now: datetime
     ) -> Decision:
-        """Advance on a reply, but only on the one the current step is waiting for."""
+        """Advance on a reply to the current step: to the attempt it waits for, or one that
+        settles it as well (``_settles``)."""
         step = self._step(instance)
         received = HistoryEntry(
             "reply-received",
@@ -147,11 +148,14 @@ class SagaMachine:
             message_type=reply.kind,
             detail=_reply_detail(reply),
         )
+        awaited = (
+            instance.pending_command_id is not None
+            and envelope.causation_id == instance.pending_command_id
+        )
         if (
             instance.status.terminal
-            or instance.pending_command_id is None
-            or envelope.causation_id != instance.pending_command_id
             or step is None
+            or not (awaited or self._settles(instance, step, reply, envelope))
         ):
             late = self._late_effect(instance, reply, envelope.saga_step)
             ignored = HistoryEntry(
@@ -174,6 +178,21 @@ class SagaMachine:
         else:
             decision = self._on_forward_reply(instance, step, reply, now, [received])
         return decision.caused_by(envelope.id)
+
+    @staticmethod
+    def _settles(instance: SagaInstance, step: Step[Any], reply: Reply, envelope: Envelope) -> bool:
+        """Whether ``reply``, to an earlier attempt of the step the saga is at (one that timed
+        out before its answer came), settles the step as the awaited attempt's answer would:
+        a participant answers every attempt of a step with the result it recorded first, so
+        a participant slower than the step's timeout still moves the saga on. A refusal that
+        asks for another attempt does not: the attempt awaited answers for itself."""
+        if envelope.saga_step != step.name:
+            return False
+        if instance.compensating:
+            return isinstance(reply, Compensated)
+        if isinstance(reply, StepFailed):
+            return not (reply.retryable or step.retriable)
+        return not isinstance(reply, Compensated)
 
     def _late_effect(self, instance: SagaInstance, reply: Reply, step_name: str | None) -> bool:
         """Whether ``reply`` says a step nothing undoes ran in a saga rolled back around it

@@ -149,6 +149,53 @@ def test_late_reply_after_timeout_is_ignored(machine: SagaMachine) -> None:
     assert after.outgoing == []
 
 
+def test_a_compensation_answered_after_its_timeout_still_counts(machine: SagaMachine) -> None:
+    """A participant slower than the step timeout: its answer to an earlier attempt settles
+    the step, rather than every attempt timing out until the saga ends FAILED."""
+    d = answer(machine, started(machine), CardReserved(card_id="9002", masked_number="m"))
+    d = answer(machine, d, StepFailed(reason="UNSUPPORTED_CURRENCY"))
+    assert kinds(d) == ["ReleaseCard"]
+    to_first = reply_to(d, Compensated())
+    backing_off = machine.on_due(d.instance, T0 + timedelta(seconds=11))
+    assert backing_off.instance.pending_command_id is None
+    resent = machine.on_due(backing_off.instance, backing_off.instance.next_action_at or T0)
+    assert kinds(resent) == ["ReleaseCard"]
+    for waiting in (backing_off, resent):
+        settled = machine.on_reply(waiting.instance, Compensated(), to_first, T0)
+        assert (outcome(settled).status, outcome(settled).reason) == (
+            "REJECTED",
+            "UNSUPPORTED_CURRENCY",
+        )
+        assert "reply-ignored" not in [h.event for h in settled.history]
+
+
+def test_a_step_nothing_undoes_answered_after_its_timeout_moves_on(machine: SagaMachine) -> None:
+    d = _at_activation(machine)
+    to_first = reply_to(d, CardActivated(card_id="9002"))
+    now = T0 + timedelta(seconds=11)
+    d = machine.on_due(d.instance, now)
+    d = machine.on_due(d.instance, d.instance.next_action_at or now)
+    assert kinds(d) == ["ActivateCard"]
+    done = machine.on_reply(d.instance, CardActivated(card_id="9002"), to_first, now)
+    assert outcome(done).status == "ISSUED"
+
+
+def test_an_earlier_attempt_asking_for_another_is_left_to_the_attempt_awaited(
+    machine: SagaMachine,
+) -> None:
+    d = started(machine)
+    busy = StepFailed(reason="ACQUIRER_UNAVAILABLE", retryable=True)
+    to_first = reply_to(d, busy)
+    d = answer(machine, d, busy)
+    d = machine.on_due(d.instance, d.instance.next_action_at or T0)
+    assert kinds(d) == ["ReserveCard"]
+    again = machine.on_reply(d.instance, busy, to_first, T0)  # the first answer, redelivered
+    assert [h.event for h in again.history] == ["reply-ignored"]
+    assert again.instance == d.instance
+    forward = machine.on_reply(d.instance, Compensated(), to_first, T0)
+    assert [h.event for h in forward.history] == ["reply-ignored"]
+
+
 def test_timeout_ends_rejected_with_reason_timeout(machine: SagaMachine) -> None:
     d = started(machine)
     d = machine.on_due(d.instance, T0 + timedelta(seconds=11))
