@@ -173,14 +173,17 @@ class _Batches:
 
 
 def _rewind(consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-    """Seek each partition of the batch back to its earliest record."""
+    """Seek each partition of the batch still assigned back to its earliest record (one
+    revoked meanwhile is read again by its next owner from the committed offset)."""
     earliest: dict[TopicPartition, int] = {}
     for record in records:
         partition = TopicPartition(record.topic, record.partition)
         if record.offset < earliest.get(partition, record.offset + 1):
             earliest[partition] = record.offset
+    assigned = consumer.assignment()
     for partition, offset in earliest.items():
-        consumer.seek(partition, offset)
+        if partition in assigned:
+            consumer.seek(partition, offset)
 
 
 async def _next_batch(

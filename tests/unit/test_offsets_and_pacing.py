@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import pytest
 import structlog.testing
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 
+from orchestrator import wiring
 from orchestrator.fetch_pacing import FetchPacing
 from orchestrator.offsets import OffsetCommitter
 from orchestrator.settings import Settings
@@ -122,3 +127,36 @@ async def test_flush_does_not_wait_out_the_interval() -> None:
     committer.handled(consumer, {T0: 2})
     await asyncio.wait_for(committer.flush(), 1)
     assert consumer.commits == [{T0: 1}, {T0: 2}]
+
+
+@dataclass
+class RebalancedConsumer:
+    """Partition 0 was revoked while the batch was handled; partition 1 is still ours. Seeks
+    like aiokafka's: a partition not assigned is an error."""
+
+    seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
+
+    def assignment(self) -> set[TopicPartition]:
+        return {T1}
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        if partition not in self.assignment():
+            raise IllegalStateError(f"No current assignment for partition {partition}")
+        self.seeks.append((partition, offset))
+
+
+async def test_a_failed_batch_rewinds_the_partitions_still_assigned_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def failing(records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(wiring, "_FAILED_BATCH_PAUSE_S", 0)
+    batches = wiring._Batches(failing, OffsetCommitter("g"))
+    consumer = RebalancedConsumer()
+    records = [
+        ConsumerRecord("t", p, o, 0, 0, None, b"{}", None, 0, 2, [])
+        for p, o in ((0, 10), (0, 11), (1, 6), (1, 5))
+    ]
+    await batches.handle(consumer, records)  # type: ignore[arg-type]
+    assert consumer.seeks == [(T1, 5)]
