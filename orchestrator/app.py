@@ -17,6 +17,7 @@ from events import topics
 from orchestrator import metrics, telemetry
 from orchestrator.api.server import HttpServer
 from orchestrator.db import create_engine, create_schema
+from orchestrator.engine.clock import AlignedClock
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.machine import RetryPolicy
 from orchestrator.engine.outbox import OutboxRelay
@@ -87,7 +88,10 @@ class Application:
         self.services = resolve_services(services, (ORCHESTRATOR, *self.workers, API))
         self.writer = new_writer_id()
         self.engine = create_engine(settings, writer=self.writer)
-        self.lease = WriterLease(self.engine, self.writer)
+        self.clock = AlignedClock()
+        """The database's time, kept by the writer lease's checks: what deadlines and the
+        records' timestamps go by."""
+        self.lease = WriterLease(self.engine, self.writer, self.clock)
         self.broker = OrchestraBroker(
             settings.bootstrap_servers,
             security=broker_security(settings),
@@ -99,7 +103,7 @@ class Application:
         )
         # every message the services send goes through an outbox and this producer; the
         # broker above only consumes
-        self.publisher = KafkaPublisher(settings, f"{settings.group_prefix}-outbox")
+        self.publisher = KafkaPublisher(settings, f"{settings.group_prefix}-outbox", self.clock)
         self.relays: list[OutboxRelay] = []
         self.topics: set[str] = set()
         self.runtime: SagaRuntime | None = None
@@ -133,7 +137,12 @@ class Application:
             s.step_timeout_s, s.retry_budget, s.retry_backoff_s, s.retry_backoff_max_s
         )
         runtime = SagaRuntime(
-            self.engine, self.sagas, policy, self._relay(orchestrator_outbox), s.max_message_bytes
+            self.engine,
+            self.sagas,
+            policy,
+            self._relay(orchestrator_outbox),
+            s.max_message_bytes,
+            self.clock,
         )
         self.runtime = runtime
         subscribe_batches(
@@ -216,9 +225,8 @@ class Application:
     async def start(self) -> None:
         telemetry.enable(self.settings.otel_exporter)
         await create_schema(self.engine)
-        if self.runtime is not None:  # deadlines by the database's clock from the first batch
-            async with self.engine.connect() as conn:
-                await self.runtime.clock.align(conn)
+        async with self.engine.connect() as conn:  # the database's clock from the first batch
+            await self.clock.align(conn)
         await self.lease.hold()
         self._tasks.append(asyncio.create_task(self.lease.keep(self._stop), name="writer lease"))
         await ensure_topics(self.settings, sorted(self.topics))

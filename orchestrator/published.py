@@ -25,8 +25,9 @@ from orchestrator.publisher import partition_for
 from orchestrator.settings import Settings
 
 CLOCK_MARGIN = timedelta(seconds=15)
-"""Read this much further back than the oldest row: PostgreSQL's and the broker's clocks may
-differ. A record is stamped after its row was written, never before."""
+"""Read this much further back than the oldest row. A record is stamped after its row was
+written, never before, with the database's time as its process last measured it
+(``AlignedClock``, every few seconds): the margin covers what that measure missed."""
 READ_TIMEOUT_S = 20.0
 """A read-back not done by then fails the sweep; the rows wait for the next one."""
 

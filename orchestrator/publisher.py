@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -31,6 +32,7 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import DefaultPartitioner
 
+from orchestrator.engine.clock import utc_now
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.errors import KafkaUnavailable, MessageTooLarge, error_of
 from orchestrator.kafka import client_kwargs, max_request_size
@@ -56,7 +58,12 @@ class _Partition:
 class KafkaPublisher:
     """Publishes outbox messages and waits until the broker has every one (acks=all)."""
 
-    def __init__(self, settings: Settings, client_id: str) -> None:
+    def __init__(
+        self, settings: Settings, client_id: str, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self._clock = clock
+        """What records are stamped with: the database's time where the process keeps it
+        (``AlignedClock``), which is what the sweeper reads the topics back by."""
         self._options: dict[str, Any] = {
             **client_kwargs(settings),
             "client_id": client_id,
@@ -104,31 +111,37 @@ class KafkaPublisher:
             raise KafkaUnavailable("the outbox publisher is not started")
         acks: set[asyncio.Future[None]] = set()
         partitions: dict[str, list[int]] = {}
+        stamp = int(self._clock().timestamp() * 1000)
         for m in messages:
             if m.topic not in partitions:
                 partitions[m.topic] = await self._partitions_of(producer, m.topic)
             key = m.key.encode() if m.key is not None else None
             partition = partition_for(key, partitions[m.topic])
-            acks.add(self._append(producer, m, key, partition))
+            acks.add(self._append(producer, m, key, partition, stamp))
         try:
             await asyncio.gather(*acks)
         except _REFUSED_FOR_SIZE as exc:
             raise MessageTooLarge(error_of(exc)) from exc
 
     def _append(
-        self, producer: AIOKafkaProducer, m: OutboundMessage, key: bytes | None, partition: int
+        self,
+        producer: AIOKafkaProducer,
+        m: OutboundMessage,
+        key: bytes | None,
+        partition: int,
+        stamp: int,
     ) -> asyncio.Future[None]:
         state = self._partitions.setdefault((m.topic, partition), _Partition())
         headers = [(name, value.encode()) for name, value in m.headers.items()]
         if (
             state.open is not None
             and state.acked is not None
-            and state.open.append(key=key, value=m.payload, timestamp=None, headers=headers)
+            and state.open.append(key=key, value=m.payload, timestamp=stamp, headers=headers)
             is not None
         ):
             return state.acked
         batch = producer.create_batch()
-        batch.append(key=key, value=m.payload, timestamp=None, headers=headers)
+        batch.append(key=key, value=m.payload, timestamp=stamp, headers=headers)
         acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         state.open, state.acked = batch, acked
         state.waiting.append((batch, acked))

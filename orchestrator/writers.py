@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator.db import first_line
+from orchestrator.engine.clock import AlignedClock
 from orchestrator.errors import OrchestraError
 
 log = structlog.get_logger(__name__)
@@ -50,9 +51,11 @@ class WriterLease:
     """The advisory lock that tells other processes this writer is alive, on a connection
     of its own for the process's lifetime."""
 
-    def __init__(self, engine: AsyncEngine, writer: int) -> None:
+    def __init__(self, engine: AsyncEngine, writer: int, clock: AlignedClock | None = None) -> None:
         self.engine = engine
         self.writer = writer
+        self.clock = clock
+        """Set right at every check of the lock's connection, if given."""
         self._conn: AsyncConnection | None = None
 
     async def hold(self) -> None:
@@ -92,7 +95,10 @@ class WriterLease:
         if self._conn is None:
             await self.hold()
             return
-        await self._conn.execute(text("SELECT 1"))
+        if self.clock is None:
+            await self._conn.execute(text("SELECT 1"))
+        else:
+            await self.clock.align(self._conn)
         await self._conn.commit()
 
     async def release(self) -> None:

@@ -5,7 +5,12 @@ A step's deadline is written by the process that sent the command and compared b
 process's timer runs next; with each process's own clock, one whose clock ran ahead fired
 every deadline early (a clock ten minutes fast cancelled every saga in flight). The timer
 reads the database's time in its transaction (``align``); the other paths, which must not pay
-a round trip per batch, use this machine's clock corrected by the offset the last tick measured.
+a round trip per batch, use this machine's clock corrected by the offset last measured (by a
+timer tick, or the writer lease's check every few seconds).
+
+The records a process publishes are stamped by the same clock: the outbox sweeper reads a
+topic back from a little before a row's ``created_at`` (the database's time), and would miss
+a record stamped by a machine clock running behind it.
 """
 
 from __future__ import annotations

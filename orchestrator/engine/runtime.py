@@ -66,10 +66,11 @@ class SagaRuntime:
         policy: RetryPolicy,
         relay: OutboxRelay,
         max_message_bytes: int = 1_000_000,
+        clock: AlignedClock | None = None,
     ) -> None:
         self.engine = engine
         self.relay = relay
-        self.clock = AlignedClock()
+        self.clock = clock or AlignedClock()
         self.max_message_bytes = max_message_bytes
         self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
         metrics.declare(self.machines)

@@ -7,6 +7,7 @@ import uuid
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.engine.clock import AlignedClock
 from orchestrator.engine.instance import SagaInstance
 from orchestrator.engine.machine import RetryPolicy
 from orchestrator.engine.outbox import OutboxRelay
@@ -34,7 +35,8 @@ async def act(
     tool would make the running services rebalance. With ``writer`` (the id ``engine``'s
     connections carry), the services' sweepers leave its outbox rows to it while it runs.
     """
-    publisher = KafkaPublisher(settings, f"{settings.group_prefix}-ops")
+    clock = AlignedClock()
+    publisher = KafkaPublisher(settings, f"{settings.group_prefix}-ops", clock)
     try:
         await publisher.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
@@ -46,6 +48,8 @@ async def act(
     try:
         if lease is not None:
             await lease.hold()
+        async with engine.connect() as conn:
+            await clock.align(conn)
         relay = OutboxRelay(engine, orchestrator_outbox, publisher, writer=writer)
         policy = RetryPolicy(
             settings.step_timeout_s,
@@ -53,7 +57,7 @@ async def act(
             settings.retry_backoff_s,
             settings.retry_backoff_max_s,
         )
-        runtime = SagaRuntime(engine, ALL_SAGAS, policy, relay, settings.max_message_bytes)
+        runtime = SagaRuntime(engine, ALL_SAGAS, policy, relay, settings.max_message_bytes, clock)
         saved = await runtime.manual(saga_id, action, actor, why)
         await relay.drain()
         return saved

@@ -9,7 +9,7 @@ import asyncio
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import MetaData, Table, text
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.envelope import H_DLQ_REASON, H_DLQ_VALUE_DROPPED, H_ID, Envelope
 from orchestrator.db import create_engine
 from orchestrator.embedded import EmbeddedStack
+from orchestrator.engine import clock
+from orchestrator.engine.clock import AlignedClock
 from orchestrator.engine.outbox import (
     UNCHECKED_AFTER,
     OutboundMessage,
@@ -67,6 +69,42 @@ async def test_a_row_the_broker_holds_is_not_published_again(
     async with engine.connect() as conn:
         left = await conn.execute(text(f"SELECT count(*) FROM {table.name}"))
         assert left.scalar_one() == 0
+
+
+async def test_a_record_stamped_by_a_machine_whose_clock_runs_behind_is_read_back(
+    stack: EmbeddedStack, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-back looks for records stamped from a little before the row's ``created_at``,
+    the database's time; the publisher stamps them with the database's time too, as its
+    process last measured it, so a machine clock ten minutes slow hides nothing."""
+    settings = stack.settings()
+    topic = unique("skewed")
+    await ensure_topics(settings, [topic])
+    table = await _outbox(engine)
+    monkeypatch.setattr(clock, "utc_now", lambda: datetime.now(UTC) - timedelta(minutes=10))
+    aligned = AlignedClock()
+    async with engine.connect() as conn:
+        await aligned.align(conn)
+    delivered = OutboundMessage(topic, "k-1", Envelope(type="sweep.v1").headers(), b"{}")
+    publisher = KafkaPublisher(settings, "skew-test", aligned)
+    await publisher.start()
+    try:
+        async with engine.begin() as conn:
+            await write_outbox(conn, table, [delivered])
+        await publisher.publish([delivered])  # acknowledged, then the process "dies"
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(f"UPDATE {table.name} SET created_at = created_at - interval '3 seconds'")
+            )
+        relay = OutboxRelay(
+            engine, table, publisher, published=functools.partial(published_ids, settings)
+        )
+        assert await relay.sweep_once() == 1
+    finally:
+        await publisher.stop()
+
+    copies = Counter(r.headers.get(H_ID) for r in await read(settings, topic, Selection()))
+    assert copies == {delivered.headers[H_ID]: 1}
 
 
 async def _outbox(engine: AsyncEngine) -> Table:
