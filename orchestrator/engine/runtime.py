@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -240,6 +240,19 @@ class SagaRuntime:
         )
 
     # -- timers -------------------------------------------------------------------------------
+
+    async def defer_awaited(self, grace_s: float) -> int:
+        """At start, once this process's consumers have joined their groups: give every step
+        awaiting an answer ``grace_s`` from now at least, and return how many sagas.
+
+        A deadline judges the participant; the time the orchestrator was down, or its and the
+        workers' consumers were rejoining their groups after a crash (10-30 s), is not the
+        participant's. Without it every saga in flight across a restart longer than the
+        timeout was rolled back with TIMEOUT, the answers of its steps landing just after."""
+        async with self.engine.begin() as conn:
+            now = await self.clock.align(conn)
+            until = now + timedelta(seconds=grace_s)
+            return await store.defer_awaited(conn, until, self.machines)
 
     async def fire_due(self, limit: int = 500) -> int:
         """Handle every saga whose step timed out or whose retry is due; returns how many."""

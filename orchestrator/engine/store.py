@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, any_, bindparam, select
+from sqlalchemy import Row, and_, any_, bindparam, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -66,6 +66,25 @@ async def load(driver: Any, saga_ids: Iterable[uuid.UUID | None]) -> dict[uuid.U
     if not ids:
         return {}
     return {row["id"]: from_mapping(row) for row in await driver.fetch(_LOAD, ids)}
+
+
+async def defer_awaited(conn: AsyncConnection, until: datetime, saga_types: Iterable[str]) -> int:
+    """Move the deadline of every step of these types awaiting its participant's answer to
+    ``until`` at least (the version moves too: another process's cached copy is stale);
+    returns how many sagas. Retries scheduled after a backoff keep their time."""
+    result = await conn.execute(
+        update(_T)
+        .where(
+            and_(
+                _T.c.next_action_at.is_not(None),
+                _T.c.next_action_at < until,
+                _T.c.pending_command_id.is_not(None),
+                _T.c.saga_type.in_(sorted(saga_types)),
+            )
+        )
+        .values(next_action_at=until, version=_T.c.version + 1)
+    )
+    return int(result.rowcount)
 
 
 async def lock_due(

@@ -157,3 +157,57 @@ async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers
     assert await query(url, charged, s=saga_id) == [("CAPTURED", 12550)], "never refunded"
     await c.ledger_consistent(url)
     assert "reply-ignored" in await _history(url, saga_id), "earlier sends' answers: no effect"
+
+
+async def test_a_restart_longer_than_the_step_timeout_does_not_time_steps_out(
+    quiet_stack: EmbeddedStack,
+) -> None:
+    """The orchestrator down past a step's deadline: started again, it gives the step a whole
+    timeout from then, and the participant's answer, coming once its worker is back, is
+    not met by a rollback (killed at any moment and restarted, nothing is lost)."""
+    settings = quiet_stack.settings(group_prefix=unique("restart"), step_timeout_s=4.0)
+    url = quiet_stack.database_url
+    async with UpstreamClient(settings, watch=[topics.CARDS_STATUS]) as client:
+        request = card_request()
+        first = Application(settings, ["orchestrator", "card-issuance"])
+        await first.start()
+        try:
+            await client.send(topics.CARDS_ISSUE_REQUESTED, request)
+            saga_id, _ = await _events_at(url, request.request_id, "OpenCardWallet")
+        finally:
+            await first.stop()
+        await asyncio.sleep(5)  # past the deadline of the wallet's step
+        again = Application(settings, ["orchestrator", "card-issuance"])
+        await again.start()
+        try:
+            await asyncio.sleep(1)  # the timers' first ticks: nothing is due
+            billing = Application(settings, ["billing"])
+            await billing.start()
+            try:
+                outcome = (await card_outcomes(client, [request.request_id], timeout_s=30))[
+                    request.request_id
+                ]
+            finally:
+                await billing.stop()
+        finally:
+            await again.stop()
+
+    assert (outcome.status, outcome.reason) == ("ISSUED", None)
+    assert "timeout" not in await _history(url, saga_id)
+
+
+async def _events_at(url: str, key: str, command: str) -> tuple[object, list[str]]:
+    """The saga of ``key`` and its history, once it has sent ``command``."""
+    for _ in range(300):
+        saga = await query(url, "SELECT id FROM saga_instances WHERE business_key = :k", k=key)
+        if saga:
+            sent = await query(
+                url,
+                "SELECT count(*) FROM saga_history WHERE saga_id = :s AND message_type = :t",
+                s=saga[0][0],
+                t=command,
+            )
+            if sent[0][0]:
+                return saga[0][0], await _history(url, saga[0][0])
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"saga {key} did not send {command}")
