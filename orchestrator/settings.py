@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     threeds_key: SecretStr = Field(
         default=SecretStr("orchestra-dev-3ds-key"), description="key of the simulated ACS"
     )
+    acs_url: str = Field(
+        default="/api/3ds/acs",
+        pattern=r"^(/|https?://)[^\s]*$",
+        max_length=500,
+        description="where 3-D Secure sends the cardholder (the transaction id appended): the "
+        "built-in simulated ACS by default, a path on this API",
+    )
 
     topic_partitions: int = Field(default=8, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=16)

@@ -170,9 +170,11 @@ async def reverse(
     responses=_problems(400, 403, 404),
 )
 async def start_3ds(body: ThreeDsInit, request: Request, db: Db) -> ThreeDsChallenge:
+    """The cardholder is sent to ``ORCHESTRA_ACS_URL`` (the built-in simulator by default),
+    never to a host named by the request."""
     key = _threeds_key(request)
-    base = str(request.base_url)
-    return await deps.transact(db, lambda c: cards.start_3ds(c, body, key, base))
+    acs = deps.settings(request).acs_url
+    return await deps.transact(db, lambda c: cards.start_3ds(c, body, key, acs))
 
 
 @router.get("/3ds/acs/{transaction_id}", response_model=AcsAnswer, responses=_problems(404))
@@ -387,8 +389,7 @@ def _approved(tx: Transaction) -> Authorization:
 
 
 def _threeds_key(request: Request) -> str:
-    settings: Settings = request.app.state.settings
-    return settings.threeds_key.get_secret_value()
+    return deps.settings(request).threeds_key.get_secret_value()
 
 
 def _today() -> dt.date:

@@ -605,12 +605,13 @@ async def test_three_d_secure_challenge(api: httpx.AsyncClient) -> None:
         "merchant_name": "E-commerce",
         "return_url": "https://merchant.com/callback",
     }
-    started = await api.post("/api/3ds/init", json=body)
+    started = await api.post("/api/3ds/init", json=body, headers={"Host": "evil.example"})
     assert started.status_code == 200, started.text
     challenge = started.json()
     assert challenge["status"] == "CHALLENGE_REQUIRED"
     assert challenge["pareq"]
-    acs = (await api.get(f"/api/3ds/acs/{challenge['transaction_id']}")).json()
+    assert challenge["acs_url"] == f"/api/3ds/acs/{challenge['transaction_id']}"  # not the Host
+    acs = (await api.get(challenge["acs_url"])).json()
     problem(
         await api.post(
             "/api/3ds/complete",

@@ -345,7 +345,7 @@ async def reverse(
 
 
 async def start_3ds(
-    conn: AsyncConnection, body: ThreeDsInit, key: str, base_url: str
+    conn: AsyncConnection, body: ThreeDsInit, key: str, acs_url: str
 ) -> ThreeDsChallenge:
     row = await _row(conn, body.card_id, lock=True)
     if row.status != "ACTIVE":
@@ -365,7 +365,7 @@ async def start_3ds(
     }
     return ThreeDsChallenge(
         transaction_id=str(transaction_id),
-        acs_url=f"{base_url}api/3ds/acs/{transaction_id}",
+        acs_url=f"{acs_url.rstrip('/')}/{transaction_id}",
         pareq=base64.b64encode(json.dumps(pareq).encode()).decode(),
         status="CHALLENGE_REQUIRED",
     )
