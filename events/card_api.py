@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from events.base import Identifier, unstorable
+from events.masking import mask_text
 from events.money import (
     Amount,
     AmountNumber,
@@ -69,8 +70,11 @@ def _not_blank(value: str) -> str:
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
-"""A name as sent (never trimmed), with at least one character that is not a space."""
+Name = Annotated[
+    str, Field(min_length=1, max_length=100), AfterValidator(_not_blank), AfterValidator(mask_text)
+]
+"""A name as sent (never trimmed), with at least one character that is not a space; a card
+number in it is stored, and answered, masked (``mask_text``), as every free text is."""
 
 
 class Body(BaseModel):
@@ -197,7 +201,7 @@ class CreatePurchase(CamelBody):
             raise ValueError("Description is required")
         if len(value) > 50:
             raise ValueError("Description cannot exceed 50 characters")
-        return value
+        return mask_text(value)
 
     @field_validator("transaction_date")
     @classmethod

@@ -4,6 +4,7 @@ happy paths and error paths, every error a problem detail with its code."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -388,6 +389,42 @@ async def test_a_card_number_sent_by_mistake_is_not_sent_back_whole(
     wrong = problem(await api.post("/cards", json=typed), 400, "VAL-0001")
     assert "4012 **** **** 1881" in wrong["detail"]
     assert "8888 8888" not in str(wrong)
+
+
+async def test_a_card_number_in_free_text_is_stored_and_answered_masked(
+    api: httpx.AsyncClient, stack: EmbeddedStack
+) -> None:
+    card_id = (
+        await api.post("/cards", json={"cardNumber": card_number(), "creditLimitUsd": 50})
+    ).json()["cardId"]
+    body = {"description": "paid with 4111111111111111", "transactionDate": "2024-12-20"}
+    made = await api.post(f"/cards/{card_id}/purchases", json=body | {"amountUsd": 1})
+    assert (await api.get(made.headers["location"])).json()["description"] == (
+        "paid with 4111********1111"
+    )
+    card = await issue(api, credit_limit=100)
+    held = await authorize(api, card["id"], "1", merchant_name="shop 4012 8888 8888 1881")
+    assert held.status_code == 200, held.text
+    listed = (await api.get(f"/api/cards/{card['id']}/transactions")).json()
+    assert "shop 4012 **** **** 1881" in str(listed)
+    challenge = await api.post(
+        "/api/3ds/init",
+        json={
+            "card_id": card["id"],
+            "amount": 1,
+            "merchant_name": "5555555555554444",
+            "return_url": "https://merchant.example/back",
+        },
+    )
+    stored = await query(
+        stack.database_url,
+        "SELECT description FROM card_purchases WHERE card_id = :c",
+        c=card_id,
+    )
+    pareq = base64.b64decode(challenge.json()["pareq"]).decode()
+    assert "5555********4444" in pareq
+    seen = str([held.json(), listed, challenge.json(), pareq, stored])
+    assert not any(pan in seen for pan in ("4111111111111111", "8888 8888", "5555555555554444"))
 
 
 _OTHER_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
