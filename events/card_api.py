@@ -111,6 +111,15 @@ class Problem(BaseModel):
     code: str
     instance: str | None = None
     errors: list[str] | None = None
+    reason: str | None = Field(
+        default=None, description="why a saga or a payment refused (e.g. INSUFFICIENT_FUNDS)"
+    )
+    transaction_id: str | None = Field(
+        default=None, description="the declined transaction, recorded (403, 422)"
+    )
+    payment_id: str | None = Field(
+        default=None, description="the invoice payment refused, or the key's first payment"
+    )
 
 
 # -- seed 000 -------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def build_api(settings: Settings, engine: AsyncEngine, relay: OutboxRelay) -> Fa
         title="Orchestra card service",
         version="1.0.0",
         description=DESCRIPTION,
+        redirect_slashes=False,  # a path with a trailing slash is a 404 problem, not a 307
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -69,8 +70,8 @@ def _serve_asyncapi(app: FastAPI, settings: Settings) -> None:
 
 def problem_openapi(app: FastAPI) -> dict[str, object]:
     """The OpenAPI document as FastAPI makes it, corrected to what the API really answers:
-    bad input is a 400 problem (FastAPI would say 422), and every problem is served as
-    ``application/problem+json``."""
+    bad input is a 400 problem (FastAPI would say 422), a body too large 413, and every problem
+    is served as ``application/problem+json``."""
     if app.openapi_schema:
         return app.openapi_schema
     document = get_openapi(
@@ -85,6 +86,8 @@ def problem_openapi(app: FastAPI) -> dict[str, object]:
                 del responses["422"]
             if operation.get("parameters") or operation.get("requestBody") or default_422:
                 responses.setdefault("400", {"description": "VAL-0001: invalid request"})
+            if operation.get("requestBody"):
+                responses.setdefault("413", {"description": "HTTP-4130: body too large"})
             for status, response in responses.items():
                 if status.startswith(("4", "5")):
                     response["content"] = {PROBLEM_JSON: {"schema": problem_ref}}

@@ -39,6 +39,17 @@ def _unauthorized(why: str) -> ApiError:
     )
 
 
+def _no_token() -> ApiError:
+    """A request with no bearer token at all: the challenge names no error (RFC 6750 3.1)."""
+    return ApiError(
+        401,
+        "AUTH-4010",
+        "Unauthorized",
+        "a bearer token is required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 def dev_token(settings: Settings, user_id: str, lifetime_s: int = 12 * 3600) -> str:
     """A token signed with the configured key (HS*): for ``orchestra dev``, demo and tests."""
     now = int(time.time())
@@ -81,7 +92,7 @@ async def caller(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> Caller:
     if credentials is None:
-        raise _unauthorized("a bearer token is required")
+        raise _no_token()
     settings: Settings = request.app.state.settings
     return verify(settings, credentials.credentials)
 
@@ -95,7 +106,7 @@ def refusal_before_body(request: Request) -> ApiError | None:
         return None
     scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
     if scheme.lower() != "bearer" or not token:
-        return _unauthorized("a bearer token is required")
+        return _no_token()
     try:
         verify(request.app.state.settings, token)
     except ApiError as refused:

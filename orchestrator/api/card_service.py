@@ -45,7 +45,7 @@ from events.card_invoices import InvoicePaymentRequested
 from events.money import from_minor, to_minor
 from orchestrator.api import deps
 from orchestrator.api.auth import Caller, caller
-from orchestrator.api.problems import ApiError
+from orchestrator.api.problems import CREATED, ApiError
 from orchestrator.api.publishing import ApiOutbox
 from orchestrator.api.sagas import find, wait_for_end
 from orchestrator.engine.instance import SagaInstance, SagaStatus
@@ -55,7 +55,7 @@ from schemas.card_service import invoice_payments
 from workers.card_issuance import card_service as cards
 
 router = APIRouter(prefix="/api", tags=["card service (seed 002)"])
-CardId = Annotated[str, Path(max_length=64)]
+CardId = Annotated[str, Path()]
 Db = Annotated[AsyncEngine, Depends(deps.engine)]
 INVOICE_SAGA = "invoice-payment"
 FINAL_BLOCKS = (BlockReason.LOST.value, BlockReason.STOLEN.value)
@@ -67,13 +67,14 @@ def _problems(*codes: int) -> dict[int | str, dict[str, object]]:
         401: "AUTH-4010: bearer token required",
         403: "CARD-4030: card blocked",
         404: "RES-4040: card or transaction not found",
+        409: "REQ-4090: the Idempotency-Key was used for another payment",
         422: "TXN-4220: declined / insufficient limit",
         503: "ACQ-5030: acquirer unavailable",
     }
     return {code: {"model": Problem, "description": why[code]} for code in codes}
 
 
-@router.post("/cards", status_code=201, response_model=Card, responses=_problems(400))
+@router.post("/cards", status_code=201, response_model=Card, responses=CREATED | _problems(400))
 async def issue_card(
     body: IssueCard,
     db: Db,
@@ -148,7 +149,7 @@ async def authorize(body: Authorize, db: Db) -> Authorization:
     responses=_problems(400, 404, 422),
 )
 async def capture(
-    authorization_id: Annotated[str, Path(max_length=64)], db: Db, body: Capture | None = None
+    authorization_id: Annotated[str, Path()], db: Db, body: Capture | None = None
 ) -> Transaction:
     amount = body.amount if body else None
     return await deps.transact(db, lambda c: cards.capture(c, authorization_id, amount))
@@ -158,7 +159,7 @@ async def capture(
     "/reverse/{transaction_id}", response_model=Transaction, responses=_problems(400, 404, 422)
 )
 async def reverse(
-    transaction_id: Annotated[str, Path(max_length=64)], db: Db, body: Reverse | None = None
+    transaction_id: Annotated[str, Path()], db: Db, body: Reverse | None = None
 ) -> Transaction:
     amount = body.amount if body else None
     return await deps.transact(db, lambda c: cards.reverse(c, transaction_id, amount))
@@ -179,7 +180,7 @@ async def start_3ds(body: ThreeDsInit, request: Request, db: Db) -> ThreeDsChall
 
 @router.get("/3ds/acs/{transaction_id}", response_model=AcsAnswer, responses=_problems(404))
 async def simulated_acs(
-    transaction_id: Annotated[str, Path(max_length=64)],
+    transaction_id: Annotated[str, Path()],
     request: Request,
     db: Db,
     authenticate: Annotated[bool, Query(description="the cardholder passes the challenge")] = True,
@@ -211,7 +212,7 @@ async def current_invoice(card_id: CardId, db: Db) -> Invoice:
     response_model=InvoicePayment,
     responses={
         202: {"model": InvoicePayment, "description": "still running"},
-        **_problems(400, 404, 422),
+        **_problems(400, 404, 409, 422),
     },
 )
 async def pay_invoice(

@@ -32,6 +32,17 @@ HTTP_CODES = {
 }
 
 
+CREATED: dict[int | str, dict[str, object]] = {
+    201: {
+        "description": "made; ``Location`` names it",
+        "headers": {
+            "Location": {"description": "the path of what was made", "schema": {"type": "string"}}
+        },
+    }
+}
+"""The 201 of a route that answers with ``Location``, as its OpenAPI document says it."""
+
+
 class ApiError(Exception):
     """An answer other than success, with its status, code and a human sentence."""
 

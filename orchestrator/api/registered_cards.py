@@ -23,13 +23,13 @@ from events.card_api import (
 )
 from events.money import from_minor, to_minor
 from orchestrator.api import deps
-from orchestrator.api.problems import ApiError
+from orchestrator.api.problems import CREATED, ApiError
 from orchestrator.settings import Settings
 from schemas.card_service import card_purchases, registered_cards
 from workers.card_issuance.numbers import number_hash
 
 router = APIRouter(tags=["cards and purchases (seeds 004, 001)"])
-CardId = Annotated[str, Path(alias="cardId", max_length=64)]
+CardId = Annotated[str, Path(alias="cardId")]
 
 
 def _problems(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
@@ -51,7 +51,8 @@ def _uuid(value: str, what: str) -> uuid.UUID:
     "/cards",
     status_code=201,
     response_model=CardCreated,
-    responses=_problems((400, "VAL-0001: invalid number or limit"), (409, "DB-4090: duplicate")),
+    responses=CREATED
+    | _problems((400, "VAL-0001: invalid number or limit"), (409, "DB-4090: duplicate")),
 )
 async def create_card(
     body: CreateCard,
@@ -98,7 +99,8 @@ async def get_card(
     "/cards/{cardId}/purchases",
     status_code=201,
     response_model=PurchaseCreated,
-    responses=_problems((400, "VAL-0001: invalid purchase"), (404, "RES-4040: no such card")),
+    responses=CREATED
+    | _problems((400, "VAL-0001: invalid purchase"), (404, "RES-4040: no such card")),
 )
 async def create_purchase(
     body: CreatePurchase,
@@ -130,7 +132,7 @@ async def create_purchase(
 async def get_purchase(
     db: Annotated[AsyncEngine, Depends(deps.engine)],
     card_id: CardId,
-    purchase_id: Annotated[str, Path(alias="purchaseId", max_length=64)],
+    purchase_id: Annotated[str, Path(alias="purchaseId")],
 ) -> Purchase:
     card = await _registered(db, card_id)
     key = _uuid(purchase_id, "Purchase")

@@ -39,8 +39,13 @@ ERRORS: dict[int | str, dict[str, object]] = {
         (400, "invalid body"),
         (401, "token missing, expired or forged"),
         (404, "no such request of this user"),
-        (409, "an active card of the type exists (ACTIVE_CARD_EXISTS)"),
+        (
+            409,
+            "an active card of the type exists (ACTIVE_CARD_EXISTS), or the request id is "
+            "another user's or was asked for another currency (REQ-4090)",
+        ),
         (422, "refused by the saga (e.g. UNSUPPORTED_CURRENCY)"),
+        (500, "SAGA-5000: the card could not be issued nor fully undone; an operator is on it"),
     )
 }
 

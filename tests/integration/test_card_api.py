@@ -120,7 +120,10 @@ async def test_virtual_card_needs_a_good_token(
     ):
         answer = await api.post("/v1/cards/virtual", headers=headers)
         problem(answer, 401, "AUTH-4010")
-        assert answer.headers["www-authenticate"].startswith("Bearer")
+        challenge = answer.headers["www-authenticate"]
+        tokenless = not headers.get("Authorization", "").startswith("Bearer")
+        # no credentials at all: the challenge names no error (RFC 6750 3.1)
+        assert challenge == ("Bearer" if tokenless else 'Bearer error="invalid_token"')
         for body in (b"{not json", b'{"currency": 7}', b"\xff\xfe"):  # the token comes first
             answer = await api.post(
                 "/v1/cards/virtual",
@@ -439,8 +442,14 @@ async def test_an_id_is_one_spelling_of_ascii_hex_and_answers_name_it_so(
         await api.post("/cards", json={"cardNumber": card_number(), "creditLimitUsd": 50})
     ).json()["cardId"]
     body = {"description": "Tea", "transactionDate": "2024-12-20", "amountUsd": 2}
-    for spelling in (card_id.translate(_OTHER_DIGITS), f"%20{card_id}", f"%0A{card_id}"):
+    for spelling in (
+        card_id.translate(_OTHER_DIGITS),
+        f"%20{card_id}",
+        f"%0A{card_id}",
+        card_id * 2,  # too long to be anything's id: not found either
+    ):
         problem(await api.post(f"/cards/{spelling}/purchases", json=body), 404, "RES-4040")
+        problem(await api.get(f"/api/cards/{spelling}"), 404, "RES-4040")
     made = await api.post(f"/cards/{card_id.upper()}/purchases", json=body)
     assert made.headers["location"].startswith(f"/cards/{card_id}/purchases/")
     stored = await query(
@@ -466,6 +475,7 @@ async def test_api_serves_the_asyncapi_document(api: httpx.AsyncClient) -> None:
 
 async def test_unknown_route_method_and_huge_body_are_problems(api: httpx.AsyncClient) -> None:
     problem(await api.get("/nowhere"), 404, "RES-4040")
+    problem(await api.post("/cards/", json={}), 404, "RES-4040")  # no redirect to /cards
     problem(await api.delete("/cards"), 405, "HTTP-4050")
     huge = b'{"cardNumber": "' + b"4" * 2_000_000 + b'", "creditLimitUsd": 1}'
     sent = await api.post("/cards", content=huge, headers={"content-type": "application/json"})
@@ -934,6 +944,18 @@ async def test_openapi_documents_money_answers_as_numbers(api: httpx.AsyncClient
     # requests still take a JSON number or a decimal string
     accepted = {kind["type"] for kind in schemas["Authorize"]["properties"]["amount"]["anyOf"]}
     assert accepted == {"number", "string"}
+
+
+async def test_openapi_documents_the_answers_routes_give(api: httpx.AsyncClient) -> None:
+    document = (await api.get("/openapi.json")).json()
+    paths = document["paths"]
+    for made in ("/cards", "/cards/{cardId}/purchases", "/api/cards"):
+        assert "Location" in paths[made]["post"]["responses"]["201"]["headers"], made
+    assert "headers" not in paths["/v1/cards/virtual"]["post"]["responses"]["201"]
+    assert {"409", "413"} <= paths["/api/cards/{card_id}/invoice/pay"]["post"]["responses"].keys()
+    assert "500" in paths["/v1/cards/virtual"]["post"]["responses"]
+    problem_members = document["components"]["schemas"]["Problem"]["properties"]
+    assert {"code", "reason", "transaction_id", "payment_id"} <= problem_members.keys()
 
 
 @pytest.mark.parametrize("final", ["LOST", "STOLEN"])
