@@ -136,8 +136,7 @@ class SagaMachine:
     def on_reply(
         self, instance: SagaInstance, reply: Reply, envelope: Envelope, now: datetime
     ) -> Decision:
-        """Advance on a reply to the current step: to the attempt it waits for, or one that
-        settles it as well (``_settles``)."""
+        """Advance on a reply that answers the current step (``_answers``)."""
         step = self._step(instance)
         received = HistoryEntry(
             "reply-received",
@@ -148,14 +147,10 @@ class SagaMachine:
             message_type=reply.kind,
             detail=_reply_detail(reply),
         )
-        awaited = (
-            instance.pending_command_id is not None
-            and envelope.causation_id == instance.pending_command_id
-        )
         if (
             instance.status.terminal
             or step is None
-            or not (awaited or self._settles(instance, step, reply, envelope))
+            or not self._answers(instance, step, reply, envelope)
         ):
             late = self._late_effect(instance, reply, envelope.saga_step)
             ignored = HistoryEntry(
@@ -169,7 +164,9 @@ class SagaMachine:
                     f"{envelope.saga_step} ran after the saga was rolled back, and nothing "
                     "undoes it: settle it by hand"
                     if late
-                    else f"answers {envelope.causation_id}, awaited {instance.pending_command_id}"
+                    else f"answers {envelope.causation_id} ({envelope.saga_type}/"
+                    f"{envelope.saga_step}), awaited {instance.pending_command_id} "
+                    f"({instance.saga_type}/{step.name if step else None})"
                 ),
             )
             return Decision(instance, history=[ignored])
@@ -178,6 +175,26 @@ class SagaMachine:
         else:
             decision = self._on_forward_reply(instance, step, reply, now, [received])
         return decision.caused_by(envelope.id)
+
+    def _answers(
+        self, instance: SagaInstance, step: Step[Any], reply: Reply, envelope: Envelope
+    ) -> bool:
+        """Whether ``reply`` answers the step the saga is at: named for this saga type and
+        step (where it says), of the step's direction (a forward step is not compensated),
+        and to the attempt awaited or to an earlier one that it settles (``_settles``). A
+        reply of a buggy participant, or forged, that answers the command awaited but names
+        another step would otherwise complete it (an order shipped as paid)."""
+        if envelope.saga_step not in (None, step.name) or envelope.saga_type not in (
+            None,
+            instance.saga_type,
+        ):
+            return False
+        if isinstance(reply, Compensated) and not instance.compensating:
+            return False
+        awaited = instance.pending_command_id
+        return (awaited is not None and envelope.causation_id == awaited) or self._settles(
+            instance, step, reply, envelope
+        )
 
     @staticmethod
     def _settles(instance: SagaInstance, step: Step[Any], reply: Reply, envelope: Envelope) -> bool:
@@ -192,7 +209,7 @@ class SagaMachine:
             return isinstance(reply, Compensated)
         if isinstance(reply, StepFailed):
             return not (reply.retryable or step.retriable)
-        return not isinstance(reply, Compensated)
+        return True
 
     def _late_effect(self, instance: SagaInstance, reply: Reply, step_name: str | None) -> bool:
         """Whether ``reply`` says a step nothing undoes ran in a saga rolled back around it

@@ -196,6 +196,29 @@ def test_an_earlier_attempt_asking_for_another_is_left_to_the_attempt_awaited(
     assert [h.event for h in forward.history] == ["reply-ignored"]
 
 
+def test_a_reply_to_the_command_awaited_naming_another_step_moves_nothing(
+    machine: SagaMachine,
+) -> None:
+    """A buggy participant's, or a forged, answer: a wallet opened does not reserve a card."""
+    d = started(machine)
+    genuine = reply_to(d, CardReserved(card_id="9002", masked_number="m"))
+    for envelope, reply in (
+        (
+            genuine.model_copy(update={"saga_step": "open-wallet"}),
+            WalletOpened(wallet_id="W-1", balance=Decimal(0), currency="KZT"),
+        ),
+        (genuine.model_copy(update={"saga_type": "registration"}), Compensated()),
+        (genuine, Compensated()),
+    ):
+        ignored = machine.on_reply(d.instance, reply, envelope, T0)
+        assert [h.event for h in ignored.history] == ["reply-ignored"]
+        assert ignored.instance == d.instance
+    moved = machine.on_reply(
+        d.instance, CardReserved(card_id="9002", masked_number="m"), genuine, T0
+    )
+    assert kinds(moved) == ["OpenCardWallet"]
+
+
 def test_timeout_ends_rejected_with_reason_timeout(machine: SagaMachine) -> None:
     d = started(machine)
     d = machine.on_due(d.instance, T0 + timedelta(seconds=11))
