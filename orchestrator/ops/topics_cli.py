@@ -361,10 +361,33 @@ def _place(record: Record) -> str:
 
 
 def superseded(letters: list[Record]) -> set[str]:
-    """The places of dead letters re-driven already and dead-lettered again: the newer letter
-    (naming the older in ``redriven_from``) stands for them, so ``--all`` and ``--reason``
-    send each record once however often they are run."""
-    return {r.headers[REDRIVEN_FROM] for r in letters if REDRIVEN_FROM in r.headers}
+    """The places of dead letters another letter of the same record stands for, so that
+    ``--all`` and ``--reason`` send each record once however often they are run: a re-driven
+    letter dead-lettered again names the older in ``redriven_from``, and the letters that
+    lead back to one first letter (one record, re-driven by offset twice, say) are one
+    line, of which only the newest is sent."""
+    at = {_place(r): r for r in letters}
+    lines: dict[str, list[Record]] = {}
+    for letter in letters:
+        lines.setdefault(_first_of_line(letter, at), []).append(letter)
+    return {
+        _place(r)
+        for line in lines.values()
+        for r in line
+        if r is not max(line, key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+    }
+
+
+def _first_of_line(letter: Record, at: dict[str, Record]) -> str:
+    """The place of the first letter ``letter`` was re-driven from (as far as ``at`` goes)."""
+    place = _place(letter)
+    seen = {place}
+    while (older := at[place].headers.get(REDRIVEN_FROM)) is not None and older not in seen:
+        seen.add(older)
+        if older not in at:
+            return older
+        place = older
+    return place
 
 
 async def _existing(settings: Settings, names: set[str]) -> None:

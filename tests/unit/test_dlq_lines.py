@@ -1,0 +1,35 @@
+"""Which dead letters ``dlq redrive --all`` sends: one per record, however often the record
+was re-driven before and dead-lettered again."""
+
+from __future__ import annotations
+
+from orchestrator.ops.records import Record
+from orchestrator.ops.topics_cli import REDRIVEN_FROM, superseded
+
+DLQ = "orders.submitted.dlq"
+
+
+def letter(offset: int, redrive_of: int | None = None) -> Record:
+    headers = {} if redrive_of is None else {REDRIVEN_FROM: f"{DLQ}/0/{redrive_of}"}
+    return Record(DLQ, 0, offset, 1_000 + offset, "o-1", b"{}", headers)
+
+
+def sent(letters: list[Record]) -> list[int]:
+    skipped = superseded(letters)
+    return [r.offset for r in letters if f"{r.topic}/{r.partition}/{r.offset}" not in skipped]
+
+
+def test_a_letter_re_driven_and_dead_lettered_again_is_sent_as_its_newest() -> None:
+    assert sent([letter(1), letter(2), letter(5, redrive_of=1), letter(7, redrive_of=5)]) == [2, 7]
+
+
+def test_a_letter_re_driven_twice_by_offset_is_still_one_record() -> None:
+    """Two re-drives of one letter, each dead-lettered again: siblings, one record."""
+    assert sent([letter(1), letter(6, redrive_of=1), letter(7, redrive_of=1)]) == [7]
+    branched = [letter(1), letter(6, redrive_of=1), letter(7, redrive_of=1), letter(9, 6)]
+    assert sent(branched) == [9]
+
+
+def test_a_line_whose_first_letter_is_gone_is_still_one_record() -> None:
+    """The first letter past the topic's retention, or left out of the selection."""
+    assert sent([letter(6, redrive_of=1), letter(7, redrive_of=1), letter(8)]) == [7, 8]
