@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 import typing
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -46,6 +48,12 @@ DLQ_DESCRIPTION = (
 )
 
 
+OUTCOME_DESCRIPTION = (
+    "One terminal record per saga; a FAILED saga an operator has retried (`orchestra sagas "
+    "retry`) ends once more, with the status its compensation reached."
+)
+
+
 def _consumer(model: Any) -> Callable[..., Coroutine[Any, Any, None]]:
     async def handler(body: Any) -> None:
         return None
@@ -71,6 +79,7 @@ def documentation_broker(settings: Settings) -> KafkaBroker:
             documented.add(topic)
             broker.publisher(topic, title=topic, description=description, schema=model)
 
+    outcomes: dict[str, dict[Any, None]] = {}
     for saga in ALL_SAGAS:
         consumed(
             saga.inbound_topic,
@@ -79,7 +88,9 @@ def documentation_broker(settings: Settings) -> KafkaBroker:
             "(idempotent by business key).",
         )
         outcome = typing.get_type_hints(saga.outcome).get("return", Any)
-        published(saga.outcome_topic, outcome, "One terminal record per saga.")
+        outcomes.setdefault(saga.outcome_topic, {})[outcome] = None
+    for topic, models in outcomes.items():  # sagas that share a status topic: any of theirs
+        published(topic, functools.reduce(operator.or_, models), OUTCOME_DESCRIPTION)
     for spec in WORKERS.values():
         consumed(spec.topic, spec.command_model, f"Commands to the {spec.name} worker.")
         for feed in spec.feeds:

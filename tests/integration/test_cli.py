@@ -167,6 +167,12 @@ def test_docs_writes_asyncapi_of_every_topic_and_the_openapi(tmp_path: Path) -> 
     order = messages["orders.submitted:SubscribeMessage"]
     assert order["correlationId"]["location"] == "$message.header#/ce_correlationid"
     assert "ce_id" in order["headers"]["properties"]
+    gift_cards = messages["giftcards.status:Message"]["payload"]["$ref"].rsplit("/", 1)[-1]
+    either = {
+        kind["$ref"].rsplit("/", 1)[-1]
+        for kind in document["components"]["schemas"][gift_cards]["anyOf"]
+    }
+    assert either == {"GiftCardPurchaseStatus", "GiftCardActivationStatus"}  # two sagas' outcomes
     letter = messages["orders.submitted.dlq:Message"]
     assert "$ref" not in letter["payload"]  # the refused bytes as they were, maybe no JSON
     assert {"dlq_reason", "dlq_error", "dlq_offset"} <= set(letter["headers"]["required"])
