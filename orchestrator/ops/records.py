@@ -264,7 +264,13 @@ async def publish(
     try:
         refused: dict[int, NotSent] = {}
         pending: dict[int, asyncio.Future[object]] = {}
+        limit = f"ORCHESTRA_MAX_MESSAGE_BYTES={settings.max_message_bytes}"
         for n, record in enumerate(records):
+            if len(record.value) > settings.max_message_bytes:  # its consumer would refuse it
+                refused[n] = NotSent(record, f"larger than {limit}")
+                if progress is not None:
+                    progress(n + 1)
+                continue
             try:
                 pending[n] = await producer.send(
                     target(record),
@@ -273,7 +279,6 @@ async def publish(
                     headers=[(k, v.encode()) for k, v in headers(record).items()],
                 )
             except MessageSizeTooLargeError as exc:
-                limit = f"ORCHESTRA_MAX_MESSAGE_BYTES={settings.max_message_bytes}"
                 refused[n] = NotSent(record, f"{_reason(exc)} ({limit})")
             except KafkaError as exc:
                 if _broker_gone(exc):

@@ -140,6 +140,12 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
         tuple(args.partition), args.from_offset, args.to_offset, args.since, args.until, args.key
     )
     target = args.to_topic or args.topic
+    if target.endswith(DLQ_SUFFIX) and not args.topic.endswith(DLQ_SUFFIX):
+        raise OrchestraError(
+            f"{target} holds the records its consumer refused, each with why (dlq_* headers): "
+            f"a replay of {args.topic} there would make letters without them; choose another "
+            "topic (and `orchestra dlq redrive` sends dead letters back)"
+        )
     if args.to_topic:
         await _existing(settings, {target})
     records = await read(settings, args.topic, selection)

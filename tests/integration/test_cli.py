@@ -254,6 +254,10 @@ REFUSED_ARGUMENTS = [
     ),
     (("sagas", "list", "--key", ""), "--key: must not be empty"),
     (
+        ("replay", "orders.submitted", "--to-topic", "orders.submitted.dlq"),
+        "would make letters without them",
+    ),
+    (
         ("dlq", "redrive", "orders.submitted", "--offset", "0", "--all"),
         "argument --all: not allowed with argument --offset",
     ),

@@ -288,7 +288,8 @@ async def test_records_too_large_to_send_are_reported_and_the_rest_are_sent(
 ) -> None:
     """A record over the producer's limit (or refused by the broker) is one line naming it;
     the others are sent, a summary ends the run, exit 2, and the record stays where it was.
-    The producer honours ORCHESTRA_MAX_MESSAGE_BYTES."""
+    The producer honours ORCHESTRA_MAX_MESSAGE_BYTES, for the value itself (a record just over
+    it would fit the request's framing, and be refused by its consumer)."""
     settings = stack.settings()
     source, copy = c.unique("ops.big"), c.unique("ops.copy")
     letters = topics.dlq(source)
@@ -298,7 +299,7 @@ async def test_records_too_large_to_send_are_reported_and_the_rest_are_sent(
     )
     await producer.start()
     try:
-        for n, size in enumerate((10, 1_500_000, 10)):
+        for n, size in enumerate((10, 1_030_000, 10)):
             value = b"x" * size
             await (await producer.send(source, value, key=f"k-{n}".encode()))
             dead = [(H_DLQ_TOPIC, source.encode()), (H_DLQ_REASON, b"TOO_LARGE")]
@@ -310,7 +311,7 @@ async def test_records_too_large_to_send_are_reported_and_the_rest_are_sent(
     assert replayed.returncode == 2, replayed.stderr
     assert "Traceback" not in replayed.stderr
     (refused,) = replayed.stderr.strip().splitlines()
-    assert refused.startswith(f"orchestra: error: not sent: {source}/0/1 (1500000 bytes): ")
+    assert refused.startswith(f"orchestra: error: not sent: {source}/0/1 (1030000 bytes): ")
     assert "ORCHESTRA_MAX_MESSAGE_BYTES=1000000" in refused
     assert replayed.stdout.strip().splitlines()[-1] == (
         f"re-published 2 of 3 records of {source} to {copy}; "
@@ -324,14 +325,14 @@ async def test_records_too_large_to_send_are_reported_and_the_rest_are_sent(
     assert larger.returncode == 0, larger.stderr
     assert f"re-published 3 records of {source} to {copy}" in larger.stdout
     sizes = [len(r.value) for r in await read(settings, copy, Selection(from_offset=2))]
-    assert sizes == [10, 1_500_000, 10]
+    assert sizes == [10, 1_030_000, 10]
 
     listed = await _orchestra_with(stack, "dlq", "list", letters)  # its own name is accepted
     assert listed.returncode == 0, listed.stderr
     assert f"{letters}: 3 dead letters" in listed.stdout
     redriven = await _orchestra_with(stack, "dlq", "redrive", letters, "--all")
     assert redriven.returncode == 2, redriven.stderr
-    assert f"not sent: {letters}/0/1 (1500000 bytes)" in redriven.stderr
+    assert f"not sent: {letters}/0/1 (1030000 bytes)" in redriven.stderr
     assert f"re-drove 2 of 3 dead letters of {letters}" in redriven.stdout
     assert len(await read(settings, letters, Selection())) == 3  # nothing lost
     assert [r.key for r in await read(settings, source, Selection(from_offset=3))] == [
