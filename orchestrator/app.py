@@ -58,7 +58,7 @@ def resolve_services(names: Sequence[str], known: Sequence[str] = SERVICES) -> t
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UnknownService(
-            f"unknown service {', '.join(unknown)}; choose from {', '.join(known)}"
+            f"unknown service {', '.join(map(repr, unknown))}; choose from {', '.join(known)}"
         )
     return tuple(dict.fromkeys(names)) or tuple(known)
 

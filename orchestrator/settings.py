@@ -31,7 +31,9 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 class Settings(BaseSettings):
     """Everything a process needs to reach Kafka and PostgreSQL and to behave."""
 
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRA_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRA_", extra="ignore", frozen=True, allow_inf_nan=False
+    )
 
     kafka_bootstrap_servers: str = Field(
         default="localhost:9092", description="host:port[,host:port]"
@@ -211,6 +213,16 @@ class Settings(BaseSettings):
                 "must be below ORCHESTRA_CONSUMER_SESSION_TIMEOUT_MS "
                 f"({self.consumer_session_timeout_ms}) (a third of it is usual): else the "
                 "broker takes the consumer for dead between two heartbeats"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> Self:
+        if self.retry_backoff_max_s < self.retry_backoff_s:
+            raise ValueError(
+                f"ORCHESTRA_RETRY_BACKOFF_MAX_S ({self.retry_backoff_max_s}) is below "
+                f"ORCHESTRA_RETRY_BACKOFF_S ({self.retry_backoff_s}): the longest wait between "
+                "two tries cannot be shorter than the first"
             )
         return self
 

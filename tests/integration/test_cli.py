@@ -50,7 +50,7 @@ def test_bad_bootstrap_servers_are_refused() -> None:
 def test_unknown_service_is_named() -> None:
     run = _run("run", "teleporter")
     assert run.returncode == 2
-    assert "unknown service teleporter" in run.stderr
+    assert "unknown service 'teleporter'" in run.stderr
     assert "Traceback" not in run.stderr
 
 

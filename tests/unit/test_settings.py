@@ -149,6 +149,16 @@ def test_a_heartbeat_must_come_within_the_session_timeout() -> None:
         load_settings(consumer_heartbeat_interval_ms=20_000, consumer_session_timeout_ms=10_000)
 
 
+def test_the_longest_backoff_is_not_below_the_first_and_numbers_are_finite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(SettingsError, match=r"RETRY_BACKOFF_MAX_S \(0.1\) is below"):
+        load_settings(retry_backoff_s=0.5, retry_backoff_max_s=0.1)
+    monkeypatch.setenv("ORCHESTRA_STEP_TIMEOUT_S", "nan")
+    with pytest.raises(SettingsError, match="STEP_TIMEOUT_S: Input should be a finite number"):
+        load_settings()
+
+
 def test_a_blank_sasl_username_is_no_username() -> None:
     with pytest.raises(SettingsError, match="ORCHESTRA_KAFKA_SASL_USERNAME"):
         load_settings(
