@@ -370,8 +370,9 @@ def superseded(letters: list[Record]) -> set[str]:
     """The places of dead letters another letter of the same record stands for, so that
     ``--all`` and ``--reason`` send each record once however often they are run: a re-driven
     letter dead-lettered again names the older in ``redriven_from``, and the letters that
-    lead back to one first letter (one record, re-driven by offset twice, say) are one
-    line, of which only the newest is sent."""
+    lead back to one first letter (one record, re-driven by offset twice, say), or to one
+    refused record (dead-lettered twice when its batch was handled again after a fault), are
+    one line, of which only the newest is sent."""
     at = {_place(r): r for r in letters}
     lines: dict[str, list[Record]] = {}
     for letter in letters:
@@ -385,7 +386,8 @@ def superseded(letters: list[Record]) -> set[str]:
 
 
 def _first_of_line(letter: Record, at: dict[str, Record]) -> str:
-    """The place of the first letter ``letter`` was re-driven from (as far as ``at`` goes)."""
+    """Where the line of ``letter`` starts: the record the first letter it was re-driven
+    from refused (as far as ``at`` goes)."""
     place = _place(letter)
     seen = {place}
     while (older := at[place].headers.get(REDRIVEN_FROM)) is not None and older not in seen:
@@ -393,6 +395,9 @@ def _first_of_line(letter: Record, at: dict[str, Record]) -> str:
         if older not in at:
             return older
         place = older
+    first = at[place].headers
+    if all(h in first for h in DLQ_HEADERS[2:]):
+        return "refused " + "/".join(first[h] for h in DLQ_HEADERS[2:])
     return place
 
 

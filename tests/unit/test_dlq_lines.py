@@ -3,14 +3,22 @@ was re-driven before and dead-lettered again."""
 
 from __future__ import annotations
 
+from events.envelope import H_DLQ_OFFSET, H_DLQ_PARTITION, H_DLQ_TOPIC
 from orchestrator.ops.records import Record
 from orchestrator.ops.topics_cli import REDRIVEN_FROM, superseded
 
 DLQ = "orders.submitted.dlq"
 
 
-def letter(offset: int, redrive_of: int | None = None) -> Record:
-    headers = {} if redrive_of is None else {REDRIVEN_FROM: f"{DLQ}/0/{redrive_of}"}
+def letter(offset: int, redrive_of: int | None = None, refused_at: int | None = None) -> Record:
+    """A dead letter of the record at ``refused_at`` (by default one of its own)."""
+    headers = {
+        H_DLQ_TOPIC: "orders.submitted",
+        H_DLQ_PARTITION: "0",
+        H_DLQ_OFFSET: str(offset * 100 if refused_at is None else refused_at),
+    }
+    if redrive_of is not None:
+        headers[REDRIVEN_FROM] = f"{DLQ}/0/{redrive_of}"
     return Record(DLQ, 0, offset, 1_000 + offset, "o-1", b"{}", headers)
 
 
@@ -33,3 +41,8 @@ def test_a_letter_re_driven_twice_by_offset_is_still_one_record() -> None:
 def test_a_line_whose_first_letter_is_gone_is_still_one_record() -> None:
     """The first letter past the topic's retention, or left out of the selection."""
     assert sent([letter(6, redrive_of=1), letter(7, redrive_of=1), letter(8)]) == [7, 8]
+
+
+def test_a_record_dead_lettered_twice_is_one_record() -> None:
+    """Its batch handled again after a fault wrote its dead letter a second time."""
+    assert sent([letter(1, refused_at=40), letter(2, refused_at=40), letter(3)]) == [2, 3]
