@@ -200,16 +200,14 @@ class SagaMachine:
     def _settles(instance: SagaInstance, step: Step[Any], reply: Reply, envelope: Envelope) -> bool:
         """Whether ``reply``, to an earlier attempt of the step the saga is at (one that timed
         out before its answer came), settles the step as the awaited attempt's answer would:
-        a participant answers every attempt of a step with the result it recorded first, so
-        a participant slower than the step's timeout still moves the saga on. A refusal that
-        asks for another attempt does not: the attempt awaited answers for itself."""
-        if envelope.saga_step != step.name:
+        the step done (or, compensating, undone) is done whichever attempt did it, so a
+        participant slower than the step's timeout still moves the saga on. A refusal does
+        not: a participant may answer a later attempt otherwise (a handler's error is not
+        recorded, the next attempt runs the step afresh), and rolling back on the earlier
+        refusal could leave the later attempt's effect behind."""
+        if envelope.saga_step != step.name or isinstance(reply, StepFailed):
             return False
-        if instance.compensating:
-            return isinstance(reply, Compensated)
-        if isinstance(reply, StepFailed):
-            return not (reply.retryable or step.retriable)
-        return True
+        return isinstance(reply, Compensated) == instance.compensating
 
     def _late_effect(self, instance: SagaInstance, reply: Reply, step_name: str | None) -> bool:
         """Whether ``reply`` says a step nothing undoes ran in a saga rolled back around it

@@ -156,7 +156,7 @@ async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers
     assert await c.wallet_balance(url, client_record.customer_id) == Decimal("125.50")
     assert await query(url, charged, s=saga_id) == [("CAPTURED", 12550)], "never refunded"
     await c.ledger_consistent(url)
-    assert "reply-ignored" in await _history(url, saga_id), "earlier sends' answers: no effect"
+    assert "reply-ignored" in await _history(url, saga_id), "the other sends' answers: no effect"
 
 
 async def test_a_restart_longer_than_the_step_timeout_does_not_time_steps_out(

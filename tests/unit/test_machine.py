@@ -180,6 +180,20 @@ def test_a_step_nothing_undoes_answered_after_its_timeout_moves_on(machine: Saga
     assert outcome(done).status == "ISSUED"
 
 
+def test_an_earlier_attempt_refused_is_left_to_the_attempt_awaited(machine: SagaMachine) -> None:
+    """A handler's error is not recorded: the next attempt runs the step afresh and may well
+    do it. Rolling back on the first attempt's refusal would leave the card activated."""
+    d = _at_activation(machine)
+    to_first = reply_to(d, StepFailed(reason="PARTICIPANT_ERROR"))
+    now = T0 + timedelta(seconds=11)
+    d = machine.on_due(d.instance, now)
+    d = machine.on_due(d.instance, d.instance.next_action_at or now)
+    assert kinds(d) == ["ActivateCard"]
+    refused = machine.on_reply(d.instance, StepFailed(reason="PARTICIPANT_ERROR"), to_first, now)
+    assert [h.event for h in refused.history] == ["reply-ignored"]
+    assert refused.instance == d.instance
+
+
 def test_an_earlier_attempt_asking_for_another_is_left_to_the_attempt_awaited(
     machine: SagaMachine,
 ) -> None:
