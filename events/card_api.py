@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from events.base import Identifier, unstorable
-from events.masking import mask_text
+from events.masking import mask_card_numbers
 from events.money import (
     Amount,
     AmountNumber,
@@ -71,10 +71,13 @@ def _not_blank(value: str) -> str:
 
 
 Name = Annotated[
-    str, Field(min_length=1, max_length=100), AfterValidator(_not_blank), AfterValidator(mask_text)
+    str,
+    Field(min_length=1, max_length=100),
+    AfterValidator(_not_blank),
+    AfterValidator(mask_card_numbers),
 ]
 """A name as sent (never trimmed), with at least one character that is not a space; a card
-number in it is stored, and answered, masked (``mask_text``), as every free text is."""
+number in it is stored, and answered, masked (``mask_card_numbers``)."""
 
 
 class Body(BaseModel):
@@ -210,7 +213,7 @@ class CreatePurchase(CamelBody):
             raise ValueError("Description is required")
         if len(value) > 50:
             raise ValueError("Description cannot exceed 50 characters")
-        return mask_text(value)
+        return mask_card_numbers(value)
 
     @field_validator("transaction_date")
     @classmethod

@@ -79,6 +79,27 @@ def mask_text(text: str) -> str:
     return _JWT.sub("eyJ***", text)
 
 
+def mask_card_numbers(text: str) -> str:
+    """``text`` as it may be stored: each card number in it (13 to 19 digits passing the Luhn
+    check, in one group or several joined by spaces, dots, dashes or underscores) kept to its
+    first and last four digits, and nothing else changed (an order number, a bar code that
+    fails the check stay whole)."""
+    return _TOKEN_RUN.sub(_masked_card_number, text)
+
+
+def _masked_card_number(found: re.Match[str]) -> str:
+    text = found.group(0)
+    groups = [(g.start(), g.end()) for g in _GROUP.finditer(text)]
+    numbers = [text[start:end] for start, end in groups]
+    digits = [i for i, char in enumerate(text) if char.isdigit()]
+    index = {position: n for n, position in enumerate(digits)}
+    hidden: set[int] = set()
+    for first, last in _card_spans(numbers):
+        span = range(index[groups[first][0]], index[groups[last][1] - 1] + 1)
+        hidden.update(digits[i] for i in _interior(span))
+    return "".join("*" if i in hidden else char for i, char in enumerate(text))
+
+
 def luhn_check_digit(partial: str) -> str:
     """The digit that makes ``partial + digit`` Luhn-valid."""
     total = 0

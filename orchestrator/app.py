@@ -234,10 +234,8 @@ class Application:
             metrics.serve(self.settings.metrics_port)
         await self.publisher.start()
         await self.broker.start()
-        if self.runtime is not None and (
-            deferred := await self.runtime.defer_awaited(self.settings.step_timeout_s)
-        ):
-            log.info("steps in flight given a whole timeout from start", sagas=deferred)
+        if self.runtime is not None:
+            self.runtime.hold_timeouts(self.settings.step_timeout_s)
         if self.http is not None:
             await self.http.start()
         for relay in self.relays:

@@ -265,7 +265,7 @@ async def pay_invoice(
         return request, rows
 
     request, rows = await deps.transact(db, record)
-    await outbox.publish(rows)
+    outbox.publish(rows)
     payment_id = request.payment_id
     instance = await wait_for_end(db, INVOICE_SAGA, payment_id, settings.api_saga_wait_s)
     answer = _payment(request.card_id, payment_id, request.amount_minor, instance)

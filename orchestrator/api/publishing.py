@@ -41,6 +41,7 @@ class ApiOutbox:
         )
         return await write_outbox(conn, self.relay.table, [message])
 
-    async def publish(self, rows: Sequence[OutboxRow]) -> None:
-        """Publish committed rows now; a failure leaves them to the sweeper."""
-        await self.relay.publish(rows)
+    def publish(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish committed rows, in the background (the request waits on its saga's row);
+        the sweeper leaves them to this until they are out, and takes them if that fails."""
+        self.relay.publish_soon(rows)

@@ -33,28 +33,29 @@ from schemas.card_service import virtual_card_requests
 
 SAGA = "card-issuance"
 router = APIRouter(prefix="/v1/cards", tags=["virtual cards (seed 000)"])
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": Problem, "description": why}
-    for code, why in (
-        (400, "invalid body"),
-        (401, "token missing, expired or forged"),
-        (404, "no such request of this user"),
-        (
-            409,
-            "an active card of the type exists (ACTIVE_CARD_EXISTS), or the request id is "
-            "another user's or was asked for another currency (REQ-4090)",
-        ),
-        (422, "refused by the saga (e.g. UNSUPPORTED_CURRENCY)"),
-        (500, "SAGA-5000: the card could not be issued nor fully undone; an operator is on it"),
-    )
+WHY = {
+    400: "invalid body",
+    401: "token missing, expired or forged",
+    404: "no such request of this user",
+    409: "an active card of the type exists (ACTIVE_CARD_EXISTS), or the request id is "
+    "another user's or was asked for another currency (REQ-4090)",
+    422: "refused by the saga (e.g. UNSUPPORTED_CURRENCY)",
+    500: "SAGA-5000: the card could not be issued nor fully undone; an operator is on it",
 }
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
+    return {code: {"model": Problem, "description": WHY[code]} for code in codes}
 
 
 @router.post(
     "/virtual",
     status_code=201,
     response_model=VirtualCard,
-    responses={202: {"model": SagaAccepted, "description": "still running"}, **ERRORS},
+    responses={
+        202: {"model": SagaAccepted, "description": "still running"},
+        **_errors(400, 401, 409, 422, 500),
+    },
 )
 async def issue_virtual_card(
     response: Response,
@@ -78,7 +79,7 @@ async def issue_virtual_card(
         rows = await outbox.start_saga(
             conn, SAGA, topics.CARDS_ISSUE_REQUESTED, record, correlation_id=request_id
         )
-    await outbox.publish(rows)
+    outbox.publish(rows)
     instance = await wait_for_end(db, SAGA, request_id, settings.api_saga_wait_s)
     if instance is None or not instance.status.terminal:
         return JSONResponse(
@@ -92,7 +93,11 @@ async def issue_virtual_card(
     return _issued_or_refused(instance)
 
 
-@router.get("/virtual/requests/{request_id}", response_model=VirtualCardStatus, responses=ERRORS)
+@router.get(
+    "/virtual/requests/{request_id}",
+    response_model=VirtualCardStatus,
+    responses=_errors(400, 401, 404),
+)
 async def virtual_card_request(
     request_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")],
     who: Annotated[Caller, Depends(caller)],

@@ -71,6 +71,7 @@ class SagaRuntime:
         self.engine = engine
         self.relay = relay
         self.clock = clock or AlignedClock()
+        self._timeouts_from: datetime | None = None
         self.max_message_bytes = max_message_bytes
         self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
         metrics.declare(self.machines)
@@ -241,18 +242,17 @@ class SagaRuntime:
 
     # -- timers -------------------------------------------------------------------------------
 
-    async def defer_awaited(self, grace_s: float) -> int:
-        """At start, once this process's consumers have joined their groups: give every step
-        awaiting an answer ``grace_s`` from now at least, and return how many sagas.
+    def hold_timeouts(self, grace_s: float) -> None:
+        """At start, once this process's consumers have joined their groups: its timer leaves
+        steps whose answer is late alone for ``grace_s`` (retries after a backoff go on).
 
         A deadline judges the participant; the time the orchestrator was down, or its and the
         workers' consumers were rejoining their groups after a crash (10-30 s), is not the
         participant's. Without it every saga in flight across a restart longer than the
-        timeout was rolled back with TIMEOUT, the answers of its steps landing just after."""
-        async with self.engine.begin() as conn:
-            now = await self.clock.align(conn)
-            until = now + timedelta(seconds=grace_s)
-            return await store.defer_awaited(conn, until, self.machines)
+        timeout was rolled back with TIMEOUT, the answers of its steps landing just after.
+        Nothing is written: other processes' timers go on, and a process that keeps
+        restarting holds back only its own."""
+        self._timeouts_from = self.clock() + timedelta(seconds=grace_s)
 
     async def fire_due(self, limit: int = 500) -> int:
         """Handle every saga whose step timed out or whose retry is due; returns how many."""
@@ -267,7 +267,8 @@ class SagaRuntime:
     async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], list[Decision]]:
         async with self.engine.begin() as conn:
             now = await self.clock.align(conn)
-            due = await store.lock_due(conn, now, limit, self.machines)
+            held = self._timeouts_from is not None and now < self._timeouts_from
+            due = await store.lock_due(conn, now, limit, self.machines, retries_only=held)
             decisions = []
             changes = []
             for instance in due:

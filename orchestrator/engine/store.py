@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, any_, bindparam, select, update
+from sqlalchemy import Row, and_, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -68,39 +68,26 @@ async def load(driver: Any, saga_ids: Iterable[uuid.UUID | None]) -> dict[uuid.U
     return {row["id"]: from_mapping(row) for row in await driver.fetch(_LOAD, ids)}
 
 
-async def defer_awaited(conn: AsyncConnection, until: datetime, saga_types: Iterable[str]) -> int:
-    """Move the deadline of every step of these types awaiting its participant's answer to
-    ``until`` at least (the version moves too: another process's cached copy is stale);
-    returns how many sagas. Retries scheduled after a backoff keep their time."""
-    result = await conn.execute(
-        update(_T)
-        .where(
-            and_(
-                _T.c.next_action_at.is_not(None),
-                _T.c.next_action_at < until,
-                _T.c.pending_command_id.is_not(None),
-                _T.c.saga_type.in_(sorted(saga_types)),
-            )
-        )
-        .values(next_action_at=until, version=_T.c.version + 1)
-    )
-    return int(result.rowcount)
-
-
 async def lock_due(
-    conn: AsyncConnection, now: datetime, limit: int, saga_types: Iterable[str]
+    conn: AsyncConnection,
+    now: datetime,
+    limit: int,
+    saga_types: Iterable[str],
+    retries_only: bool = False,
 ) -> list[SagaInstance]:
     """Sagas of these types whose timer is due, skipping those another process is working on
-    (a type this process does not run must not take its places)."""
+    (a type this process does not run must not take its places); with ``retries_only``,
+    only those due to send a step again, not those whose step's answer is late."""
+    due = [
+        _T.c.next_action_at.is_not(None),
+        _T.c.next_action_at <= now,
+        _T.c.saga_type.in_(sorted(saga_types)),
+    ]
+    if retries_only:
+        due.append(_T.c.pending_command_id.is_(None))
     rows = await conn.execute(
         select(_T)
-        .where(
-            and_(
-                _T.c.next_action_at.is_not(None),
-                _T.c.next_action_at <= now,
-                _T.c.saga_type.in_(sorted(saga_types)),
-            )
-        )
+        .where(and_(*due))
         .order_by(_T.c.next_action_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

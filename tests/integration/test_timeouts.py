@@ -162,10 +162,10 @@ async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers
 async def test_a_restart_longer_than_the_step_timeout_does_not_time_steps_out(
     quiet_stack: EmbeddedStack,
 ) -> None:
-    """The orchestrator down past a step's deadline: started again, it gives the step a whole
-    timeout from then, and the participant's answer, coming once its worker is back, is
-    not met by a rollback (killed at any moment and restarted, nothing is lost)."""
-    settings = quiet_stack.settings(group_prefix=unique("restart"), step_timeout_s=4.0)
+    """The orchestrator down past a step's deadline: started again, its timer times no step
+    out for one step timeout, and the participant's answer, coming once its worker is back,
+    is not met by a rollback (killed at any moment and restarted, nothing is lost)."""
+    settings = quiet_stack.settings(group_prefix=unique("restart"), step_timeout_s=6.0)
     url = quiet_stack.database_url
     async with UpstreamClient(settings, watch=[topics.CARDS_STATUS]) as client:
         request = card_request()
@@ -176,7 +176,7 @@ async def test_a_restart_longer_than_the_step_timeout_does_not_time_steps_out(
             saga_id, _ = await _events_at(url, request.request_id, "OpenCardWallet")
         finally:
             await first.stop()
-        await asyncio.sleep(5)  # past the deadline of the wallet's step
+        await asyncio.sleep(7)  # past the deadline of the wallet's step
         again = Application(settings, ["orchestrator", "card-issuance"])
         await again.start()
         try:

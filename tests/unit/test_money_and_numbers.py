@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from events.masking import holds_card_number, luhn_valid, mask_text
+from events.masking import holds_card_number, luhn_valid, mask_card_numbers, mask_text
 from events.money import MAX_MINOR, Amount, CurrencyCode, from_minor, to_minor
 from events.orders import OrderSubmitted
 from workers.card_issuance.numbers import mask, new_card_number, number_hash
@@ -78,6 +78,14 @@ def test_card_numbers_are_luhn_valid_and_masked() -> None:
     assert number_hash(number, "a") != number_hash(number, "b")
     assert luhn_valid("4111111111111111")
     assert not luhn_valid("4111111111111112")
+
+
+def test_stored_text_loses_its_card_numbers_and_nothing_else() -> None:
+    assert mask_card_numbers("paid with 4111111111111111") == "paid with 4111********1111"
+    assert mask_card_numbers("shop 4012 8888 8888 1881") == "shop 4012 **** **** 1881"
+    assert mask_card_numbers("tok.4111.1111.1111.1111") == "tok.4111.****.****.1111"
+    for kept in ("EAN 4006381333931", "Order #20261127123456", "Tel +5511987654321", "1.5 kg"):
+        assert mask_card_numbers(kept) == kept
 
 
 def test_log_masking_hides_card_numbers() -> None:

@@ -4,13 +4,16 @@ a handed-over batch stays open until the producer takes it for a request."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 
+from orchestrator.engine.clock import utc_now
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.errors import MessageTooLarge
 from orchestrator.publisher import KafkaPublisher
@@ -20,12 +23,16 @@ from orchestrator.settings import Settings
 @dataclass
 class Batch:
     records: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    stamps: list[int | None] = field(default_factory=list)
     closed: bool = False
 
-    def append(self, *, key: bytes | None, value: bytes, timestamp: None, headers: Any) -> Any:
+    def append(
+        self, *, key: bytes | None, value: bytes, timestamp: int | None, headers: Any
+    ) -> Any:
         if self.closed:
             return None
         self.records.append((key, value))
+        self.stamps.append(timestamp)
         return object()
 
     def close(self) -> None:
@@ -84,8 +91,8 @@ def message(topic: str, key: str, n: int) -> OutboundMessage:
     return OutboundMessage(topic, key, {"ce_id": f"m-{n}"}, f"{n}".encode())
 
 
-def publisher(producer: Producer) -> KafkaPublisher:
-    publisher = KafkaPublisher(Settings(), "test")
+def publisher(producer: Producer, clock: Callable[[], datetime] = utc_now) -> KafkaPublisher:
+    publisher = KafkaPublisher(Settings(), "test", clock)
     publisher._producer = producer  # type: ignore[assignment]
     return publisher
 
@@ -151,3 +158,16 @@ async def test_a_batch_the_broker_refuses_for_its_size_is_said_as_such() -> None
     acked.set_exception(MessageSizeTooLargeError())
     with pytest.raises(MessageTooLarge, match="MessageSizeTooLargeError"):
         await task
+
+
+async def test_records_are_stamped_with_the_publishers_clock() -> None:
+    """The database's time where the process keeps it: the sweeper reads topics back by it."""
+    producer = Producer({"t": {0}})
+    database_time = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    pub = publisher(producer, lambda: database_time)
+    task = asyncio.create_task(pub.publish([message("t", "a", 1), message("t", "b", 2)]))
+    await asyncio.sleep(0.01)
+    ((_, _, batch, _),) = producer.handed
+    producer.take_and_ack()
+    await task
+    assert batch.stamps == [int(database_time.timestamp() * 1000)] * 2
