@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.engine import store
@@ -51,7 +51,7 @@ async def list_sagas(engine: AsyncEngine, wanted: SagaFilter) -> list[SagaInstan
     if wanted.business_key:
         query = query.where(saga_instances.c.business_key == wanted.business_key)
     if wanted.older_than is not None:
-        query = query.where(saga_instances.c.created_at <= datetime.now(UTC) - wanted.older_than)
+        query = query.where(saga_instances.c.created_at <= func.now() - wanted.older_than)
     async with engine.connect() as conn:
         rows = await conn.execute(query.limit(wanted.limit))
         return [store.to_instance(row) for row in rows]

@@ -76,6 +76,11 @@ async def test_list_show_and_trace_a_real_order(
         order.order_id,
     )
     assert (line["status"], line["reason"]) == ("ABORTED", "NO_DELIVERY_CAPACITY")
+    aged = [
+        await orchestra(stack, "sagas", "list", "--key", order.order_id, "--older-than", age)
+        for age in ("1s", "1d")
+    ]
+    assert [str(saga_id) in run.stdout for run in aged] == [True, False]  # by the database's now
 
     shown = await orchestra(stack, "sagas", "show", order.order_id)
     assert shown.returncode == 0, shown.stderr
