@@ -169,27 +169,29 @@ def test_a_compensation_answered_after_its_timeout_still_counts(machine: SagaMac
         assert "reply-ignored" not in [h.event for h in settled.history]
 
 
-def test_a_step_nothing_undoes_answered_after_its_timeout_moves_on(machine: SagaMachine) -> None:
+def _activation_sent_again(machine: SagaMachine) -> tuple[Decision, Envelope]:
+    """The saga once ``activate-card`` timed out and went again, and the envelope of an
+    answer to its first attempt."""
     d = _at_activation(machine)
     to_first = reply_to(d, CardActivated(card_id="9002"))
     now = T0 + timedelta(seconds=11)
     d = machine.on_due(d.instance, now)
     d = machine.on_due(d.instance, d.instance.next_action_at or now)
     assert kinds(d) == ["ActivateCard"]
-    done = machine.on_reply(d.instance, CardActivated(card_id="9002"), to_first, now)
+    return d, to_first
+
+
+def test_a_step_nothing_undoes_answered_after_its_timeout_moves_on(machine: SagaMachine) -> None:
+    d, to_first = _activation_sent_again(machine)
+    done = machine.on_reply(d.instance, CardActivated(card_id="9002"), to_first, T0)
     assert outcome(done).status == "ISSUED"
 
 
 def test_an_earlier_attempt_refused_is_left_to_the_attempt_awaited(machine: SagaMachine) -> None:
     """A handler's error is not recorded: the next attempt runs the step afresh and may well
     do it. Rolling back on the first attempt's refusal would leave the card activated."""
-    d = _at_activation(machine)
-    to_first = reply_to(d, StepFailed(reason="PARTICIPANT_ERROR"))
-    now = T0 + timedelta(seconds=11)
-    d = machine.on_due(d.instance, now)
-    d = machine.on_due(d.instance, d.instance.next_action_at or now)
-    assert kinds(d) == ["ActivateCard"]
-    refused = machine.on_reply(d.instance, StepFailed(reason="PARTICIPANT_ERROR"), to_first, now)
+    d, to_first = _activation_sent_again(machine)
+    refused = machine.on_reply(d.instance, StepFailed(reason="PARTICIPANT_ERROR"), to_first, T0)
     assert [h.event for h in refused.history] == ["reply-ignored"]
     assert refused.instance == d.instance
 
