@@ -54,3 +54,12 @@ class SagaInstance:
 
 
 _FIELDS = frozenset(f.name for f in fields(SagaInstance))
+
+
+@dataclass(frozen=True)
+class SentCommand:
+    """A command a saga sent, as its history has it: of which step, and whether it was that
+    step's compensation."""
+
+    step: str | None
+    compensation: bool

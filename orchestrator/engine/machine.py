@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from events.base import Command, Compensated, Message, Reply, StepFailed, UpstreamRecord
 from events.envelope import Envelope
 from orchestrator.engine.definition import NOTICE_STEP, Saga, SagaResult, Step
-from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.engine.instance import SagaInstance, SagaStatus, SentCommand
 from orchestrator.errors import DefinitionError, SagaRefused
 
 TIMEOUT = "TIMEOUT"
@@ -134,9 +134,15 @@ class SagaMachine:
         return decision.caused_by(envelope.id)
 
     def on_reply(
-        self, instance: SagaInstance, reply: Reply, envelope: Envelope, now: datetime
+        self,
+        instance: SagaInstance,
+        reply: Reply,
+        envelope: Envelope,
+        now: datetime,
+        answered: SentCommand | None = None,
     ) -> Decision:
-        """Advance on a reply that answers the current step (``_answers``)."""
+        """Advance on a reply that answers the current step (``_answers``); ``answered``: the
+        command the reply answers, from the saga's history, if it is not the one awaited."""
         step = self._step(instance)
         received = HistoryEntry(
             "reply-received",
@@ -150,7 +156,7 @@ class SagaMachine:
         if (
             instance.status.terminal
             or step is None
-            or not self._answers(instance, step, reply, envelope)
+            or not self._answers(instance, step, reply, envelope, answered)
         ):
             late = self._late_effect(instance, reply, envelope.saga_step)
             ignored = HistoryEntry(
@@ -177,35 +183,43 @@ class SagaMachine:
         return decision.caused_by(envelope.id)
 
     def _answers(
-        self, instance: SagaInstance, step: Step[Any], reply: Reply, envelope: Envelope
+        self,
+        instance: SagaInstance,
+        step: Step[Any],
+        reply: Reply,
+        envelope: Envelope,
+        answered: SentCommand | None,
     ) -> bool:
         """Whether ``reply`` answers the step the saga is at: named for this saga type and
-        step (where it says), of the step's direction (a forward step is not compensated),
-        and to the attempt awaited or to an earlier one that it settles (``_settles``). A
-        reply of a buggy participant, or forged, that answers the command awaited but names
-        another step would otherwise complete it (an order shipped as paid)."""
-        if envelope.saga_step not in (None, step.name) or envelope.saga_type not in (
-            None,
-            instance.saga_type,
-        ):
+        step (a reply carries its command's), of the step's direction (a forward step is not
+        compensated), and to the attempt awaited or to an earlier one that it settles
+        (``_settles``). A reply of a buggy participant, or forged, that answers the command
+        awaited but names another step would otherwise complete it (an order shipped as
+        paid)."""
+        if envelope.saga_step != step.name or envelope.saga_type != instance.saga_type:
             return False
         if isinstance(reply, Compensated) and not instance.compensating:
             return False
         awaited = instance.pending_command_id
         return (awaited is not None and envelope.causation_id == awaited) or self._settles(
-            instance, step, reply, envelope
+            instance, step, reply, answered
         )
 
     @staticmethod
-    def _settles(instance: SagaInstance, step: Step[Any], reply: Reply, envelope: Envelope) -> bool:
+    def _settles(
+        instance: SagaInstance, step: Step[Any], reply: Reply, answered: SentCommand | None
+    ) -> bool:
         """Whether ``reply``, to an earlier attempt of the step the saga is at (one that timed
         out before its answer came), settles the step as the awaited attempt's answer would:
         the step done (or, compensating, undone) is done whichever attempt did it, so a
         participant slower than the step's timeout still moves the saga on. A refusal does
         not: a participant may answer a later attempt otherwise (a handler's error is not
         recorded, the next attempt runs the step afresh), and rolling back on the earlier
-        refusal could leave the later attempt's effect behind."""
-        if envelope.saga_step != step.name or isinstance(reply, StepFailed):
+        refusal could leave the later attempt's effect behind. The attempt must be one the
+        saga's history has: sent for this step, in this direction."""
+        if answered != SentCommand(step.name, instance.compensating):
+            return False
+        if isinstance(reply, StepFailed):
             return False
         return isinstance(reply, Compensated) == instance.compensating
 

@@ -187,6 +187,7 @@ class SagaRuntime:
         from_cache = self._cache.get(ids) if cached else {}
         async with driver_connection(self.engine) as driver:
             before = from_cache | await store.load(driver, ids - from_cache.keys())
+            earlier = await store.commands_sent(driver, _not_awaited(replies, before))
             current = dict(before)
             decisions: list[Decision] = []
             timings: list[tuple[UUID, metrics.StepTiming]] = []
@@ -202,7 +203,8 @@ class SagaRuntime:
                     )
                     continue
                 machine = self.machines[instance.saga_type]
-                decision = machine.on_reply(instance, reply.body, reply.envelope, now)
+                answered = earlier.get((saga_id, reply.envelope.causation_id or ""))
+                decision = machine.on_reply(instance, reply.body, reply.envelope, now, answered)
                 if not decision.changed and saga_id in from_cache:
                     suspects.add(saga_id)
                 current[saga_id] = decision.instance
@@ -361,3 +363,17 @@ def _manual_decision(
         raise SagaCodeFailed(
             f"the saga's code failed on {action}, nothing was changed: {error_of(exc)}"
         ) from exc
+
+
+def _not_awaited(
+    replies: Sequence[Parsed[Reply]], sagas: dict[UUID, SagaInstance]
+) -> list[tuple[UUID, str]]:
+    """(saga id, command id) of the replies that do not answer the command their saga awaits
+    (late, duplicate, or to an earlier attempt: the history tells which)."""
+    return [
+        (saga_id, causation)
+        for reply in replies
+        if (saga_id := reply.envelope.saga_id) in sagas
+        and (causation := reply.envelope.causation_id) is not None
+        and causation != sagas[saga_id].pending_command_id
+    ]

@@ -11,8 +11,8 @@ from sqlalchemy import Row, and_, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator.engine.instance import SagaInstance, SagaStatus
-from schemas.sagas import saga_instances
+from orchestrator.engine.instance import SagaInstance, SagaStatus, SentCommand
+from schemas.sagas import saga_history, saga_instances
 
 _T = saga_instances
 
@@ -46,6 +46,33 @@ def from_mapping(m: Mapping[Any, Any]) -> SagaInstance:
 _IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _LOCK = select(_T).where(_T.c.id == any_(_IDS)).order_by(_T.c.id).with_for_update()
 _LOAD = f"SELECT {', '.join(c.name for c in _T.c)} FROM {_T.name} WHERE id = ANY($1::uuid[])"
+
+
+_SENT = (
+    f"SELECT saga_id, message_id, step, event FROM {saga_history.name}"
+    " WHERE saga_id = ANY($1::uuid[]) AND message_id = ANY($2::text[])"
+    " AND event IN ('command-sent', 'compensation-sent')"
+)
+
+
+async def commands_sent(
+    driver: Any, asked: Iterable[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], SentCommand]:
+    """Which of ``asked`` (a saga id, a message id) are commands that saga sent, by its
+    history: what a reply that does not answer the command awaited answers, if anything."""
+    pairs = set(asked)
+    if not pairs:
+        return {}
+    rows = await driver.fetch(
+        _SENT, sorted({saga for saga, _ in pairs}), sorted({message for _, message in pairs})
+    )
+    return {
+        (row["saga_id"], row["message_id"]): SentCommand(
+            row["step"], row["event"] == "compensation-sent"
+        )
+        for row in rows
+        if (row["saga_id"], row["message_id"]) in pairs
+    }
 
 
 async def lock(

@@ -148,6 +148,31 @@ async def test_a_reply_for_a_saga_no_one_knows_writes_only_its_dead_letter(
     ) == [(0,)]
 
 
+async def test_an_answer_to_an_earlier_attempt_the_history_holds_moves_the_saga_on(
+    engine: AsyncEngine,
+) -> None:
+    """The step sent again (an operator's retry here; a timeout alike), the first attempt's
+    answer comes first: the saga's history has that command, so it settles the step. An
+    answer naming the step but a command the saga never sent moves nothing."""
+    sent, runtime, first = await _started(engine, "earlier")
+    saga_id = UUID(first.headers["ce_sagaid"])
+    operator = bench_runtime(engine, sent)
+    await operator.manual(saga_id, "retry", "ops", "participant slow")
+    await operator.relay.drain()
+    step_now = "SELECT step_index FROM saga_instances WHERE id = :s"
+
+    forged = OutboundMessage(
+        first.topic, first.key, {**first.headers, "ce_id": str(uuid4())}, first.payload
+    )
+    await runtime.handle_replies([bench_reply_to(forged)])
+    assert await _rows(engine, step_now, s=saga_id) == [(0,)]
+
+    await runtime.handle_replies([bench_reply_to(first)])
+    await runtime.relay.drain()
+    assert await _rows(engine, step_now, s=saga_id) == [(1,)]
+    assert sent.messages[-1].headers["ce_sagastep"] == "reserve-stock"
+
+
 async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh_read(
     engine: AsyncEngine,
 ) -> None:

@@ -18,7 +18,7 @@ from events.cards import (
 )
 from events.envelope import Envelope
 from orchestrator import metrics
-from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.engine.instance import SagaInstance, SagaStatus, SentCommand
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
 from orchestrator.errors import DefinitionError
 from orchestrator.sagas.card_issuance import CARD_ISSUANCE_SAGA
@@ -44,6 +44,7 @@ def reply_to(decision: Decision, reply: Reply) -> Envelope:
         type=reply.kind,
         causation_id=command.id,
         saga_id=command.saga_id,
+        saga_type=command.saga_type,
         saga_step=command.saga_step,
     )
 
@@ -161,7 +162,8 @@ def test_a_compensation_answered_after_its_timeout_still_counts(machine: SagaMac
     resent = machine.on_due(backing_off.instance, backing_off.instance.next_action_at or T0)
     assert kinds(resent) == ["ReleaseCard"]
     for waiting in (backing_off, resent):
-        settled = machine.on_reply(waiting.instance, Compensated(), to_first, T0)
+        undo = SentCommand("reserve-card", compensation=True)  # as the history has it
+        settled = machine.on_reply(waiting.instance, Compensated(), to_first, T0, undo)
         assert (outcome(settled).status, outcome(settled).reason) == (
             "REJECTED",
             "UNSUPPORTED_CURRENCY",
@@ -181,17 +183,32 @@ def _activation_sent_again(machine: SagaMachine) -> tuple[Decision, Envelope]:
     return d, to_first
 
 
+ACTIVATION = SentCommand("activate-card", compensation=False)
+
+
 def test_a_step_nothing_undoes_answered_after_its_timeout_moves_on(machine: SagaMachine) -> None:
     d, to_first = _activation_sent_again(machine)
-    done = machine.on_reply(d.instance, CardActivated(card_id="9002"), to_first, T0)
+    done = machine.on_reply(d.instance, CardActivated(card_id="9002"), to_first, T0, ACTIVATION)
     assert outcome(done).status == "ISSUED"
+
+
+def test_an_answer_to_a_command_the_saga_never_sent_moves_nothing(machine: SagaMachine) -> None:
+    """A forged reply naming the saga's step: its history has no such command."""
+    d, to_first = _activation_sent_again(machine)
+    forged = to_first.model_copy(update={"causation_id": "never-sent"})
+    for answered in (None, SentCommand("activate-card", compensation=True)):
+        moved = machine.on_reply(d.instance, CardActivated(card_id="9002"), forged, T0, answered)
+        assert [h.event for h in moved.history] == ["reply-ignored"]
+        assert moved.instance == d.instance
 
 
 def test_an_earlier_attempt_refused_is_left_to_the_attempt_awaited(machine: SagaMachine) -> None:
     """A handler's error is not recorded: the next attempt runs the step afresh and may well
     do it. Rolling back on the first attempt's refusal would leave the card activated."""
     d, to_first = _activation_sent_again(machine)
-    refused = machine.on_reply(d.instance, StepFailed(reason="PARTICIPANT_ERROR"), to_first, T0)
+    refused = machine.on_reply(
+        d.instance, StepFailed(reason="PARTICIPANT_ERROR"), to_first, T0, ACTIVATION
+    )
     assert [h.event for h in refused.history] == ["reply-ignored"]
     assert refused.instance == d.instance
 
@@ -205,10 +222,11 @@ def test_an_earlier_attempt_asking_for_another_is_left_to_the_attempt_awaited(
     d = answer(machine, d, busy)
     d = machine.on_due(d.instance, d.instance.next_action_at or T0)
     assert kinds(d) == ["ReserveCard"]
-    again = machine.on_reply(d.instance, busy, to_first, T0)  # the first answer, redelivered
+    first = SentCommand("reserve-card", compensation=False)
+    again = machine.on_reply(d.instance, busy, to_first, T0, first)  # the first answer, again
     assert [h.event for h in again.history] == ["reply-ignored"]
     assert again.instance == d.instance
-    forward = machine.on_reply(d.instance, Compensated(), to_first, T0)
+    forward = machine.on_reply(d.instance, Compensated(), to_first, T0, first)
     assert [h.event for h in forward.history] == ["reply-ignored"]
 
 
@@ -224,6 +242,10 @@ def test_a_reply_to_the_command_awaited_naming_another_step_moves_nothing(
             WalletOpened(wallet_id="W-1", balance=Decimal(0), currency="KZT"),
         ),
         (genuine.model_copy(update={"saga_type": "registration"}), Compensated()),
+        (
+            genuine.model_copy(update={"saga_step": None}),
+            CardReserved(card_id="9002", masked_number="m"),
+        ),
         (genuine, Compensated()),
     ):
         ignored = machine.on_reply(d.instance, reply, envelope, T0)
