@@ -10,8 +10,9 @@ from typing import Any
 
 _DIGIT_RUN = re.compile(r"\d+(?:[ _-]\d+)*")
 """Digits, in groups joined by single spaces, underscores or dashes."""
-_TOKEN_RUN = re.compile(r"\d+(?:[ ._-]\d+)*")
-"""Digits as a card number may be written in a token: dots too."""
+_TOKEN_RUN = re.compile(r"\d+(?:[\s._/,\u2010-\u2015\u200b-\u200d\u2060\ufeff-]+\d+)*")
+"""Digits as a card number may be written in a token or a text: groups apart by spaces of any
+kind and width, dots, underscores, slashes, commas, dashes of any kind, invisible joiners."""
 _GROUP = re.compile(r"\d+")
 _ALNUM = re.compile(r"[0-9A-Za-z]")
 _ACTIVATION_CODE = re.compile(r"\b[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}\b", re.IGNORECASE)
@@ -114,7 +115,12 @@ def luhn_check_digit(partial: str) -> str:
 
 
 def luhn_valid(number: str) -> bool:
-    return number.isdigit() and len(number) >= 2 and luhn_check_digit(number[:-1]) == number[-1]
+    """Whether ``number`` (decimal digits of any script) passes the Luhn check."""
+    return (
+        number.isdecimal()
+        and len(number) >= 2
+        and luhn_check_digit(number[:-1]) == str(int(number[-1]))
+    )
 
 
 def holds_card_number(text: str) -> bool:

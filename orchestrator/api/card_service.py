@@ -212,7 +212,8 @@ async def current_invoice(card_id: CardId, db: Db) -> Invoice:
     response_model=InvoicePayment,
     responses={
         202: {"model": InvoicePayment, "description": "still running"},
-        **_problems(400, 404, 409, 422),
+        **_problems(400, 404, 409),
+        422: {"model": Problem, "description": "PAY-4220: payment refused, with its reason"},
     },
 )
 async def pay_invoice(
@@ -312,6 +313,7 @@ async def _same_payment(conn: AsyncConnection, payment_id: str, body: PayInvoice
             "Conflict",
             "this Idempotency-Key was used for another payment of this card: "
             f"{from_minor(first.amount_minor)} from {first.source_account_id}",
+            payment_id=payment_id,
         )
 
 

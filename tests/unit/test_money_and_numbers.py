@@ -80,11 +80,21 @@ def test_card_numbers_are_luhn_valid_and_masked() -> None:
     assert not luhn_valid("4111111111111112")
 
 
+FULL_WIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + n) for n in range(10)))
+
+
 def test_stored_text_loses_its_card_numbers_and_nothing_else() -> None:
     assert mask_card_numbers("paid with 4111111111111111") == "paid with 4111********1111"
     assert mask_card_numbers("shop 4012 8888 8888 1881") == "shop 4012 **** **** 1881"
     assert mask_card_numbers("tok.4111.1111.1111.1111") == "tok.4111.****.****.1111"
-    for kept in ("EAN 4006381333931", "Order #20261127123456", "Tel +5511987654321", "1.5 kg"):
+    groups = ["4111", "1111", "1111", "1111"]
+    for gap in ("  ", "\u00a0", "/", ",", "\t", "\u2013", "\u200b"):
+        masked = gap.join(["4111", "****", "****", "1111"])
+        assert mask_card_numbers(gap.join(groups)) == masked, repr(gap)
+    full_width = "4111111111111111".translate(FULL_WIDTH)
+    assert mask_card_numbers(full_width) == full_width[:4] + "*" * 8 + full_width[-4:]
+    kept_whole = ("EAN 4006381333931", "Order #20261127123456", "Tel +5511987654321", "1.5 kg")
+    for kept in (*kept_whole, "1,234,567 items", "12/25/2024"):
         assert mask_card_numbers(kept) == kept
 
 
