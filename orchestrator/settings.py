@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     )
     acs_url: str = Field(
         default="/api/3ds/acs",
-        pattern=r"^(/([^/\s]\S*)?|https?://\S+)$",
+        pattern=r"^(/([^/\\\s]\S*)?|https?://\S+)$",
         max_length=500,
         description="where 3-D Secure sends the cardholder (the transaction id appended): the "
         "built-in simulated ACS by default, a path on this API",

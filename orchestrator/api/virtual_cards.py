@@ -34,7 +34,7 @@ from schemas.card_service import virtual_card_requests
 SAGA = "card-issuance"
 router = APIRouter(prefix="/v1/cards", tags=["virtual cards (seed 000)"])
 WHY = {
-    400: "invalid body",
+    400: "invalid request (body or path)",
     401: "token missing, expired or forged",
     404: "no such request of this user",
     409: "an active card of the type exists (ACTIVE_CARD_EXISTS), or the request id is "

@@ -140,11 +140,14 @@ async def replay(args: argparse.Namespace, settings: Settings) -> int:
         tuple(args.partition), args.from_offset, args.to_offset, args.since, args.until, args.key
     )
     target = args.to_topic or args.topic
-    if target.endswith(DLQ_SUFFIX) and not args.topic.endswith(DLQ_SUFFIX):
+    if target.endswith(DLQ_SUFFIX) != args.topic.endswith(DLQ_SUFFIX):
         raise OrchestraError(
             f"{target} holds the records its consumer refused, each with why (dlq_* headers): "
             f"a replay of {args.topic} there would make letters without them; choose another "
             "topic (and `orchestra dlq redrive` sends dead letters back)"
+            if target.endswith(DLQ_SUFFIX)
+            else f"{args.topic} holds dead letters: `orchestra dlq redrive` sends them back to "
+            "their topic (their values as they were, each record once), a replay would not"
         )
     if args.to_topic:
         await _existing(settings, {target})

@@ -258,6 +258,10 @@ REFUSED_ARGUMENTS = [
         "would make letters without them",
     ),
     (
+        ("replay", "orders.submitted.dlq", "--to-topic", "orders.submitted"),
+        "holds dead letters: `orchestra dlq redrive` sends them back",
+    ),
+    (
         ("dlq", "redrive", "orders.submitted", "--offset", "0", "--all"),
         "argument --all: not allowed with argument --offset",
     ),

@@ -149,11 +149,15 @@ def test_a_heartbeat_must_come_within_the_session_timeout() -> None:
         load_settings(consumer_heartbeat_interval_ms=20_000, consumer_session_timeout_ms=10_000)
 
 
-def test_the_longest_backoff_is_not_below_the_first_and_numbers_are_finite(
+def test_backoffs_numbers_and_the_acs_url_must_make_sense(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with pytest.raises(SettingsError, match=r"RETRY_BACKOFF_MAX_S \(0.1\) is below"):
         load_settings(retry_backoff_s=0.5, retry_backoff_max_s=0.1)
+    for elsewhere in ("//evil.example/acs", "/\\evil.example/acs", "javascript:alert(1)"):
+        with pytest.raises(SettingsError, match="ORCHESTRA_ACS_URL"):
+            load_settings(acs_url=elsewhere)
+    assert load_settings(acs_url="https://acs.bank.example/3ds").acs_url.startswith("https://")
     monkeypatch.setenv("ORCHESTRA_STEP_TIMEOUT_S", "nan")
     with pytest.raises(SettingsError, match="STEP_TIMEOUT_S: Input should be a finite number"):
         load_settings()
