@@ -82,9 +82,9 @@ def mask_text(text: str) -> str:
 
 def mask_card_numbers(text: str) -> str:
     """``text`` as it may be stored: each card number in it (13 to 19 digits passing the Luhn
-    check, in one group or several joined by spaces, dots, dashes or underscores) kept to its
-    first and last four digits, and nothing else changed (an order number, a bar code that
-    fails the check stay whole)."""
+    check, in one group or several apart as ``_TOKEN_RUN`` allows) kept to its first and last
+    four digits, and nothing else changed (an order number, a bar code that fails the check
+    stay whole)."""
     return _TOKEN_RUN.sub(_masked_card_number, text)
 
 
