@@ -13,6 +13,9 @@ _DIGIT_RUN = re.compile(r"\d+(?:[ _-]\d+)*")
 _TOKEN_RUN = re.compile(r"\d+(?:[\s._/,\u2010-\u2015\u200b-\u200d\u2060\ufeff-]+\d+)*")
 """Digits as a card number may be written in a token or a text: groups apart by spaces of any
 kind and width, dots, underscores, slashes, commas, dashes of any kind, invisible joiners."""
+_SPELLED_RUN = re.compile(r"\d+(?:[\s.,/\u2010-\u2015\u200b-\u200d\u2060\ufeff]+\d+)+")
+"""Digit groups apart as ``_DIGIT_RUN`` does not take them (dots, commas, slashes, other
+spaces and dashes, invisible joiners): a card number spelled so in a text echoed to a log."""
 _GROUP = re.compile(r"\d+")
 _ALNUM = re.compile(r"[0-9A-Za-z]")
 _ACTIVATION_CODE = re.compile(r"\b[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}\b", re.IGNORECASE)
@@ -76,6 +79,7 @@ def mask_text(text: str) -> str:
     check) keep their first and last four digits; gift card codes and bearer tokens are hidden
     whole."""
     text = _DIGIT_RUN.sub(_masked_run, text)
+    text = _SPELLED_RUN.sub(_masked_card_number, text)
     text = _ACTIVATION_CODE.sub("****-****-****-****", text)
     return _JWT.sub("eyJ***", text)
 
@@ -96,6 +100,8 @@ def _masked_card_number(found: re.Match[str]) -> str:
     index = {position: n for n, position in enumerate(digits)}
     hidden: set[int] = set()
     for first, last in _card_spans(numbers):
+        if first < last and max(len(n) for n in numbers[first : last + 1]) > 6:
+            continue  # a card's groups have 4-6 digits: a reference and a card's first four
         span = range(index[groups[first][0]], index[groups[last][1] - 1] + 1)
         hidden.update(digits[i] for i in _interior(span))
     return "".join("*" if i in hidden else char for i, char in enumerate(text))

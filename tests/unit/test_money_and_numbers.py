@@ -114,6 +114,12 @@ def test_log_masking_hides_card_numbers() -> None:
     assert mask_text("card 4111 1111 1111 1111 123") == "card 4111 **** **** 1111 123"
     assert mask_text("pan 4111111111111111 12/25") == "pan 4111********1111 12/25"
     assert mask_text("ref 100000007 4111 1111 1111 1111") == "ref 100000007 4111 **** **** 1111"
+    assert mask_text("Card with ID 4111.1111.1111.1111 not found") == (
+        "Card with ID 4111.****.****.1111 not found"
+    )
+    assert mask_text("4111\u00a01111\u00a01111\u00a01111") == "4111\u00a0****\u00a0****\u00a01111"
+    for kept in ("ip 192.168.1.1", "on 2024.12.20", "1,234,567.89 RUB", "ref 100000007.4111"):
+        assert mask_text(kept) == kept
     for uuid in ("88e66075-fb83-4d17-8564-218223430171", "3fd88c00-5642-4207-9016-8cbe98812025"):
         assert mask_text(uuid) == uuid
     assert mask_text("+7 912 345-67-89") == "+7 912 345-67-89"
