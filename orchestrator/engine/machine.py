@@ -170,9 +170,7 @@ class SagaMachine:
                     f"{envelope.saga_step} ran after the saga was rolled back, and nothing "
                     "undoes it: settle it by hand"
                     if late
-                    else f"answers {envelope.causation_id} ({envelope.saga_type}/"
-                    f"{envelope.saga_step}), awaited {instance.pending_command_id} "
-                    f"({instance.saga_type}/{step.name if step else None})"
+                    else _why_ignored(instance, step, reply, envelope)
                 ),
             )
             return Decision(instance, history=[ignored])
@@ -604,6 +602,25 @@ class SagaMachine:
     def _state(self, instance: SagaInstance) -> BaseModel:
         state: BaseModel = self.definition.state.model_validate(instance.data)
         return state
+
+
+def _why_ignored(
+    instance: SagaInstance, step: Step[Any] | None, reply: Reply, envelope: Envelope
+) -> str:
+    """What a reply that moves nothing is, for the saga's history."""
+    named = f"{envelope.saga_type}/{envelope.saga_step}"
+    if instance.status.terminal:
+        return f"the saga has ended ({instance.status}); answers {named} {envelope.causation_id}"
+    if step is None:
+        return f"the saga is at no step of its definition; answers {named}"
+    if named != f"{instance.saga_type}/{step.name}":
+        return f"names {named}; the saga is at {instance.saga_type}/{step.name}"
+    if isinstance(reply, Compensated) and not instance.compensating:
+        return f"compensates {step.name}, which the saga is running forward"
+    return (
+        f"answers {envelope.causation_id}, neither the command awaited "
+        f"({instance.pending_command_id}) nor an earlier attempt of {step.name} it settles"
+    )
 
 
 def _reply_detail(reply: Reply) -> str | None:

@@ -236,20 +236,27 @@ def test_a_reply_to_the_command_awaited_naming_another_step_moves_nothing(
     """A buggy participant's, or a forged, answer: a wallet opened does not reserve a card."""
     d = started(machine)
     genuine = reply_to(d, CardReserved(card_id="9002", masked_number="m"))
-    for envelope, reply in (
+    for envelope, reply, why in (
         (
             genuine.model_copy(update={"saga_step": "open-wallet"}),
             WalletOpened(wallet_id="W-1", balance=Decimal(0), currency="KZT"),
+            "names card-issuance/open-wallet; the saga is at card-issuance/reserve-card",
         ),
-        (genuine.model_copy(update={"saga_type": "registration"}), Compensated()),
+        (
+            genuine.model_copy(update={"saga_type": "registration"}),
+            Compensated(),
+            "names registration/reserve-card",
+        ),
         (
             genuine.model_copy(update={"saga_step": None}),
             CardReserved(card_id="9002", masked_number="m"),
+            "names card-issuance/None",
         ),
-        (genuine, Compensated()),
+        (genuine, Compensated(), "compensates reserve-card, which the saga is running forward"),
     ):
         ignored = machine.on_reply(d.instance, reply, envelope, T0)
         assert [h.event for h in ignored.history] == ["reply-ignored"]
+        assert why in (ignored.history[0].detail or "")
         assert ignored.instance == d.instance
     moved = machine.on_reply(
         d.instance, CardReserved(card_id="9002", masked_number="m"), genuine, T0
