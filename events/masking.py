@@ -42,6 +42,27 @@ def _card_spans(groups: Sequence[str], longest_group: int = 19) -> Iterator[tupl
                 yield first, last
 
 
+class _Run:
+    """A run of digit groups, and which of its digits are hidden."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.groups = [(g.start(), g.end()) for g in _GROUP.finditer(text)]
+        self.numbers = [text[start:end] for start, end in self.groups]
+        self._digits = [i for i, char in enumerate(text) if char.isdigit()]
+        self._index = {position: n for n, position in enumerate(self._digits)}
+        self._hidden: set[int] = set()
+
+    def hide(self, first: int, last: int) -> None:
+        """Hide groups ``first`` to ``last`` as one number, but for its first and last four
+        digits."""
+        span = range(self._index[self.groups[first][0]], self._index[self.groups[last][1] - 1] + 1)
+        self._hidden.update(self._digits[i] for i in _interior(span))
+
+    def shown(self) -> str:
+        return "".join("*" if i in self._hidden else char for i, char in enumerate(self.text))
+
+
 def _masked_run(found: re.Match[str]) -> str:
     """A run of digits as it may be shown. Hidden, but for the first and last four digits of
     each: every group of 13 digits or more, unless it is the whole part of a decimal amount
@@ -49,29 +70,22 @@ def _masked_run(found: re.Match[str]) -> str:
     13 to 19 in all, that passes it, as every card number does, standing apart from letters
     and digits at both ends (a UUID's hex groups, a date, a phone number are left as they
     are)."""
-    text, string = found.group(0), found.string
-    digits = [i for i, char in enumerate(text) if char.isdigit()]
-    groups = [(g.start(), g.end()) for g in _GROUP.finditer(text)]
+    string = found.string
+    run = _Run(found.group(0))
     sep_before = found.start() == 0 or not _ALNUM.match(string, found.start() - 1)
     sep_after = found.end() == len(string) or not _ALNUM.match(string, found.end())
     decimal = string[found.end() : found.end() + 2]
     whole_part = len(decimal) == 2 and decimal[0] == "." and decimal[1].isdigit()
-    hidden: set[int] = set()
-    index = {position: n for n, position in enumerate(digits)}
-    for n, (start, end) in enumerate(groups):
-        last_of_run = n == len(groups) - 1
-        if end - start >= 13 and not (
-            whole_part and last_of_run and not luhn_valid(text[start:end])
-        ):
-            hidden.update(digits[i] for i in _interior(range(index[start], index[end - 1] + 1)))
-    numbers = [text[start:end] for start, end in groups]
-    for first, last in _card_spans(numbers, longest_group=6):  # a card's: 4-4-4-4, 4-6-5
+    last_group = len(run.groups) - 1
+    for n, number in enumerate(run.numbers):
+        if len(number) >= 13 and not (whole_part and n == last_group and not luhn_valid(number)):
+            run.hide(n, n)
+    for first, last in _card_spans(run.numbers, longest_group=6):  # a card's: 4-4-4-4, 4-6-5
         opened = first > 0 or sep_before
-        closed = last < len(groups) - 1 or sep_after
+        closed = last < last_group or sep_after
         if last > first and opened and closed:
-            span = range(index[groups[first][0]], index[groups[last][1] - 1] + 1)
-            hidden.update(digits[i] for i in _interior(span))
-    return "".join("*" if i in hidden else char for i, char in enumerate(text))
+            run.hide(first, last)
+    return run.shown()
 
 
 def mask_text(text: str) -> str:
@@ -93,18 +107,12 @@ def mask_card_numbers(text: str) -> str:
 
 
 def _masked_card_number(found: re.Match[str]) -> str:
-    text = found.group(0)
-    groups = [(g.start(), g.end()) for g in _GROUP.finditer(text)]
-    numbers = [text[start:end] for start, end in groups]
-    digits = [i for i, char in enumerate(text) if char.isdigit()]
-    index = {position: n for n, position in enumerate(digits)}
-    hidden: set[int] = set()
-    for first, last in _card_spans(numbers):
-        if first < last and max(len(n) for n in numbers[first : last + 1]) > 6:
+    run = _Run(found.group(0))
+    for first, last in _card_spans(run.numbers):
+        if first < last and max(len(n) for n in run.numbers[first : last + 1]) > 6:
             continue  # a card's groups have 4-6 digits: a reference and a card's first four
-        span = range(index[groups[first][0]], index[groups[last][1] - 1] + 1)
-        hidden.update(digits[i] for i in _interior(span))
-    return "".join("*" if i in hidden else char for i, char in enumerate(text))
+        run.hide(first, last)
+    return run.shown()
 
 
 def luhn_check_digit(partial: str) -> str:
