@@ -187,7 +187,7 @@ class SagaRuntime:
         from_cache = self._cache.get(ids) if cached else {}
         async with driver_connection(self.engine) as driver:
             before = from_cache | await store.load(driver, ids - from_cache.keys())
-            earlier = await store.commands_sent(driver, _not_awaited(replies, before))
+            known = await store.known_messages(driver, _not_awaited(replies, before))
             current = dict(before)
             decisions: list[Decision] = []
             timings: list[tuple[UUID, metrics.StepTiming]] = []
@@ -202,8 +202,10 @@ class SagaRuntime:
                         envelope_letter(reply, f"no saga {saga_id}", DeadLetterReason.UNKNOWN_SAGA)
                     )
                     continue
+                if (saga_id, reply.envelope.id) in known.replies:
+                    continue
                 machine = self.machines[instance.saga_type]
-                answered = earlier.get((saga_id, reply.envelope.causation_id or ""))
+                answered = known.commands.get((saga_id, reply.envelope.causation_id or ""))
                 decision = machine.on_reply(instance, reply.body, reply.envelope, now, answered)
                 if not decision.changed and saga_id in from_cache:
                     suspects.add(saga_id)
@@ -368,12 +370,14 @@ def _manual_decision(
 def _not_awaited(
     replies: Sequence[Parsed[Reply]], sagas: dict[UUID, SagaInstance]
 ) -> list[tuple[UUID, str]]:
-    """(saga id, command id) of the replies that do not answer the command their saga awaits
-    (late, duplicate, or to an earlier attempt: the history tells which)."""
+    """(saga id, message id) of the replies that do not answer the command their saga awaits
+    (late, duplicate, or to an earlier attempt: the history tells which), each with the
+    command it answers: the messages to look up in the sagas' history."""
     return [
-        (saga_id, causation)
+        (saga_id, message)
         for reply in replies
         if (saga_id := reply.envelope.saga_id) in sagas
-        and (causation := reply.envelope.causation_id) is not None
-        and causation != sagas[saga_id].pending_command_id
+        and (causation := reply.envelope.causation_id) != sagas[saga_id].pending_command_id
+        for message in (reply.envelope.id, causation)
+        if message is not None
     ]

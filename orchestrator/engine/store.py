@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,31 +49,43 @@ _LOCK = select(_T).where(_T.c.id == any_(_IDS)).order_by(_T.c.id).with_for_updat
 _LOAD = f"SELECT {', '.join(c.name for c in _T.c)} FROM {_T.name} WHERE id = ANY($1::uuid[])"
 
 
-_SENT = (
+_KNOWN = (
     f"SELECT saga_id, message_id, step, event FROM {saga_history.name}"
     " WHERE saga_id = ANY($1::uuid[]) AND message_id = ANY($2::text[])"
-    " AND event IN ('command-sent', 'compensation-sent')"
+    " AND event IN ('command-sent', 'compensation-sent',"
+    " 'reply-received', 'reply-ignored', 'late-effect')"
 )
 
 
-async def commands_sent(
-    driver: Any, asked: Iterable[tuple[uuid.UUID, str]]
-) -> dict[tuple[uuid.UUID, str], SentCommand]:
-    """Which of ``asked`` (a saga id, a message id) are commands that saga sent, by its
-    history: what a reply that does not answer the command awaited answers, if anything."""
+@dataclass(frozen=True)
+class Known:
+    """What the sagas' histories hold of some messages: the commands they sent, and the
+    replies they have had already (whether taken or ignored)."""
+
+    commands: dict[tuple[uuid.UUID, str], SentCommand] = field(default_factory=dict)
+    replies: set[tuple[uuid.UUID, str]] = field(default_factory=set)
+
+
+async def known_messages(driver: Any, asked: Iterable[tuple[uuid.UUID, str]]) -> Known:
+    """Which of ``asked`` (a saga id, a message id) that saga's history holds, as a command
+    it sent or a reply it had: what a reply that does not answer the command awaited
+    answers, if anything, and whether it is a reply seen before (redelivered, replayed)."""
     pairs = set(asked)
     if not pairs:
-        return {}
+        return Known()
     rows = await driver.fetch(
-        _SENT, sorted({saga for saga, _ in pairs}), sorted({message for _, message in pairs})
+        _KNOWN, sorted({saga for saga, _ in pairs}), sorted({message for _, message in pairs})
     )
-    return {
-        (row["saga_id"], row["message_id"]): SentCommand(
-            row["step"], row["event"] == "compensation-sent"
-        )
-        for row in rows
-        if (row["saga_id"], row["message_id"]) in pairs
-    }
+    known = Known()
+    for row in rows:
+        pair = (row["saga_id"], row["message_id"])
+        if pair not in pairs:
+            continue
+        if row["event"] in ("command-sent", "compensation-sent"):
+            known.commands[pair] = SentCommand(row["step"], row["event"] == "compensation-sent")
+        else:
+            known.replies.add(pair)
+    return known
 
 
 async def lock(

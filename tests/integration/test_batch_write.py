@@ -206,3 +206,31 @@ async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh
     ]
     assert events.count("step-completed") == 1
     assert events[-1] == "reply-ignored"
+
+
+async def test_a_reply_delivered_again_adds_nothing_to_the_history(engine: AsyncEngine) -> None:
+    """A replayed or redelivered reply, taken or ignored the first time, is a reply the saga
+    has had: its history does not grow with every replay (nor the late-effect alarms)."""
+    sent, runtime, first = await _started(engine, "again")
+    saga_id = UUID(first.headers["ce_sagaid"])
+    operator = bench_runtime(engine, sent)
+    await operator.manual(saga_id, "retry", "ops", "participant slow")
+    await operator.relay.drain()
+    retried = sent.messages[-1]
+    answer, superseded = bench_reply_to(retried), bench_reply_to(first)
+
+    for _ in range(3):
+        await runtime.handle_replies([answer, superseded])
+        await runtime.handle_replies([answer])
+    await runtime.relay.drain()
+
+    events = [
+        event
+        for (event,) in await _rows(
+            engine, "SELECT event FROM saga_history WHERE saga_id = :s ORDER BY id", s=saga_id
+        )
+    ]
+    assert events.count("reply-received") == 1
+    assert events.count("reply-ignored") == 1
+    assert events.count("step-completed") == 1
+    assert [m.headers["ce_sagastep"] for m in sent.messages[2:]] == ["reserve-stock"]
