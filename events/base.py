@@ -6,7 +6,7 @@ import re
 from typing import Annotated, ClassVar, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
 """An entity id on the wire: letters, digits and ``._:@-``, at most 128 characters."""
@@ -79,12 +79,23 @@ def expect(reply: Reply, kind: type[ReplyT]) -> ReplyT:
     return reply
 
 
+DETAIL_CHARS = 1_000
+
+
+def _shortened(text: object) -> object:
+    """A refusal's sentence cut to ``DETAIL_CHARS``: the reason code decides, the sentence
+    only explains, so a long one (many short SKUs, an escaped name) must not fail the reply."""
+    if isinstance(text, str) and len(text) > DETAIL_CHARS:
+        return text[: DETAIL_CHARS - 1] + "…"
+    return text
+
+
 class StepFailed(Reply):
     """A business refusal (or, with ``retryable``, a transient fault worth retrying)."""
 
     kind: Literal["StepFailed"] = "StepFailed"
     reason: str = Field(min_length=1, max_length=64)
-    detail: str = Field(default="", max_length=1_000)
+    detail: Annotated[str, BeforeValidator(_shortened)] = Field(default="", max_length=DETAIL_CHARS)
     retryable: bool = False
 
 

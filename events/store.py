@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,7 +18,8 @@ class StockReceived(UpstreamRecord):
     """``store.stock-received``: goods arrived at a warehouse.
 
     Idempotent by ``receipt_id`` when the warehouse sends one (an extension of the
-    contract), else by the record's content: the same receipt published twice adds once.
+    contract: a receipt, one record per SKU and warehouse it brought), else by the record's
+    content: the same receipt published twice adds once.
     """
 
     event_type: ClassVar[str] = "store.stock-received.v1"
@@ -35,9 +37,16 @@ class StockReceived(UpstreamRecord):
 
     def business_key(self) -> str:
         if self.receipt_id is not None:
-            return f"receipt:{self.receipt_id}"
+            line = json.dumps([self.receipt_id, self.sku, self.warehouse_id])
+            return "receipt-line:" + hashlib.sha256(line.encode()).hexdigest()
         canonical = self.model_dump_json(exclude={"receipt_id"})
         return "content:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+    def earlier_key(self) -> str | None:
+        """The key earlier releases recorded a receipt under: its ``receipt_id`` alone (so
+        a receipt's second SKU was taken for a repeat of its first). Still honoured for the
+        SKU and warehouse recorded with it, so a replay after an upgrade adds nothing."""
+        return None if self.receipt_id is None else f"receipt:{self.receipt_id}"
 
 
 class OrderLine(BaseModel):

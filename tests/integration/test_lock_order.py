@@ -23,7 +23,7 @@ from events.billing import (
     RefundBalance,
     UndoRedemption,
 )
-from events.delivery import BookDelivery, CancelDelivery, DeliveryMethod
+from events.delivery import BookDelivery, CancelDelivery, DeliveryBooked, DeliveryMethod
 from events.envelope import Envelope
 from events.notification import NotifyCustomer
 from events.store import OrderLine, ReleaseStock, ReserveStock
@@ -359,3 +359,56 @@ async def test_channels_and_delivery_points_are_locked_ahead(engine: AsyncEngine
             assert await _held(
                 engine, "SELECT 1 FROM delivery_points WHERE point_id = :id", id=point
             )
+
+
+async def test_a_booking_handled_alone_goes_on_to_the_next_courier_when_one_fills(
+    engine: AsyncEngine,
+) -> None:
+    """A command handled on its own (a failed batch's path) has no courier locked ahead: the
+    courier with most room is locked as it is chosen, so when another transaction takes its
+    last slot meanwhile, the booking goes to the next courier, not to NO_DELIVERY_CAPACITY."""
+    first, second = unique("C-a"), unique("C-b")
+    couriers = "SELECT point_id, capacity FROM delivery_points WHERE kind = 'courier'"
+    async with engine.begin() as conn:  # these two are the only couriers with room, a while
+        others = (await conn.execute(text(f"{couriers} AND capacity > 0"))).all()
+        await conn.execute(text("UPDATE delivery_points SET capacity = 0 WHERE kind = 'courier'"))
+        await conn.execute(
+            delivery_points.insert(),
+            [
+                {"point_id": p, "kind": DeliveryMethod.COURIER.value, "name": p, "capacity": 1}
+                for p in (first, second)
+            ],
+        )
+    service = DeliveryService()
+
+    def booking() -> tuple[Envelope, BookDelivery]:
+        envelope = Envelope(type="t", saga_id=uuid4(), saga_type="t", saga_step="s")
+        return envelope, BookDelivery(order_id="o", method="courier", address="a")
+
+    async def alone() -> Reply:
+        async with engine.begin() as conn:
+            return await service(conn, *booking())
+
+    try:
+        async with engine.connect() as conn:
+            async with conn.begin():
+                assert isinstance(await service(conn, *booking()), DeliveryBooked)
+                later = asyncio.create_task(alone())
+                await asyncio.sleep(0.5)  # it chooses while the first booking is uncommitted
+            reply = await later
+        assert isinstance(reply, DeliveryBooked), reply
+        async with engine.connect() as conn:
+            left = (
+                await conn.execute(
+                    text(f"{couriers} AND point_id IN (:a, :b)"), {"a": first, "b": second}
+                )
+            ).all()
+        assert sorted(left) == [(first, 0), (second, 0)]
+    finally:
+        async with engine.begin() as conn:
+            for point_id, capacity in others:
+                await conn.execute(
+                    delivery_points.update()
+                    .where(delivery_points.c.point_id == point_id)
+                    .values(capacity=capacity)
+                )

@@ -86,7 +86,11 @@ _COURIER_WITH_ROOM = (
     .where(delivery_points.c.kind == DeliveryMethod.COURIER.value, delivery_points.c.capacity > 0)
     .order_by(delivery_points.c.capacity.desc(), delivery_points.c.point_id)
     .limit(1)
+    .with_for_update()
 )
+"""Locked, so that no other transaction takes its last slot before the booking does (a
+batch has locked every courier ahead; a command handled alone has not). A courier filled
+meanwhile fails the capacity check on the locked row and the next one is taken."""
 
 
 class DeliveryService:

@@ -25,6 +25,9 @@ from schemas.store import (
 )
 from workers.operations import Operations, step_key
 
+_SHORT_SHOWN = 5
+"""Short SKUs a refusal names; the rest it counts."""
+
 # Statements built once, not per command (see workers/operations.py).
 _STOCK_ROW = (stock.c.sku == bindparam("b_sku")) & (
     stock.c.warehouse_id == bindparam("b_warehouse")
@@ -88,9 +91,21 @@ _CANCEL_PICKING_CASE = (
     .where(picking_cases.c.saga_id == bindparam("b_saga_id"))
     .values(status="CANCELLED", updated_at=func.now())
 )
-_NEW_RECEIPT = (
-    pg_insert(stock_receipts).on_conflict_do_nothing().returning(stock_receipts.c.receipt_key)
+_NEW_RECEIPT = text(
+    f"""
+    INSERT INTO {stock_receipts.name} (receipt_key, sku, warehouse_id, quantity)
+    SELECT CAST(:receipt_key AS varchar), CAST(:sku AS varchar),
+        CAST(:warehouse_id AS varchar), CAST(:quantity AS bigint)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {stock_receipts.name}
+        WHERE receipt_key = CAST(:earlier_key AS varchar)
+            AND sku = CAST(:sku AS varchar) AND warehouse_id = CAST(:warehouse_id AS varchar)
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING receipt_key
+    """
 )
+"""A receipt not seen before, under its key or (the same SKU and warehouse) its earlier one."""
 _NEW_STOCK = pg_insert(stock)
 _ADD_STOCK = _NEW_STOCK.on_conflict_do_update(
     index_elements=[stock.c.sku, stock.c.warehouse_id],
@@ -177,7 +192,11 @@ async def _allocate(
         if left > 0:
             short.append(f"{sku} (short by {left})")
     if short:
-        return StepFailed(reason=OUT_OF_STOCK, detail="not enough stock: " + ", ".join(short))
+        more = f" and {len(short) - _SHORT_SHOWN} more SKUs" if len(short) > _SHORT_SHOWN else ""
+        return StepFailed(
+            reason=OUT_OF_STOCK,
+            detail="not enough stock: " + ", ".join(short[:_SHORT_SHOWN]) + more,
+        )
     return plan
 
 
@@ -199,6 +218,7 @@ async def receive_stock(conn: AsyncConnection, receipts: Sequence[StockReceived]
             _NEW_RECEIPT,
             {
                 "receipt_key": receipt.business_key(),
+                "earlier_key": receipt.earlier_key(),
                 "sku": receipt.sku,
                 "warehouse_id": receipt.warehouse_id,
                 "quantity": receipt.quantity,
