@@ -45,7 +45,7 @@ from events.card_invoices import InvoicePaymentRequested
 from events.money import from_minor, to_minor
 from orchestrator.api import deps
 from orchestrator.api.auth import Caller, caller
-from orchestrator.api.problems import CREATED, ApiError
+from orchestrator.api.problems import CREATED, ApiError, accepted, still_running
 from orchestrator.api.publishing import ApiOutbox
 from orchestrator.api.sagas import find, wait_for_end
 from orchestrator.engine.instance import SagaInstance, SagaStatus
@@ -211,7 +211,7 @@ async def current_invoice(card_id: CardId, db: Db) -> Invoice:
     "/cards/{card_id}/invoice/pay",
     response_model=InvoicePayment,
     responses={
-        202: {"model": InvoicePayment, "description": "still running"},
+        **accepted(InvoicePayment),
         **_problems(400, 404, 409),
         422: {"model": Problem, "description": "PAY-4220: payment refused, with its reason"},
     },
@@ -271,7 +271,7 @@ async def pay_invoice(
     instance = await wait_for_end(db, INVOICE_SAGA, payment_id, settings.api_saga_wait_s)
     answer = _payment(request.card_id, payment_id, request.amount_minor, instance)
     if answer.status == "PENDING":
-        return JSONResponse(answer.model_dump(mode="json"), status_code=202)
+        return still_running(answer, answer.status_url)
     if answer.status != "PAID":
         raise ApiError(
             422,

@@ -42,6 +42,34 @@ CREATED: dict[int | str, dict[str, object]] = {
 }
 """The 201 of a route that answers with ``Location``, as its OpenAPI document says it."""
 
+RETRY_AFTER_S = 1
+
+
+def accepted(model: type[BaseModel]) -> dict[int | str, dict[str, object]]:
+    """The 202 of a route whose saga was still running when the answer was due."""
+    return {
+        202: {
+            "model": model,
+            "description": "still running; ``Location`` is where to ask how it ended",
+            "headers": {
+                "Location": {"description": "the status URL", "schema": {"type": "string"}},
+                "Retry-After": {
+                    "description": "seconds to wait before asking",
+                    "schema": {"type": "integer"},
+                },
+            },
+        }
+    }
+
+
+def still_running(body: BaseModel, status_url: str) -> JSONResponse:
+    """202 with ``body``, pointing to where the outcome will be (RFC 9110 15.3.3)."""
+    return JSONResponse(
+        body.model_dump(mode="json", by_alias=True),
+        status_code=202,
+        headers={"Location": status_url, "Retry-After": str(RETRY_AFTER_S)},
+    )
+
 
 class ApiError(Exception):
     """An answer other than success, with its status, code and a human sentence."""

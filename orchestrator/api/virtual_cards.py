@@ -24,7 +24,7 @@ from events.card_api import (
 from events.cards import ACTIVE_CARD_EXISTS, CardIssueRequested, CardType
 from orchestrator.api import deps
 from orchestrator.api.auth import Caller, caller
-from orchestrator.api.problems import ApiError
+from orchestrator.api.problems import ApiError, accepted, still_running
 from orchestrator.api.publishing import ApiOutbox
 from orchestrator.api.sagas import find, wait_for_end
 from orchestrator.engine.instance import SagaInstance, SagaStatus
@@ -53,7 +53,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, object]]:
     status_code=201,
     response_model=VirtualCard,
     responses={
-        202: {"model": SagaAccepted, "description": "still running"},
+        **accepted(SagaAccepted),
         **_errors(400, 401, 409, 422, 500),
     },
 )
@@ -82,13 +82,10 @@ async def issue_virtual_card(
     outbox.publish(rows)
     instance = await wait_for_end(db, SAGA, request_id, settings.api_saga_wait_s)
     if instance is None or not instance.status.terminal:
-        return JSONResponse(
-            SagaAccepted(
-                request_id=request_id,
-                status="RUNNING",
-                status_url=f"/v1/cards/virtual/requests/{request_id}",
-            ).model_dump(by_alias=True),
-            status_code=202,
+        status_url = f"/v1/cards/virtual/requests/{request_id}"
+        return still_running(
+            SagaAccepted(request_id=request_id, status="RUNNING", status_url=status_url),
+            status_url,
         )
     return _issued_or_refused(instance)
 

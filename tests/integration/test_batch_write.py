@@ -59,6 +59,12 @@ async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
         return list(await conn.execute(text(sql), params))
 
 
+async def _events(engine: AsyncEngine, saga_id: UUID) -> list[str]:
+    """The saga's history, oldest first: what happened, by name."""
+    sql = "SELECT event FROM saga_history WHERE saga_id = :s ORDER BY id"
+    return [event for (event,) in await _rows(engine, sql, s=saga_id)]
+
+
 async def test_the_same_request_twice_in_one_batch_or_two_starts_one_saga(
     engine: AsyncEngine,
 ) -> None:
@@ -109,12 +115,7 @@ async def test_a_reply_meeting_a_saga_that_moved_is_applied_once_after_a_fresh_r
         engine, "SELECT step_index, version FROM saga_instances WHERE id = :s", s=saga_id
     )
     assert (step, version) == (1, 2)  # started at 0, bumped by the other writer, the reply
-    events = [
-        event
-        for (event,) in await _rows(
-            engine, "SELECT event FROM saga_history WHERE saga_id = :s ORDER BY id", s=saga_id
-        )
-    ]
+    events = await _events(engine, saga_id)
     assert events.count("step-completed") == 1
     commands = [m.headers["ce_sagastep"] for m in sent.messages[1:]]
     assert commands == ["reserve-stock"]
@@ -198,12 +199,7 @@ async def test_a_reply_a_stale_cached_saga_would_ignore_is_applied_after_a_fresh
 
     await runtime.handle_replies([bench_reply_to(first)])  # the answer to the superseded command
     await runtime.relay.drain()
-    events = [
-        event
-        for (event,) in await _rows(
-            engine, "SELECT event FROM saga_history WHERE saga_id = :s ORDER BY id", s=saga_id
-        )
-    ]
+    events = await _events(engine, saga_id)
     assert events.count("step-completed") == 1
     assert events[-1] == "reply-ignored"
 
@@ -224,12 +220,7 @@ async def test_a_reply_delivered_again_adds_nothing_to_the_history(engine: Async
         await runtime.handle_replies([answer])
     await runtime.relay.drain()
 
-    events = [
-        event
-        for (event,) in await _rows(
-            engine, "SELECT event FROM saga_history WHERE saga_id = :s ORDER BY id", s=saga_id
-        )
-    ]
+    events = await _events(engine, saga_id)
     assert events.count("reply-received") == 1
     assert events.count("reply-ignored") == 1
     assert events.count("step-completed") == 1

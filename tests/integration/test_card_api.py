@@ -199,6 +199,7 @@ async def test_slow_saga_answers_202_with_a_status_url(
         accepted = await api.post("/v1/cards/virtual", headers=bearer(user))
         assert accepted.status_code == 202, accepted.text
         url = accepted.json()["statusUrl"]
+        assert (accepted.headers["Location"], accepted.headers["Retry-After"]) == (url, "1")
         status = await settled(api, url, user)
         assert status["status"] == "ISSUED"
         assert status["card"]["maskedId"]
@@ -222,6 +223,7 @@ async def test_requests_outlive_a_failed_publish(
             json={"source_account_id": unique("nobody"), "amount": 1},
         )
         assert pay.status_code == 202, pay.text
+        assert pay.headers["Location"] == pay.json()["status_url"]
         assert await query(
             stack.database_url,
             f"SELECT key FROM {api_outbox.name} WHERE key IN (:r, :p) ORDER BY id",
