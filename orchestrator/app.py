@@ -28,6 +28,7 @@ from orchestrator.published import published_ids
 from orchestrator.publisher import KafkaPublisher
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.settings import Settings
+from orchestrator.taken_check import KafkaTakenCheck
 from orchestrator.wiring import (
     OrchestraBroker,
     broker_logger,
@@ -107,6 +108,7 @@ class Application:
         self.relays: list[OutboxRelay] = []
         self.topics: set[str] = set()
         self.runtime: SagaRuntime | None = None
+        self.taken_check: KafkaTakenCheck | None = None
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,8 +136,13 @@ class Application:
     def _wire_orchestrator(self) -> None:
         s = self.settings
         policy = RetryPolicy(
-            s.step_timeout_s, s.retry_budget, s.retry_backoff_s, s.retry_backoff_max_s
+            s.step_timeout_s,
+            s.retry_budget,
+            s.retry_backoff_s,
+            s.retry_backoff_max_s,
+            s.step_queue_timeout_s,
         )
+        self.taken_check = KafkaTakenCheck(s)
         runtime = SagaRuntime(
             self.engine,
             self.sagas,
@@ -143,6 +150,7 @@ class Application:
             self._relay(orchestrator_outbox),
             s.max_message_bytes,
             self.clock,
+            self.taken_check,
         )
         self.runtime = runtime
         subscribe_batches(
@@ -273,6 +281,8 @@ class Application:
             await self.http.stop()
         await self.broker.stop()
         await self._end_tasks()
+        if self.taken_check is not None:
+            await self.taken_check.close()
         for relay in self.relays:
             await relay.drain()
         await self.publisher.stop()

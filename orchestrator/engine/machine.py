@@ -17,6 +17,7 @@ from events.base import Command, Compensated, Message, Reply, StepFailed, Upstre
 from events.envelope import Envelope
 from orchestrator.engine.definition import NOTICE_STEP, Saga, SagaResult, Step
 from orchestrator.engine.instance import SagaInstance, SagaStatus, SentCommand
+from orchestrator.engine.waiting import POLL
 from orchestrator.errors import DefinitionError, SagaRefused
 
 TIMEOUT = "TIMEOUT"
@@ -32,6 +33,9 @@ class RetryPolicy:
     budget: int = 8
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
+    queue_timeout_s: float = 600.0
+    """The longest a step waits for its participant to take its command before its timeout
+    counts anyway (``orchestrator.engine.waiting``); 0: from when it is sent."""
 
     def backoff(self, attempt: int) -> timedelta:
         doublings = min(max(0, attempt - 1), 32)  # 2**1024 overflows a float
@@ -262,6 +266,45 @@ class SagaMachine:
                 instance, instance.step_index, TIMEOUT, now, [timed_out]
             )
         return decision.caused_by(instance.pending_command_id)
+
+    def wait_for_participant(
+        self, instance: SagaInstance, now: datetime, taken: bool, noted: bool
+    ) -> Decision:
+        """A step's answer is late, and its participant had not taken the command (down, or
+        behind): the step's timeout counts from when it takes it (``orchestrator.engine.
+        waiting``). ``taken``: it has now; ``noted``: the wait is in the history already."""
+        step = self._step(instance)
+        if step is None or instance.pending_command_id is None:
+            return self.on_due(instance, now)
+        if taken:
+            timeout = step.timeout_s or self.policy.step_timeout_s
+            entry = HistoryEntry(
+                "command-taken",
+                instance.status,
+                now,
+                step=step.name,
+                message_id=instance.pending_command_id,
+                detail=f"{step.participant.name} took the command; its answer is due in "
+                f"{timeout:g} s",
+            )
+            later = now + timedelta(seconds=timeout)
+            return Decision(instance.evolve(next_action_at=later), history=[entry])
+        history = (
+            []
+            if noted
+            else [
+                HistoryEntry(
+                    "command-queued",
+                    instance.status,
+                    now,
+                    step=step.name,
+                    message_id=instance.pending_command_id,
+                    detail=f"{step.participant.name} has not taken the command yet (down, or "
+                    "behind): the step's timeout counts from when it does",
+                )
+            ]
+        )
+        return Decision(instance.evolve(next_action_at=now + POLL), history=history)
 
     def put_off(self, instance: SagaInstance, now: datetime, error: str) -> Decision:
         """A timer whose decision raised: the saga stays as it is (``updated_at`` too: its last

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +43,7 @@ from orchestrator.engine.records import (
 )
 from orchestrator.engine.retry import with_retries
 from orchestrator.engine.saga_cache import SagaCache
+from orchestrator.engine.waiting import TakenCheck, Wait, waits
 from orchestrator.errors import ConcurrentUpdate, SagaCodeFailed, SagaRefused, error_of
 from schemas.sagas import orchestrator_outbox
 
@@ -67,10 +68,14 @@ class SagaRuntime:
         relay: OutboxRelay,
         max_message_bytes: int = 1_000_000,
         clock: AlignedClock | None = None,
+        taken_check: TakenCheck | None = None,
     ) -> None:
         self.engine = engine
         self.relay = relay
         self.clock = clock or AlignedClock()
+        self.policy = policy
+        self.taken_check = taken_check
+        self._participants = {p.topic: p.name for d in definitions for p in d.participants}
         self._timeouts_from: datetime | None = None
         self.max_message_bytes = max_message_bytes
         self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
@@ -261,14 +266,44 @@ class SagaRuntime:
     async def fire_due(self, limit: int = 500) -> int:
         """Handle every saga whose step timed out or whose retry is due; returns how many."""
         start_ns = time.time_ns()
-        rows, decisions = await with_retries(lambda: self._due_tx(limit), what="fire timers")
+        waiting = await self._waiting(limit)
+        rows, decisions = await with_retries(
+            lambda: self._due_tx(limit, waiting), what="fire timers"
+        )
         self._cache.forget(d.instance.id for d in decisions)
         self.relay.publish_soon(rows)
         metrics.observe(decisions)
         tracing.record_decisions(decisions, start_ns)
         return len(decisions)
 
-    async def _due_tx(self, limit: int) -> tuple[list[OutboxRow], list[Decision]]:
+    async def _waiting(self, limit: int) -> dict[UUID, Wait]:
+        """The late steps whose participant has not taken the command, or has just now
+        after the saga waited: those wait rather than time out (``engine.waiting``)."""
+        if self.taken_check is None or self.policy.queue_timeout_s <= 0:
+            return {}
+        now = self.clock()
+        if self._timeouts_from is not None and now < self._timeouts_from:
+            return {}
+        sent_after = now - timedelta(seconds=self.policy.queue_timeout_s)
+        async with driver_connection(self.engine) as driver:
+            late = await store.awaiting(
+                driver, now, sent_after, self._participants, self.machines, limit
+            )
+        if not late:
+            return {}
+        found = waits(late, await self.taken_check.untaken(late))
+        queued = [a for a in late if (w := found.get(a.saga_id)) and not w.taken and not w.noted]
+        if queued:
+            log.warning(
+                "late steps wait: their participants have not taken the commands (down, behind)",
+                sagas=len(queued),
+                participants=sorted({a.participant for a in queued}),
+            )
+        return found
+
+    async def _due_tx(
+        self, limit: int, waiting: Mapping[UUID, Wait]
+    ) -> tuple[list[OutboxRow], list[Decision]]:
         async with self.engine.begin() as conn:
             now = await self.clock.align(conn)
             held = self._timeouts_from is not None and now < self._timeouts_from
@@ -277,8 +312,14 @@ class SagaRuntime:
             changes = []
             for instance in due:
                 machine = self.machines[instance.saga_type]
+                wait = waiting.get(instance.id)
                 try:
-                    decision = machine.on_due(instance, now)
+                    if wait is not None and wait.command_id == instance.pending_command_id:
+                        decision = machine.wait_for_participant(
+                            instance, now, wait.taken, wait.noted
+                        )
+                    else:
+                        decision = machine.on_due(instance, now)
                 except Exception as exc:
                     log.error(
                         "saga timer failed",

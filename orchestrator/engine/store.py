@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.engine.instance import SagaInstance, SagaStatus, SentCommand
+from orchestrator.engine.waiting import Awaiting
 from schemas.sagas import saga_history, saga_instances
 
 _T = saga_instances
@@ -86,6 +87,48 @@ async def known_messages(driver: Any, asked: Iterable[tuple[uuid.UUID, str]]) ->
         else:
             known.replies.add(pair)
     return known
+
+
+_AWAITING = f"""
+SELECT i.id, i.pending_command_id, h.topic, h.at,
+    EXISTS (SELECT 1 FROM {saga_history.name} q WHERE q.saga_id = i.id
+        AND q.message_id = i.pending_command_id AND q.event = 'command-queued') AS queued,
+    EXISTS (SELECT 1 FROM {saga_history.name} t WHERE t.saga_id = i.id
+        AND t.message_id = i.pending_command_id AND t.event = 'command-taken') AS taken
+FROM {_T.name} i
+JOIN {saga_history.name} h ON h.saga_id = i.id AND h.message_id = i.pending_command_id
+    AND h.event IN ('command-sent', 'compensation-sent')
+WHERE i.next_action_at IS NOT NULL AND i.next_action_at <= $1
+    AND i.pending_command_id IS NOT NULL AND i.saga_type = ANY($2::text[]) AND h.at > $3
+ORDER BY i.next_action_at
+LIMIT $4
+"""
+
+
+async def awaiting(
+    driver: Any,
+    now: datetime,
+    sent_after: datetime,
+    participants: Mapping[str, str],
+    saga_types: Iterable[str],
+    limit: int,
+) -> list[Awaiting]:
+    """Sagas whose step's answer is late, sent after ``sent_after``, to a participant of
+    ``participants`` (topic: name), without locking them (``orchestrator.engine.waiting``)."""
+    rows = await driver.fetch(_AWAITING, now, sorted(saga_types), sent_after, limit)
+    return [
+        Awaiting(
+            row["id"],
+            row["pending_command_id"],
+            row["topic"],
+            participants[row["topic"]],
+            row["at"],
+            row["queued"],
+            row["taken"],
+        )
+        for row in rows
+        if row["topic"] in participants
+    ]
 
 
 async def lock(

@@ -109,6 +109,7 @@ async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers
     settings = quiet_stack.settings(
         group_prefix=unique("pivot"),
         step_timeout_s=1.0,
+        step_queue_timeout_s=0,  # billing known but down: time out rather than wait for it
         retry_backoff_s=0.2,
         retry_backoff_max_s=0.5,
         retry_budget=2,
@@ -157,6 +158,57 @@ async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers
     assert await query(url, charged, s=saga_id) == [("CAPTURED", 12550)], "never refunded"
     await c.ledger_consistent(url)
     assert "reply-ignored" in await _history(url, saga_id), "the other sends' answers: no effect"
+
+
+async def test_a_step_waits_for_a_participant_that_is_down_rather_than_time_out(
+    quiet_stack: EmbeddedStack,
+) -> None:
+    """Billing, deployed (its group has consumed its topic), is stopped for several step
+    timeouts: the card's wallet step waits for it to take the command instead of timing out,
+    and the card is ISSUED once billing is back; the step's timeout then counts from when
+    billing took the command."""
+    settings = quiet_stack.settings(group_prefix=unique("queued"), step_timeout_s=1.5)
+    url = quiet_stack.database_url
+    orchestrator = Application(settings, ["orchestrator", "card-issuance"])
+    await orchestrator.start()
+    try:
+        async with UpstreamClient(settings, watch=[topics.CARDS_STATUS]) as client:
+            billing = Application(settings, ["billing"])
+            await billing.start()
+            try:
+                first = card_request()
+                await client.send(topics.CARDS_ISSUE_REQUESTED, first)
+                issued = await card_outcomes(client, [first.request_id])
+                assert issued[first.request_id].status == "ISSUED"
+            finally:
+                await billing.stop()
+
+            await asyncio.sleep(0.5)
+            request = card_request()
+            await client.send(topics.CARDS_ISSUE_REQUESTED, request)
+            await asyncio.sleep(6 * settings.step_timeout_s)
+            ((saga_id, status),) = await query(
+                url,
+                "SELECT id, status FROM saga_instances WHERE business_key = :k",
+                k=request.request_id,
+            )
+            assert status == "RUNNING"
+            assert "timeout" not in await _history(url, saga_id)
+
+            billing = Application(settings, ["billing"])
+            await billing.start()
+            try:
+                outcome = (await card_outcomes(client, [request.request_id]))[request.request_id]
+            finally:
+                await billing.stop()
+    finally:
+        await orchestrator.stop()
+
+    assert outcome.status == "ISSUED"
+    events = await _history(url, saga_id)
+    assert events.count("command-queued") == 1
+    assert "timeout" not in events
+    assert events[-1] == "ended"
 
 
 async def test_a_restart_longer_than_the_step_timeout_does_not_time_steps_out(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from uuid import uuid4
 
 import pytest
 
@@ -20,6 +21,7 @@ from events.envelope import Envelope
 from orchestrator import metrics
 from orchestrator.engine.instance import SagaInstance, SagaStatus, SentCommand
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
+from orchestrator.engine.waiting import Awaiting, Wait, waits
 from orchestrator.errors import DefinitionError
 from orchestrator.sagas.card_issuance import CARD_ISSUANCE_SAGA
 
@@ -493,3 +495,47 @@ def test_a_saga_at_a_step_its_definition_no_longer_has_is_not_left_silently(
     beyond = started.evolve(step_index=len(machine.definition.steps))
     with pytest.raises(DefinitionError, match="one removed from its definition"):
         machine.on_due(beyond, T0 + timedelta(minutes=1))
+
+
+def test_a_step_whose_participant_has_not_taken_the_command_waits_then_times_out_from_then(
+    machine: SagaMachine,
+) -> None:
+    """``engine.waiting``: late, the command not taken: the saga waits, noting it once; taken
+    after the wait: the step's timeout counts from then; late again: it times out."""
+    d = started(machine)
+    late = T0 + timedelta(seconds=11)
+    waiting = machine.wait_for_participant(d.instance, late, taken=False, noted=False)
+    assert [h.event for h in waiting.history] == ["command-queued"]
+    assert waiting.outgoing == []
+    assert waiting.instance.status is SagaStatus.RUNNING
+    assert waiting.instance.pending_command_id == d.instance.pending_command_id
+    assert waiting.instance.next_action_at == late + timedelta(seconds=5)
+
+    later = late + timedelta(seconds=5)
+    again = machine.wait_for_participant(waiting.instance, later, taken=False, noted=True)
+    assert again.history == []
+    taken = machine.wait_for_participant(again.instance, later, taken=True, noted=True)
+    assert [h.event for h in taken.history] == ["command-taken"]
+    assert taken.instance.next_action_at == later + timedelta(seconds=10)
+
+    timed_out = machine.on_due(taken.instance, later + timedelta(seconds=11))
+    assert "timeout" in [h.event for h in timed_out.history]
+
+
+def test_which_late_steps_wait_for_their_participant() -> None:
+    def late(queued: bool = False, taken: bool = False) -> Awaiting:
+        return Awaiting(uuid4(), "cmd", "billing.commands", "billing", T0, queued, taken)
+
+    fresh, still, reached, over, plain = (
+        late(),
+        late(queued=True),
+        late(queued=True),
+        late(queued=True, taken=True),
+        late(),
+    )
+    found = waits([fresh, still, reached, over, plain], {fresh.saga_id, still.saga_id})
+    assert found == {
+        fresh.saga_id: Wait("cmd", taken=False, noted=False),
+        still.saga_id: Wait("cmd", taken=False, noted=True),
+        reached.saga_id: Wait("cmd", taken=True, noted=True),
+    }
