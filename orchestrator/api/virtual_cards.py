@@ -26,7 +26,7 @@ from orchestrator.api import deps
 from orchestrator.api.auth import Caller, caller
 from orchestrator.api.problems import ApiError, accepted, still_running
 from orchestrator.api.publishing import ApiOutbox
-from orchestrator.api.sagas import find, wait_for_end
+from orchestrator.api.sagas import find, find_on, wait_for_end
 from orchestrator.engine.instance import SagaInstance, SagaStatus
 from orchestrator.settings import Settings
 from schemas.card_service import virtual_card_requests
@@ -76,6 +76,11 @@ async def issue_virtual_card(
     )
     async with db.begin() as conn:
         await _accept(conn, record)
+        started = await find_on(conn, SAGA, record.business_key())
+        if started is not None and not _asked_by(started, record):
+            raise ApiError(
+                409, "REQ-4090", "Conflict", f"request id {request_id} is another request's"
+            )
         rows = await outbox.start_saga(
             conn, SAGA, topics.CARDS_ISSUE_REQUESTED, record, correlation_id=request_id
         )
@@ -111,6 +116,8 @@ async def virtual_card_request(
     if owner != who.user_id:
         raise ApiError(404, "RES-4040", "Not found", f"no card request {request_id} of yours")
     instance = await find(db, SAGA, request_id)
+    if instance is not None and instance.data.get("user_id") != who.user_id:
+        raise ApiError(404, "RES-4040", "Not found", f"no card request {request_id} of yours")
     if instance is None:
         return VirtualCardStatus(request_id=request_id, status="RUNNING")
     status = {
@@ -148,6 +155,18 @@ async def _accept(conn: AsyncConnection, record: CardIssueRequested) -> None:
             "Conflict",
             f"request {record.request_id} asked for a {first.currency} card, not {record.currency}",
         )
+
+
+def _asked_by(instance: SagaInstance, record: CardIssueRequested) -> bool:
+    """Whether the saga of this request id is this request's: a request id sent on
+    ``cards.issue-requested`` for another user, card type or currency must not answer
+    with that card."""
+    data = instance.data
+    return (data.get("user_id"), data.get("card_type"), data.get("currency")) == (
+        record.user_id,
+        record.card_type.value,
+        record.currency,
+    )
 
 
 def _issued_or_refused(instance: SagaInstance) -> VirtualCard:

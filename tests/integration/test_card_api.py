@@ -16,6 +16,7 @@ import jwt
 import pytest
 
 from events import topics
+from events.cards import CardType
 from orchestrator.api.auth import dev_token
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
@@ -25,7 +26,7 @@ from orchestrator.errors import KafkaUnavailable
 from orchestrator.settings import Settings
 from schemas.card_service import api_outbox
 from tests.integration import commerce as c
-from tests.integration.helpers import execute, query, unique
+from tests.integration.helpers import card_outcomes, card_request, execute, query, unique
 
 
 @pytest.fixture
@@ -95,6 +96,31 @@ async def test_a_request_id_is_one_request(
         409,
         "REQ-4090",
     )
+
+
+async def test_a_request_id_asked_on_kafka_answers_only_that_request(
+    api: httpx.AsyncClient, running_app: Application, stack: EmbeddedStack
+) -> None:
+    """A request id of ``cards.issue-requested`` (a physical USD card here) sent again over
+    HTTP, by another user or for a virtual card, is a conflict: never that card."""
+    owner = unique("user")
+    request = card_request(owner, CardType.PHYSICAL, "USD")
+    async with UpstreamClient(stack.settings(), watch=[topics.CARDS_STATUS]) as client:
+        await client.send(topics.CARDS_ISSUE_REQUESTED, request)
+        outcome = (await card_outcomes(client, [request.request_id]))[request.request_id]
+    assert outcome.status == "ISSUED"
+    for user in (unique("user"), owner):
+        asked = await api.post(
+            "/v1/cards/virtual",
+            headers=bearer(dev_token(running_app.settings, user)),
+            json={"requestId": request.request_id, "currency": "USD"},
+        )
+        problem(asked, 409, "REQ-4090")
+    status = await api.get(
+        f"/v1/cards/virtual/requests/{request.request_id}",
+        headers=bearer(dev_token(running_app.settings, unique("user"))),
+    )
+    problem(status, 404, "RES-4040")
 
 
 async def test_virtual_card_needs_a_good_token(
