@@ -146,6 +146,31 @@ async def test_four_concurrent_requests_for_one_user_issue_one_card(
     assert active == [(1,)]
 
 
+async def test_a_request_behind_one_that_fails_issues_the_card(
+    client: UpstreamClient, stack: EmbeddedStack
+) -> None:
+    """A request meets another of the user's for the type still being issued: it waits for
+    that one's end instead of being refused, so when that one fails (billing has no GBP
+    wallet) the user still gets a card, and one only."""
+    user = unique("behind")
+    failing = card_request(user, currency="GBP")
+    waiting = [card_request(user) for _ in range(3)]
+    for request in (failing, *waiting):
+        await client.send(topics.CARDS_ISSUE_REQUESTED, request)
+    outcomes = await card_outcomes(client, [r.request_id for r in (failing, *waiting)])
+    assert outcomes[failing.request_id].status == "REJECTED"
+    statuses = sorted(
+        (outcomes[r.request_id].status.value, outcomes[r.request_id].reason) for r in waiting
+    )
+    assert statuses == [("ISSUED", None)] + [("REJECTED", "ACTIVE_CARD_EXISTS")] * 2
+    active = await query(
+        stack.database_url,
+        "SELECT count(*) FROM cards WHERE user_id = :u AND status = 'ACTIVE'",
+        u=user,
+    )
+    assert active == [(1,)]
+
+
 async def test_billing_refusal_releases_the_card_id(
     client: UpstreamClient, stack: EmbeddedStack
 ) -> None:

@@ -146,8 +146,10 @@ class CardIssuanceService:
             if mine.status in LIVE:
                 return CardReserved(card_id=mine.card_id, masked_number=mine.masked_number)
             return StepFailed(reason=CARD_RELEASED, detail="the request was already compensated")
-        if rows:
+        if any(row.status == "ACTIVE" for row in rows):
             return _active_card_exists(command)
+        if rows:
+            return _in_progress(command)
         card_id = await self._take_card_id(conn, command.card_type.value)
         number = new_card_number()
         masked = mask(number)
@@ -163,8 +165,8 @@ class CardIssuanceService:
                 "masked_number": masked,
             },
         )
-        if inserted.first() is None:
-            return _active_card_exists(command)
+        if inserted.first() is None:  # another request's card, inserted since the read
+            return _in_progress(command)
         return CardReserved(card_id=card_id, masked_number=masked)
 
     async def activate(self, conn: AsyncConnection, saga_id: UUID) -> Reply:
@@ -206,6 +208,19 @@ class CardIssuanceService:
                     for _ in range(REFILL_BATCH)
                 ],
             )
+
+
+def _in_progress(command: ReserveCard) -> StepFailed:
+    """Another request of the user for the type holds a card not yet issued: whether this
+    one is refused (the other issued: ACTIVE_CARD_EXISTS) or goes on (the other refused or
+    undone) is known only once the other ends, so the step is tried again after a backoff
+    (a request refused for a card that then failed would leave the user without one)."""
+    return StepFailed(
+        reason="CARD_REQUEST_IN_PROGRESS",
+        detail=f"another request of user {command.user_id} for a {command.card_type.value} "
+        "card is being issued",
+        retryable=True,
+    )
 
 
 def _active_card_exists(command: ReserveCard) -> StepFailed:
