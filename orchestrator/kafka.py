@@ -12,7 +12,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocol
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.group import JoinGroupRequest
 from faststream.security import (
@@ -119,9 +124,29 @@ async def ensure_topics(
             return
         new = [NewTopic(name, count, settings.topic_replication_factor) for name in missing]
         with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter made them
-            await admin.create_topics(new)
+            answer = await admin.create_topics(new)
+            refused = topics_refused(answer)
+            if refused:
+                raise KafkaUnavailable(
+                    f"Kafka did not create {len(refused)} topics ({', '.join(refused)}); "
+                    f"{count} partitions, replication factor {settings.topic_replication_factor}"
+                    " (ORCHESTRA_TOPIC_PARTITIONS, ORCHESTRA_TOPIC_REPLICATION_FACTOR)"
+                )
     finally:
         await admin.close()
+
+
+def topics_refused(answer: Any) -> list[str]:
+    """The topics a CreateTopics answer refused, each with why (one made meanwhile by a
+    concurrent starter is not refused): aiokafka returns the answer, it raises on none."""
+    refused = []
+    for entry in getattr(answer, "topic_errors", ()):
+        topic, code = entry[0], entry[1]
+        if code in (0, TopicAlreadyExistsError.errno):
+            continue
+        why = entry[2] if len(entry) > 2 and entry[2] else for_code(code).__name__
+        refused.append(f"{topic}: {why}")
+    return refused
 
 
 async def _warn_of_other_counts(admin: AIOKafkaAdminClient, topics: list[str], count: int) -> None:

@@ -121,7 +121,23 @@ class KafkaPublisher:
         try:
             await asyncio.gather(*acks)
         except _REFUSED_FOR_SIZE as exc:
+            if self._options["enable_idempotence"]:
+                await self._renew(producer)
             raise MessageTooLarge(error_of(exc)) from exc
+
+    async def _renew(self, producer: AIOKafkaProducer) -> None:
+        """A new producer (a new producer id) after a batch refused for its size: an
+        idempotent producer counted the refused batch's sequence numbers, and the broker,
+        which did not, would refuse every later batch of that partition as out of order."""
+        current, self._producer = self._producer, None
+        if current is None or current is not producer:
+            self._producer = current
+            return  # renewed already by another publish
+        handing = [p.handing for p in self._partitions.values() if p.handing is not None]
+        await asyncio.gather(*handing, return_exceptions=True)
+        self._partitions.clear()
+        await current.stop()
+        await self.start()
 
     def _append(
         self,
@@ -165,6 +181,11 @@ class KafkaPublisher:
                     acked.set_exception(exc)
                 continue
             sent.add_done_callback(functools.partial(_settle, acked))
+            if self._options["enable_idempotence"] and state.open is batch:
+                # aiokafka numbers an idempotent batch's records when it drains it, before it
+                # closes it: a record joining in between would go out unnumbered, and the
+                # broker would refuse every later batch of the partition as out of order
+                state.open = state.acked = None
 
     async def _partitions_of(self, producer: AIOKafkaProducer, topic: str) -> list[int]:
         known = producer.client.cluster.partitions_for_topic(topic)

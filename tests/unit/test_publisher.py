@@ -123,6 +123,22 @@ async def test_a_message_after_the_batch_left_goes_in_a_new_batch() -> None:
     await second
 
 
+async def test_an_idempotent_producers_batch_takes_no_message_once_handed_over() -> None:
+    """aiokafka numbers an idempotent batch's records when it takes the batch, before it
+    closes it: a message joining then would go out unnumbered, and Kafka would refuse the
+    partition's every later batch (OUT_OF_ORDER_SEQUENCE_NUMBER)."""
+    producer = Producer({"t": {0}})
+    pub = KafkaPublisher(Settings(kafka_idempotent_producer=True), "test")
+    pub._producer = producer  # type: ignore[assignment]
+    first = asyncio.create_task(pub.publish([message("t", "a", 1), message("t", "b", 2)]))
+    await asyncio.sleep(0.01)
+    second = asyncio.create_task(pub.publish([message("t", "c", 3)]))
+    await asyncio.sleep(0.01)
+    taken = producer.take_and_ack()
+    await asyncio.gather(first, second)
+    assert taken == [("t", 0, [(b"a", b"1"), (b"b", b"2")]), ("t", 0, [(b"c", b"3")])]
+
+
 async def test_keys_go_to_the_partition_the_producer_would_pick() -> None:
     partitions = [0, 1, 2, 3]
     producer = Producer({"t": set(partitions)})
