@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -37,6 +38,8 @@ from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.errors import KafkaUnavailable, MessageTooLarge, error_of
 from orchestrator.kafka import client_kwargs, max_request_size
 from orchestrator.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 _MAX_BATCH_BYTES = 512 * 1024
 """A record batch grows up to this; a larger message goes alone in its own batch. Below
@@ -75,6 +78,9 @@ class KafkaPublisher:
         }
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[tuple[str, int], _Partition] = {}
+        self._running = False
+        """Between ``start`` and ``stop``: a producer renewed meanwhile (``_renew``) that could
+        not connect is made again by the next publish."""
 
     async def start(self) -> None:
         """Connects; aiokafka's producer has to be made inside the running loop."""
@@ -94,8 +100,10 @@ class KafkaPublisher:
                     )
                 raise KafkaUnavailable(refused) from None
             self._producer = producer
+        self._running = True
 
     async def stop(self) -> None:
+        self._running = False
         handing = [p.handing for p in self._partitions.values() if p.handing is not None]
         await asyncio.gather(*handing, return_exceptions=True)
         self._partitions.clear()
@@ -106,6 +114,8 @@ class KafkaPublisher:
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
         """Returns once the broker acknowledged every message; raises if one failed
         (MessageTooLarge if a batch was refused for its size)."""
+        if self._producer is None and self._running:
+            await self.start()
         producer = self._producer
         if producer is None:
             raise KafkaUnavailable("the outbox publisher is not started")
@@ -137,7 +147,12 @@ class KafkaPublisher:
         await asyncio.gather(*handing, return_exceptions=True)
         self._partitions.clear()
         await current.stop()
-        await self.start()
+        if not self._running:
+            return  # stopped meanwhile
+        try:
+            await self.start()
+        except (KafkaError, KafkaUnavailable, OSError) as exc:
+            log.warning("outbox producer not renewed; the next publish tries", error=error_of(exc))
 
     def _append(
         self,

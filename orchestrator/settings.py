@@ -124,7 +124,7 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
     step_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
-    step_queue_timeout_s: float = Field(default=600.0, ge=0, le=86_400)
+    step_queue_timeout_s: float = Field(default=300.0, ge=0, le=86_400)
     retry_budget: int = Field(default=8, ge=0, le=1_000)
     retry_backoff_s: float = Field(default=0.5, gt=0, le=3_600)
     retry_backoff_max_s: float = Field(default=30.0, gt=0, le=86_400)

@@ -78,14 +78,14 @@ async def issue_virtual_card(
         await _accept(conn, record)
         started = await find_on(conn, SAGA, record.business_key())
         if started is not None and not _asked_by(started, record):
-            raise ApiError(
-                409, "REQ-4090", "Conflict", f"request id {request_id} is another request's"
-            )
+            raise _another_request(request_id)
         rows = await outbox.start_saga(
             conn, SAGA, topics.CARDS_ISSUE_REQUESTED, record, correlation_id=request_id
         )
     outbox.publish(rows)
     instance = await wait_for_end(db, SAGA, request_id, settings.api_saga_wait_s)
+    if instance is not None and not _asked_by(instance, record):  # an earlier record's saga
+        raise _another_request(request_id)
     if instance is None or not instance.status.terminal:
         status_url = f"/v1/cards/virtual/requests/{request_id}"
         return still_running(
@@ -167,6 +167,10 @@ def _asked_by(instance: SagaInstance, record: CardIssueRequested) -> bool:
         record.card_type.value,
         record.currency,
     )
+
+
+def _another_request(request_id: str) -> ApiError:
+    return ApiError(409, "REQ-4090", "Conflict", f"request id {request_id} is another request's")
 
 
 def _issued_or_refused(instance: SagaInstance) -> VirtualCard:

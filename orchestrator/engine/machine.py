@@ -33,7 +33,7 @@ class RetryPolicy:
     budget: int = 8
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
-    queue_timeout_s: float = 600.0
+    queue_timeout_s: float = 300.0
     """The longest a step waits for its participant to take its command before its timeout
     counts anyway (``orchestrator.engine.waiting``); 0: from when it is sent."""
 

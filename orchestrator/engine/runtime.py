@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +43,7 @@ from orchestrator.engine.records import (
 )
 from orchestrator.engine.retry import with_retries
 from orchestrator.engine.saga_cache import SagaCache
-from orchestrator.engine.waiting import TakenCheck, Wait, waits
+from orchestrator.engine.waiting import TakenCheck, Waiting, waits
 from orchestrator.errors import ConcurrentUpdate, SagaCodeFailed, SagaRefused, error_of
 from schemas.sagas import orchestrator_outbox
 
@@ -276,43 +276,44 @@ class SagaRuntime:
         tracing.record_decisions(decisions, start_ns)
         return len(decisions)
 
-    async def _waiting(self, limit: int) -> dict[UUID, Wait]:
+    async def _waiting(self, limit: int) -> Waiting | None:
         """The late steps whose participant has not taken the command, or has just now
-        after the saga waited: those wait rather than time out (``engine.waiting``)."""
+        after the saga waited: those wait rather than time out (``engine.waiting``). None
+        when steps are not waited for (no broker check, or the restart grace)."""
         if self.taken_check is None or self.policy.queue_timeout_s <= 0:
-            return {}
+            return None
         now = self.clock()
         if self._timeouts_from is not None and now < self._timeouts_from:
-            return {}
-        sent_after = now - timedelta(seconds=self.policy.queue_timeout_s)
+            return None
         async with driver_connection(self.engine) as driver:
-            late = await store.awaiting(
-                driver, now, sent_after, self._participants, self.machines, limit
-            )
-        if not late:
-            return {}
-        found = waits(late, await self.taken_check.untaken(late))
-        queued = [a for a in late if (w := found.get(a.saga_id)) and not w.taken and not w.noted]
+            late = await store.awaiting(driver, now, self._participants, self.machines, limit)
+        sent_after = now - timedelta(seconds=self.policy.queue_timeout_s)
+        asked = [a for a in late if a.participant and a.sent_at > sent_after]
+        found = waits(asked, await self.taken_check.untaken(asked)) if asked else {}
+        queued = [a for a in asked if (w := found.get(a.saga_id)) and not w.taken and not w.noted]
         if queued:
             log.warning(
                 "late steps wait: their participants have not taken the commands (down, behind)",
                 sagas=len(queued),
                 participants=sorted({a.participant for a in queued}),
             )
-        return found
+        return Waiting(now, {a.saga_id for a in late}, found)
 
     async def _due_tx(
-        self, limit: int, waiting: Mapping[UUID, Wait]
+        self, limit: int, waiting: Waiting | None
     ) -> tuple[list[OutboxRow], list[Decision]]:
         async with self.engine.begin() as conn:
             now = await self.clock.align(conn)
             held = self._timeouts_from is not None and now < self._timeouts_from
-            due = await store.lock_due(conn, now, limit, self.machines, retries_only=held)
+            cutoff = now if waiting is None else min(now, waiting.at)
+            due = await store.lock_due(conn, cutoff, limit, self.machines, retries_only=held)
             decisions = []
             changes = []
             for instance in due:
+                if waiting is not None and not waiting.looked_at(instance):
+                    continue  # late since the broker was asked: the next tick asks
                 machine = self.machines[instance.saga_type]
-                wait = waiting.get(instance.id)
+                wait = waiting.waits.get(instance.id) if waiting is not None else None
                 try:
                     if wait is not None and wait.command_id == instance.pending_command_id:
                         decision = machine.wait_for_participant(

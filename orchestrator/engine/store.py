@@ -99,35 +99,34 @@ FROM {_T.name} i
 JOIN {saga_history.name} h ON h.saga_id = i.id AND h.message_id = i.pending_command_id
     AND h.event IN ('command-sent', 'compensation-sent')
 WHERE i.next_action_at IS NOT NULL AND i.next_action_at <= $1
-    AND i.pending_command_id IS NOT NULL AND i.saga_type = ANY($2::text[]) AND h.at > $3
+    AND i.pending_command_id IS NOT NULL AND i.saga_type = ANY($2::text[])
 ORDER BY i.next_action_at
-LIMIT $4
+LIMIT $3
 """
 
 
 async def awaiting(
     driver: Any,
     now: datetime,
-    sent_after: datetime,
     participants: Mapping[str, str],
     saga_types: Iterable[str],
     limit: int,
 ) -> list[Awaiting]:
-    """Sagas whose step's answer is late, sent after ``sent_after``, to a participant of
-    ``participants`` (topic: name), without locking them (``orchestrator.engine.waiting``)."""
-    rows = await driver.fetch(_AWAITING, now, sorted(saga_types), sent_after, limit)
+    """Sagas whose step's answer is late by ``now``, without locking them, with the
+    participant (``participants``: topic to name; "" for another topic) their command went
+    to (``orchestrator.engine.waiting``)."""
+    rows = await driver.fetch(_AWAITING, now, sorted(saga_types), limit)
     return [
         Awaiting(
             row["id"],
             row["pending_command_id"],
             row["topic"],
-            participants[row["topic"]],
+            participants.get(row["topic"], ""),
             row["at"],
             row["queued"],
             row["taken"],
         )
         for row in rows
-        if row["topic"] in participants
     ]
 
 

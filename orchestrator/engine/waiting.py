@@ -67,3 +67,27 @@ def waits(awaiting: Sequence[Awaiting], untaken: set[UUID]) -> dict[UUID, Wait]:
         elif a.queued and not a.taken:
             found[a.saga_id] = Wait(a.command_id, taken=True, noted=True)
     return found
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a timer tick learnt before it locked the due sagas: the late steps it looked at
+    (as of ``at``) and those of them that wait."""
+
+    at: datetime
+    late: set[UUID]
+    waits: dict[UUID, Wait]
+
+    def looked_at(self, saga: SagaLike) -> bool:
+        """Whether the tick asked about this due saga, if it is one whose answer is late: one
+        late since (or beyond the tick's limit, or locked by another process meanwhile) is
+        left for the next tick, which asks about it, rather than timed out unasked."""
+        return saga.pending_command_id is None or saga.id in self.late
+
+
+class SagaLike(Protocol):
+    @property
+    def id(self) -> UUID: ...
+
+    @property
+    def pending_command_id(self) -> str | None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -21,7 +21,7 @@ from events.envelope import Envelope
 from orchestrator import metrics
 from orchestrator.engine.instance import SagaInstance, SagaStatus, SentCommand
 from orchestrator.engine.machine import Decision, RetryPolicy, SagaMachine
-from orchestrator.engine.waiting import Awaiting, Wait, waits
+from orchestrator.engine.waiting import Awaiting, Wait, Waiting, waits
 from orchestrator.errors import DefinitionError
 from orchestrator.sagas.card_issuance import CARD_ISSUANCE_SAGA
 
@@ -539,3 +539,33 @@ def test_which_late_steps_wait_for_their_participant() -> None:
         still.saga_id: Wait("cmd", taken=False, noted=True),
         reached.saga_id: Wait("cmd", taken=True, noted=True),
     }
+
+
+def test_a_timer_tick_times_out_only_the_late_steps_it_asked_the_broker_about() -> None:
+    """A step late since the tick asked the broker (or not among those it asked) is left for
+    the next tick, which asks, rather than timed out unasked; a due retry goes on."""
+    asked, since = uuid4(), uuid4()
+    waiting = Waiting(T0, {asked}, {})
+    assert waiting.looked_at(_due(asked, "cmd-1"))
+    assert not waiting.looked_at(_due(since, "cmd-2"))
+    assert waiting.looked_at(_due(since, None))
+
+
+def _due(saga_id: UUID, pending: str | None) -> SagaInstance:
+    return SagaInstance(
+        id=saga_id,
+        saga_type="card-issuance",
+        business_key="k",
+        status=SagaStatus.RUNNING,
+        step_index=0,
+        compensating=False,
+        pending_command_id=pending,
+        attempt=0,
+        next_action_at=T0,
+        data={},
+        reason=None,
+        correlation_id=None,
+        version=0,
+        created_at=T0,
+        updated_at=T0,
+    )
