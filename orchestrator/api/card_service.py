@@ -328,10 +328,26 @@ async def invoice_payment(
     db: Db,
 ) -> InvoicePayment:
     instance = await find(db, INVOICE_SAGA, payment_id)
-    if instance is None or not _same_card(instance.data["request"]["card_id"], card_id):
-        raise ApiError(404, "RES-4040", "Not found", f"no payment {payment_id} on card {card_id}")
+    if instance is None:  # asked for, its saga not started yet (the record in api_outbox)
+        async with db.connect() as conn:
+            asked = (
+                await conn.execute(
+                    select(invoice_payments.c.card_id, invoice_payments.c.amount_minor).where(
+                        invoice_payments.c.payment_id == payment_id
+                    )
+                )
+            ).first()
+        if asked is None or not _same_card(str(asked.card_id), card_id):
+            raise _no_payment(payment_id, card_id)
+        return _payment(str(asked.card_id), payment_id, asked.amount_minor, None)
+    if not _same_card(instance.data["request"]["card_id"], card_id):
+        raise _no_payment(payment_id, card_id)
     request = instance.data["request"]
     return _payment(request["card_id"], payment_id, request["amount_minor"], instance)
+
+
+def _no_payment(payment_id: str, card_id: str) -> ApiError:
+    return ApiError(404, "RES-4040", "Not found", f"no payment {payment_id} on card {card_id}")
 
 
 def _same_card(known: str, asked: str) -> bool:
