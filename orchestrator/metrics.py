@@ -46,6 +46,13 @@ LATE_EFFECTS = Counter(
     ["saga_type", "step"],
     registry=REGISTRY,
 )
+STEPS_QUEUED = Counter(
+    "orchestra_steps_queued_total",
+    "Late steps that waited for their participant to take the command (down, or behind) "
+    "instead of timing out",
+    ["saga_type", "step"],
+    registry=REGISTRY,
+)
 TIMER_FAILURES = Counter(
     "orchestra_saga_timer_failures_total",
     "Timers whose decision raised; the saga was put off (a bug or data its code cannot read)",
@@ -115,6 +122,8 @@ def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -
                 )
             elif entry.event == "timer-failed":
                 TIMER_FAILURES.labels(saga_type).inc()
+            elif entry.event == "command-queued":
+                STEPS_QUEUED.labels(saga_type, entry.step or "").inc()
     for timing in timings:
         direction = "compensation" if timing.compensating else "forward"
         STEP_LATENCY.labels(timing.saga_type, timing.step, direction).observe(timing.seconds)

@@ -506,6 +506,10 @@ def test_a_step_whose_participant_has_not_taken_the_command_waits_then_times_out
     late = T0 + timedelta(seconds=11)
     waiting = machine.wait_for_participant(d.instance, late, taken=False, noted=False)
     assert [h.event for h in waiting.history] == ["command-queued"]
+    labels = {"saga_type": d.instance.saga_type, "step": waiting.history[0].step or ""}
+    before = metrics.REGISTRY.get_sample_value("orchestra_steps_queued_total", labels) or 0.0
+    metrics.observe([waiting])
+    assert metrics.REGISTRY.get_sample_value("orchestra_steps_queued_total", labels) == before + 1
     assert waiting.outgoing == []
     assert waiting.instance.status is SagaStatus.RUNNING
     assert waiting.instance.pending_command_id == d.instance.pending_command_id
