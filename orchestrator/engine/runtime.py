@@ -266,9 +266,11 @@ class SagaRuntime:
     async def fire_due(self, limit: int = 500) -> int:
         """Handle every saga whose step timed out or whose retry is due; returns how many."""
         start_ns = time.time_ns()
-        waiting = await self._waiting(limit)
+        asked_at = self.clock()
+        held = self._timeouts_from is not None and asked_at < self._timeouts_from
+        waiting = None if held else await self._waiting(limit, asked_at)
         rows, decisions = await with_retries(
-            lambda: self._due_tx(limit, waiting), what="fire timers"
+            lambda: self._due_tx(limit, waiting, held), what="fire timers"
         )
         self._cache.forget(d.instance.id for d in decisions)
         self.relay.publish_soon(rows)
@@ -276,14 +278,11 @@ class SagaRuntime:
         tracing.record_decisions(decisions, start_ns)
         return len(decisions)
 
-    async def _waiting(self, limit: int) -> Waiting | None:
+    async def _waiting(self, limit: int, now: datetime) -> Waiting | None:
         """The late steps whose participant has not taken the command, or has just now
         after the saga waited: those wait rather than time out (``engine.waiting``). None
-        when steps are not waited for (no broker check, or the restart grace)."""
+        when steps are not waited for (no broker check)."""
         if self.taken_check is None or self.policy.queue_timeout_s <= 0:
-            return None
-        now = self.clock()
-        if self._timeouts_from is not None and now < self._timeouts_from:
             return None
         async with driver_connection(self.engine) as driver:
             late = await store.awaiting(driver, now, self._participants, self.machines, limit)
@@ -300,11 +299,11 @@ class SagaRuntime:
         return Waiting(now, {a.saga_id for a in late}, found)
 
     async def _due_tx(
-        self, limit: int, waiting: Waiting | None
+        self, limit: int, waiting: Waiting | None, held: bool
     ) -> tuple[list[OutboxRow], list[Decision]]:
+        """``held``: within the restart grace (``hold_timeouts``) when the tick began."""
         async with self.engine.begin() as conn:
             now = await self.clock.align(conn)
-            held = self._timeouts_from is not None and now < self._timeouts_from
             cutoff = now if waiting is None else min(now, waiting.at)
             due = await store.lock_due(conn, cutoff, limit, self.machines, retries_only=held)
             decisions = []
