@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
+from orchestrator.engine.instance import SagaInstance
+
 POLL = timedelta(seconds=5)
 """How often a saga waiting for its participant to take the command looks again."""
 
@@ -78,16 +80,8 @@ class Waiting:
     late: set[UUID]
     waits: dict[UUID, Wait]
 
-    def looked_at(self, saga: SagaLike) -> bool:
+    def looked_at(self, saga: SagaInstance) -> bool:
         """Whether the tick asked about this due saga, if it is one whose answer is late: one
         late since (or beyond the tick's limit, or locked by another process meanwhile) is
         left for the next tick, which asks about it, rather than timed out unasked."""
         return saga.pending_command_id is None or saga.id in self.late
-
-
-class SagaLike(Protocol):
-    @property
-    def id(self) -> UUID: ...
-
-    @property
-    def pending_command_id(self) -> str | None: ...
