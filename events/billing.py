@@ -114,7 +114,10 @@ class CancelGiftCard(Command):
 
 
 class RedeemActivationCode(Command):
-    """Activate the gift card behind a code for a client; a code works once.
+    """Give the gift card behind a code to a client; a code works once. ``pending``: the card
+    is only taken (ACTIVATING: no other activation gets it, nothing is paid from it) until its
+    activation has passed every step (``ActivateGiftCard``); without (an orchestrator of a
+    release before that step), active at once.
 
     Carries only the SHA-256 digest of the code, never the code itself.
     """
@@ -122,12 +125,20 @@ class RedeemActivationCode(Command):
     kind: Literal["RedeemActivationCode"] = "RedeemActivationCode"
     customer_id: str
     code_digest: str = Field(min_length=64, max_length=64)
+    pending: bool = False
 
 
 class UndoRedemption(Command):
     """Compensation: the gift card goes back to inactive and its code works again."""
 
     kind: Literal["UndoRedemption"] = "UndoRedemption"
+
+
+class ActivateGiftCard(Command):
+    """The activation passed: the gift card this saga took pays from now on."""
+
+    kind: Literal["ActivateGiftCard"] = "ActivateGiftCard"
+    gift_card_id: str
 
 
 class CustomerWalletOpened(Reply):
@@ -170,6 +181,11 @@ class CodeRedeemed(Reply):
     currency: str
 
 
+class GiftCardActivated(Reply):
+    kind: Literal["GiftCardActivated"] = "GiftCardActivated"
+    gift_card_id: str
+
+
 BillingCommand = Annotated[
     OpenCardWallet
     | CloseCardWallet
@@ -183,7 +199,8 @@ BillingCommand = Annotated[
     | IssueGiftCard
     | CancelGiftCard
     | RedeemActivationCode
-    | UndoRedemption,
+    | UndoRedemption
+    | ActivateGiftCard,
     Field(discriminator="kind"),
 ]
 
@@ -197,5 +214,6 @@ GIFT_CARD_NOT_FOUND: Final = "GIFT_CARD_NOT_FOUND"
 GIFT_CARD_INACTIVE: Final = "GIFT_CARD_INACTIVE"
 INVALID_ACTIVATION_CODE: Final = "INVALID_ACTIVATION_CODE"
 CODE_ALREADY_USED: Final = "CODE_ALREADY_USED"
+CODE_ACTIVATION_IN_PROGRESS: Final = "CODE_ACTIVATION_IN_PROGRESS"
 WALLET_NOT_EMPTY: Final = "WALLET_NOT_EMPTY"
 WALLET_CLOSED: Final = "WALLET_CLOSED"

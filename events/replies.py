@@ -14,6 +14,7 @@ from events.billing import (
     CustomerChecked,
     CustomerWalletActivated,
     CustomerWalletOpened,
+    GiftCardActivated,
     GiftCardIssued,
     WalletCredited,
     WalletOpened,
@@ -39,6 +40,7 @@ AnyReply = Annotated[
     | WalletCredited
     | GiftCardIssued
     | CodeRedeemed
+    | GiftCardActivated
     | BankCharged
     | GiftCardBound
     | StockReserved

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict
 from events import topics
 from events.base import Reply, expect
 from events.billing import (
+    ActivateGiftCard,
     CancelGiftCard,
     CodeRedeemed,
     GiftCardIssued,
@@ -149,7 +150,9 @@ def begin_activation(request: GiftCardActivationRequested) -> GiftCardActivation
 
 
 def redeem(saga: GiftCardActivation) -> RedeemActivationCode:
-    return RedeemActivationCode(customer_id=saga.customer_id, code_digest=saga.code_digest)
+    return RedeemActivationCode(
+        customer_id=saga.customer_id, code_digest=saga.code_digest, pending=True
+    )
 
 
 def with_redeemed(saga: GiftCardActivation, reply: Reply) -> GiftCardActivation:
@@ -166,6 +169,11 @@ def with_redeemed(saga: GiftCardActivation, reply: Reply) -> GiftCardActivation:
 def bind(saga: GiftCardActivation) -> BindGiftCard:
     assert saga.gift_card_id is not None
     return BindGiftCard(customer_id=saga.customer_id, gift_card_id=saga.gift_card_id)
+
+
+def activate(saga: GiftCardActivation) -> ActivateGiftCard:
+    assert saga.gift_card_id is not None
+    return ActivateGiftCard(gift_card_id=saga.gift_card_id)
 
 
 def activation_status(saga: GiftCardActivation, result: SagaResult) -> GiftCardActivationStatus:
@@ -204,4 +212,5 @@ GIFT_CARD_ACTIVATION_SAGA: Saga[GiftCardActivation, GiftCardActivationRequested]
         compensate=lambda _: UndoRedemption(),
     )
     .step("bind-gift-card", PAYMENT, send=bind, compensate=lambda _: UnbindGiftCard())
+    .step("activate-gift-card", BILLING, send=activate, retriable=True)
 )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from events.base import Reply, StepFailed, expect
 from events.billing import (
     BALANCE_LIMIT_REACHED,
+    CODE_ACTIVATION_IN_PROGRESS,
     CODE_ALREADY_USED,
     CURRENCY_MISMATCH,
     GIFT_CARD_INACTIVE,
@@ -24,6 +25,7 @@ from events.billing import (
     WALLET_CLOSED,
     WALLET_NOT_EMPTY,
     ActivateCustomerWallet,
+    ActivateGiftCard,
     BalanceDebited,
     BalanceSource,
     CheckCustomer,
@@ -33,6 +35,7 @@ from events.billing import (
     CustomerWalletActivated,
     CustomerWalletOpened,
     DebitBalance,
+    GiftCardActivated,
     GiftCardIssued,
     IssueGiftCard,
     OpenCustomerWallet,
@@ -95,20 +98,31 @@ _CANCEL_INACTIVE_GIFT_CARD = (
 _GIFT_CARD_BY_CODE = (
     select(gift_cards).where(gift_cards.c.code_hash == bindparam("b_code_hash")).with_for_update()
 )
-_ACTIVATE_GIFT_CARD = (
+_TAKE_GIFT_CARD = (
     update(gift_cards)
     .where(gift_cards.c.gift_card_id == bindparam("b_gift_card_id"))
     .values(
-        status="ACTIVE",
+        status=bindparam("b_status"),
         owner_id=bindparam("b_owner_id"),
         activated_by_saga=bindparam("b_saga_id"),
         updated_at=func.now(),
     )
 )
+_ACTIVATE_GIFT_CARD = (
+    update(gift_cards)
+    .where(
+        gift_cards.c.gift_card_id == bindparam("b_gift_card_id"),
+        gift_cards.c.activated_by_saga == bindparam("b_saga_id"),
+        gift_cards.c.status.in_(("ACTIVATING", "ACTIVE")),
+    )
+    .values(status="ACTIVE", updated_at=func.now())
+    .returning(gift_cards.c.gift_card_id)
+)
 _DEACTIVATE_UNSPENT_GIFT_CARD = (
     update(gift_cards)
     .where(
         gift_cards.c.gift_card_id == bindparam("b_gift_card_id"),
+        gift_cards.c.activated_by_saga == bindparam("b_saga_id"),
         gift_cards.c.balance_minor == gift_cards.c.initial_minor,
     )
     .values(status="INACTIVE", owner_id=None, activated_by_saga=None, updated_at=func.now())
@@ -336,12 +350,15 @@ class CustomerAccounts:
             card = (await conn.execute(_GIFT_CARD_BY_CODE, {"b_code_hash": code_hash})).first()
             if card is None or card.status == "CANCELLED":
                 return StepFailed(reason=INVALID_ACTIVATION_CODE, detail="no gift card has it")
+            if card.status == "ACTIVATING":
+                return _activation_in_progress()
             if card.status != "INACTIVE":
                 return StepFailed(reason=CODE_ALREADY_USED, detail="the code was used already")
             await conn.execute(
-                _ACTIVATE_GIFT_CARD,
+                _TAKE_GIFT_CARD,
                 {
                     "b_gift_card_id": card.gift_card_id,
+                    "b_status": "ACTIVATING" if command.pending else "ACTIVE",
                     "b_owner_id": command.customer_id,
                     "b_saga_id": saga_id,
                 },
@@ -355,16 +372,37 @@ class CustomerAccounts:
         return await self.operations.run(conn, envelope, action)
 
     async def undo_redemption(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
+        saga_id, _ = step_key(envelope)
+
         async def undo(done: Reply) -> StepFailed | None:
             done = expect(done, CodeRedeemed)
             reverted = await conn.execute(
-                _DEACTIVATE_UNSPENT_GIFT_CARD, {"b_gift_card_id": done.gift_card_id}
+                _DEACTIVATE_UNSPENT_GIFT_CARD,
+                {"b_gift_card_id": done.gift_card_id, "b_saga_id": saga_id},
             )
             if reverted.first() is None:
                 return StepFailed(reason=GIFT_CARD_IN_USE, detail="the card was spent from")
             return None
 
         return await self.operations.undo(conn, envelope, undo)
+
+    async def activate_gift_card(
+        self, conn: AsyncConnection, envelope: Envelope, command: ActivateGiftCard
+    ) -> Reply:
+        saga_id, _ = step_key(envelope)
+
+        async def action() -> Reply:
+            activated = await conn.execute(
+                _ACTIVATE_GIFT_CARD, {"b_gift_card_id": command.gift_card_id, "b_saga_id": saga_id}
+            )
+            if activated.first() is None:
+                return StepFailed(
+                    reason=GIFT_CARD_NOT_FOUND,
+                    detail=f"gift card {command.gift_card_id} is not this activation's",
+                )
+            return GiftCardActivated(gift_card_id=command.gift_card_id)
+
+        return await self.operations.run(conn, envelope, action)
 
     async def _reverse(self, conn: AsyncConnection, envelope: Envelope, memo: str) -> Reply:
         saga_id, step = step_key(envelope)
@@ -386,6 +424,18 @@ class CustomerAccounts:
 
     async def _gift_card(self, conn: AsyncConnection, gift_card_id: str) -> Row[Any, Any] | None:
         return (await conn.execute(_GIFT_CARD, {"b_gift_card_id": gift_card_id})).first()
+
+
+def _activation_in_progress() -> StepFailed:
+    """Another activation holds the card behind the code: whether this one is refused (the
+    other activated it: CODE_ALREADY_USED) or goes on (the other was rolled back and the code
+    works again) is known only once the other ends, so the step is tried again after a
+    backoff."""
+    return StepFailed(
+        reason=CODE_ACTIVATION_IN_PROGRESS,
+        detail="another activation of the code is in progress",
+        retryable=True,
+    )
 
 
 def _unknown_customer(customer_id: str) -> StepFailed:

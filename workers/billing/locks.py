@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events.billing import (
     ActivateCustomerWallet,
+    ActivateGiftCard,
     BalanceSource,
     CancelGiftCard,
     CloseCustomerWallet,
@@ -73,6 +74,8 @@ async def lock_balances(
         match command:
             case DebitBalance(source=BalanceSource.GIFT_CARD):
                 cards.add(command.gift_card_id or "")
+            case ActivateGiftCard():
+                cards.add(command.gift_card_id)
             case DebitBalance() | CreditWallet() | ActivateCustomerWallet():
                 customers.add(command.customer_id)
             case RedeemActivationCode():

@@ -16,6 +16,7 @@ from events.billing import (
     UNSUPPORTED_CURRENCY,
     WALLET_CLOSED,
     ActivateCustomerWallet,
+    ActivateGiftCard,
     CancelGiftCard,
     CheckCustomer,
     CloseCardWallet,
@@ -97,6 +98,8 @@ class BillingService:
                 return await accounts.redeem(conn, envelope, command)
             case UndoRedemption():
                 return await accounts.undo_redemption(conn, envelope)
+            case ActivateGiftCard():
+                return await accounts.activate_gift_card(conn, envelope, command)
         raise TypeError(f"billing cannot handle {type(command).__name__}")
 
     async def open_card_wallet(
