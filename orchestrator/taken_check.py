@@ -55,40 +55,71 @@ class KafkaTakenCheck:
     async def _untaken(self, awaiting: Sequence[Awaiting]) -> set[UUID]:
         consumer, admin = await self._clients()
         await consumer.topics()  # fresh metadata: partitions of every command topic
-        where: dict[UUID, tuple[TopicPartition, str]] = {}
-        topics_of: dict[str, set[TopicPartition]] = {}
+        where: dict[UUID, TopicPartition] = {}
+        group_of: dict[str, str] = {}
         for a in awaiting:
             partitions = sorted(consumer.partitions_for_topic(a.topic) or ())
             if partitions:
-                tp = TopicPartition(a.topic, partition_for(str(a.saga_id).encode(), partitions))
-                group = f"{self.settings.group_prefix}.{a.participant}"
-                where[a.saga_id] = (tp, group)
-                topics_of.setdefault(group, set()).update(
-                    TopicPartition(a.topic, p) for p in partitions
+                where[a.saga_id] = TopicPartition(
+                    a.topic, partition_for(str(a.saga_id).encode(), partitions)
                 )
-        committed: dict[str, dict[TopicPartition, int]] = {}
-        for group, partitions_of_group in sorted(topics_of.items()):
-            offsets = await admin.list_consumer_group_offsets(
-                group, partitions=sorted(partitions_of_group)
-            )
-            committed[group] = {tp: o.offset for tp, o in offsets.items() if o.offset >= 0}
-        sent = {a.saga_id: a.sent_at for a in awaiting}
-        asked = {
-            tp: int(sent[saga].timestamp() * 1000) - EARLY_MS for saga, (tp, _) in where.items()
+                group_of[a.topic] = f"{self.settings.group_prefix}.{a.participant}"
+        reached: dict[TopicPartition, int] = {}
+        consumed: set[str] = set()
+        for topic, group in sorted(group_of.items()):
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            reached.update({tp: o.offset for tp, o in offsets.items() if o.offset >= 0})
+            consumed.update(tp.topic for tp, o in offsets.items() if o.offset >= 0)
+        asked: dict[TopicPartition, dict[UUID, int]] = {}
+        for a in awaiting:
+            tp = where.get(a.saga_id)
+            if tp is not None and tp.topic in consumed:  # else never deployed: not waited for
+                stamp = int(a.sent_at.timestamp() * 1000) - EARLY_MS
+                asked.setdefault(tp, {})[a.saga_id] = stamp
+        first_untaken = await self._first_untaken(consumer, reached, asked)
+        return {
+            saga
+            for tp, earliest in first_untaken.items()
+            for saga, stamp in asked[tp].items()
+            if stamp >= earliest
         }
-        found = await consumer.offsets_for_times(asked) if asked else {}
+
+    async def _first_untaken(
+        self,
+        consumer: AIOKafkaConsumer,
+        reached: dict[TopicPartition, int],
+        asked: dict[TopicPartition, dict[UUID, int]],
+    ) -> dict[TopicPartition, int]:
+        """For each partition, the earliest send stamp whose command the participant's group
+        has certainly not reached. A later command sits at a later offset, so the stamps of
+        a partition are searched by halves, every partition's at once: one broker request a
+        round, not one a saga (one request for all would judge every saga of a partition by
+        one saga's stamp)."""
+        stamps = {tp: sorted(set(sagas.values())) for tp, sagas in asked.items()}
+        bounds = {tp: (0, len(found)) for tp, found in stamps.items()}
+        while searching := {tp: (lo + hi) // 2 for tp, (lo, hi) in bounds.items() if lo < hi}:
+            first = await self._first_offsets(
+                consumer, {tp: stamps[tp][mid] for tp, mid in searching.items()}
+            )
+            for tp, mid in searching.items():
+                lo, hi = bounds[tp]
+                short = reached.get(tp, 0) <= first[tp]  # or the command is not out yet
+                bounds[tp] = (lo, mid) if short else (mid + 1, hi)
+        return {tp: stamps[tp][lo] for tp, (lo, _) in bounds.items() if lo < len(stamps[tp])}
+
+    @staticmethod
+    async def _first_offsets(
+        consumer: AIOKafkaConsumer, stamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """The offset of the first record stamped at or after each time (the end if none)."""
+        found = await consumer.offsets_for_times(stamps)
         missing = [tp for tp, at in found.items() if at is None or at.timestamp < 0]
         ends = await end_offsets(consumer, missing) if missing else {}
-        untaken: set[UUID] = set()
-        for saga, (tp, group) in where.items():
-            offsets = committed[group]
-            if not any(known.topic == tp.topic for known in offsets):
-                continue  # the participant never consumed its topic
-            at = found.get(tp)
-            first = ends[tp] if at is None or at.timestamp < 0 else at.offset
-            if offsets.get(tp, 0) <= first:  # short of the command (or it is not out yet)
-                untaken.add(saga)
-        return untaken
+        return {
+            tp: ends[tp] if at is None or at.timestamp < 0 else at.offset
+            for tp, at in found.items()
+        }
 
     async def _clients(self) -> tuple[AIOKafkaConsumer, AIOKafkaAdminClient]:
         if self._consumer is None or self._admin is None:

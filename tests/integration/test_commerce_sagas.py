@@ -3,10 +3,12 @@ with balances, stock and delivery capacity checked afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from events import topics
 from events.delivery import DeliveryMethod
@@ -159,7 +161,7 @@ async def test_topup_refused_by_the_bank_changes_nothing(
     assert f"(code {reason})" in mail["body"], "told why in words, the code for support"
 
 
-async def test_topup_for_unknown_client_is_refunded(
+async def test_topup_for_unknown_client_is_cancelled_before_any_charge(
     client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
 ) -> None:
     customer_id = unique("nobody")
@@ -168,7 +170,7 @@ async def test_topup_for_unknown_client_is_refunded(
     status = await outcomes.one(request.topup_id)
 
     assert (status["status"], status["reason"]) == ("CANCELLED", "UNKNOWN_CUSTOMER")
-    assert await bank_statuses(stack, customer_id) == ["REFUNDED"]
+    assert await bank_statuses(stack, customer_id) == []
 
 
 async def test_topup_past_the_largest_balance_is_refunded(
@@ -183,6 +185,7 @@ async def test_topup_past_the_largest_balance_is_refunded(
 
     assert (status["status"], status["reason"]) == ("CANCELLED", "BALANCE_LIMIT_REACHED")
     assert await c.wallet_balance(stack.database_url, customer_id) == Decimal("9999999999999.99")
+    assert (await bank_statuses(stack, customer_id))[-1] == "REFUNDED"
     assert await bank_statuses(stack, customer_id) == ["CAPTURED", "REFUNDED"]
     await c.ledger_consistent(stack.database_url)
 
@@ -387,6 +390,32 @@ async def test_invalid_order_is_dead_lettered_with_its_reason(
     assert letters[0].headers["dlq_reason"] == "INVALID_PAYLOAD"
     assert "items" in letters[0].headers["dlq_error"]
     assert letters[0].value == bad
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_records_of_a_compressing_producer_are_read(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack, codec: str
+) -> None:
+    """Upstream producers often compress: every codec Kafka has is read, none stalls."""
+    records = [c.customer() for _ in range(3)]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.kafka_bootstrap_servers, compression_type=codec, linger_ms=20
+    )
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                topics.CUSTOMERS_REGISTERED,
+                record.model_dump_json().encode(),
+                key=record.record_key().encode(),
+            )
+            for record in records
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    for record in records:
+        assert (await outcomes.one(record.customer_id))["status"] == "ACTIVE"
 
 
 # -- gift cards ---------------------------------------------------------------------------

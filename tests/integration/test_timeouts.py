@@ -6,17 +6,26 @@ undoes is sent again instead, until its participant answers."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from events import topics
+from events.base import Reply
+from events.billing import CreditWallet
+from events.envelope import Envelope
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
+from orchestrator.settings import Settings
 from tests.integration import commerce as c
 from tests.integration.helpers import card_outcomes, card_request, query, unique
+from workers.registry import WORKERS, WorkerSpec
+from workers.runtime import CommandHandler, Handled
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +109,25 @@ async def _events_once(url: str, key: str, least: int) -> tuple[object, list[str
     raise AssertionError(f"saga {key} did not time out {least} times")
 
 
+def _failing_at_credits(spec: WorkerSpec) -> WorkerSpec:
+    """Billing whose database fails at every credit: the client's check is answered, the
+    credit never is, and its command stays uncommitted for the billing that follows."""
+
+    def build(settings: Settings) -> CommandHandler:
+        real = spec.build(settings)
+
+        async def handle(
+            conn: AsyncConnection, envelope: Envelope, command: Any
+        ) -> Reply | Handled:
+            if isinstance(command, CreditWallet):
+                raise ConnectionError("billing's database is down")
+            return await real(conn, envelope, command)
+
+        return handle
+
+    return dataclasses.replace(spec, build=build)
+
+
 async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers(
     quiet_stack: EmbeddedStack,
 ) -> None:
@@ -121,22 +149,23 @@ async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers
         async with UpstreamClient(settings, watch=c.WATCHED) as client:
             seen = c.Outcomes(client)
             client_record = c.customer()
-            billing = Application(settings, ["billing"])
+            workers = {**WORKERS, "billing": _failing_at_credits(WORKERS["billing"])}
+            billing = Application(settings, ["billing"], workers=workers)
             await billing.start()
             try:
                 await client.send(topics.CUSTOMERS_REGISTERED, client_record)
                 assert (await seen.one(client_record.customer_id))["status"] == "ACTIVE"
+
+                request = c.topup(client_record.customer_id, "125.50")
+                await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+                saga_id, events = await _events_once(url, request.topup_id, least=4)
             finally:
                 await billing.stop()
-
-            request = c.topup(client_record.customer_id, "125.50")
-            await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
-            saga_id, events = await _events_once(url, request.topup_id, least=4)
             assert "compensation-sent" not in events
             waiting = await query(
                 url, "SELECT status, step_index FROM saga_instances WHERE id = :s", s=saga_id
             )
-            assert waiting == [("RUNNING", 1)], "waiting at credit-wallet"
+            assert waiting == [("RUNNING", 2)], "waiting at credit-wallet"
             charged = "SELECT status, amount_minor FROM bank_payments WHERE saga_id = :s"
             assert await query(url, charged, s=saga_id) == [("CAPTURED", 12550)]
             assert request.topup_id not in seen.seen
