@@ -68,6 +68,19 @@ class OutboxRow:
     message: OutboundMessage
 
 
+@dataclass(frozen=True)
+class _Swept:
+    """What a sweep did with one topic's rows."""
+
+    published: int = 0
+    held: int = 0
+    """Rows the broker held already: deleted, not published again."""
+    refused: frozenset[int] = frozenset()
+    """Rows refused for their size: left alone until a restart."""
+    kept: frozenset[int] = frozenset()
+    """Rows of a topic the sweep failed on: tried again by the next sweep."""
+
+
 class Publisher(Protocol):
     async def publish(self, messages: Sequence[OutboundMessage]) -> None: ...
 
@@ -175,7 +188,8 @@ class OutboxRelay:
         """Ids of the rows this relay is publishing: the sweeper leaves them alone."""
         self._sweeping: set[int] = set()
         """Ids of the rows the sweeper took: publishing them is left to it."""
-        self._failed_checks = 0
+        self._failed_checks: dict[str, int] = {}
+        """Read-backs failed in a row, by topic."""
         self._refused: set[int] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._published: list[int] = []
@@ -294,22 +308,68 @@ class OutboxRelay:
                     for r in found
                 ]
                 oldest = min(r.created_at for r in found)
-                fresh = await self._not_yet_published(rows, oldest)
-                refused = await self._publish_swept(fresh, oldest)
-                await conn.execute(_statements(table).delete, {"ids": sorted(taken - refused)})
+                swept = await self._sweep_by_topic(rows, oldest)
+                refused = set().union(*(s.refused for s in swept))
+                kept = set().union(*(s.kept for s in swept))
+                await conn.execute(
+                    _statements(table).delete, {"ids": sorted(taken - refused - kept)}
+                )
                 self._refused |= refused
             finally:
                 self._sweeping -= taken
         log.info(
             "outbox swept",
             table=table.name,
+            published=sum(s.published for s in swept),
+            held=sum(s.held for s in swept),
+            refused=len(refused),
+            kept=len(kept),
+        )
+        return len(rows) - len(refused) - len(kept)
+
+    async def _sweep_by_topic(self, rows: Sequence[OutboxRow], oldest: datetime) -> list[_Swept]:
+        """Each topic's rows checked and published apart: a topic the broker fails on (gone,
+        refused) keeps its rows for the next sweep and holds no other topic's back, and the
+        rows published are deleted, not published again with it. Fails, publishing nothing,
+        only when every topic failed (the broker is away)."""
+        by_topic: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_topic.setdefault(row.message.topic, []).append(row)
+        outcomes = await asyncio.gather(
+            *(self._sweep_topic(topic, group, oldest) for topic, group in by_topic.items()),
+            return_exceptions=True,
+        )
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        for error in failed:
+            if not isinstance(error, Exception) or len(failed) == len(outcomes):
+                raise error
+        swept: list[_Swept] = []
+        for (topic, topic_rows), outcome in zip(by_topic.items(), outcomes, strict=True):
+            if isinstance(outcome, _Swept):
+                swept.append(outcome)
+                continue
+            log.warning(
+                "outbox rows of a topic not published; kept for the next sweep",
+                table=self.table.name,
+                topic=topic,
+                rows=len(topic_rows),
+                error=error_of(outcome),
+            )
+            swept.append(_Swept(kept=frozenset(row.id for row in topic_rows)))
+        return swept
+
+    async def _sweep_topic(self, topic: str, rows: Sequence[OutboxRow], oldest: datetime) -> _Swept:
+        fresh = await self._not_yet_published(topic, rows, oldest)
+        refused = await self._publish_swept(topic, fresh, oldest)
+        return _Swept(
             published=len(fresh) - len(refused),
             held=len(rows) - len(fresh),
-            refused=len(refused),
+            refused=frozenset(refused),
         )
-        return len(rows) - len(refused)
 
-    async def _publish_swept(self, rows: Sequence[OutboxRow], oldest: datetime) -> set[int]:
+    async def _publish_swept(
+        self, topic: str, rows: Sequence[OutboxRow], oldest: datetime
+    ) -> set[int]:
         """Publish the rows; if the broker refuses one for its size, each alone, so that it
         holds no other back (the broker acknowledges partitions apart: those it holds already
         are read back and left out). A dead letter so refused goes without its value; any
@@ -319,7 +379,7 @@ class OutboxRelay:
             await self.publisher.publish([row.message for row in rows])
             return set()
         except MessageTooLarge:
-            rows = await self._not_yet_published(rows, oldest)
+            rows = await self._not_yet_published(topic, rows, oldest)
         refused: set[int] = set()
         for row in rows:
             try:
@@ -358,20 +418,21 @@ class OutboxRelay:
         return sorted(self._publishing.union(self._published, self._refused))
 
     async def _not_yet_published(
-        self, rows: Sequence[OutboxRow], oldest: datetime
+        self, topic: str, rows: Sequence[OutboxRow], oldest: datetime
     ) -> Sequence[OutboxRow]:
-        """The rows whose message the broker does not hold (all of them, with no check).
+        """The rows of a topic whose message the broker does not hold (all of them, with no
+        check).
 
-        A check that fails fails the sweep, and the rows wait; after ``UNCHECKED_AFTER``
-        failures in a row they are published unchecked: a copy too many is better than a
-        saga that never moves on."""
+        A check that fails fails the topic's sweep, and its rows wait; after
+        ``UNCHECKED_AFTER`` failures in a row they are published unchecked: a copy too many
+        is better than a saga that never moves on."""
         if self.published is None:
             return rows
         try:
             held = await self.published([row.message for row in rows], oldest)
         except Exception as exc:
-            self._failed_checks += 1
-            if self._failed_checks < UNCHECKED_AFTER:
+            failures = self._failed_checks[topic] = self._failed_checks.get(topic, 0) + 1
+            if failures < UNCHECKED_AFTER:
                 raise
             log.warning(
                 "outbox rows published without checking the broker",
@@ -380,7 +441,7 @@ class OutboxRelay:
                 error=error_of(exc),
             )
             return rows
-        self._failed_checks = 0
+        self._failed_checks.pop(topic, None)
         return [row for row in rows if row.message.headers.get(H_ID) not in held]
 
     async def run_sweeper(self, stop: asyncio.Event) -> None:

@@ -301,3 +301,54 @@ async def test_a_row_refused_for_its_size_holds_no_other_back(engine: AsyncEngin
     assert await relay.sweep_once() == 1  # the kept row is left alone: the new one goes out
     assert [m.key for m in sent.messages][-1] == "k-3"
     assert await _rows_left(engine, table) == 1
+
+
+class _TopicGone(Sent):
+    """A broker on which one topic was deleted (and is not created again on publish)."""
+
+    def __init__(self, gone: str) -> None:
+        super().__init__()
+        self.gone = gone
+
+    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        for message in messages:
+            if message.topic == self.gone:
+                raise KafkaUnavailable(f"no topic {self.gone}")
+            self.messages.append(message)
+
+
+async def test_a_topic_the_broker_fails_on_holds_no_other_back(engine: AsyncEngine) -> None:
+    """The rows of other topics are published once and deleted; the failing topic's rows
+    stay, tried again by each sweep, until the topic is back."""
+    table = await _outbox(engine)
+    broker = _TopicGone("gone.topic")
+
+    async def nothing_held(messages: Sequence[OutboundMessage], since: datetime) -> set[str]:
+        return set()
+
+    relay = OutboxRelay(engine, table, broker, sweep_age_s=0.0, published=nothing_held)
+
+    def message(topic: str, key: str) -> OutboundMessage:
+        return OutboundMessage(topic, key, Envelope(type="sweep.v1").headers(), b"{}")
+
+    async with engine.begin() as conn:
+        await write_outbox(
+            conn,
+            table,
+            [
+                message("a.topic", "a-1"),
+                message("gone.topic", "g-1"),
+                message("a.topic", "a-2"),
+                message("c.topic", "c-1"),
+            ],
+        )
+    assert await relay.sweep_once() == 3
+    with pytest.raises(KafkaUnavailable):  # its rows alone left: the sweep fails as a whole
+        await relay.sweep_once()
+    assert sorted(m.key for m in broker.messages) == ["a-1", "a-2", "c-1"]
+    assert await _rows_left(engine, table) == 1
+
+    broker.gone = "none"
+    assert await relay.sweep_once() == 1
+    assert sorted(m.key for m in broker.messages) == ["a-1", "a-2", "c-1", "g-1"]
+    assert await _rows_left(engine, table) == 0
