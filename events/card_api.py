@@ -397,7 +397,7 @@ class TransactionPage(BaseModel):
 class ThreeDsInit(Body):
     card_id: str = Field(max_length=64)
     amount: Amount
-    currency: CurrencyCode = "BRL"
+    currency: CurrencyCode | None = Field(default=None, description="the card's currency if absent")
     merchant_name: Name
     merchant_category: MerchantCategory = "5999"
     return_url: str = Field(min_length=1, max_length=500, pattern=r"^https?://")

@@ -727,6 +727,35 @@ async def test_three_d_secure_challenge(api: httpx.AsyncClient) -> None:
     assert [t["status"] for t in still] == ["PENDING"]  # completed once the acquirer is back
 
 
+async def test_three_d_secure_goes_by_the_cards_currency_and_refuses_before_the_challenge(
+    api: httpx.AsyncClient,
+) -> None:
+    """The seed's body has no currency: the card's is meant. What the card refuses as it
+    stands (blocked, international use off) is declined at init, recorded, unchallenged."""
+    card = await issue(api, credit_limit=1000, currency="USD")
+    body = {
+        "card_id": card["id"],
+        "amount": 20,
+        "merchant_name": "E-commerce",
+        "return_url": "https://merchant.com/callback",
+    }
+    challenge = (await api.post("/api/3ds/init", json=body)).json()
+    acs = (await api.get(challenge["acs_url"])).json()
+    completion = {"transaction_id": challenge["transaction_id"], "pares": acs["pares"]}
+    done = await api.post("/api/3ds/complete", json=completion)
+    assert (done.status_code, done.json()["currency"]) == (200, "USD"), done.text
+
+    abroad = problem(
+        await api.post("/api/3ds/init", json=body | {"currency": "EUR"}), 422, "TXN-4220"
+    )
+    assert abroad["detail"] == "international transactions are disabled on this card"
+    await api.post(f"/api/cards/{card['id']}/block", json={"reason": "LOST"})
+    blocked = problem(await api.post("/api/3ds/init", json=body), 403, "CARD-4030")
+    history = (await api.get(f"/api/cards/{card['id']}/transactions")).json()["transactions"]
+    declined = {t["id"]: t["status"] for t in history if t["status"] == "DECLINED"}
+    assert declined == {abroad["transaction_id"]: "DECLINED", blocked["transaction_id"]: "DECLINED"}
+
+
 async def test_a_debit_card_has_no_credit_limit_and_pays_at_once(api: httpx.AsyncClient) -> None:
     with_limit = await api.post(
         "/api/cards",

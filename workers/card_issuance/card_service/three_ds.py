@@ -20,7 +20,6 @@ from events.card_api import (
 )
 from workers.card_issuance.card_service.errors import (
     AcquirerUnavailable,
-    CardBlocked,
     CardServiceError,
     Declined,
 )
@@ -36,15 +35,18 @@ from workers.card_issuance.card_service.transactions import (
     decide,
     explain,
     pending,
+    refuse_if_due,
 )
 
 
 async def start_3ds(
     conn: AsyncConnection, body: ThreeDsInit, key: str, acs_url: str
 ) -> ThreeDsChallenge:
+    """A pending transaction and its challenge; one the card refuses as it stands (blocked,
+    limits, international use) is declined at once, before the cardholder is asked."""
     row = await card_row(conn, body.card_id, lock=True)
-    if row.status != "ACTIVE":
-        raise CardBlocked("the card is blocked")
+    if body.currency is None:
+        body = body.model_copy(update={"currency": row.currency})
     transaction_id = await pending(
         conn,
         row.card_id,
@@ -53,6 +55,7 @@ async def start_3ds(
         three_ds="CHALLENGE_REQUIRED",
         return_url=body.return_url,
     )
+    await refuse_if_due(conn, row, transaction_id)
     pareq = {
         "transaction_id": str(transaction_id),
         "amount": str(body.amount),

@@ -77,14 +77,21 @@ async def pending(
     return transaction_id
 
 
-async def decide(conn: AsyncConnection, card: AnyRow, transaction_id: uuid.UUID) -> Transaction:
+async def refuse_if_due(conn: AsyncConnection, card: AnyRow, transaction_id: uuid.UUID) -> AnyRow:
+    """The pending transaction, or, if the card's status or limits refuse it, the
+    transaction DECLINED with the reason and the refusal raised (its id in the problem)."""
     tx = await transaction_row(conn, str(transaction_id))
-    amount = int(tx.amount_minor)
-    refusal = await _refusal(conn, card, tx.currency, amount, int(tx.installments))
+    refusal = await _refusal(conn, card, tx.currency, int(tx.amount_minor), int(tx.installments))
     if refusal is not None:
         kind, reason = refusal
         await set_transaction(conn, transaction_id, status="DECLINED", decline_reason=reason)
         raise kind(explain(reason), str(transaction_id))
+    return tx
+
+
+async def decide(conn: AsyncConnection, card: AnyRow, transaction_id: uuid.UUID) -> Transaction:
+    tx = await refuse_if_due(conn, card, transaction_id)
+    amount = int(tx.amount_minor)
     if card.available_minor is not None:
         await set_card(conn, str(card.card_id), available_minor=card.available_minor - amount)
     await set_transaction(
