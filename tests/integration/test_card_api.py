@@ -596,6 +596,7 @@ async def test_card_service_card_lifecycle(api: httpx.AsyncClient, token: str) -
         "PAY-4220",
     )
     assert no_invoice["reason"] == "NO_INVOICE"
+    problem(await api.get(f"/api/cards/{other['id']}/invoice"), 404, "RES-4040")
     problem(
         await api.post(
             "/api/cards", json={"account_id": "a", "type": "CREDIT", "variant": "VIRTUAL"}

@@ -15,20 +15,28 @@ from events.card_api import (
 )
 from events.money import from_minor
 from schemas.card_service import card_transactions
+from workers.card_issuance.card_service.errors import NotFound
 from workers.card_issuance.card_service.rows import AnyRow, card_row, to_transaction
 
 
 async def invoice(conn: AsyncConnection, card_id: str, today: dt.date) -> Invoice:
-    """The open invoice: what was captured and not yet paid back, closing on the 3rd."""
+    """The open invoice of a credit card, closing on the 3rd: what the card owes (this
+    period's purchases and whatever earlier ones are not paid back yet), and the purchases
+    captured in this period, after the last close (a debit card has none: NotFound)."""
     row = await card_row(conn, card_id)
+    if row.credit_limit_minor is None:
+        raise NotFound(f"card {card_id} is a debit card: it pays at once and has no invoice")
     owes = await owed(conn, row)
     close = today.replace(day=3) if today.day <= 3 else _next_month(today).replace(day=3)
+    opened = _previous_month(close) + dt.timedelta(days=1)
     captured = await conn.execute(
         select(card_transactions)
         .where(
             and_(
                 card_transactions.c.card_id == row.card_id,
                 card_transactions.c.status == TransactionStatus.CAPTURED.value,
+                card_transactions.c.created_at >= _midnight_utc(opened),
+                card_transactions.c.created_at < _midnight_utc(close + dt.timedelta(days=1)),
             )
         )
         .order_by(card_transactions.c.created_at)
@@ -63,3 +71,12 @@ async def owed(conn: AsyncConnection, card: AnyRow) -> int:
 
 def _next_month(day: dt.date) -> dt.date:
     return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+
+
+def _previous_month(day: dt.date) -> dt.date:
+    """The same day of the month before (the 3rd, a close date, is in every month)."""
+    return (day.replace(day=1) - dt.timedelta(days=1)).replace(day=day.day)
+
+
+def _midnight_utc(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
