@@ -166,7 +166,6 @@ class VirtualCardStatus(CamelModel):
 class CreateCard(CamelBody):
     card_number: str = Field(
         description="16 digits; stored only as a salted SHA-256",
-        max_length=1_000,
         json_schema_extra={"pattern": "^[0-9]{16}$"},
     )
     credit_limit_usd: CentsAmount = Field(description="positive, at most 2 fractional digits")
@@ -198,10 +197,9 @@ _CALENDAR_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class CreatePurchase(CamelBody):
-    description: str = Field(max_length=10_000, json_schema_extra={"minLength": 1, "maxLength": 50})
+    description: str = Field(json_schema_extra={"minLength": 1, "maxLength": 50})
     transaction_date: str = Field(
         description="ISO 8601 date, YYYY-MM-DD",
-        max_length=100,
         json_schema_extra={"format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
     )
     amount_usd: CentsAmount

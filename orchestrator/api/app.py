@@ -38,6 +38,7 @@ def build_api(settings: Settings, engine: AsyncEngine, relay: OutboxRelay) -> Fa
         version="1.0.0",
         description=DESCRIPTION,
         redirect_slashes=False,  # a path with a trailing slash is a 404 problem, not a 307
+        strict_content_type=False,  # a body with no Content-Type is read as JSON; another: 415
     )
     app.state.settings = settings
     app.state.engine = engine

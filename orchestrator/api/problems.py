@@ -115,9 +115,34 @@ def _validation_message(error: dict[str, object], request: Request) -> str:
         return f"The body must be a JSON object{_members(request)}"
     if error.get("type") == "missing":
         return f"{where} is required"
+    if message.startswith("must ") and where:
+        return f"{where} {message}"
     if "must" in message or "cannot" in message or "is required" in message:
         return message
     return f"{where}: {message}" if where else message
+
+
+def _not_json(request: Request, exc: RequestValidationError) -> Problem | None:
+    """415 for a body sent as another media type than JSON, which is then not read as JSON
+    (one sent with no Content-Type is)."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not media_type or media_type == "application/json" or media_type.endswith("+json"):
+        return None
+    unread = any(
+        error.get("type") in ("model_attributes_type", "model_type", "dict_type")
+        and tuple(error.get("loc", ())) == ("body",)
+        for error in exc.errors()
+    )
+    if not unread:
+        return None
+    code, title = HTTP_CODES[415]
+    return Problem(
+        title=title,
+        status=415,
+        code=code,
+        detail="the body must be JSON, sent as Content-Type application/json, "
+        f"not {media_type[:100]}",
+    )
 
 
 def _members(request: Request) -> str:
@@ -185,6 +210,8 @@ def install(app: FastAPI, refusal_before_body: Callable[[Request], ApiError | No
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         if (first := refusal_before_body(request)) is not None:
             return problem_response(first.problem, request, first.headers)
+        if (unread := _not_json(request, exc)) is not None:
+            return problem_response(unread, request)
         messages = [_validation_message(error, request) for error in exc.errors()[:10]]
         problem = Problem(
             title="Validation failed",

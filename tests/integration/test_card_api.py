@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
@@ -175,6 +176,15 @@ async def test_virtual_card_refused_currency_and_bad_body(
     assert problem(broken, 400, "VAL-0001")["detail"] == "Malformed JSON body"
 
 
+async def test_a_json_body_sent_as_another_media_type_is_415(api: httpx.AsyncClient) -> None:
+    body = json.dumps({"cardNumber": card_number(), "creditLimitUsd": 50}).encode()
+    for media_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+        sent = await api.post("/cards", content=body, headers={"content-type": media_type})
+        assert media_type in problem(sent, 415, "HTTP-4150")["detail"]
+    untyped = await api.post("/cards", content=body)  # no Content-Type: read as JSON
+    assert untyped.status_code == 201, untyped.text
+
+
 class Unreachable:
     """A publisher whose broker is never there: what the API writes waits in its outbox."""
 
@@ -309,6 +319,7 @@ async def test_card_created_with_location_and_hashed_number(
             "Card number must be exactly 16 digits",
         ),
         ({"cardNumber": "4444444444444444\n", "creditLimitUsd": 10}, None),
+        ({"cardNumber": "4" * 2000, "creditLimitUsd": 10}, "Card number must be exactly 16 digits"),
     ],
 )
 async def test_card_validation(
@@ -381,6 +392,14 @@ async def test_purchase_stored_in_cents_with_location(
         (
             {"description": " " + "x" * 50 + " ", "transactionDate": "2024-12-20", "amountUsd": 1},
             "Description cannot exceed 50 characters",
+        ),
+        (
+            {"description": "x" * 20_000, "transactionDate": "2024-12-20", "amountUsd": 1},
+            "Description cannot exceed 50 characters",
+        ),
+        (
+            {"description": "ok", "transactionDate": "2" * 500, "amountUsd": 1},
+            "Transaction date must be an ISO 8601 date (YYYY-MM-DD)",
         ),
         *(
             (
@@ -766,6 +785,8 @@ async def test_a_debit_card_has_no_credit_limit_and_pays_at_once(api: httpx.Asyn
     card = await issue(api, type="DEBIT", credit_limit=None)
     split = problem(await authorize(api, card["id"], "50", installments=3), 422, "TXN-4220")
     assert "installments" in split["detail"]
+    halves = problem(await authorize(api, card["id"], "50", installments=1.5), 400, "VAL-0001")
+    assert halves["detail"] == "installments must be a whole number"
     assert (await authorize(api, card["id"], "50")).status_code == 200
 
 
