@@ -109,6 +109,7 @@ class SagaRuntime:
         now = self.clock()
         letters: list[DeadLetter] = []
         starts: dict[tuple[str, str], Decision] = {}
+        repeated: list[tuple[str, str]] = []
         for record in records:
             machine = self.by_topic.get(record.topic)
             if machine is None:
@@ -124,7 +125,9 @@ class SagaRuntime:
                 letters.append(parsed)
                 continue
             key = (machine.definition.name, parsed.body.business_key())
-            if key not in starts:
+            if key in starts:
+                repeated.append(key)
+            else:
                 starts[key] = machine.start(parsed.body, parsed.envelope, now)
         batch = BatchWrite(inserts=[d.instance for d in starts.values()])
         for decision in starts.values():
@@ -134,8 +137,13 @@ class SagaRuntime:
         fresh = [d for d in starts.values() if d.instance.id in written.sagas]
         self._cache.written(d.instance for d in fresh)
         log_dead_letters(letters)
-        if len(fresh) < len(starts):
-            log.info("duplicate requests ignored", count=len(starts) - len(fresh))
+        repeated += [key for key, d in starts.items() if d.instance.id not in written.sagas]
+        if repeated:
+            log.info(
+                "repeated requests ignored: their business key has a saga already",
+                count=len(repeated),
+                keys=[f"{saga_type}:{key}" for saga_type, key in repeated[:20]],
+            )
         return written.rows, fresh
 
     # -- replies ------------------------------------------------------------------------------
