@@ -27,10 +27,13 @@ from faststream.security import (
     SASLScram512,
 )
 
+from orchestrator import tolerant_records
 from orchestrator.errors import KafkaUnavailable, SettingsError
 from orchestrator.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+tolerant_records.install()  # every consumer of the process, the CLI's too
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -9,6 +9,9 @@ from decimal import Decimal
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer import message_accumulator as accumulator
+from aiokafka.producer import producer as producing
+from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from events import topics
 from events.delivery import DeliveryMethod
@@ -415,6 +418,38 @@ async def test_records_of_a_compressing_producer_are_read(
     finally:
         await producer.stop()
     for record in records:
+        assert (await outcomes.one(record.customer_id))["status"] == "ACTIVE"
+
+
+class _NotUtf8(str):
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"\xff\xfetrace"
+
+
+async def test_a_record_whose_header_name_is_not_utf8_stalls_nothing(
+    client: UpstreamClient,
+    outcomes: c.Outcomes,
+    stack: EmbeddedStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kafka clients write header names as UTF-8, the broker does not check: one that is not
+    is read (the name decoded leniently), and the records after it on its partition too."""
+    for module in (accumulator, producing):  # aiokafka's own writer in Python, which writes it
+        monkeypatch.setattr(module, "DefaultRecordBatchBuilder", _DefaultRecordBatchBuilderPy)
+    odd, after = c.customer(), c.customer().model_copy(update={"customer_id": unique("after")})
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for record, headers in ((odd, [(_NotUtf8("x"), b"1")]), (after, [])):
+            await producer.send_and_wait(
+                topics.CUSTOMERS_REGISTERED,
+                record.model_dump_json().encode(),
+                key=odd.record_key().encode(),  # one partition: the second waits behind the first
+                headers=headers,
+            )
+    finally:
+        await producer.stop()
+    for record in (odd, after):
         assert (await outcomes.one(record.customer_id))["status"] == "ACTIVE"
 
 
