@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from events.topics import SAGA_REPLIES
 from orchestrator.engine.waiting import Awaiting
 from orchestrator.errors import error_of
 from orchestrator.kafka import admin_kwargs, client_kwargs, end_offsets
@@ -28,6 +30,10 @@ sent that little before the command may be found instead: if the participant con
 before it stopped, the step times out as it would have without the check."""
 CHECK_S = 10.0
 """The longest the broker is asked for; past it the late steps time out as without it."""
+REPLY_SLACK = timedelta(seconds=2)
+"""A reply that reaches the replies topic this long after its step fell due still counts: a
+participant may answer as the deadline passes (its reply follows its offsets' commit)."""
+SNAPSHOTS_KEPT = timedelta(minutes=10)
 
 
 class KafkaTakenCheck:
@@ -38,8 +44,44 @@ class KafkaTakenCheck:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.replies_group = f"{settings.group_prefix}.orchestrator.replies"
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._reply_ends: list[tuple[datetime, dict[TopicPartition, int]]] = []
+        """The replies topic's end offsets, as each tick with late steps found them."""
+
+    async def replies_behind(self, late: Sequence[Awaiting], now: datetime) -> set[UUID]:
+        """A late saga waits until the orchestrators' replies group has committed past the
+        end its saga's reply partition had ``REPLY_SLACK`` after the step fell due (as a
+        later tick found it): a reply sent in time is handled before its step times out."""
+        try:
+            return await asyncio.wait_for(self._replies_behind(late, now), CHECK_S)
+        except Exception as exc:
+            log.warning(
+                "cannot tell whether every reply was handled; late steps time out",
+                error=error_of(exc),
+            )
+            await self.close()
+            return set()
+
+    async def _replies_behind(self, late: Sequence[Awaiting], now: datetime) -> set[UUID]:
+        consumer, admin = await self._clients()
+        partitions = sorted(consumer.partitions_for_topic(SAGA_REPLIES) or ())
+        if not partitions:
+            return set()
+        replies = [TopicPartition(SAGA_REPLIES, p) for p in partitions]
+        offsets = await admin.list_consumer_group_offsets(self.replies_group, partitions=replies)
+        handled = {tp: o.offset for tp, o in offsets.items() if o.offset >= 0}
+        self._reply_ends = [e for e in self._reply_ends if e[0] > now - SNAPSHOTS_KEPT]
+        self._reply_ends.append((now, await end_offsets(consumer, replies)))
+        behind: set[UUID] = set()
+        for a in late:
+            tp = TopicPartition(SAGA_REPLIES, partition_for(str(a.saga_id).encode(), partitions))
+            since = (a.due_at or now) + REPLY_SLACK
+            ends = next((ends for at, ends in self._reply_ends if at >= since), None)
+            if ends is None or handled.get(tp, 0) < ends.get(tp, 0):
+                behind.add(a.saga_id)
+        return behind
 
     async def untaken(self, awaiting: Sequence[Awaiting]) -> set[UUID]:
         try:

@@ -304,7 +304,12 @@ class SagaRuntime:
                 sagas=len(queued),
                 participants=sorted({a.participant for a in queued}),
             )
-        return Waiting(now, {a.saga_id for a in late}, found)
+        due_after = now - timedelta(seconds=self.policy.queue_timeout_s)
+        timing_out = [
+            a for a in late if a.saga_id not in found and (a.due_at is None or a.due_at > due_after)
+        ]
+        behind = await self.taken_check.replies_behind(timing_out, now) if timing_out else set()
+        return Waiting(now, {a.saga_id for a in late} - behind, found)
 
     async def _due_tx(
         self, limit: int, waiting: Waiting | None, held: bool

@@ -90,7 +90,7 @@ async def known_messages(driver: Any, asked: Iterable[tuple[uuid.UUID, str]]) ->
 
 
 _AWAITING = f"""
-SELECT i.id, i.pending_command_id, h.topic, h.at,
+SELECT i.id, i.pending_command_id, h.topic, h.at, i.next_action_at,
     EXISTS (SELECT 1 FROM {saga_history.name} q WHERE q.saga_id = i.id
         AND q.message_id = i.pending_command_id AND q.event = 'command-queued') AS queued,
     EXISTS (SELECT 1 FROM {saga_history.name} t WHERE t.saga_id = i.id
@@ -125,6 +125,7 @@ async def awaiting(
             row["at"],
             row["queued"],
             row["taken"],
+            row["next_action_at"],
         )
         for row in rows
     ]

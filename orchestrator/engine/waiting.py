@@ -39,12 +39,21 @@ class Awaiting:
     """Its history has that the participant had not taken the command (``command-queued``)."""
     taken: bool
     """...and that it has taken it since (``command-taken``)."""
+    due_at: datetime | None = None
+    """When the step's answer was due."""
 
 
 class TakenCheck(Protocol):
     async def untaken(self, awaiting: Sequence[Awaiting]) -> set[UUID]:
         """The sagas whose participant has certainly not taken the command yet; none when
         the broker cannot tell (the steps then time out as they would without it)."""
+        ...
+
+    async def replies_behind(self, late: Sequence[Awaiting], now: datetime) -> set[UUID]:
+        """The late sagas an answer may still be on its way to: the orchestrators have not
+        yet handled every reply that was in their topic a little after the step was due (a
+        participant that answered in time to an orchestrator paused, or in a rebalance, or
+        answered as its step fell due). None when the broker cannot tell."""
         ...
 
 

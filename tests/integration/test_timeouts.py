@@ -21,6 +21,7 @@ from events.envelope import Envelope
 from orchestrator.app import Application
 from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
+from orchestrator.engine.runtime import SagaRuntime
 from orchestrator.settings import Settings
 from tests.integration import commerce as c
 from tests.integration.helpers import card_outcomes, card_request, query, unique
@@ -59,7 +60,7 @@ async def test_silent_billing_times_out_then_compensates_when_back(
         async with UpstreamClient(settings, watch=[topics.CARDS_STATUS]) as client:
             request = card_request()
             await client.send(topics.CARDS_ISSUE_REQUESTED, request)
-            for _ in range(100):
+            for _ in range(300):
                 saga = await query(
                     url,
                     "SELECT id, status, attempt FROM saga_instances WHERE business_key = :k",
@@ -292,3 +293,34 @@ async def _events_at(url: str, key: str, command: str) -> tuple[object, list[str
                 return saga[0][0], await _history(url, saga[0][0])
         await asyncio.sleep(0.1)
     raise AssertionError(f"saga {key} did not send {command}")
+
+
+async def test_replies_an_orchestrator_has_not_handled_yet_time_no_step_out(
+    quiet_stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orchestrator stalls (paused, in a rebalance) while the participants answer in
+    time: its timer, still running, finds the steps late, but waits until the replies that
+    were in the topic by then are handled, so the sagas go on instead of rolling back."""
+    gate = asyncio.Event()
+    handle_replies = SagaRuntime.handle_replies
+
+    async def stalled(runtime: SagaRuntime, records: Any) -> None:
+        await gate.wait()
+        await handle_replies(runtime, records)
+
+    monkeypatch.setattr(SagaRuntime, "handle_replies", stalled)
+    settings = quiet_stack.settings(group_prefix=unique("stalled"), step_timeout_s=1.0)
+    app = Application(settings)
+    await app.start()
+    try:
+        async with UpstreamClient(settings, watch=c.WATCHED) as client:
+            seen = c.Outcomes(client)
+            records = [c.customer() for _ in range(5)]
+            for record in records:
+                await client.send(topics.CUSTOMERS_REGISTERED, record)
+            await asyncio.sleep(4)  # every first step's deadline passes, its reply unhandled
+            gate.set()
+            outcomes = [await seen.one(record.customer_id, timeout_s=60) for record in records]
+    finally:
+        await app.stop()
+    assert [(o["status"], o["reason"]) for o in outcomes] == [("ACTIVE", None)] * 5

@@ -3,13 +3,17 @@ once: each saga is judged by its own command's place, also when several share a 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata, OffsetAndTimestamp
 
+from events.topics import SAGA_REPLIES
+from orchestrator import taken_check
 from orchestrator.engine.waiting import Awaiting
 from orchestrator.publisher import partition_for
 from orchestrator.settings import Settings
@@ -104,3 +108,52 @@ async def test_every_saga_of_a_partition_is_judged_by_its_own_command() -> None:
 async def test_a_participant_that_never_consumed_its_topic_is_not_waited_for() -> None:
     untaken = await check_on(Broker({})).untaken([late(uuid4(), 5), late(uuid4(), 39)])
     assert untaken == set()
+
+
+class Replies(Broker):
+    """The replies topic: its end offsets move as replies come; the orchestrators' group has
+    committed ``handled``."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.ends = dict.fromkeys(PARTITIONS, 0)
+        self.handled = dict.fromkeys(PARTITIONS, 0)
+
+    async def list_consumer_group_offsets(
+        self, group: str, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        assert group.endswith(".orchestrator.replies")
+        return {
+            TopicPartition(SAGA_REPLIES, p): OffsetAndMetadata(offset, "")
+            for p, offset in self.handled.items()
+        }
+
+    async def end_offsets_of(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.ends[tp.partition] for tp in partitions}
+
+
+async def test_a_late_step_waits_until_the_replies_sent_by_its_deadline_are_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An orchestrator paused (or in a rebalance) while the answers came: on resuming, its
+    timer finds them unhandled and waits for its consumer rather than time the steps out."""
+    broker = Replies()
+
+    async def ends(
+        consumer: Replies, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return await consumer.end_offsets_of(partitions)
+
+    monkeypatch.setattr(taken_check, "end_offsets", ends)
+    check = check_on(broker)
+    saga = uuid4()
+    partition = partition_for(str(saga).encode(), PARTITIONS)
+    due = T0 + timedelta(seconds=30)
+    step = dataclasses.replace(late(saga, 0), due_at=due)
+    broker.ends[partition] = 7  # its reply among them, not yet handled
+
+    assert await check.replies_behind([step], due) == {saga}, "not yet a second past due"
+    assert await check.replies_behind([step], due + timedelta(seconds=3)) == {saga}
+    broker.handled = dict(broker.ends)  # the consumer caught up; more replies came since
+    broker.ends = {p: end + 5 for p, end in broker.ends.items()}
+    assert await check.replies_behind([step], due + timedelta(seconds=4)) == set()
