@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
@@ -59,6 +60,16 @@ def text_key(raw: bytes | None) -> str | None:
     if raw is None:
         return None
     return raw.decode("utf-8", "replace").replace(_UNSTORABLE, "\ufffd")
+
+
+def _integer(digits: str) -> int | Decimal:
+    """A JSON integer; one longer than Python converts to ``int`` (4300 digits) as a
+    ``Decimal``, which a member that must be an integer refuses by name and an unknown member
+    never reads: the record is not refused as JSON that is not."""
+    return int(digits) if len(digits) <= _INT_DIGITS else Decimal(digits)
+
+
+_INT_DIGITS = 4000
 
 
 def _unstorable_text(document: Any) -> bool:
@@ -149,7 +160,9 @@ def parse_record(
         )
     try:
         document = json.loads(
-            value.decode("utf-8").removeprefix("\ufeff"), parse_constant=_not_json
+            value.decode("utf-8").removeprefix("\ufeff"),
+            parse_constant=_not_json,
+            parse_int=_integer,
         )
     except (ValueError, UnicodeDecodeError) as exc:
         return dead(DeadLetterReason.INVALID_JSON, f"value is not valid UTF-8 JSON: {exc}")
@@ -157,15 +170,15 @@ def parse_record(
         return dead(DeadLetterReason.INVALID_JSON, "value nests arrays or objects too deeply")
     if not isinstance(document, dict):
         return dead(DeadLetterReason.INVALID_PAYLOAD, "value must be a JSON object")
-    if _ESCAPED_UNSTORABLE.search(value) and _unstorable_text(document):
-        return dead(
-            DeadLetterReason.INVALID_PAYLOAD,
-            "text with a NUL character or a lone surrogate, which cannot be stored",
-        )
     try:
         body = adapter.validate_python(document)
     except ValidationError as exc:
         return dead(DeadLetterReason.INVALID_PAYLOAD, _describe(exc))
+    if _ESCAPED_UNSTORABLE.search(value) and _unstorable_text(adapter.dump_python(body)):
+        return dead(  # in what is kept: members the message does not have are dropped
+            DeadLetterReason.INVALID_PAYLOAD,
+            "text with a NUL character or a lone surrogate, which cannot be stored",
+        )
     if nul_headers:  # an upstream record's: kept with U+FFFD, as a malformed one would be
         _log_headers("NUL characters of an upstream record's headers replaced", record, nul_headers)
     if require_envelope and env.H_ID not in headers:

@@ -113,12 +113,26 @@ def _refused(value: bytes) -> DeadLetterReason | None:
             + b"}",
             DeadLetterReason.INVALID_JSON,
         ),
-        (
+        (  # a member the message does not have is dropped, whatever it holds
             b'{"sku": "S-1", "warehouse_id": "W1", "quantity": 2, "x": '
             + b"[" * 900
-            + b'"\\u0000"'
+            + b'"\\u0000", "\\ud800", {"\\u0000": 1}'
             + b"]" * 900
+            + b', "n": '
+            + b"9" * 5000
             + b"}",
+            None,
+        ),
+        (
+            b'{"sku": "S-\\u0000", "warehouse_id": "W1", "quantity": 2}',
+            DeadLetterReason.INVALID_PAYLOAD,
+        ),
+        (
+            b'{"sku": "S-1", "warehouse_id": "\\udfff", "quantity": 2}',
+            DeadLetterReason.INVALID_PAYLOAD,
+        ),
+        (
+            b'{"sku": "S-1", "warehouse_id": "W1", "quantity": ' + b"9" * 5000 + b"}",
             DeadLetterReason.INVALID_PAYLOAD,
         ),
         (
