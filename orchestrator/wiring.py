@@ -104,6 +104,7 @@ def subscribe_batches(
         batch_timeout_ms=_BATCH_WAIT_MS,
         fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",  # an upstream's aborted transaction starts nothing
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         ack_policy=AckPolicy.MANUAL,
