@@ -1,7 +1,6 @@
 """Wallet top-up (seed 003): charge through the bank, credit the wallet, tell the client.
 
-A client billing does not know is refused before the charge; if the credit fails the charge
-is refunded. The credit is the point of no return.
+If the credit fails the charge is refunded. The credit is the point of no return.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from orchestrator.sagas.paying import (
     BANK_RETRIES,
     Paying,
     charge_bank,
-    check_customer,
     payment_failed,
     refund_bank,
 )
@@ -91,7 +89,6 @@ WALLET_TOPUP_SAGA: Saga[WalletTopUp, TopUpRequested] = (
         failure_status=TopUpStatus.CANCELLED,
     )
     .notify_failure(NOTIFICATION, payment_failed)
-    .step("check-customer", BILLING, send=check_customer, reads_only=True)
     .step("charge-bank", PAYMENT, send=charge_bank, compensate=refund_bank, retries=BANK_RETRIES)
     .step("credit-wallet", BILLING, send=credit_wallet, on_success=with_balance)
     .step("notify-client", NOTIFICATION, send=notify, retriable=True)

@@ -164,7 +164,7 @@ async def test_topup_refused_by_the_bank_changes_nothing(
     assert f"(code {reason})" in mail["body"], "told why in words, the code for support"
 
 
-async def test_topup_for_unknown_client_is_cancelled_before_any_charge(
+async def test_topup_for_unknown_client_is_refunded(
     client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
 ) -> None:
     customer_id = unique("nobody")
@@ -173,7 +173,7 @@ async def test_topup_for_unknown_client_is_cancelled_before_any_charge(
     status = await outcomes.one(request.topup_id)
 
     assert (status["status"], status["reason"]) == ("CANCELLED", "UNKNOWN_CUSTOMER")
-    assert await bank_statuses(stack, customer_id) == []
+    assert await bank_statuses(stack, customer_id) == ["REFUNDED"]
 
 
 async def test_topup_past_the_largest_balance_is_refunded(

@@ -166,7 +166,7 @@ async def test_a_top_up_waits_at_the_credit_nothing_undoes_until_billing_answers
             waiting = await query(
                 url, "SELECT status, step_index FROM saga_instances WHERE id = :s", s=saga_id
             )
-            assert waiting == [("RUNNING", 2)], "waiting at credit-wallet"
+            assert waiting == [("RUNNING", 1)], "waiting at credit-wallet"
             charged = "SELECT status, amount_minor FROM bank_payments WHERE saga_id = :s"
             assert await query(url, charged, s=saga_id) == [("CAPTURED", 12550)]
             assert request.topup_id not in seen.seen

@@ -1,0 +1,44 @@
+"""A saga's row holds the index of its step, so the steps of a released definition keep their
+places: a step inserted before others, removed or renamed would make every saga in flight at
+an upgrade read its step as another one (a charge taken for a check, its refund never run). A
+new step goes after the released ones (docs/OPERATIONS.md, "Upgrading"); add it here then."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.engine.definition import Saga
+from orchestrator.sagas import ALL_SAGAS
+from orchestrator.sagas.bench import BENCH_SAGA
+
+RELEASED: dict[str, list[str]] = {
+    "card-issuance": ["reserve-card", "open-wallet", "activate-card"],
+    "registration": ["open-wallet", "create-account", "activate-wallet"],
+    "wallet-topup": ["charge-bank", "credit-wallet", "notify-client"],
+    "order-checkout": [
+        "check-customer",
+        "charge-bank",
+        "debit-balance",
+        "reserve-stock",
+        "book-delivery",
+        "notify-client",
+    ],
+    "giftcard-purchase": [
+        "check-customer",
+        "charge-bank",
+        "debit-balance",
+        "issue-gift-card",
+        "send-code",
+        "notify-buyer",
+    ],
+    "giftcard-activation": ["redeem-code", "bind-gift-card", "activate-gift-card"],
+    "invoice-payment": ["debit-source", "restore-limit"],
+    "bench-order": ["reserve-payment", "reserve-stock", "create-delivery"],
+}
+
+
+@pytest.mark.parametrize("saga", [*ALL_SAGAS, BENCH_SAGA], ids=lambda saga: saga.name)
+def test_released_steps_keep_their_places(saga: Saga) -> None:  # type: ignore[type-arg]
+    released = RELEASED[saga.name]
+    assert [step.name for step in saga.steps][: len(released)] == released
+    assert len(saga.steps) == len(released), "a new step: add it to RELEASED, at the end"
