@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from events import topics
 from events.cards import CardType
@@ -774,6 +776,33 @@ async def test_three_d_secure_goes_by_the_cards_currency_and_refuses_before_the_
     history = (await api.get(f"/api/cards/{card['id']}/transactions")).json()["transactions"]
     declined = {t["id"]: t["status"] for t in history if t["status"] == "DECLINED"}
     assert declined == {abroad["transaction_id"]: "DECLINED", blocked["transaction_id"]: "DECLINED"}
+
+
+async def test_a_challenge_nobody_completes_is_declined_once_its_window_passed(
+    api: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    card = await issue(api, credit_limit=1000)
+    body = {
+        "card_id": card["id"],
+        "amount": 20,
+        "merchant_name": "E-commerce",
+        "return_url": "https://merchant.com/callback",
+    }
+    stale, fresh = [(await api.post("/api/3ds/init", json=body)).json() for _ in range(2)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE card_transactions SET created_at = now() - interval '16 minutes' "
+                "WHERE transaction_id = CAST(:t AS uuid)"
+            ),
+            {"t": stale["transaction_id"]},
+        )
+    history = (await api.get(f"/api/cards/{card['id']}/transactions")).json()["transactions"]
+    states = {t["id"]: (t["status"], t["decline_reason"]) for t in history}
+    assert states == {
+        stale["transaction_id"]: ("DECLINED", "3DS_EXPIRED"),
+        fresh["transaction_id"]: ("PENDING", None),
+    }
 
 
 async def test_a_debit_card_has_no_credit_limit_and_pays_at_once(api: httpx.AsyncClient) -> None:

@@ -7,7 +7,7 @@ import secrets
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,6 +44,19 @@ _TODAY_UTC = func.timezone("UTC", func.date_trunc("day", func.timezone("UTC", fu
 
 
 THREE_DS_WINDOW = dt.timedelta(minutes=15)
+_EXPIRE_CHALLENGES = (
+    update(card_transactions)
+    .where(
+        card_transactions.c.status == TransactionStatus.PENDING.value,
+        card_transactions.c.three_ds == "CHALLENGE_REQUIRED",
+        card_transactions.c.created_at < func.now() - THREE_DS_WINDOW,
+    )
+    .values(
+        status="DECLINED", decline_reason="3DS_EXPIRED", three_ds="FAILED", updated_at=func.now()
+    )
+)
+"""3-D Secure challenges nobody completed in their window: declined as a late completion
+would find them, when the card's history is read."""
 """How long a 3-D Secure challenge can be answered: a later answer is declined, so no
 payment is approved days after it was started (and counted on that day's limit)."""
 
@@ -235,6 +248,7 @@ async def history(
 ) -> tuple[int, list[Transaction]]:
     row = await card_row(conn, card_id)
     where = card_transactions.c.card_id == row.card_id
+    await conn.execute(_EXPIRE_CHALLENGES.where(where))
     total = (await conn.execute(select(func.count()).where(where))).scalar_one()
     rows = await conn.execute(
         select(card_transactions)
