@@ -43,7 +43,13 @@ async def isolating(
             if is_transient(exc):
                 raise
             await _refuse(relay, record, error_of(exc), what)
-            log.error("record failed; dead-lettered", what=what, offset=record.offset)
+            log.error(
+                "record failed; dead-lettered",
+                what=what,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
 
 
 async def _refuse(relay: OutboxRelay, record: RawRecord, error: str, what: str) -> None:

@@ -209,6 +209,7 @@ def log_dead_letters(letters: Sequence[DeadLetter]) -> None:
         log.warning(
             "dead-lettered",
             topic=letter.topic,
+            partition=letter.partition,
             offset=letter.offset,
             reason=letter.reason,
             error=letter.error,
