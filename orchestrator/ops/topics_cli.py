@@ -354,7 +354,10 @@ def _origin(letter: Record, topic: str) -> str:
 
 
 def _replayed(record: Record) -> dict[str, str]:
-    return {**record.headers, "replayed_from": _place(record)}
+    return {**record.headers, REPLAYED_FROM: _place(record)}
+
+
+REPLAYED_FROM = "replayed_from"
 
 
 def _redriven(record: Record) -> dict[str, str]:
@@ -375,7 +378,7 @@ def superseded(letters: list[Record]) -> set[str]:
     letter dead-lettered again names the older in ``redriven_from``, and the letters that
     lead back to one first letter (one record, re-driven by offset twice, say), or to one
     refused record (dead-lettered twice when its batch was handled again after a fault), are
-    one line, of which only the newest is sent."""
+    one line (a copy a replay re-published too), of which only the newest is sent."""
     at = {_place(r): r for r in letters}
     lines: dict[str, list[Record]] = {}
     for letter in letters:
@@ -399,8 +402,8 @@ def _first_of_line(letter: Record, at: dict[str, Record]) -> str:
             return older
         place = older
     first = at[place].headers
-    if all(h in first for h in DLQ_HEADERS[2:]):
-        return "refused " + "/".join(first[h] for h in DLQ_HEADERS[2:])
+    if all(h in first for h in DLQ_HEADERS[2:]):  # a replayed copy is its original's line
+        return "refused " + first.get(REPLAYED_FROM, "/".join(first[h] for h in DLQ_HEADERS[2:]))
     return place
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from events.envelope import H_DLQ_OFFSET, H_DLQ_PARTITION, H_DLQ_TOPIC
 from orchestrator.ops.records import Record
-from orchestrator.ops.topics_cli import REDRIVEN_FROM, superseded
+from orchestrator.ops.topics_cli import REDRIVEN_FROM, REPLAYED_FROM, superseded
 
 DLQ = "orders.submitted.dlq"
 
@@ -46,3 +46,11 @@ def test_a_line_whose_first_letter_is_gone_is_still_one_record() -> None:
 def test_a_record_dead_lettered_twice_is_one_record() -> None:
     """Its batch handled again after a fault wrote its dead letter a second time."""
     assert sent([letter(1, refused_at=40), letter(2, refused_at=40), letter(3)]) == [2, 3]
+
+
+def test_a_replayed_copy_of_a_refused_record_is_one_record_with_it() -> None:
+    """A replay re-published the record (``replayed_from`` its place) and the copy was
+    refused again: two letters of one record."""
+    copy = letter(2, refused_at=57)
+    copy.headers[REPLAYED_FROM] = "orders.submitted/0/40"
+    assert sent([letter(1, refused_at=40), copy, letter(3)]) == [2, 3]
