@@ -433,7 +433,7 @@ def _table(title: str, records: list[Record], dead: bool = False) -> None:
             origin = "/".join(r.headers.get(h, "?") for h in DLQ_HEADERS[2:])
             row += [
                 r.headers.get(env.H_DLQ_REASON, ""),
-                visible(r.headers.get(env.H_DLQ_ERROR, ""))[:80],
+                visible(r.headers.get(env.H_DLQ_ERROR, ""))[: 80 if console.is_terminal else None],
                 origin,
                 r.headers.get(REDRIVEN_FROM, "").removeprefix(r.topic + "/"),
             ]
