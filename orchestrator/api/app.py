@@ -8,6 +8,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.card_api import Problem
 from orchestrator import asyncapi, metrics
@@ -47,9 +48,30 @@ def build_api(settings: Settings, engine: AsyncEngine, relay: OutboxRelay) -> Fa
     app.include_router(registered_cards.router)
     app.include_router(card_service.router)
     problems.install(app, auth.refusal_before_body)
+    app.add_middleware(HeadAsGet)
     _serve_asyncapi(app, settings)
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class HeadAsGet:
+    """HEAD answered as the GET of the same resource, without its body (RFC 9110 9.3.2):
+    FastAPI's GET routes take no HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def bodiless(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, bodiless)
 
 
 def _serve_asyncapi(app: FastAPI, settings: Settings) -> None:

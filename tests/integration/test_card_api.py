@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -580,6 +581,10 @@ async def test_card_service_card_lifecycle(api: httpx.AsyncClient, token: str) -
     assert json_money(card["credit_limit"]) == json_money(card["available_limit"]) == 5000
     assert len(card["last_four"]) == 4
     assert (await api.get(f"/api/cards/{card['id']}")).json()["id"] == card["id"]
+    head = await api.head(f"/api/cards/{card['id']}")
+    assert (head.status_code, head.content) == (200, b"")
+    assert int(head.headers["content-length"]) > 0, "the GET's length"
+    assert (await api.head(f"/api/cards/{uuid.uuid4()}")).status_code == 404
     listed = (await api.get(f"/api/cards/account/{card['account_id']}")).json()
     assert [c["id"] for c in listed["cards"]] == [card["id"]]
 
