@@ -47,6 +47,7 @@ class KafkaTakenCheck:
         self.replies_group = f"{settings.group_prefix}.orchestrator.replies"
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._replies: AIOKafkaConsumer | None = None
         self._reply_ends: list[tuple[datetime, dict[TopicPartition, int]]] = []
         """The replies topic's end offsets, as each tick with late steps found them."""
 
@@ -65,7 +66,8 @@ class KafkaTakenCheck:
             return set()
 
     async def _replies_behind(self, late: Sequence[Awaiting], now: datetime) -> set[UUID]:
-        consumer, admin = await self._clients()
+        _, admin = await self._clients()
+        consumer = await self._replies_client()
         partitions = sorted(consumer.partitions_for_topic(SAGA_REPLIES) or ())
         if not partitions:
             return set()
@@ -172,10 +174,21 @@ class KafkaTakenCheck:
             await admin.start()
         return self._consumer, self._admin
 
+    async def _replies_client(self) -> AIOKafkaConsumer:
+        """A consumer of its own for the replies' end offsets: finding them assigns it the
+        replies topic, after which its metadata holds that topic alone, and the command
+        topics' partitions would no longer be known to the taken check."""
+        if self._replies is None:
+            replies = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(self.settings))
+            self._replies = replies
+            await replies.start()
+        return self._replies
+
     async def close(self) -> None:
-        consumer, admin = self._consumer, self._admin
-        self._consumer = self._admin = None
-        if consumer is not None:
-            await consumer.stop()
+        consumer, admin, replies = self._consumer, self._admin, self._replies
+        self._consumer = self._admin = self._replies = None
+        for stopping in (consumer, replies):
+            if stopping is not None:
+                await stopping.stop()
         if admin is not None:
             await admin.close()

@@ -77,7 +77,11 @@ def check_on(broker: Broker) -> KafkaTakenCheck:
     async def clients() -> tuple[Broker, Broker]:
         return broker, broker
 
+    async def replies_client() -> Broker:
+        return broker
+
     check._clients = clients  # type: ignore[method-assign,assignment]
+    check._replies_client = replies_client  # type: ignore[method-assign,assignment]
     return check
 
 
