@@ -168,7 +168,7 @@ async def reverse(
 @router.post(
     "/3ds/init",
     response_model=ThreeDsChallenge,
-    responses=_problems(400, 403, 404),
+    responses=_problems(400, 403, 404, 422),
 )
 async def start_3ds(body: ThreeDsInit, request: Request, db: Db) -> ThreeDsChallenge:
     """The cardholder is sent to ``ORCHESTRA_ACS_URL`` (the built-in simulator by default),
