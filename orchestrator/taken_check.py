@@ -47,7 +47,7 @@ class KafkaTakenCheck:
         self.replies_group = f"{settings.group_prefix}.orchestrator.replies"
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
-        self._replies: AIOKafkaConsumer | None = None
+        self._ends: AIOKafkaConsumer | None = None
         self._reply_ends: list[tuple[datetime, dict[TopicPartition, int]]] = []
         """The replies topic's end offsets, as each tick with late steps found them."""
 
@@ -66,8 +66,7 @@ class KafkaTakenCheck:
             return set()
 
     async def _replies_behind(self, late: Sequence[Awaiting], now: datetime) -> set[UUID]:
-        _, admin = await self._clients()
-        consumer = await self._replies_client()
+        consumer, admin = await self._clients()
         partitions = sorted(consumer.partitions_for_topic(SAGA_REPLIES) or ())
         if not partitions:
             return set()
@@ -75,7 +74,7 @@ class KafkaTakenCheck:
         offsets = await admin.list_consumer_group_offsets(self.replies_group, partitions=replies)
         handled = {tp: o.offset for tp, o in offsets.items() if o.offset >= 0}
         self._reply_ends = [e for e in self._reply_ends if e[0] > now - SNAPSHOTS_KEPT]
-        self._reply_ends.append((now, await end_offsets(consumer, replies)))
+        self._reply_ends.append((now, await end_offsets(await self._ends_client(), replies)))
         behind: set[UUID] = set()
         for a in late:
             tp = TopicPartition(SAGA_REPLIES, partition_for(str(a.saga_id).encode(), partitions))
@@ -152,14 +151,13 @@ class KafkaTakenCheck:
                 bounds[tp] = (lo, mid) if short else (mid + 1, hi)
         return {tp: stamps[tp][lo] for tp, (lo, _) in bounds.items() if lo < len(stamps[tp])}
 
-    @staticmethod
     async def _first_offsets(
-        consumer: AIOKafkaConsumer, stamps: dict[TopicPartition, int]
+        self, consumer: AIOKafkaConsumer, stamps: dict[TopicPartition, int]
     ) -> dict[TopicPartition, int]:
         """The offset of the first record stamped at or after each time (the end if none)."""
         found = await consumer.offsets_for_times(stamps)
         missing = [tp for tp, at in found.items() if at is None or at.timestamp < 0]
-        ends = await end_offsets(consumer, missing) if missing else {}
+        ends = await end_offsets(await self._ends_client(), missing) if missing else {}
         return {
             tp: ends[tp] if at is None or at.timestamp < 0 else at.offset
             for tp, at in found.items()
@@ -174,20 +172,20 @@ class KafkaTakenCheck:
             await admin.start()
         return self._consumer, self._admin
 
-    async def _replies_client(self) -> AIOKafkaConsumer:
-        """A consumer of its own for the replies' end offsets: finding them assigns it the
-        replies topic, after which its metadata holds that topic alone, and the command
-        topics' partitions would no longer be known to the taken check."""
-        if self._replies is None:
-            replies = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(self.settings))
-            self._replies = replies
-            await replies.start()
-        return self._replies
+    async def _ends_client(self) -> AIOKafkaConsumer:
+        """A consumer of its own for end offsets: finding them assigns it their partitions,
+        after which its metadata holds those topics alone; the shared one, left unassigned,
+        keeps knowing every topic's partitions."""
+        if self._ends is None:
+            ends = AIOKafkaConsumer(enable_auto_commit=False, **client_kwargs(self.settings))
+            self._ends = ends
+            await ends.start()
+        return self._ends
 
     async def close(self) -> None:
-        consumer, admin, replies = self._consumer, self._admin, self._replies
-        self._consumer = self._admin = self._replies = None
-        for stopping in (consumer, replies):
+        consumer, admin, ends = self._consumer, self._admin, self._ends
+        self._consumer = self._admin = self._ends = None
+        for stopping in (consumer, ends):
             if stopping is not None:
                 await stopping.stop()
         if admin is not None:

@@ -81,7 +81,7 @@ def check_on(broker: Broker) -> KafkaTakenCheck:
         return broker
 
     check._clients = clients  # type: ignore[method-assign,assignment]
-    check._replies_client = replies_client  # type: ignore[method-assign,assignment]
+    check._ends_client = replies_client  # type: ignore[method-assign,assignment]
     return check
 
 
