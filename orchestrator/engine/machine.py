@@ -157,6 +157,14 @@ class SagaMachine:
             message_type=reply.kind,
             detail=_reply_detail(reply),
         )
+        notice = instance.pending_command_id
+        if (
+            instance.status.terminal
+            and notice is not None
+            and envelope.causation_id == notice
+            and envelope.saga_step == NOTICE_STEP
+        ):
+            return self._on_notice_reply(instance, reply, now, received)
         if (
             instance.status.terminal
             or step is None
@@ -239,6 +247,10 @@ class SagaMachine:
     def on_due(self, instance: SagaInstance, now: datetime) -> Decision:
         """A timer fired: a step timed out, or a scheduled retry is due."""
         step = self._step(instance)
+        if instance.status is SagaStatus.ABORTED and instance.pending_command_id is None:
+            history: list[HistoryEntry] = []
+            resent, notice = self._notice(instance, self._state(instance), now, history)
+            return Decision(resent, notice, history)
         if instance.status.terminal:
             return Decision(instance.evolve(next_action_at=None))
         if step is None:  # put off, and said, by the caller: an operator has to look
@@ -578,22 +590,25 @@ class SagaMachine:
         key = self.definition.outcome_key(state)
         outgoing = [Outgoing(self.definition.outcome_topic, key, envelope, outcome)]
         if status is SagaStatus.ABORTED:
-            outgoing += self._notice(instance, state, result, now, history)
+            instance, notice = self._notice(instance.evolve(attempt=0), state, now, history)
+            outgoing += notice
         return Decision(instance, outgoing, history)
 
     def _notice(
         self,
         instance: SagaInstance,
         state: BaseModel,
-        result: SagaResult,
         now: datetime,
         history: list[HistoryEntry],
-    ) -> list[Outgoing]:
-        """The failure notice the definition names, if any, sent with the outcome."""
+    ) -> tuple[SagaInstance, list[Outgoing]]:
+        """The failure notice the definition names, if any, sent with the outcome (or again,
+        after its participant could not deliver it for now): the ended saga awaits its answer
+        (``_on_notice_reply``), with no timeout, as nothing else waits for it."""
         notice = self.definition.on_failure
+        result = SagaResult(str(instance.id), self.definition.failure_status, instance.reason)
         command = notice.send(state, result) if notice is not None else None
         if notice is None or command is None:
-            return []
+            return instance, []
         envelope = self._envelope(
             instance, f"{notice.participant.name}.{command.kind}.v1", now, NOTICE_STEP
         )
@@ -606,9 +621,45 @@ class SagaMachine:
                 message_id=envelope.id,
                 message_type=command.kind,
                 topic=notice.participant.topic,
+                detail=f"attempt {instance.attempt}" if instance.attempt else None,
             )
         )
-        return [Outgoing(notice.participant.topic, str(instance.id), envelope, command)]
+        awaiting = instance.evolve(pending_command_id=envelope.id, next_action_at=None)
+        return awaiting, [Outgoing(notice.participant.topic, str(instance.id), envelope, command)]
+
+    def _on_notice_reply(
+        self, instance: SagaInstance, reply: Reply, now: datetime, received: HistoryEntry
+    ) -> Decision:
+        """The answer to an ended saga's failure notice. One its participant could not
+        deliver for now (its channel down) is sent again with backoff, within the retry
+        budget; the saga's outcome stands whatever the notice's fate."""
+        history = [received]
+        attempt = instance.attempt + 1
+        if not (isinstance(reply, StepFailed) and reply.retryable):
+            return Decision(instance.evolve(pending_command_id=None), history=history)
+        if attempt > self.policy.budget:
+            history.append(
+                HistoryEntry(
+                    "notice-undelivered",
+                    instance.status,
+                    now,
+                    step=NOTICE_STEP,
+                    detail=f"{reply.reason} after {instance.attempt + 1} attempts: {reply.detail}",
+                )
+            )
+            return Decision(instance.evolve(pending_command_id=None), history=history)
+        due = now + self.policy.backoff(attempt)
+        history.append(
+            HistoryEntry(
+                "retry-scheduled",
+                instance.status,
+                now,
+                step=NOTICE_STEP,
+                detail=f"attempt {attempt} at {due.isoformat()}",
+            )
+        )
+        scheduled = instance.evolve(attempt=attempt, pending_command_id=None, next_action_at=due)
+        return Decision(scheduled, history=history)
 
     @staticmethod
     def _envelope(

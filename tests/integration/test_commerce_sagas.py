@@ -568,6 +568,40 @@ async def test_bounced_email_falls_back_to_sms_and_is_not_tried_again(
     assert tries == [("email", "BOUNCED")]
 
 
+async def test_a_failure_notice_its_channel_could_not_deliver_for_now_arrives_later(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    """Seed 003: the client hears of the payment's result either way; a failure's notice,
+    sent as the saga ends, is sent again while the mail provider is down for a moment."""
+    email = f"{unique('f')}@flaky.test"
+    customer_id = await registered(client, outcomes, email=email)
+    request = c.topup(customer_id, "5", c.DECLINED)
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+    status = await outcomes.one(request.topup_id)
+    assert (status["status"], status["reason"]) == ("CANCELLED", "PAYMENT_DECLINED")
+
+    mail = await outcomes.mail_to(email)
+    assert (mail["channel"], mail["template"]) == ("email", "payment-failed")
+    for _ in range(100):
+        saga = await query(
+            stack.database_url,
+            "SELECT status, pending_command_id, next_action_at FROM saga_instances"
+            " WHERE business_key = :k",
+            k=request.topup_id,
+        )
+        if saga == [("ABORTED", None, None)]:
+            break
+        await asyncio.sleep(0.1)
+    assert saga == [("ABORTED", None, None)]
+    notices = await query(
+        stack.database_url,
+        "SELECT count(*) FROM saga_history h JOIN saga_instances i ON i.id = h.saga_id"
+        " WHERE i.business_key = :k AND h.event = 'notice-sent'",
+        k=request.topup_id,
+    )
+    assert notices == [(3,)]  # the provider was down for the first two
+
+
 # -- the remaining refusals -----------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from orchestrator.errors import DefinitionError
 from orchestrator.ops.inspection import HistoryRow
 from orchestrator.ops.trace import flow
 from orchestrator.sagas.order_checkout import ORDER_CHECKOUT_SAGA
-from tests.unit.test_machine import POLICY, T0, answer, kinds
+from tests.unit.test_machine import POLICY, T0, answer, kinds, reply_to
 
 
 def order(method: PaymentMethod) -> OrderSubmitted:
@@ -102,6 +102,69 @@ def test_failure_compensates_only_the_steps_that_ran(machine: SagaMachine) -> No
     assert notice.body.template == "payment-failed"
     assert notice.body.params["reason"] == "NO_DELIVERY_CAPACITY"
     assert [h.event for h in d.history][-2:] == ["ended", "notice-sent"]
+
+
+def cancelled(machine: SagaMachine) -> Decision:
+    d = start(machine, PaymentMethod.WALLET)
+    d = answer(machine, d, CustomerChecked(wallet_id="W-1"))
+    d = answer(machine, d, StepFailed(reason="INSUFFICIENT_FUNDS"))
+    assert d.instance.status is SagaStatus.ABORTED
+    assert kinds(d) == ["OrderStatusChanged", "NotifyCustomer"]
+    return d
+
+
+CHANNEL_DOWN = StepFailed(reason="CHANNEL_UNAVAILABLE", retryable=True)
+
+
+def test_a_notice_its_channel_could_not_deliver_for_now_is_sent_again(
+    machine: SagaMachine,
+) -> None:
+    d = cancelled(machine)
+    first = d.outgoing[-1]
+    assert d.instance.pending_command_id == first.envelope.id
+    assert d.instance.next_action_at is None  # nothing waits for a notice's answer
+    d = answer(machine, d, CHANNEL_DOWN)
+    assert d.outgoing == []
+    assert d.instance.status is SagaStatus.ABORTED
+    assert d.instance.next_action_at == T0 + timedelta(seconds=1)
+    d = machine.on_due(d.instance, T0 + timedelta(seconds=1))
+    assert kinds(d) == ["NotifyCustomer"]  # the outcome record is not published again
+    again = d.outgoing[0]
+    assert again.envelope.id != first.envelope.id
+    assert again.envelope.saga_step == NOTICE_STEP
+    assert again.body == first.body
+    assert d.instance.pending_command_id == again.envelope.id
+    d = answer(machine, d, Notified(delivered=True))
+    assert (d.instance.status, d.instance.pending_command_id, d.instance.next_action_at) == (
+        SagaStatus.ABORTED,
+        None,
+        None,
+    )
+    assert d.outgoing == []
+
+
+def test_a_notice_is_given_up_on_past_the_retry_budget(machine: SagaMachine) -> None:
+    d = cancelled(machine)
+    for attempt in range(1, POLICY.budget + 1):
+        d = answer(machine, d, CHANNEL_DOWN)
+        assert d.instance.attempt == attempt
+        assert d.instance.next_action_at is not None
+        d = machine.on_due(d.instance, d.instance.next_action_at)
+        assert kinds(d) == ["NotifyCustomer"]
+    d = answer(machine, d, CHANNEL_DOWN)
+    assert d.history[-1].event == "notice-undelivered"
+    assert (d.instance.pending_command_id, d.instance.next_action_at) == (None, None)
+    assert d.instance.status is SagaStatus.ABORTED
+
+
+def test_an_answer_to_an_earlier_notice_is_ignored(machine: SagaMachine) -> None:
+    d = cancelled(machine)
+    stale = reply_to(d, CHANNEL_DOWN)
+    d = answer(machine, d, CHANNEL_DOWN)
+    d = machine.on_due(d.instance, d.instance.next_action_at or T0)
+    ignored = machine.on_reply(d.instance, CHANNEL_DOWN, stale, T0)
+    assert ignored.instance == d.instance
+    assert [h.event for h in ignored.history] == ["reply-ignored"]
 
 
 def test_a_client_the_shop_does_not_know_gets_no_notice(machine: SagaMachine) -> None:
