@@ -20,11 +20,14 @@ from events.billing import (
     GIFT_CARD_NOT_FOUND,
     INSUFFICIENT_FUNDS,
     UNKNOWN_CUSTOMER,
+    UNSUPPORTED_CURRENCY,
+    WALLET_CLOSED,
     BalanceSource,
     CheckCustomer,
     DebitBalance,
     RefundBalance,
 )
+from events.card_invoices import CARD_NOT_FOUND, INVOICE_OVERPAID
 from events.delivery import NO_DELIVERY_CAPACITY, UNKNOWN_DELIVERY_POINT
 from events.money import from_minor
 from events.notification import RECIPIENT_UNREACHABLE, NotifyCustomer
@@ -107,12 +110,17 @@ _WHY = {
     GIFT_CARD_INACTIVE: "the gift card is not activated",
     CURRENCY_MISMATCH: "the payment is in another currency than the balance",
     BALANCE_LIMIT_REACHED: "the wallet would hold more than its limit",
+    UNSUPPORTED_CURRENCY: "we do not take payments in this currency",
+    WALLET_CLOSED: "the wallet is closed",
+    CARD_NOT_FOUND: "the card was not found",
+    INVOICE_OVERPAID: "the payment was more than the invoice's amount due",
     OUT_OF_STOCK: "an item is out of stock",
     NO_DELIVERY_CAPACITY: "no delivery slot is free at the chosen point",
     UNKNOWN_DELIVERY_POINT: "the chosen delivery point is unknown",
     RECIPIENT_UNREACHABLE: "the gift card could not be delivered to its recipient",
     TIMEOUT: "a service did not answer in time",
     UNEXPECTED_REPLY: "a service answered something unexpected",
+    "PARTICIPANT_ERROR": "a service failed on it",
     "MANUAL": "it was cancelled by our staff",
 }
 """The reason codes of failed sales, told to the client; another code is given as it is."""

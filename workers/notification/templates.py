@@ -42,7 +42,7 @@ TEMPLATES: dict[str, MessageTemplate] = {
     "payment-failed": MessageTemplate(
         "Your $what did not go through",
         "Hello $first_name, your $what of $amount $currency did not go through: $why "
-        "(code $reason). Whatever was taken has been given back.",
+        "(code $reason). If any of it was taken, it has been given back.",
         fallbacks=(("what", "purpose"), ("why", "reason")),
     ),
     "giftcard-code": MessageTemplate(

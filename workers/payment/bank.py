@@ -53,7 +53,12 @@ class BankApi(Protocol):
         token: str | None,
         amount_minor: int,
         currency: str,
-    ) -> BankCharge: ...
+    ) -> BankCharge:
+        """Charges ``amount_minor`` hundredths of ``currency``: the project keeps every
+        amount in hundredths (the contract allows 2 fractional digits in any currency),
+        whatever the currency's ISO 4217 exponent, so an adapter for a real acquirer converts
+        to the acquirer's unit (a yen has no minor unit, a dinar has thousandths) and refuses
+        an amount that unit cannot hold."""
 
     async def refund(
         self, conn: AsyncConnection, idempotency_key: str, reference: str, amount_minor: int
