@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Final, Literal
 from pydantic import Field
 
 from events.base import Command, Identifier, Reply, UpstreamRecord
-from events.money import Balance
+from events.money import Balance, plain
 
 
 class DeliveryMethod(StrEnum):
@@ -40,8 +40,21 @@ class PointUpdated(UpstreamRecord):
     def business_key(self) -> str:
         if self.revision is not None:
             return f"{self.point_id}:revision:{self.revision}"
-        canonical = self.model_dump_json(exclude={"revision"})
-        return f"{self.point_id}:content:" + hashlib.sha256(canonical.encode()).hexdigest()
+        plain_price = None if self.price is None else plain(self.price)
+        return self._content_key(self.model_copy(update={"price": plain_price}))
+
+    def earlier_key(self) -> str | None:
+        """The key earlier releases recorded a state under, with its price as it was spelled
+        (``"3.00"`` and ``3`` were two states), so a replay after an upgrade sets nothing."""
+        if self.revision is not None:
+            return None
+        as_spelled = self._content_key(self)
+        return None if as_spelled == self.business_key() else as_spelled
+
+    @staticmethod
+    def _content_key(point: PointUpdated) -> str:
+        canonical = point.model_dump_json(exclude={"revision"})
+        return f"{point.point_id}:content:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class BookDelivery(Command):

@@ -46,6 +46,12 @@ def coerce_amount(value: object) -> object:
     return value
 
 
+def plain(value: Decimal) -> Decimal:
+    """The amount without trailing fractional zeros (10.50 and 10.5 alike, 10.0 as 10): one
+    spelling for content that is compared, or hashed, by its text."""
+    return value.normalize()
+
+
 def _check_scale(value: Decimal) -> Decimal:
     if not value.is_finite():
         raise ValueError("amount must be a finite number")

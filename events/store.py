@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.base import Command, Identifier, Reply, UpstreamRecord
-from events.money import Balance
+from events.money import Balance, plain
 
 Sku = Identifier
 
@@ -39,14 +39,23 @@ class StockReceived(UpstreamRecord):
         if self.receipt_id is not None:
             line = json.dumps([self.receipt_id, self.sku, self.warehouse_id])
             return "receipt-line:" + hashlib.sha256(line.encode()).hexdigest()
-        canonical = self.model_dump_json(exclude={"receipt_id"})
+        plain_price = None if self.price is None else plain(self.price)
+        return self._content_key(self.model_copy(update={"price": plain_price}))
+
+    @staticmethod
+    def _content_key(record: StockReceived) -> str:
+        canonical = record.model_dump_json(exclude={"receipt_id"})
         return "content:" + hashlib.sha256(canonical.encode()).hexdigest()
 
     def earlier_key(self) -> str | None:
-        """The key earlier releases recorded a receipt under: its ``receipt_id`` alone (so
-        a receipt's second SKU was taken for a repeat of its first). Still honoured for the
-        SKU and warehouse recorded with it, so a replay after an upgrade adds nothing."""
-        return None if self.receipt_id is None else f"receipt:{self.receipt_id}"
+        """The key earlier releases recorded a receipt under. With a ``receipt_id``, that
+        alone (so a receipt's second SKU was taken for a repeat of its first); without, its
+        content with the price as it was spelled. Still honoured for the SKU and warehouse
+        recorded with it, so a replay after an upgrade adds nothing."""
+        if self.receipt_id is not None:
+            return f"receipt:{self.receipt_id}"
+        as_spelled = self._content_key(self)
+        return None if as_spelled == self.business_key() else as_spelled
 
 
 class OrderLine(BaseModel):

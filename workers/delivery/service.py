@@ -57,9 +57,18 @@ _FREE_SLOT = (
     .where(delivery_points.c.point_id == bindparam("b_point_id"))
     .values(capacity=delivery_points.c.capacity + 1, updated_at=func.now())
 )
-_NEW_UPDATE = (
-    pg_insert(point_updates).on_conflict_do_nothing().returning(point_updates.c.update_key)
+_NEW_UPDATE = text(
+    f"""
+    INSERT INTO {point_updates.name} (update_key, point_id)
+    SELECT CAST(:update_key AS varchar), CAST(:point_id AS varchar)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM {point_updates.name} WHERE update_key = CAST(:earlier_key AS varchar)
+    )
+    ON CONFLICT DO NOTHING
+    RETURNING update_key
+    """
 )
+"""A point's state not set before, under its key or its earlier one."""
 _NEW_POINT = pg_insert(delivery_points)
 _SET_POINT = _NEW_POINT.on_conflict_do_update(
     index_elements=[delivery_points.c.point_id],
@@ -179,7 +188,12 @@ async def update_points(conn: AsyncConnection, updates: Sequence[PointUpdated]) 
     applied = 0
     for point in sorted(updates, key=lambda update: update.point_id):
         fresh = await conn.execute(
-            _NEW_UPDATE, {"update_key": point.business_key(), "point_id": point.point_id}
+            _NEW_UPDATE,
+            {
+                "update_key": point.business_key(),
+                "earlier_key": point.earlier_key(),
+                "point_id": point.point_id,
+            },
         )
         if fresh.first() is None:
             continue
