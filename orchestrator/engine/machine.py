@@ -468,20 +468,7 @@ class SagaMachine:
         budget = self.policy.budget if instance.compensating else forward_budget
         endless = step.retriable or (unanswered and not step.undoable)
         if attempt <= budget or (endless and not instance.compensating):
-            due = now + self.policy.backoff(attempt)
-            history.append(
-                HistoryEntry(
-                    "retry-scheduled",
-                    instance.status,
-                    now,
-                    step=step.name,
-                    detail=f"attempt {attempt} at {due.isoformat()}",
-                )
-            )
-            scheduled = instance.evolve(
-                attempt=attempt, pending_command_id=None, next_action_at=due, updated_at=now
-            )
-            return Decision(scheduled, history=history)
+            return self._scheduled(instance, step.name, attempt, now, history)
         if instance.compensating:
             history.append(HistoryEntry("retry-budget-spent", instance.status, now, step=step.name))
             return self._finish(
@@ -648,17 +635,23 @@ class SagaMachine:
                 )
             )
             return Decision(instance.evolve(pending_command_id=None), history=history)
+        return self._scheduled(instance, NOTICE_STEP, attempt, now, history)
+
+    def _scheduled(
+        self,
+        instance: SagaInstance,
+        step: str,
+        attempt: int,
+        now: datetime,
+        history: list[HistoryEntry],
+    ) -> Decision:
+        """``step`` sent again, as ``attempt``, after the policy's backoff."""
         due = now + self.policy.backoff(attempt)
-        history.append(
-            HistoryEntry(
-                "retry-scheduled",
-                instance.status,
-                now,
-                step=NOTICE_STEP,
-                detail=f"attempt {attempt} at {due.isoformat()}",
-            )
+        detail = f"attempt {attempt} at {due.isoformat()}"
+        history.append(HistoryEntry("retry-scheduled", instance.status, now, step, detail=detail))
+        scheduled = instance.evolve(
+            attempt=attempt, pending_command_id=None, next_action_at=due, updated_at=now
         )
-        scheduled = instance.evolve(attempt=attempt, pending_command_id=None, next_action_at=due)
         return Decision(scheduled, history=history)
 
     @staticmethod
