@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     demo = commands.add_parser(
-        "demo", help="card sagas, then the shop's sagas, on the embedded stack"
+        "demo", help="card sagas, the shop's sagas and the card HTTP API, on the embedded stack"
     )
     demo.add_argument(
         "--users",
@@ -124,9 +124,24 @@ def _stop_before_start(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
+def _cut_short(signum: int, _frame: object) -> None:
+    """SIGTERM of a command that has work to finish (send, replay, a re-drive, a prune, the
+    demo, a benchmark): it stops, and its exit status says it did not finish."""
+    raise SystemExit(128 + signum)
+
+
+_SERVING = ("run", "dev")
+"""Commands whose SIGTERM is the way to stop them: serve's own handler takes it, once up."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_before_start)
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the commands' modules load
+        return 130
+    if args.command not in _SERVING:
+        signal.signal(signal.SIGTERM, _cut_short)
     try:
         if args.command == "run":
             settings = load_settings()
@@ -159,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 split=not args.one_process,
             )
             settings = load_settings()
+            _operator_logging(settings.log_format)
             configured = settings if args.external else None
             report = event_loop.run(run_bench(options, configured), settings.event_loop)
             return 0 if report["outcomes_ok"] else 1

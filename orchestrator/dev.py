@@ -19,6 +19,11 @@ async def run_dev(kafka_port: int | None = None) -> None:
     own = load_settings()
     orchestra_logging.configure(own.log_level, own.log_format)
     port = own.http_port
+    if own.metrics_port == port:
+        raise OrchestraError(
+            f"ORCHESTRA_METRICS_PORT is ORCHESTRA_HTTP_PORT ({port}): give each its own "
+            "(the API serves /metrics on its own port too)"
+        )
     if kafka_port:
         if kafka_port in (port, own.metrics_port):
             raise OrchestraError(

@@ -140,11 +140,19 @@ class EmbeddedStack:
 
     def settings(self, **overrides: Any) -> Settings:
         """Settings for this stack: short group timings, idempotent producer off (Tansu), the
-        HTTP API on a free loopback port unless one is given."""
+        HTTP API on a free loopback port unless one is given, and plain connections whatever
+        the shell's ORCHESTRA_KAFKA_* security settings (meant for a production broker) say."""
         values: dict[str, Any] = {
             "http_host": "127.0.0.1",
             "http_port": free_port(),
             "kafka_bootstrap_servers": self.kafka_bootstrap_servers,
+            "kafka_security_protocol": "PLAINTEXT",
+            "kafka_sasl_mechanism": None,
+            "kafka_sasl_username": None,
+            "kafka_sasl_password": None,
+            "kafka_ssl_cafile": None,
+            "kafka_ssl_certfile": None,
+            "kafka_ssl_keyfile": None,
             "database_url": self.database_url,
             "consumer_session_timeout_ms": 3_000,
             "consumer_heartbeat_interval_ms": 500,
@@ -211,9 +219,15 @@ class EmbeddedStack:
             ):
                 return
             time.sleep(0.02)
-        tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+        tail = log_path.read_text(errors="replace")[-2000:].strip() if log_path.exists() else ""
+        code = self._broker.poll()
+        why = tail or (
+            f"it exited with code {code} and wrote nothing"
+            if code is not None
+            else "it did not listen within 15 s and wrote nothing"
+        )
         raise EmbeddedStackError(
-            f"the embedded broker did not start on port {self.kafka_port}: {tail}"
+            f"the embedded broker did not start on port {self.kafka_port}: {why}"
         )
 
     def _start_postgres(self, workdir: Path) -> None:

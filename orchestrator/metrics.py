@@ -22,6 +22,7 @@ from prometheus_client import (
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaStatus
 from orchestrator.engine.machine import Decision
 from orchestrator.errors import HttpUnavailable, error_of
@@ -96,11 +97,15 @@ class StepTiming:
     seconds: float
 
 
-def declare(saga_types: Iterable[str]) -> None:
-    """Counters an alert watches start at 0 for every saga type: a series born at 1 would hide
-    its first increase."""
-    for saga_type in saga_types:
-        TIMER_FAILURES.labels(saga_type)
+def declare(definitions: Iterable[Saga[Any, Any]]) -> None:
+    """Counters an alert watches start at 0 for every saga type and step they count: a series
+    born at 1 would hide its first increase."""
+    for saga in definitions:
+        TIMER_FAILURES.labels(saga.name)
+        for step in saga.steps:
+            STEPS_QUEUED.labels(saga.name, step.name)
+            if not (step.undoable or step.retriable):  # what SagaMachine counts as late
+                LATE_EFFECTS.labels(saga.name, step.name)
 
 
 def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -> None:

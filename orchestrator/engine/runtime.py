@@ -79,7 +79,7 @@ class SagaRuntime:
         self._timeouts_from: datetime | None = None
         self.max_message_bytes = max_message_bytes
         self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
-        metrics.declare(self.machines)
+        metrics.declare(definitions)
         self._cache = SagaCache()
         self.by_topic = {d.inbound_topic: self.machines[d.name] for d in definitions}
         self._adapters: dict[str, TypeAdapter[Any]] = {

@@ -83,19 +83,36 @@ def parse(topic: str, text: str, max_bytes: int) -> UpstreamRecord:
     """The record, or an OrchestraError saying what its consumer would dead-letter it for."""
     text = text.removeprefix("\ufeff")  # as the consumer reads it
     try:
+        value = text.encode()
+    except UnicodeEncodeError:  # bytes the locale could not decode, kept as surrogates
+        raise OrchestraError("the payload is not UTF-8 text") from None
+    try:
         json.loads(text)
     except ValueError as exc:
         raise OrchestraError(f"the payload is not JSON: {exc}") from None
     model = UPSTREAM[topic]
     adapter: TypeAdapter[UpstreamRecord] = TypeAdapter(model)
-    read = parse_record(_Typed(topic, text.encode()), adapter, max_bytes, model.event_type, False)
+    read = parse_record(_Typed(topic, value), adapter, max_bytes, model.event_type, False)
     if isinstance(read, DeadLetter):
         raise OrchestraError(f"not a record of {topic}: {read.error}")
     return read.body
 
 
+def _stdin() -> str:
+    """The payload piped in, read as UTF-8 whatever the locale."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a text stream standing in for stdin
+        return sys.stdin.read()
+    try:
+        return bytes(raw.read()).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OrchestraError(
+            f"the payload is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        ) from None
+
+
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    payload = sys.stdin.read() if args.payload == "-" else args.payload
+    payload = _stdin() if args.payload == "-" else args.payload
     record = parse(args.topic, payload, settings.max_message_bytes)
     saga = SAGAS.get(args.topic)
     if args.wait and saga is None:

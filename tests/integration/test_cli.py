@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -421,11 +422,57 @@ def test_dev_refuses_ports_taken_before_starting_anything() -> None:
                 {"ORCHESTRA_HTTP_PORT": shared},
                 f"--kafka-port {shared} is also the HTTP or metrics port",
             ),
+            (
+                ("dev",),
+                {"ORCHESTRA_HTTP_PORT": shared, "ORCHESTRA_METRICS_PORT": shared},
+                f"ORCHESTRA_METRICS_PORT is ORCHESTRA_HTTP_PORT ({shared})",
+            ),
         ):
             run = _run(*args, **env)
             _refused(run, says)
             assert run.stdout == ""  # no broker, database or URL of someone else's
             assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_send_refuses_a_payload_that_is_not_utf8_in_one_line() -> None:
+    body = b'{"customer_id": "c-\xff", "username": "u", "email": "a@b.test"}'
+    command = [sys.executable, "-m", "orchestrator.cli", "send", topics.CUSTOMERS_REGISTERED]
+    for args, piped in (([body], None), ([b"-"], body)):
+        run = subprocess.run(
+            [*command, *args], input=piped, capture_output=True, timeout=60, check=False
+        )
+        assert (run.returncode, b"Traceback" in run.stderr) == (2, False), run.stderr
+        assert b"the payload is not UTF-8 text" in run.stderr
+
+
+def test_sigterm_cuts_a_command_short_and_its_exit_status_says_so() -> None:
+    """A supervisor's SIGTERM (or ``timeout``) stops ``send --wait`` before its outcome came:
+    128 + 15, not a success."""
+    payload = '{"customer_id": "c-1", "username": "u", "email": "a@b.test"}'
+    with socket.socket() as silent:  # a broker that accepts and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(90)
+        command = [sys.executable, "-m", "orchestrator.cli", "send", topics.CUSTOMERS_REGISTERED]
+        process = subprocess.Popen(
+            [*command, payload, "--wait", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "ORCHESTRA_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{silent.getsockname()[1]}",
+            },
+        )
+        try:
+            connection, _ = silent.accept()  # the command runs: its arguments were read
+            process.send_signal(signal.SIGTERM)
+            _, errors = process.communicate(timeout=30)
+            connection.close()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert (process.returncode, "Traceback" in errors) == (128 + signal.SIGTERM, False), errors
 
 
 @pytest.mark.usefixtures("running_app")

@@ -91,3 +91,16 @@ async def test_topics_made_with_another_partition_count_are_named_at_start(
         await ensure_topics(settings, [wide, fresh])
     (warning,) = [e for e in logs if e["log_level"] == "warning"]
     assert (warning["setting"], warning["topics"]) == (settings.topic_partitions, {wide: 3})
+
+
+def test_the_stack_is_reached_plainly_whatever_the_shell_sets_for_production(
+    stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``demo`` and ``dev`` ignore the shell's SASL and TLS settings (meant for a production
+    broker): the embedded broker speaks plain Kafka."""
+    monkeypatch.setenv("ORCHESTRA_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("ORCHESTRA_KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("ORCHESTRA_KAFKA_SASL_USERNAME", "prod")
+    monkeypatch.setenv("ORCHESTRA_KAFKA_SASL_PASSWORD", "secret")
+    settings = stack.settings()
+    assert (settings.kafka_security_protocol, settings.kafka_sasl_username) == ("PLAINTEXT", None)
