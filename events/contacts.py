@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 Email = Annotated[
     str,
@@ -12,3 +12,12 @@ Email = Annotated[
 ]
 Phone = Annotated[str, Field(min_length=5, max_length=32, pattern=r"^\+?[0-9][0-9 ()-]{3,30}$")]
 PersonName = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def _blank_is_absent(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+BLANK_IS_ABSENT = BeforeValidator(_blank_is_absent)
+"""On an optional detail: an empty or blank string is one not given, as null is (an upstream
+form may send "" for a field left empty)."""

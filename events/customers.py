@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
 from events.base import Identifier, Outcome, UpstreamRecord
-from events.contacts import Email, PersonName, Phone
+from events.contacts import BLANK_IS_ABSENT, Email, PersonName, Phone
 from events.money import CurrencyCode
 
 
@@ -26,9 +26,9 @@ class CustomerRegistered(UpstreamRecord):
     customer_id: Identifier
     username: str = Field(min_length=1, max_length=100)
     email: Email
-    phone: Phone | None = None
-    first_name: PersonName | None = None
-    last_name: PersonName | None = None
+    phone: Annotated[Phone | None, BLANK_IS_ABSENT] = None
+    first_name: Annotated[PersonName | None, BLANK_IS_ABSENT] = None
+    last_name: Annotated[PersonName | None, BLANK_IS_ABSENT] = None
     currency: CurrencyCode = "RUB"
 
     def business_key(self) -> str:
