@@ -250,7 +250,8 @@ class SagaMachine:
         if instance.status is SagaStatus.ABORTED and instance.pending_command_id is None:
             history: list[HistoryEntry] = []
             resent, notice = self._notice(instance, self._state(instance), now, history)
-            return Decision(resent, notice, history)
+            if notice:  # else its definition names no notice for it (any more): nothing due
+                return Decision(resent, notice, history)
         if instance.status.terminal:
             return Decision(instance.evolve(next_action_at=None))
         if step is None:  # put off, and said, by the caller: an operator has to look

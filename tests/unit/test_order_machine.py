@@ -157,6 +157,16 @@ def test_a_notice_is_given_up_on_past_the_retry_budget(machine: SagaMachine) -> 
     assert d.instance.status is SagaStatus.ABORTED
 
 
+def test_a_notice_due_that_its_saga_no_longer_sends_is_dropped(machine: SagaMachine) -> None:
+    """A scheduled resend of a saga whose client the definition no longer tells (its code
+    changed since): the timer is cleared, not fired again and again."""
+    d = start(machine, PaymentMethod.WALLET)
+    d = answer(machine, d, StepFailed(reason="UNKNOWN_CUSTOMER"))  # a saga told of nothing
+    due = d.instance.evolve(next_action_at=T0, attempt=1)
+    fired = machine.on_due(due, T0)
+    assert (fired.outgoing, fired.instance.next_action_at) == ([], None)
+
+
 def test_an_answer_to_an_earlier_notice_is_ignored(machine: SagaMachine) -> None:
     d = cancelled(machine)
     stale = reply_to(d, CHANNEL_DOWN)
