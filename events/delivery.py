@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Final, Literal
 from pydantic import Field
 
 from events.base import Command, Identifier, Reply, UpstreamRecord
-from events.money import Balance, plain
+from events.money import Balance, plain, spellings
 
 
 class DeliveryMethod(StrEnum):
@@ -43,13 +43,17 @@ class PointUpdated(UpstreamRecord):
         plain_price = None if self.price is None else plain(self.price)
         return self._content_key(self.model_copy(update={"price": plain_price}))
 
-    def earlier_key(self) -> str | None:
-        """The key earlier releases recorded a state under, with its price as it was spelled
-        (``"3.00"`` and ``3`` were two states), so a replay after an upgrade sets nothing."""
-        if self.revision is not None:
-            return None
-        as_spelled = self._content_key(self)
-        return None if as_spelled == self.business_key() else as_spelled
+    def earlier_keys(self) -> list[str]:
+        """The keys earlier releases may have recorded this state under, its price spelled
+        each way it may have been then (``"3.00"`` and ``3`` were two states), so a replay
+        after an upgrade sets nothing."""
+        if self.revision is not None or self.price is None:
+            return []
+        spelled = {
+            self._content_key(self.model_copy(update={"price": price}))
+            for price in spellings(self.price)
+        }
+        return sorted(spelled - {self.business_key()})
 
     @staticmethod
     def _content_key(point: PointUpdated) -> str:

@@ -47,9 +47,16 @@ def coerce_amount(value: object) -> object:
 
 
 def plain(value: Decimal) -> Decimal:
-    """The amount without trailing fractional zeros (10.50 and 10.5 alike, 10.0 as 10): one
-    spelling for content that is compared, or hashed, by its text."""
-    return value.normalize()
+    """The amount without trailing fractional zeros (10.50 and 10.5 alike, 10.0 as 10, -0.00
+    as 0): one spelling for content that is compared, or hashed, by its text."""
+    return value.normalize() if value else Decimal(0)
+
+
+def spellings(value: Decimal) -> list[Decimal]:
+    """Every way an amount of at most two fractional digits may have been written, as a
+    Decimal keeps it: 10 as 10, 10.0 and 10.00; 10.5 as 10.5 and 10.50."""
+    written = {str(value.quantize(Decimal(1).scaleb(-places))) for places in range(3)}
+    return [Decimal(text) for text in sorted(written) if Decimal(text) == value]
 
 
 def _check_scale(value: Decimal) -> Decimal:

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.base import Command, Identifier, Reply, UpstreamRecord
-from events.money import Balance, plain
+from events.money import Balance, plain, spellings
 
 Sku = Identifier
 
@@ -47,15 +47,21 @@ class StockReceived(UpstreamRecord):
         canonical = record.model_dump_json(exclude={"receipt_id"})
         return "content:" + hashlib.sha256(canonical.encode()).hexdigest()
 
-    def earlier_key(self) -> str | None:
-        """The key earlier releases recorded a receipt under. With a ``receipt_id``, that
-        alone (so a receipt's second SKU was taken for a repeat of its first); without, its
-        content with the price as it was spelled. Still honoured for the SKU and warehouse
-        recorded with it, so a replay after an upgrade adds nothing."""
+    def earlier_keys(self) -> list[str]:
+        """The keys earlier releases may have recorded this receipt under. With a
+        ``receipt_id``, that alone (so a receipt's second SKU was taken for a repeat of its
+        first); without, its content with its price as it was spelled then, each way it may
+        have been. Still honoured for the SKU and warehouse recorded with them, so a replay
+        after an upgrade adds nothing."""
         if self.receipt_id is not None:
-            return f"receipt:{self.receipt_id}"
-        as_spelled = self._content_key(self)
-        return None if as_spelled == self.business_key() else as_spelled
+            return [f"receipt:{self.receipt_id}"]
+        if self.price is None:
+            return []
+        spelled = {
+            self._content_key(self.model_copy(update={"price": price}))
+            for price in spellings(self.price)
+        }
+        return sorted(spelled - {self.business_key()})
 
 
 class OrderLine(BaseModel):

@@ -54,6 +54,13 @@ STEPS_QUEUED = Counter(
     ["saga_type", "step"],
     registry=REGISTRY,
 )
+NOTICES_UNDELIVERED = Counter(
+    "orchestra_notices_undelivered_total",
+    "Failure notices given up on (their participant could not deliver them within the retry "
+    "budget): each a client not told of the result",
+    ["saga_type"],
+    registry=REGISTRY,
+)
 TIMER_FAILURES = Counter(
     "orchestra_saga_timer_failures_total",
     "Timers whose decision raised; the saga was put off (a bug or data its code cannot read)",
@@ -102,6 +109,8 @@ def declare(definitions: Iterable[Saga[Any, Any]]) -> None:
     born at 1 would hide its first increase."""
     for saga in definitions:
         TIMER_FAILURES.labels(saga.name)
+        if saga.on_failure is not None:
+            NOTICES_UNDELIVERED.labels(saga.name)
         for step in saga.steps:
             STEPS_QUEUED.labels(saga.name, step.name)
             if not (step.undoable or step.retriable):  # what SagaMachine counts as late
@@ -124,6 +133,14 @@ def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -
                     saga_id=str(decision.instance.id),
                     saga_type=saga_type,
                     step=entry.step,
+                )
+            elif entry.event == "notice-undelivered":
+                NOTICES_UNDELIVERED.labels(saga_type).inc()
+                log.warning(
+                    "a failure notice was given up on; its client was not told",
+                    saga_id=str(decision.instance.id),
+                    saga_type=saga_type,
+                    detail=entry.detail,
                 )
             elif entry.event == "timer-failed":
                 TIMER_FAILURES.labels(saga_type).inc()

@@ -18,7 +18,7 @@ from events.envelope import Envelope
 from orchestrator.engine.definition import NOTICE_STEP, Saga, SagaResult, Step
 from orchestrator.engine.instance import SagaInstance, SagaStatus, SentCommand
 from orchestrator.engine.waiting import POLL
-from orchestrator.errors import DefinitionError, SagaRefused
+from orchestrator.errors import DefinitionError, SagaRefused, error_of
 
 TIMEOUT = "TIMEOUT"
 FAILED = "FAILED"
@@ -164,7 +164,7 @@ class SagaMachine:
             and envelope.causation_id == notice
             and envelope.saga_step == NOTICE_STEP
         ):
-            return self._on_notice_reply(instance, reply, now, received)
+            return self._on_notice_reply(instance, reply, now, replace(received, step=NOTICE_STEP))
         if (
             instance.status.terminal
             or step is None
@@ -248,10 +248,7 @@ class SagaMachine:
         """A timer fired: a step timed out, or a scheduled retry is due."""
         step = self._step(instance)
         if instance.status is SagaStatus.ABORTED and instance.pending_command_id is None:
-            history: list[HistoryEntry] = []
-            resent, notice = self._notice(instance, self._state(instance), now, history)
-            if notice:  # else its definition names no notice for it (any more): nothing due
-                return Decision(resent, notice, history)
+            return self._notice_again(instance, now)
         if instance.status.terminal:
             return Decision(instance.evolve(next_action_at=None))
         if step is None:  # put off, and said, by the caller: an operator has to look
@@ -614,6 +611,25 @@ class SagaMachine:
         )
         awaiting = instance.evolve(pending_command_id=envelope.id, next_action_at=None)
         return awaiting, [Outgoing(notice.participant.topic, str(instance.id), envelope, command)]
+
+    def _notice_again(self, instance: SagaInstance, now: datetime) -> Decision:
+        """An ended saga's notice due again. One its saga's code can no longer build (data
+        or definition changed since) is given up on, said in the history, not put off."""
+        history: list[HistoryEntry] = []
+        try:
+            resent, notice = self._notice(instance, self._state(instance), now, history)
+        except Exception as exc:
+            given_up = HistoryEntry(
+                "notice-undelivered",
+                instance.status,
+                now,
+                step=NOTICE_STEP,
+                detail=f"its saga's code could not build it again: {error_of(exc)}",
+            )
+            return Decision(instance.evolve(next_action_at=None), history=[given_up])
+        if not notice:  # its definition names no notice for it (any more): nothing is due
+            return Decision(instance.evolve(next_action_at=None))
+        return Decision(resent, notice, history)
 
     def _on_notice_reply(
         self, instance: SagaInstance, reply: Reply, now: datetime, received: HistoryEntry

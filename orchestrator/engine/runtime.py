@@ -225,7 +225,7 @@ class SagaRuntime:
                 current[saga_id] = decision.instance
                 decisions.append(decision)
                 step = reply.envelope.saga_step
-                if step and decision.changed:
+                if step and decision.changed and not instance.status.terminal:
                     seconds = (now - instance.updated_at).total_seconds()
                     timing = metrics.StepTiming(
                         instance.saga_type, step, instance.compensating, seconds

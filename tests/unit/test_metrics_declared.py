@@ -26,3 +26,4 @@ def test_every_watched_series_starts_at_zero() -> None:
     }
     assert ("wallet-topup", "credit-wallet") in late
     assert ("order-checkout", "charge-bank") not in late  # undone by its refund
+    assert value("orchestra_notices_undelivered_total", saga_type="wallet-topup") is not None

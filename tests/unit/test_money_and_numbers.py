@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from events.masking import holds_card_number, luhn_valid, mask_card_numbers, mask_text
-from events.money import MAX_MINOR, Amount, CurrencyCode, from_minor, to_minor
+from events.money import MAX_MINOR, Amount, CurrencyCode, from_minor, plain, spellings, to_minor
 from events.orders import OrderSubmitted
 from workers.card_issuance.numbers import mask, new_card_number, number_hash
 
@@ -165,3 +165,11 @@ def test_an_invoice_payment_beyond_the_largest_amount_is_refused() -> None:
     assert InvoicePaymentRequested.model_validate({**request, "amount_minor": MAX_MINOR})
     with pytest.raises(ValidationError, match="amount_minor"):
         InvoicePaymentRequested.model_validate({**request, "amount_minor": MAX_MINOR + 1})
+
+
+def test_an_amount_is_spelled_each_way_it_may_have_been_written() -> None:
+    assert [str(s) for s in spellings(Decimal("10.50"))] == ["10.5", "10.50"]
+    assert [str(s) for s in spellings(Decimal("10"))] == ["10", "10.0", "10.00"]
+    assert [str(s) for s in spellings(Decimal("123.45"))] == ["123.45"]
+    assert str(plain(Decimal("-0.00"))) == "0"
+    assert format(plain(Decimal("10.0")), "f") == "10"

@@ -125,6 +125,10 @@ def test_a_notice_its_channel_could_not_deliver_for_now_is_sent_again(
     assert d.instance.next_action_at is None  # nothing waits for a notice's answer
     d = answer(machine, d, CHANNEL_DOWN)
     assert d.outgoing == []
+    assert [(h.event, h.step) for h in d.history] == [
+        ("reply-received", NOTICE_STEP),
+        ("retry-scheduled", NOTICE_STEP),
+    ]
     assert d.instance.status is SagaStatus.ABORTED
     assert d.instance.next_action_at == T0 + timedelta(seconds=1)
     d = machine.on_due(d.instance, T0 + timedelta(seconds=1))
@@ -165,6 +169,15 @@ def test_a_notice_due_that_its_saga_no_longer_sends_is_dropped(machine: SagaMach
     due = d.instance.evolve(next_action_at=T0, attempt=1)
     fired = machine.on_due(due, T0)
     assert (fired.outgoing, fired.instance.next_action_at) == ([], None)
+
+
+def test_a_notice_its_saga_can_no_longer_build_is_given_up_on(machine: SagaMachine) -> None:
+    d = cancelled(machine)
+    d = answer(machine, d, CHANNEL_DOWN)
+    unreadable = d.instance.evolve(data={"changed": "since"})
+    fired = machine.on_due(unreadable, d.instance.next_action_at or T0)
+    assert (fired.outgoing, fired.instance.next_action_at) == ([], None)
+    assert [h.event for h in fired.history] == ["notice-undelivered"]
 
 
 def test_an_answer_to_an_earlier_notice_is_ignored(machine: SagaMachine) -> None:

@@ -62,13 +62,14 @@ _NEW_UPDATE = text(
     INSERT INTO {point_updates.name} (update_key, point_id)
     SELECT CAST(:update_key AS varchar), CAST(:point_id AS varchar)
     WHERE NOT EXISTS (
-        SELECT 1 FROM {point_updates.name} WHERE update_key = CAST(:earlier_key AS varchar)
+        SELECT 1 FROM {point_updates.name}
+        WHERE update_key = ANY(CAST(:earlier_keys AS varchar[]))
     )
     ON CONFLICT DO NOTHING
     RETURNING update_key
     """
 )
-"""A point's state not set before, under its key or its earlier one."""
+"""A point's state not set before, under its key or an earlier one."""
 _NEW_POINT = pg_insert(delivery_points)
 _SET_POINT = _NEW_POINT.on_conflict_do_update(
     index_elements=[delivery_points.c.point_id],
@@ -191,7 +192,7 @@ async def update_points(conn: AsyncConnection, updates: Sequence[PointUpdated]) 
             _NEW_UPDATE,
             {
                 "update_key": point.business_key(),
-                "earlier_key": point.earlier_key(),
+                "earlier_keys": point.earlier_keys(),
                 "point_id": point.point_id,
             },
         )

@@ -98,14 +98,14 @@ _NEW_RECEIPT = text(
         CAST(:warehouse_id AS varchar), CAST(:quantity AS bigint)
     WHERE NOT EXISTS (
         SELECT 1 FROM {stock_receipts.name}
-        WHERE receipt_key = CAST(:earlier_key AS varchar)
+        WHERE receipt_key = ANY(CAST(:earlier_keys AS varchar[]))
             AND sku = CAST(:sku AS varchar) AND warehouse_id = CAST(:warehouse_id AS varchar)
     )
     ON CONFLICT DO NOTHING
     RETURNING receipt_key
     """
 )
-"""A receipt not seen before, under its key or (the same SKU and warehouse) its earlier one."""
+"""A receipt not seen before, under its key or (the same SKU and warehouse) an earlier one."""
 _NEW_STOCK = pg_insert(stock)
 _ADD_STOCK = _NEW_STOCK.on_conflict_do_update(
     index_elements=[stock.c.sku, stock.c.warehouse_id],
@@ -218,7 +218,7 @@ async def receive_stock(conn: AsyncConnection, receipts: Sequence[StockReceived]
             _NEW_RECEIPT,
             {
                 "receipt_key": receipt.business_key(),
-                "earlier_key": receipt.earlier_key(),
+                "earlier_keys": receipt.earlier_keys(),
                 "sku": receipt.sku,
                 "warehouse_id": receipt.warehouse_id,
                 "quantity": receipt.quantity,
