@@ -113,7 +113,7 @@ def declare(definitions: Iterable[Saga[Any, Any]]) -> None:
             NOTICES_UNDELIVERED.labels(saga.name)
         for step in saga.steps:
             STEPS_QUEUED.labels(saga.name, step.name)
-            if not (step.undoable or step.retriable):  # what SagaMachine counts as late
+            if step.may_outlive_rollback:
                 LATE_EFFECTS.labels(saga.name, step.name)
 
 

@@ -59,6 +59,12 @@ class Step(Generic[S]):
         if it ran, is undone (or it has none)."""
         return self.compensate is not None or self.reads_only
 
+    @property
+    def may_outlive_rollback(self) -> bool:
+        """Whether this step may have run in a saga rolled back around it with nothing to
+        undo it: neither undoable nor retried until done (an older orchestrator gave it up)."""
+        return not (self.undoable or self.retriable)
+
 
 NOTICE_STEP = "notify-result"
 """The step name of a notice: one per saga, so a worker handles it once."""

@@ -242,7 +242,7 @@ class SagaMachine:
         ):
             return False
         step = next((s for s in self.definition.steps if s.name == step_name), None)
-        return step is not None and not step.undoable and not step.retriable
+        return step is not None and step.may_outlive_rollback
 
     def on_due(self, instance: SagaInstance, now: datetime) -> Decision:
         """A timer fired: a step timed out, or a scheduled retry is due."""
