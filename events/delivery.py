@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import Field
 
 from events.base import Command, Identifier, Reply, UpstreamRecord
-from events.money import Balance, plain, spellings
+from events.money import Balance, price_keys
 
 
 class DeliveryMethod(StrEnum):
@@ -40,25 +41,17 @@ class PointUpdated(UpstreamRecord):
     def business_key(self) -> str:
         if self.revision is not None:
             return f"{self.point_id}:revision:{self.revision}"
-        plain_price = None if self.price is None else plain(self.price)
-        return self._content_key(self.model_copy(update={"price": plain_price}))
+        return price_keys(self.price, self._content_key)[0]
 
     def earlier_keys(self) -> list[str]:
         """The keys earlier releases may have recorded this state under, its price spelled
         each way it may have been then (``"3.00"`` and ``3`` were two states), so a replay
         after an upgrade sets nothing."""
-        if self.revision is not None or self.price is None:
-            return []
-        spelled = {
-            self._content_key(self.model_copy(update={"price": price}))
-            for price in spellings(self.price)
-        }
-        return sorted(spelled - {self.business_key()})
+        return [] if self.revision is not None else price_keys(self.price, self._content_key)[1]
 
-    @staticmethod
-    def _content_key(point: PointUpdated) -> str:
-        canonical = point.model_dump_json(exclude={"revision"})
-        return f"{point.point_id}:content:" + hashlib.sha256(canonical.encode()).hexdigest()
+    def _content_key(self, price: Decimal | None) -> str:
+        canonical = self.model_copy(update={"price": price}).model_dump_json(exclude={"revision"})
+        return f"{self.point_id}:content:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class BookDelivery(Command):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
@@ -57,6 +58,18 @@ def spellings(value: Decimal) -> list[Decimal]:
     Decimal keeps it: 10 as 10, 10.0 and 10.00; 10.5 as 10.5 and 10.50."""
     written = {str(value.quantize(Decimal(1).scaleb(-places))) for places in range(3)}
     return [Decimal(text) for text in sorted(written) if Decimal(text) == value]
+
+
+def price_keys(
+    price: Decimal | None, key_of: Callable[[Decimal | None], str]
+) -> tuple[str, list[str]]:
+    """A record's content key with its price spelled one way (``plain``), and the keys of
+    its price's other spellings (``spellings``), which earlier releases keyed it by as
+    written. ``key_of``: the record's key with the price given."""
+    if price is None:
+        return key_of(None), []
+    key = key_of(plain(price))
+    return key, sorted({key_of(spelled) for spelled in spellings(price)} - {key})
 
 
 def _check_scale(value: Decimal) -> Decimal:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from decimal import Decimal
 from typing import Annotated, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from events.base import Command, Identifier, Reply, UpstreamRecord
-from events.money import Balance, plain, spellings
+from events.money import Balance, price_keys
 
 Sku = Identifier
 
@@ -39,12 +40,10 @@ class StockReceived(UpstreamRecord):
         if self.receipt_id is not None:
             line = json.dumps([self.receipt_id, self.sku, self.warehouse_id])
             return "receipt-line:" + hashlib.sha256(line.encode()).hexdigest()
-        plain_price = None if self.price is None else plain(self.price)
-        return self._content_key(self.model_copy(update={"price": plain_price}))
+        return price_keys(self.price, self._content_key)[0]
 
-    @staticmethod
-    def _content_key(record: StockReceived) -> str:
-        canonical = record.model_dump_json(exclude={"receipt_id"})
+    def _content_key(self, price: Decimal | None) -> str:
+        canonical = self.model_copy(update={"price": price}).model_dump_json(exclude={"receipt_id"})
         return "content:" + hashlib.sha256(canonical.encode()).hexdigest()
 
     def earlier_keys(self) -> list[str]:
@@ -55,13 +54,7 @@ class StockReceived(UpstreamRecord):
         after an upgrade adds nothing."""
         if self.receipt_id is not None:
             return [f"receipt:{self.receipt_id}"]
-        if self.price is None:
-            return []
-        spelled = {
-            self._content_key(self.model_copy(update={"price": price}))
-            for price in spellings(self.price)
-        }
-        return sorted(spelled - {self.business_key()})
+        return price_keys(self.price, self._content_key)[1]
 
 
 class OrderLine(BaseModel):
