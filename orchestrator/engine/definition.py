@@ -37,7 +37,9 @@ class Step(Generic[S]):
     """One step. ``when`` skips it for sagas it does not apply to (it must depend only on
     data fixed at start); a ``retriable`` step comes after the point of no return: it is
     retried until it succeeds and never compensated. A step with neither a compensation nor
-    ``reads_only`` (it changes nothing: a check) is not given up on while it may have run."""
+    ``reads_only`` (it changes nothing: a check) is not given up on while it may have run.
+    ``slot`` is where a saga at this step is recorded (``Saga.step``), not its place in the
+    order."""
 
     name: str
     participant: Participant
@@ -49,6 +51,7 @@ class Step(Generic[S]):
     when: Callable[[S], bool] | None = None
     retriable: bool = False
     reads_only: bool = False
+    slot: int = 0
 
     def applies(self, state: S) -> bool:
         return self.when is None or self.when(state)
@@ -86,6 +89,12 @@ class Saga(Generic[S, R]):
 
     ``state`` is the saga's data (a pydantic model persisted with the instance); each
     step builds its command from it and folds its success reply back into it.
+
+    A saga is recorded at its step's slot, the order the steps were declared in, so a
+    definition may change under sagas in flight: a step added later is declared after the
+    others (``before=`` places it in the order) and takes a slot of its own, and a saga
+    recorded at a step is still at it. A step is never removed nor renamed while sagas may
+    be at it (``SagaMachine.on_due`` refuses a saga at a slot its definition lacks).
     """
 
     name: str
@@ -100,6 +109,13 @@ class Saga(Generic[S, R]):
     failure_status: str
     steps: tuple[Step[S], ...] = field(default_factory=tuple)
     on_failure: Notice[S] | None = None
+    refusal: Callable[[S], str | None] | None = None
+
+    def refuse(self, why: Callable[[S], str | None]) -> Saga[S, R]:
+        """Before any step, end the saga failed with the reason ``why`` gives, if it gives
+        one: what is known at the start not to succeed runs no step only to undo it."""
+        self.refusal = why
+        return self
 
     def notify_failure(
         self, participant: Participant, send: Callable[[S, SagaResult], Command | None]
@@ -121,17 +137,28 @@ class Saga(Generic[S, R]):
         when: Callable[[S], bool] | None = None,
         retriable: bool = False,
         reads_only: bool = False,
+        before: str | None = None,
     ) -> Saga[S, R]:
+        """Add a step, last in the order or ``before`` the step so named: one added to a
+        saga type with sagas in flight goes where it belongs with ``before``, as sagas
+        already past its place never run it, those before it do. Its compensation, if any,
+        may then be sent for a saga that never ran it, which its participant answers as it
+        does a compensation that overtook its action."""
         if any(existing.name == name for existing in self.steps):
             raise DefinitionError(f"saga {self.name!r} already has a step {name!r}")
         if retriable and compensate is not None:
             raise DefinitionError(f"step {name!r} is retriable: it cannot have a compensation")
         if reads_only and compensate is not None:
             raise DefinitionError(f"step {name!r} reads only: it has nothing to compensate")
-        if not retriable and any(existing.retriable for existing in self.steps):
+        place = self._place(before)
+        if not retriable and any(existing.retriable for existing in self.steps[:place]):
             raise DefinitionError(
                 f"step {name!r} follows a retriable step: only retriable steps may come "
                 "after the point of no return"
+            )
+        if retriable and not all(later.retriable for later in self.steps[place:]):
+            raise DefinitionError(
+                f"step {name!r} is retriable: it cannot come before {before!r}, which is not"
             )
         new_step = Step(
             name,
@@ -144,9 +171,31 @@ class Saga(Generic[S, R]):
             when,
             retriable,
             reads_only,
+            slot=len(self.steps),
         )
-        self.steps = (*self.steps, new_step)
+        self.steps = (*self.steps[:place], new_step, *self.steps[place:])
         return self
+
+    def _place(self, before: str | None) -> int:
+        """Where a new step goes in the order: last, or at the step named ``before``."""
+        if before is None:
+            return len(self.steps)
+        for place, step in enumerate(self.steps):
+            if step.name == before:
+                return place
+        raise DefinitionError(f"saga {self.name!r} has no step {before!r} to add a step before")
+
+    def position(self, slot: int) -> int | None:
+        """The place in the order of the step recorded at ``slot``; None if there is none."""
+        for place, step in enumerate(self.steps):
+            if step.slot == slot:
+                return place
+        return None
+
+    def step_at(self, slot: int) -> Step[S] | None:
+        """The step recorded at ``slot``, if the definition has one."""
+        place = self.position(slot)
+        return self.steps[place] if place is not None else None
 
     @property
     def participants(self) -> frozenset[Participant]:

@@ -130,8 +130,14 @@ class SagaMachine:
             message_type=envelope.type,
             topic=self.definition.inbound_topic,
         )
+        refused = self.definition.refusal(state) if self.definition.refusal else None
         first = self._next_applicable(state, 0)
-        if first is None:
+        if refused is not None:
+            why = HistoryEntry("refused", SagaStatus.RUNNING, now, detail=refused)
+            decision = self._finish(
+                instance, SagaStatus.ABORTED, refused, now, [started, why], state
+            )
+        elif first is None:
             decision = self._finish(instance, SagaStatus.COMPLETED, None, now, [started], state)
         else:
             decision = self._send(instance, first, False, now, [started], state=state)
@@ -246,20 +252,14 @@ class SagaMachine:
 
     def on_due(self, instance: SagaInstance, now: datetime) -> Decision:
         """A timer fired: a step timed out, or a scheduled retry is due."""
-        step = self._step(instance)
         if instance.status is SagaStatus.ABORTED and instance.pending_command_id is None:
             return self._notice_again(instance, now)
         if instance.status.terminal:
             return Decision(instance.evolve(next_action_at=None))
-        if step is None:  # put off, and said, by the caller: an operator has to look
-            raise DefinitionError(
-                f"saga {instance.id} is at step {instance.step_index}, but {instance.saga_type} "
-                f"has {len(self.definition.steps)} steps (one removed from its definition?)"
-            )
+        here = self._here(instance)  # raises for no step: put off, and said, by the caller
+        step = self.definition.steps[here]
         if instance.pending_command_id is None:
-            return self._send(
-                instance, instance.step_index, instance.compensating, now, [], retry=True
-            )
+            return self._send(instance, here, instance.compensating, now, [], retry=True)
         timed_out = HistoryEntry(
             "timeout",
             instance.status,
@@ -272,9 +272,7 @@ class SagaMachine:
                 instance, step, now, [timed_out], TIMEOUT, unanswered=True
             )
         else:
-            decision = self._compensate_from(
-                instance, instance.step_index, TIMEOUT, now, [timed_out]
-            )
+            decision = self._compensate_from(instance, here, TIMEOUT, now, [timed_out])
         return decision.caused_by(instance.pending_command_id)
 
     def wait_for_participant(
@@ -338,11 +336,11 @@ class SagaMachine:
         note = HistoryEntry("manual-retry", instance.status, now, detail=why, actor=actor)
         if instance.status == SagaStatus.FAILED:  # ``ended_at`` kept: its record went out
             revived = instance.evolve(status=SagaStatus.COMPENSATING, attempt=0)
-            return self._send(revived, revived.step_index, True, now, [note])
+            return self._send(revived, self._here(revived), True, now, [note])
         if instance.status.terminal:
             raise SagaRefused(f"saga {instance.id} is {instance.status}; nothing to retry")
         return self._send(
-            instance.evolve(attempt=0), instance.step_index, instance.compensating, now, [note]
+            instance.evolve(attempt=0), self._here(instance), instance.compensating, now, [note]
         )
 
     def compensate(self, instance: SagaInstance, now: datetime, actor: str, why: str) -> Decision:
@@ -362,7 +360,7 @@ class SagaMachine:
                 f"{step.participant.name}'s answer (sagas retry sends the step again)"
             )
         note = HistoryEntry("manual-compensate", instance.status, now, detail=why, actor=actor)
-        return self._compensate_from(instance, instance.step_index, "MANUAL", now, [note])
+        return self._compensate_from(instance, self._here(instance), "MANUAL", now, [note])
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -384,7 +382,7 @@ class SagaMachine:
                 )
             )
             return self._compensate_from(
-                instance, instance.step_index - 1, reply.reason, now, history
+                instance, self._here(instance) - 1, reply.reason, now, history
             )
         state = self._state(instance)
         if step.on_success is not None:
@@ -398,11 +396,11 @@ class SagaMachine:
                     )
                 )
                 return self._compensate_from(
-                    instance, instance.step_index, UNEXPECTED_REPLY, now, history
+                    instance, self._here(instance), UNEXPECTED_REPLY, now, history
                 )
         instance = instance.evolve(data=state.model_dump(mode="json"), attempt=0)
         history.append(HistoryEntry("step-completed", instance.status, now, step=step.name))
-        following = self._next_applicable(state, instance.step_index + 1)
+        following = self._next_applicable(state, self._here(instance) + 1)
         if following is None:
             return self._finish(instance, SagaStatus.COMPLETED, None, now, history, state)
         return self._send(instance, following, False, now, history, state=state)
@@ -425,7 +423,7 @@ class SagaMachine:
             return self._retry_or_fail(instance, step, now, history, instance.reason or FAILED)
         history.append(HistoryEntry("compensated", instance.status, now, step=step.name))
         return self._compensate_from(
-            instance.evolve(attempt=0), instance.step_index - 1, instance.reason, now, history
+            instance.evolve(attempt=0), self._here(instance) - 1, instance.reason, now, history
         )
 
     def _compensate_from(
@@ -476,7 +474,7 @@ class SagaMachine:
             HistoryEntry("step-failed", instance.status, now, step=step.name, detail=reason)
         )
         return self._compensate_from(
-            instance.evolve(attempt=0), instance.step_index, reason, now, history
+            instance.evolve(attempt=0), self._here(instance), reason, now, history
         )
 
     def _send(
@@ -489,8 +487,8 @@ class SagaMachine:
         retry: bool = False,
         state: BaseModel | None = None,
     ) -> Decision:
-        """Send step ``index`` (or its compensation); ``state``: the instance's data, already
-        read, if the caller has it."""
+        """Send the step at place ``index`` in the order (or its compensation); ``state``:
+        the instance's data, already read, if the caller has it."""
         step = self.definition.steps[index]
         if state is None:
             state = self._state(instance)
@@ -507,7 +505,7 @@ class SagaMachine:
         command_id = envelope.id
         timeout = step.timeout_s or self.policy.step_timeout_s
         instance = instance.evolve(
-            step_index=index,
+            step_index=step.slot,
             compensating=compensating,
             pending_command_id=command_id,
             next_action_at=now + timedelta(seconds=timeout),
@@ -693,9 +691,17 @@ class SagaMachine:
     # -- helpers --------------------------------------------------------------------------
 
     def _step(self, instance: SagaInstance) -> Step[Any] | None:
-        if 0 <= instance.step_index < len(self.definition.steps):
-            return self.definition.steps[instance.step_index]
-        return None
+        return self.definition.step_at(instance.step_index)
+
+    def _here(self, instance: SagaInstance) -> int:
+        """The place in the order of the step the saga is at (recorded by its slot)."""
+        place = self.definition.position(instance.step_index)
+        if place is None:
+            raise DefinitionError(
+                f"saga {instance.id} is at step {instance.step_index}, but {instance.saga_type} "
+                "has no step there (one removed from its definition?)"
+            )
+        return place
 
     def _next_applicable(self, state: BaseModel, start: int) -> int | None:
         for index in range(start, len(self.definition.steps)):

@@ -35,14 +35,22 @@ DEFINED_TYPES = frozenset(DEFINITIONS)
 def step_name(saga: SagaInstance) -> str | None:
     """The name of the step the saga is at (None for a type this release does not define)."""
     definition = DEFINITIONS.get(saga.saga_type)
-    steps = definition.steps if definition is not None else ()
-    return steps[saga.step_index].name if 0 <= saga.step_index < len(steps) else None
+    step = definition.step_at(saga.step_index) if definition is not None else None
+    return step.name if step is not None else None
+
+
+def step_number(saga: SagaInstance) -> int:
+    """The place in its definition's order of the step the saga is at, counted from 0 (the
+    recorded slot where the definition has none)."""
+    definition = DEFINITIONS.get(saga.saga_type)
+    place = definition.position(saga.step_index) if definition is not None else None
+    return place if place is not None else saga.step_index
 
 
 def _step(saga: SagaInstance) -> str:
     """The step as a table shows it: its number and name, ``1 credit-wallet``."""
     name = step_name(saga)
-    return f"{saga.step_index} {name}" if name else str(saga.step_index)
+    return f"{step_number(saga)} {name}" if name else str(saga.step_index)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -277,7 +285,7 @@ def as_json(saga: SagaInstance) -> dict[str, object]:
         "saga_type": saga.saga_type,
         "business_key": saga.business_key,
         "status": saga.status.value,
-        "step": saga.step_index,
+        "step": step_number(saga),
         "step_name": step_name(saga),
         "reason": saga.reason,
         "created_at": saga.created_at.isoformat(),

@@ -1,6 +1,10 @@
-"""Wallet top-up (seed 003): charge through the bank, credit the wallet, tell the client.
+"""Wallet top-up (seed 003): check the client, charge through the bank, credit the wallet,
+tell the client.
 
-If the credit fails the charge is refunded. The credit is the point of no return.
+If the credit fails the charge is refunded. The credit is the point of no return. The check
+came later than the other steps (2026-11-28): a client the shop does not know is no longer
+charged and refunded; it is declared last and placed first (``Saga.step``), so top-ups in
+flight across the upgrade keep their steps.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from orchestrator.sagas.paying import (
     BANK_RETRIES,
     Paying,
     charge_bank,
+    check_customer,
     payment_failed,
     refund_bank,
 )
@@ -92,4 +97,5 @@ WALLET_TOPUP_SAGA: Saga[WalletTopUp, TopUpRequested] = (
     .step("charge-bank", PAYMENT, send=charge_bank, compensate=refund_bank, retries=BANK_RETRIES)
     .step("credit-wallet", BILLING, send=credit_wallet, on_success=with_balance)
     .step("notify-client", NOTIFICATION, send=notify, retriable=True)
+    .step("check-customer", BILLING, send=check_customer, reads_only=True, before="charge-bank")
 )

@@ -164,7 +164,7 @@ async def test_topup_refused_by_the_bank_changes_nothing(
     assert f"(code {reason})" in mail["body"], "told why in words, the code for support"
 
 
-async def test_topup_for_unknown_client_is_refunded(
+async def test_topup_for_unknown_client_is_refused_before_any_charge(
     client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
 ) -> None:
     customer_id = unique("nobody")
@@ -173,7 +173,7 @@ async def test_topup_for_unknown_client_is_refunded(
     status = await outcomes.one(request.topup_id)
 
     assert (status["status"], status["reason"]) == ("CANCELLED", "UNKNOWN_CUSTOMER")
-    assert await bank_statuses(stack, customer_id) == ["REFUNDED"]
+    assert await bank_statuses(stack, customer_id) == []
 
 
 async def test_topup_past_the_largest_balance_is_refunded(
@@ -543,6 +543,21 @@ async def test_gift_card_for_bouncing_recipient_is_cancelled_and_refunded(
     )
     assert cards == [("CANCELLED", 0)]
     await c.ledger_consistent(stack.database_url)
+
+
+async def test_gift_card_in_a_currency_billing_does_not_keep_is_refused_before_payment(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    buyer = await registered(client, outcomes)
+    request = c.purchase(buyer, "25").model_copy(update={"currency": "GBP"})
+    await client.send(topics.GIFTCARDS_PURCHASE_REQUESTED, request)
+    status = await outcomes.one(request.purchase_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", "UNSUPPORTED_CURRENCY")
+    assert await bank_statuses(stack, buyer) == []
+    mail = await outcomes.mail_to(f"{buyer}@example.com")
+    assert mail["template"] == "payment-failed"
+    assert "we do not take payments in this currency" in mail["body"]
 
 
 # -- notification ---------------------------------------------------------------------------
