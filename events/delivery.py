@@ -71,8 +71,12 @@ class CancelDelivery(Command):
 
 
 class DeliveryBooked(Reply):
+    """``point_name``: the pickup point's or courier company's name, for the client (seed 003:
+    delivery gives the point's name or the address); None from a release before it."""
+
     kind: Literal["DeliveryBooked"] = "DeliveryBooked"
     delivery_case_id: str
+    point_name: str | None = None
 
 
 DeliveryCommand = Annotated[BookDelivery | CancelDelivery, Field(discriminator="kind")]

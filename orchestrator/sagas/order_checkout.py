@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from events import topics
 from events.base import Reply, expect
-from events.delivery import BookDelivery, CancelDelivery, DeliveryBooked
+from events.delivery import BookDelivery, CancelDelivery, DeliveryBooked, DeliveryMethod
 from events.money import from_minor
 from events.notification import NotifyCustomer
 from events.orders import DeliveryChoice, OrderStatus, OrderStatusChanged, OrderSubmitted
@@ -25,6 +25,7 @@ class OrderCheckout(Paying):
     delivery: DeliveryChoice
     picking_case_id: str | None = None
     delivery_case_id: str | None = None
+    point_name: str | None = None
 
 
 def begin(order: OrderSubmitted) -> OrderCheckout:
@@ -60,7 +61,18 @@ def book_delivery(saga: OrderCheckout) -> BookDelivery:
 
 def with_delivery_case(saga: OrderCheckout, reply: Reply) -> OrderCheckout:
     reply = expect(reply, DeliveryBooked)
-    return saga.model_copy(update={"delivery_case_id": reply.delivery_case_id})
+    return saga.model_copy(
+        update={"delivery_case_id": reply.delivery_case_id, "point_name": reply.point_name}
+    )
+
+
+def delivered_to(saga: OrderCheckout) -> str:
+    """Where the client is told the order goes: a courier's address, or the pickup point by
+    its name and id (by its id alone from a delivery worker that gives no name)."""
+    choice = saga.delivery
+    if choice.method == DeliveryMethod.COURIER or not choice.point_id:
+        return choice.address or "you"
+    return f"{saga.point_name} ({choice.point_id})" if saga.point_name else choice.point_id
 
 
 def notify(saga: OrderCheckout) -> NotifyCustomer:
@@ -71,7 +83,7 @@ def notify(saga: OrderCheckout) -> NotifyCustomer:
             "order_id": saga.order_id,
             "total": str(from_minor(saga.amount_minor)),
             "currency": saga.currency,
-            "delivery": saga.delivery.address or saga.delivery.point_id or "you",
+            "delivery": delivered_to(saga),
         },
     )
 

@@ -214,6 +214,7 @@ async def test_order_paid_by_card_is_confirmed_with_stock_and_slot_taken(
     mail = await outcomes.mail_to(f"{customer_id}@example.com")
     assert mail["template"] == "order-confirmed"
     assert request.order_id in mail["body"]
+    assert mail["body"].endswith(f"on its way to Point {point_id} ({point_id}).")
 
 
 async def test_order_paid_from_wallet_needs_the_funds(

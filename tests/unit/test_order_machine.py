@@ -296,3 +296,21 @@ def test_a_failure_notice_of_the_release_before_still_reads() -> None:
     subject, body = template("payment-failed").render({"first_name": "Ivan", **old})
     assert "$" not in subject + body
     assert "did not go through: OUT_OF_STOCK (code OUT_OF_STOCK)." in body
+
+
+def _confirmation(machine: SagaMachine, booked: DeliveryBooked) -> NotifyCustomer:
+    d = start(machine, PaymentMethod.WALLET)
+    d = answer(machine, d, CustomerChecked(wallet_id="W-1"))
+    d = answer(machine, d, BalanceDebited(account_id="wallet:W-1", balance_minor=0))
+    d = answer(machine, d, StockReserved(picking_case_id="PICK-1"))
+    d = answer(machine, d, booked)
+    (notice,) = [m.body for m in d.outgoing]
+    assert isinstance(notice, NotifyCustomer)
+    return notice
+
+
+def test_the_confirmation_names_the_pickup_point_delivery_gave(machine: SagaMachine) -> None:
+    named = DeliveryBooked(delivery_case_id="DLV-1", point_name="Arbat 1")
+    assert _confirmation(machine, named).params["delivery"] == "Arbat 1 (PP-1)"
+    unnamed = DeliveryBooked(delivery_case_id="DLV-1")  # a delivery worker of a release before
+    assert _confirmation(machine, unnamed).params["delivery"] == "PP-1"

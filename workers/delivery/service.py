@@ -29,21 +29,23 @@ from workers.operations import Operations, step_key
 _POINT_KIND = select(delivery_points.c.kind).where(
     delivery_points.c.point_id == bindparam("b_point_id")
 )
-# a slot of a point of the right kind taken and the case opened in one round trip; no row
-# returned: no such point, or no free slot
+# a slot of a point of the right kind taken and the case opened in one round trip, the
+# point's name returned; no row returned: no such point, or no free slot
 _BOOK = text(
     f"""
     WITH taken AS (
         UPDATE {delivery_points.name}
         SET capacity = capacity - 1, updated_at = now()
         WHERE point_id = :point_id AND kind = :method AND capacity > 0
-        RETURNING point_id
+        RETURNING point_id, name
+    ), opened AS (
+        INSERT INTO {delivery_cases.name}
+            (case_id, saga_id, order_id, point_id, method, address, status)
+        SELECT :case_id, CAST(:saga_id AS uuid), :order_id, point_id, :method, :address, 'OPEN'
+        FROM taken
+        RETURNING case_id
     )
-    INSERT INTO {delivery_cases.name}
-        (case_id, saga_id, order_id, point_id, method, address, status)
-    SELECT :case_id, CAST(:saga_id AS uuid), :order_id, point_id, :method, :address, 'OPEN'
-    FROM taken
-    RETURNING case_id
+    SELECT opened.case_id, taken.name FROM opened, taken
     """
 )
 _CANCEL_OPEN_CASE = (
@@ -151,9 +153,10 @@ class DeliveryService:
                     "address": command.address,
                 },
             )
-            if booked.first() is None:
+            row = booked.first()
+            if row is None:
                 return await _no_slot(conn, point_id, command.method.value)
-            return DeliveryBooked(delivery_case_id=case_id)
+            return DeliveryBooked(delivery_case_id=case_id, point_name=row.name)
 
         return await self.operations.run(conn, envelope, action)
 
