@@ -206,6 +206,14 @@ BillingCommand = Annotated[
 
 SUPPORTED_CURRENCIES = frozenset({"KZT", "RUB", "USD", "EUR", "BRL"})
 UNSUPPORTED_CURRENCY: Final = "UNSUPPORTED_CURRENCY"
+
+
+def unsupported(currency: str) -> str | None:
+    """``UNSUPPORTED_CURRENCY`` for a currency billing keeps no money in; None for one it does
+    (a saga's refusal at its start, ``Saga.refuse``)."""
+    return UNSUPPORTED_CURRENCY if currency not in SUPPORTED_CURRENCIES else None
+
+
 UNKNOWN_CUSTOMER: Final = "UNKNOWN_CUSTOMER"
 INSUFFICIENT_FUNDS: Final = "INSUFFICIENT_FUNDS"
 BALANCE_LIMIT_REACHED: Final = "BALANCE_LIMIT_REACHED"

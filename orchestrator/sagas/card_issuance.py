@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from events import topics
 from events.base import Reply, expect
-from events.billing import CloseCardWallet, OpenCardWallet, WalletOpened
+from events.billing import CloseCardWallet, OpenCardWallet, WalletOpened, unsupported
 from events.cards import (
     ActivateCard,
     CardIssueRequested,
@@ -97,6 +97,7 @@ CARD_ISSUANCE_SAGA: Saga[CardIssuance, CardIssueRequested] = (
         success_status=CardIssueStatus.ISSUED,
         failure_status=CardIssueStatus.REJECTED,
     )
+    .refuse(lambda saga: unsupported(saga.currency))  # before a card is reserved
     .step(
         "reserve-card",
         CARD_ISSUANCE,

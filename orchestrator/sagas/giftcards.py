@@ -7,8 +7,6 @@ from pydantic import BaseModel, ConfigDict
 from events import topics
 from events.base import Reply, expect
 from events.billing import (
-    SUPPORTED_CURRENCIES,
-    UNSUPPORTED_CURRENCY,
     ActivateGiftCard,
     CancelGiftCard,
     CodeRedeemed,
@@ -16,6 +14,7 @@ from events.billing import (
     IssueGiftCard,
     RedeemActivationCode,
     UndoRedemption,
+    unsupported,
 )
 from events.giftcards import (
     GiftCardActivationRequested,
@@ -52,11 +51,6 @@ def begin_purchase(request: GiftCardPurchaseRequested) -> GiftCardPurchase:
         recipient_email=request.recipient_email,
         design=request.design,
     )
-
-
-def unsupported_currency(saga: GiftCardPurchase) -> str | None:
-    """A card in a currency billing does not keep is refused before the buyer pays."""
-    return UNSUPPORTED_CURRENCY if saga.currency not in SUPPORTED_CURRENCIES else None
 
 
 def issue_card(saga: GiftCardPurchase) -> IssueGiftCard:
@@ -123,7 +117,7 @@ GIFT_CARD_PURCHASE_SAGA: Saga[GiftCardPurchase, GiftCardPurchaseRequested] = (
             outcome_key=lambda saga: saga.purchase_id,
             success_status=GiftCardStatus.COMPLETED,
             failure_status=GiftCardStatus.CANCELLED,
-        ).refuse(unsupported_currency)
+        ).refuse(lambda saga: unsupported(saga.currency))  # before the buyer pays
     )
     .step(
         "issue-gift-card",
