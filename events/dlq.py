@@ -33,3 +33,5 @@ class DeadLetter(BaseModel):
     key: bytes | None
     value: bytes
     headers: dict[str, str]
+    raw_headers: tuple[tuple[str, bytes | None], ...] = ()
+    """The record's headers as read, for those ``headers`` cannot hold as they were."""

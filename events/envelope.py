@@ -47,6 +47,15 @@ H_DLQ_OFFSET: Final = "dlq_offset"
 H_DLQ_VALUE_DROPPED: Final = "dlq_value_dropped"
 """On a dead letter the broker refused for its size, sent again without the refused
 record's value: why. The record stays at ``dlq_topic``/``dlq_partition``/``dlq_offset``."""
+H_DLQ_KEY_B64: Final = "dlq_key_b64"
+"""On a dead letter whose record's key is not text a database holds as it is (not UTF-8, or
+with a NUL): the key's bytes, base64. The letter's own key is its readable form (U+FFFD for
+what is not text)."""
+H_DLQ_HEADERS_B64: Final = "dlq_headers_b64"
+"""On a dead letter of a record with headers its text headers cannot give back (a value
+that is not UTF-8 or holds a NUL, a null value, a name with a NUL, a name that repeats): those
+headers, in their order, as a JSON list of ``[name, value]`` pairs, each base64 (a null value
+``null``). The letter keeps what it can read of them as before."""
 H_DLQ_ORIGINAL_PREFIX: Final = "dlq_original_"
 """A dead letter keeps the refused record's CloudEvents headers under this prefix; its own
 ``ce_*`` headers describe the dead letter."""

@@ -20,6 +20,8 @@ from events.envelope import (
     H_CAUSATION,
     H_CORRELATION,
     H_DLQ_ERROR,
+    H_DLQ_HEADERS_B64,
+    H_DLQ_KEY_B64,
     H_DLQ_OFFSET,
     H_DLQ_ORIGINAL_PREFIX,
     H_DLQ_PARTITION,
@@ -146,6 +148,12 @@ DEAD_LETTER_HEADERS = {
         H_DLQ_TOPIC: _text("the topic it was read from"),
         H_DLQ_PARTITION: _text("its partition there"),
         H_DLQ_OFFSET: _text("its offset there"),
+        H_DLQ_KEY_B64: _text("its key in base64, when that is not UTF-8 text without NUL"),
+        H_DLQ_HEADERS_B64: _text(
+            "its headers its text headers cannot hold as they were (a value not UTF-8, with "
+            "a NUL or null; a name with a NUL or repeated): a JSON list of [name, value] "
+            "pairs, each base64"
+        ),
         **{
             f"{H_DLQ_ORIGINAL_PREFIX}{name}": _text(f"the refused record's own {name}")
             for name in CLOUDEVENTS_HEADERS

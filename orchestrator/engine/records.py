@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
@@ -21,6 +23,7 @@ from events.masking import mask_text
 from orchestrator.engine.outbox import OutboundMessage
 
 T = TypeVar("T")
+V = TypeVar("V")
 log = structlog.get_logger(__name__)
 
 
@@ -119,6 +122,7 @@ def record_letter(
         key=record.key,
         value=record.value or b"",
         headers=headers,
+        raw_headers=tuple(record.headers or ()),
     )
 
 
@@ -232,7 +236,8 @@ def dead_letter_message(letter: DeadLetter) -> OutboundMessage:
         for name, value in letter.headers.items()
     }
     headers.update({name: value for name, value in envelope.headers().items() if name in _OWN})
-    headers.pop(env.H_DLQ_VALUE_DROPPED, None)  # this letter holds its record's value
+    for earlier in _OF_AN_EARLIER_LETTER:  # this letter holds its record's value and bytes
+        headers.pop(earlier, None)
     headers.update(
         {
             env.H_DLQ_REASON: letter.reason.value,
@@ -240,21 +245,114 @@ def dead_letter_message(letter: DeadLetter) -> OutboundMessage:
             env.H_DLQ_TOPIC: letter.topic,
             env.H_DLQ_PARTITION: str(letter.partition),
             env.H_DLQ_OFFSET: str(letter.offset),
+            **_exact_bytes(letter),
         }
     )
     return OutboundMessage(letter.topic + ".dlq", text_key(letter.key), headers, letter.value)
 
 
+_OF_AN_EARLIER_LETTER = (env.H_DLQ_VALUE_DROPPED, env.H_DLQ_KEY_B64, env.H_DLQ_HEADERS_B64)
+"""What a record replayed from a DLQ may carry that speaks of its earlier letter."""
+
+
+def _exact_bytes(letter: DeadLetter) -> dict[str, str]:
+    """``dlq_key_b64`` and ``dlq_headers_b64`` for what the letter's text key and headers
+    do not hold as the record had it (an outbox row's key and headers are text)."""
+    exact: dict[str, str] = {}
+    if letter.key is not None and not _text_as_is(letter.key):
+        exact[env.H_DLQ_KEY_B64] = _b64(letter.key)
+    inexact = _inexact_headers(letter.raw_headers)
+    if inexact:
+        exact[env.H_DLQ_HEADERS_B64] = json.dumps(
+            [
+                [_b64(name.encode()), None if value is None else _b64(value)]
+                for name, value in inexact
+            ]
+        )
+    return exact
+
+
+def _text_as_is(raw: bytes) -> bool:
+    """Whether bytes are text a database holds as they are: UTF-8 without NUL."""
+    try:
+        return _UNSTORABLE not in raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+
+
+def _inexact_headers(raw: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
+    """The headers a letter's text headers cannot give back as they were: a value that is
+    not text as it is or is null, a name with a NUL, each of a name that repeats."""
+    headers = list(raw)
+    times = Counter(name for name, _ in headers)
+    return [
+        (name, value)
+        for name, value in headers
+        if value is None or not _text_as_is(value) or _UNSTORABLE in name or times[name] > 1
+    ]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+def exact_key(headers: Mapping[str, str], key: bytes | None) -> bytes | None:
+    """A dead letter's key as its record had it, byte for byte; ValueError when its
+    ``dlq_key_b64`` is not base64."""
+    coded = headers.get(env.H_DLQ_KEY_B64)
+    return key if coded is None else _unb64(coded)
+
+
+def exact_headers(headers: Mapping[str, str]) -> list[tuple[str, bytes | None]]:
+    """The headers a dead letter holds in ``dlq_headers_b64``; ValueError when malformed."""
+    coded = headers.get(env.H_DLQ_HEADERS_B64)
+    if coded is None:
+        return []
+    pairs = json.loads(coded)
+    if not isinstance(pairs, list) or not all(map(_is_pair, pairs)):
+        raise ValueError(f"{env.H_DLQ_HEADERS_B64} is not a JSON list of [name, value] pairs")
+    return [
+        (_unb64(name).decode("utf-8"), None if value is None else _unb64(value))
+        for name, value in pairs
+    ]
+
+
+def _is_pair(item: Any) -> bool:
+    return (
+        isinstance(item, list)
+        and len(item) == 2
+        and isinstance(item[0], str)
+        and (item[1] is None or isinstance(item[1], str))
+    )
+
+
 def redriven_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A dead letter's headers as the refused record had them: its ``dlq_*`` headers and
     its own CloudEvents attributes dropped, the original ones restored."""
-    restored: dict[str, str] = {}
-    for name, value in headers.items():
+    return dict(_restored(headers.items()))
+
+
+def _restored(headers: Iterable[tuple[str, V]]) -> Iterator[tuple[str, V]]:
+    for name, value in headers:
         if name.startswith(env.H_DLQ_ORIGINAL_PREFIX):
-            restored[name.removeprefix(env.H_DLQ_ORIGINAL_PREFIX)] = value
+            yield name.removeprefix(env.H_DLQ_ORIGINAL_PREFIX), value
         elif name not in _OWN and not name.startswith(_DLQ):
-            restored[name] = value
-    return restored
+            yield name, value
+
+
+def redriven_raw_headers(
+    raw: Sequence[tuple[str, bytes | None]],
+) -> list[tuple[str, bytes | None]]:
+    """A dead letter's headers as the refused record had them, byte for byte: those
+    ``redriven_headers`` keeps, with the ones ``dlq_headers_b64`` holds in place of their
+    readable form (ValueError when it is malformed)."""
+    exact = exact_headers({n: v.decode("utf-8", "replace") for n, v in raw if v is not None})
+    readable = {name.replace(_UNSTORABLE, "\ufffd") for name, _ in exact}
+    return [*((n, v) for n, v in _restored(raw) if n not in readable), *exact]
 
 
 _OWN = frozenset(env.CLOUDEVENTS_HEADERS)
@@ -298,4 +396,5 @@ def envelope_letter(
         key=record.key,
         value=record.value or b"",
         headers={**own, **parsed.envelope.headers()},
+        raw_headers=tuple(record.headers or ()),
     )

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import (
@@ -59,15 +60,29 @@ class Selection:
         return self.key is None or record.key == self.key
 
 
+Headers = tuple[tuple[str, bytes | None], ...]
+
+
 @dataclass(frozen=True)
 class Record:
+    """A record as read, its key and header values byte for byte; ``key`` and ``headers``
+    are their readable forms (what is not UTF-8 shown as U+FFFD), for display and selection."""
+
     topic: str
     partition: int
     offset: int
     timestamp_ms: int
-    key: str | None
+    raw_key: bytes | None
     value: bytes
-    headers: dict[str, str]
+    raw_headers: Headers
+
+    @property
+    def key(self) -> str | None:
+        return None if self.raw_key is None else self.raw_key.decode("utf-8", "replace")
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        return {k: v.decode("utf-8", "replace") for k, v in self.raw_headers if v is not None}
 
 
 class IncompleteRead(KafkaUnavailable):
@@ -166,9 +181,9 @@ def _record(raw: ConsumerRecord[bytes, bytes]) -> Record:
         raw.partition,
         raw.offset,
         raw.timestamp,
-        raw.key.decode("utf-8", "replace") if raw.key is not None else None,
+        raw.key,
         raw.value or b"",
-        {k: v.decode("utf-8", "replace") for k, v in raw.headers if v is not None},
+        tuple((k, None if v is None else bytes(v)) for k, v in raw.headers),
     )
 
 
@@ -247,7 +262,7 @@ async def publish(
     settings: Settings,
     records: Sequence[Record],
     target: Callable[[Record], str],
-    headers: Callable[[Record], dict[str, str]],
+    headers: Callable[[Record], Headers],
     progress: Callable[[int], None] | None = None,
 ) -> list[NotSent]:
     """Sends a copy of each record; one that cannot be sent (too large for the producer's
@@ -275,8 +290,8 @@ async def publish(
                 pending[n] = await producer.send(
                     target(record),
                     record.value,
-                    key=record.key.encode() if record.key is not None else None,
-                    headers=[(k, v.encode()) for k, v in headers(record).items()],
+                    key=record.raw_key,
+                    headers=list(headers(record)),
                 )
             except MessageSizeTooLargeError as exc:
                 refused[n] = NotSent(record, f"{_reason(exc)} ({limit})")

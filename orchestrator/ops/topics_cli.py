@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from rich.console import Console
@@ -17,11 +17,12 @@ from events import envelope as env
 from events.dlq import DeadLetterReason
 from events.topics import DLQ_SUFFIX, OUTBOUND, dlq
 from orchestrator.arguments import moment, offset, partition
-from orchestrator.engine.records import redriven_headers
+from orchestrator.engine.records import exact_headers, exact_key, redriven_raw_headers
 from orchestrator.errors import OrchestraError
 from orchestrator.kafka import list_topics
 from orchestrator.ops.output import print_table, visible
 from orchestrator.ops.records import (
+    Headers,
     NotSent,
     Record,
     Selection,
@@ -202,9 +203,7 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
                 highlight=False,
                 soft_wrap=True,
             )
-        console.print(
-            f"[bold]key[/bold]: {escape(visible(str(letter.key)))}", highlight=False, soft_wrap=True
-        )
+        _show_exact(letter)
         value = visible(letter.value.decode("utf-8", "replace"))  # masked whole, then cut
         shown = value if args.full else value[:SHOWN_CHARS]
         console.print(shown, markup=False, highlight=False, soft_wrap=True)
@@ -242,7 +241,9 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         _table(f"{len(letters)} dead letters would be re-driven to {topic}", letters, True)
         return 0
-    sendable, lost = await _restored(settings, letters)
+    exact, unreadable = _with_record_keys(letters)
+    sendable, lost = await _restored(settings, exact)
+    lost = unreadable + lost
     _say_not_sent(lost)
     refused = lost + await _send(settings, sendable, lambda r: _origin(r, topic), _redriven)
     console.print(
@@ -251,6 +252,36 @@ async def dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         soft_wrap=True,
     )
     return 2 if refused else 0
+
+
+def _show_exact(letter: Record) -> None:
+    """The letter's key, and the record's headers it holds as bytes, readably; each says so
+    when it is not UTF-8."""
+    try:
+        key, headers = exact_key(letter.headers, letter.raw_key), exact_headers(letter.headers)
+    except ValueError as exc:
+        key, headers = letter.raw_key, []
+        console.print(f"(its bytes cannot be read: {escape(str(exc))}; a redrive refuses it)")
+    if headers:
+        console.print(f"the record's headers held byte for byte in {env.H_DLQ_HEADERS_B64}:")
+    for name, value in headers:
+        _show_bytes(f"  {name}", value, f"header {name}")
+    _show_bytes("key", key, "the key")
+
+
+def _show_bytes(label: str, raw: bytes | None, what: str) -> None:
+    text = "None" if raw is None else raw.decode("utf-8", "replace")
+    console.print(
+        f"[bold]{escape(visible(label))}[/bold]: {escape(visible(text))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if raw is not None and _not_utf8(raw):
+        console.print(
+            f"({escape(visible(what))} is not UTF-8: what is not is shown as \ufffd)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _not_utf8(value: bytes) -> bool:
@@ -278,7 +309,7 @@ async def _send(
     settings: Settings,
     records: list[Record],
     target: Callable[[Record], str],
-    headers: Callable[[Record], dict[str, str]],
+    headers: Callable[[Record], Headers],
 ) -> list[NotSent]:
     """Publishes copies; each one refused is one ``orchestra: error:`` line on stderr."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -299,6 +330,22 @@ def _say_not_sent(refused: list[NotSent]) -> None:
             f"({len(r.value)} bytes): {item.reason}",
             file=sys.stderr,
         )
+
+
+def _with_record_keys(letters: list[Record]) -> tuple[list[Record], list[NotSent]]:
+    """Dead letters with their record's key as it was (``dlq_key_b64``); one whose
+    ``dlq_*_b64`` headers cannot be read is not sent."""
+    keyed: list[Record] = []
+    unreadable: list[NotSent] = []
+    for letter in letters:
+        try:
+            key = exact_key(letter.headers, letter.raw_key)
+            exact_headers(letter.headers)
+        except ValueError as exc:
+            unreadable.append(NotSent(letter, f"its record's bytes cannot be read: {exc}"))
+        else:
+            keyed.append(dataclasses.replace(letter, raw_key=key))
+    return keyed, unreadable
 
 
 async def _restored(
@@ -353,16 +400,15 @@ def _origin(letter: Record, topic: str) -> str:
     return letter.headers.get(env.H_DLQ_TOPIC, topic)
 
 
-def _replayed(record: Record) -> dict[str, str]:
-    return {**record.headers, REPLAYED_FROM: _place(record)}
+def _replayed(record: Record) -> Headers:
+    return _marked(record.raw_headers, REPLAYED_FROM, _place(record))
 
 
 REPLAYED_FROM = "replayed_from"
 
 
-def _redriven(record: Record) -> dict[str, str]:
-    kept = redriven_headers(record.headers)
-    return {**kept, REDRIVEN_FROM: _place(record)}
+def _redriven(record: Record) -> Headers:
+    return _marked(redriven_raw_headers(record.raw_headers), REDRIVEN_FROM, _place(record))
 
 
 REDRIVEN_FROM = "redriven_from"
@@ -370,6 +416,11 @@ REDRIVEN_FROM = "redriven_from"
 
 def _place(record: Record) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
+
+
+def _marked(headers: Iterable[tuple[str, bytes | None]], name: str, value: str) -> Headers:
+    """The headers with ``name`` set to ``value`` (in place of any it had)."""
+    return (*((n, v) for n, v in headers if n != name), (name, value.encode()))
 
 
 def superseded(letters: list[Record]) -> set[str]:
@@ -428,7 +479,7 @@ def _table(title: str, records: list[Record], dead: bool = False) -> None:
         table.add_column(column)
     for r in records:
         when = datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        row = [str(r.partition), str(r.offset), when, r.key or ""]
+        row = [str(r.partition), str(r.offset), when, _key_cell(r)]
         if dead:
             origin = "/".join(r.headers.get(h, "?") for h in DLQ_HEADERS[2:])
             row += [
@@ -441,3 +492,12 @@ def _table(title: str, records: list[Record], dead: bool = False) -> None:
             row.append(r.headers.get(env.H_TYPE, ""))
         table.add_row(*(escape(visible(cell)) for cell in row))
     print_table(console, table)
+
+
+def _key_cell(record: Record) -> str:
+    """The readable key, marked when the record's (or its dead letter's record's) is not
+    UTF-8 text as it is."""
+    binary = env.H_DLQ_KEY_B64 in record.headers or (
+        record.raw_key is not None and _not_utf8(record.raw_key)
+    )
+    return (record.key or "") + (" (binary)" if binary else "")

@@ -4,13 +4,15 @@ already happened; ``orchestra dlq`` lists, shows and re-drives dead letters afte
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from events import topics
 from events.envelope import (
@@ -27,8 +29,9 @@ from orchestrator.embedded import EmbeddedStack
 from orchestrator.engine.outbox import OutboundMessage
 from orchestrator.kafka import admin_kwargs, end_offsets, ensure_topics
 from orchestrator.ops.output import visible
-from orchestrator.ops.records import Selection, read
+from orchestrator.ops.records import Record, Selection, read
 from orchestrator.publisher import KafkaPublisher
+from orchestrator.settings import Settings
 from tests.integration import commerce as c
 from tests.integration.helpers import orchestra
 from tests.integration.test_commerce_replay import drained, snapshot, some_business
@@ -455,3 +458,107 @@ async def test_a_dead_letter_sent_without_its_value_is_redriven_from_its_record(
         (original, f"{topics.dlq(topic)}/0/0")
     ]
     assert H_DLQ_VALUE_DROPPED not in copies[0].headers
+
+
+SCHEMA_REGISTRY_KEY = b"\x00\x00\x00\x00\x01\xff\xfe"
+"""Confluent framing: magic byte 0, a 4-byte schema id, then Avro (here not UTF-8)."""
+BINARY_HEADERS = [("schema", b"\x00\x00\x00\x07"), ("binary", b"\xff\xfe\x80"), ("text", b"ok")]
+
+
+async def _raw_at(
+    settings: Settings, topic: str, partition: int, offset: int
+) -> ConsumerRecord[bytes, bytes]:
+    """The record at ``offset`` as aiokafka reads it: its key and header values as bytes."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **admin_kwargs(settings))
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        for _ in range(50):
+            for record in (await consumer.getmany(tp, timeout_ms=200)).get(tp, []):
+                if record.offset == offset:
+                    return record
+        raise AssertionError(f"no record at {topic}/{partition}/{offset}")
+    finally:
+        await consumer.stop()
+
+
+async def _letter_of(settings: Settings, topic: str, partition: int, offset: int) -> Record:
+    """The dead letter of the record at ``partition``/``offset`` of ``topic`` (within 30 s)."""
+    for _ in range(300):
+        for letter in await read(settings, topics.dlq(topic), Selection()):
+            at = (letter.headers.get(H_DLQ_PARTITION), letter.headers.get(H_DLQ_OFFSET))
+            if at == (str(partition), str(offset)):
+                return letter
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no dead letter of {topic}/{partition}/{offset}")
+
+
+@pytest.mark.slow
+async def test_a_binary_key_and_header_values_are_dead_lettered_and_redriven_byte_for_byte(
+    own_stack: EmbeddedStack,
+) -> None:
+    """A record with a Schema Registry key and binary header values, refused as no JSON:
+    its letter (text, through the outbox) holds their bytes, and a re-drive or a replay sends
+    them back as they were, the key to the record's own partition."""
+    settings = own_stack.settings()
+    feed, copy = topics.STORE_STOCK_RECEIVED, c.unique("ops.bytes")
+    await ensure_topics(settings, [feed, topics.dlq(feed), copy])
+    app = Application(own_stack.settings(group_prefix=c.unique("bytes")))
+    await app.start()
+    try:
+        producer = AIOKafkaProducer(**admin_kwargs(settings))
+        await producer.start()
+        try:
+            sent = await producer.send_and_wait(
+                feed, b"\xffnot json", key=SCHEMA_REGISTRY_KEY, headers=BINARY_HEADERS
+            )
+        finally:
+            await producer.stop()
+        letter = await _letter_of(settings, feed, sent.partition, sent.offset)
+    finally:
+        await app.stop()
+
+    assert letter.headers[H_DLQ_REASON] == "INVALID_JSON"
+    assert base64.b64decode(letter.headers["dlq_key_b64"]) == SCHEMA_REGISTRY_KEY
+    held = json.loads(letter.headers["dlq_headers_b64"])
+    assert [[base64.b64decode(part) for part in pair] for pair in held] == [
+        [b"schema", b"\x00\x00\x00\x07"],
+        [b"binary", b"\xff\xfe\x80"],
+    ]
+    where = ("--partition", str(letter.partition), "--offset", str(letter.offset))
+    shown = await orchestra(own_stack, "dlq", "show", feed, *where)
+    assert "(the key is not UTF-8" in shown.stdout, shown.stderr
+    assert "(header binary is not UTF-8" in shown.stdout
+    listed = await orchestra(own_stack, "dlq", "list", feed)
+    assert "(binary)" in listed.stdout, listed.stderr
+
+    redriven = await orchestra(own_stack, "dlq", "redrive", feed, *where)
+    assert "re-drove 1 dead letters" in redriven.stdout, redriven.stderr
+    mark = f"{topics.dlq(feed)}/{letter.partition}/{letter.offset}"
+    (back,) = [
+        r for r in await read(settings, feed, Selection()) if r.headers.get("redriven_from") == mark
+    ]
+    replayed = await orchestra(
+        own_stack,
+        "replay",
+        feed,
+        "--to-topic",
+        copy,
+        "--partition",
+        str(sent.partition),
+        "--from-offset",
+        str(sent.offset),
+        "--to-offset",
+        str(sent.offset),
+    )
+    assert "re-published 1 records" in replayed.stdout, replayed.stderr
+    (again,) = await read(settings, copy, Selection())
+
+    for record, marked in ((back, "redriven_from"), (again, "replayed_from")):
+        raw = await _raw_at(settings, record.topic, record.partition, record.offset)
+        assert raw.key == SCHEMA_REGISTRY_KEY
+        assert sorted((n, v) for n, v in raw.headers if n != marked) == sorted(BINARY_HEADERS)
+        assert raw.value == b"\xffnot json"
+    assert back.partition == sent.partition  # the same key: the record's own partition

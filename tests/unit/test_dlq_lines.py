@@ -19,7 +19,8 @@ def letter(offset: int, redrive_of: int | None = None, refused_at: int | None = 
     }
     if redrive_of is not None:
         headers[REDRIVEN_FROM] = f"{DLQ}/0/{redrive_of}"
-    return Record(DLQ, 0, offset, 1_000 + offset, "o-1", b"{}", headers)
+    raw = tuple((name, value.encode()) for name, value in headers.items())
+    return Record(DLQ, 0, offset, 1_000 + offset, b"o-1", b"{}", raw)
 
 
 def sent(letters: list[Record]) -> list[int]:
