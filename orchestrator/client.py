@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from faststream import Context
 from faststream.kafka import KafkaBroker
@@ -25,6 +27,17 @@ class OutcomeRecord(BaseModel):
     key: str | None
     value: bytes
     headers: dict[str, str]
+
+
+async def _headers_left_as_bytes(
+    records: tuple[ConsumerRecord[bytes, bytes], ...],
+    parse: Callable[[tuple[ConsumerRecord[bytes, bytes], ...]], Awaitable[Any]],
+) -> Any:
+    """FastStream's batch parser, without the header values it decodes strictly (one not
+    UTF-8 raised, and its batch was lost): ``collect`` reads them from the records."""
+    message = await parse(tuple(dataclasses.replace(r, headers=[]) for r in records))
+    message.raw_message = records
+    return message
 
 
 class UpstreamClient:
@@ -55,9 +68,13 @@ class UpstreamClient:
                     self.received.put_nowait(
                         OutcomeRecord(
                             topic=record.topic,
-                            key=record.key.decode() if record.key else None,
+                            key=record.key.decode("utf-8", "replace") if record.key else None,
                             value=record.value or b"",
-                            headers={k: v.decode() for k, v in record.headers if v is not None},
+                            headers={
+                                k: v.decode("utf-8", "replace")
+                                for k, v in record.headers
+                                if v is not None
+                            },
                         )
                     )
 
@@ -70,6 +87,7 @@ class UpstreamClient:
                 auto_offset_reset="earliest",
                 fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
                 decoder=raw,
+                parser=_headers_left_as_bytes,
                 include_in_schema=False,
             )(collect)
 
