@@ -6,12 +6,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from events.base import Command, Outcome, Reply, UpstreamRecord
 from orchestrator.errors import DefinitionError
 
-S = TypeVar("S", bound=BaseModel)
+
+class SagaState(BaseModel):
+    """A saga's data, kept in its row. Members it does not know are ignored when it is read,
+    so an orchestrator rolled back to an earlier release still reads a saga that a later one,
+    whose definition added a member, wrote (and writes it back without that member). The
+    releases before 2026-11-28 refused them: a member added for them goes inside a part whose
+    model already ignored unknown members (``order_checkout.BookedDelivery``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+S = TypeVar("S", bound=SagaState)
 R = TypeVar("R", bound=UpstreamRecord)
 
 

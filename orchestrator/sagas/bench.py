@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from events.bench import (
     BENCH_DELIVERY_COMMANDS,
     BENCH_PAYMENT_COMMANDS,
@@ -19,16 +17,14 @@ from events.bench import (
     ReservePayment,
     ReserveStock,
 )
-from orchestrator.engine.definition import Participant, Saga, SagaResult
+from orchestrator.engine.definition import Participant, Saga, SagaResult, SagaState
 
 PAYMENT = Participant("bench-payment", BENCH_PAYMENT_COMMANDS)
 STORE = Participant("bench-store", BENCH_STORE_COMMANDS)
 DELIVERY = Participant("bench-delivery", BENCH_DELIVERY_COMMANDS)
 
 
-class BenchOrder(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class BenchOrder(SagaState):
     order_id: str
     amount_minor: int
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict
-
 from events import topics
 from events.base import Reply, expect
 from events.billing import CloseCardWallet, OpenCardWallet, WalletOpened, unsupported
@@ -19,14 +17,12 @@ from events.cards import (
     ReleaseCard,
     ReserveCard,
 )
-from orchestrator.engine.definition import Saga, SagaResult
+from orchestrator.engine.definition import Saga, SagaResult, SagaState
 from orchestrator.engine.participants import BILLING, CARD_ISSUANCE
 
 
-class CardIssuance(BaseModel):
+class CardIssuance(SagaState):
     """What the saga knows so far."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     request_id: str
     user_id: str

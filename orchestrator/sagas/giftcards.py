@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from events import topics
 from events.base import Reply, expect
 from events.billing import (
@@ -26,7 +24,7 @@ from events.giftcards import (
 from events.money import from_minor, to_minor
 from events.notification import NotifyCustomer, SendGiftCardCode
 from events.payment import BindGiftCard, UnbindGiftCard
-from orchestrator.engine.definition import Saga, SagaResult
+from orchestrator.engine.definition import Saga, SagaResult, SagaState
 from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
 from orchestrator.sagas.paying import Paying, with_payment_steps
 
@@ -131,9 +129,7 @@ GIFT_CARD_PURCHASE_SAGA: Saga[GiftCardPurchase, GiftCardPurchaseRequested] = (
 )
 
 
-class GiftCardActivation(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class GiftCardActivation(SagaState):
     activation_id: str
     customer_id: str
     code_digest: str

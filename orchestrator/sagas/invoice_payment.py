@@ -3,8 +3,6 @@ restored. If the card side refuses, the debit is refunded."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from events import topics
 from events.billing import BalanceSource, DebitBalance, RefundBalance
 from events.card_invoices import (
@@ -15,13 +13,11 @@ from events.card_invoices import (
     RestoreCardLimit,
     UndoCardLimitRestore,
 )
-from orchestrator.engine.definition import Saga, SagaResult
+from orchestrator.engine.definition import Saga, SagaResult, SagaState
 from orchestrator.engine.participants import BILLING, CARD_ISSUANCE
 
 
-class InvoicePayment(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class InvoicePayment(SagaState):
     request: InvoicePaymentRequested
 
 

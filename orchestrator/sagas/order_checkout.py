@@ -19,13 +19,20 @@ from orchestrator.engine.participants import DELIVERY, NOTIFICATION, STORE
 from orchestrator.sagas.paying import Paying, with_payment_steps
 
 
+class BookedDelivery(DeliveryChoice):
+    """The order's delivery choice, with the name delivery gave the point when it booked it.
+    Kept in ``delivery``, whose model ignores members it does not know, so an orchestrator of
+    a release before 2026-11-28 (whose saga state refuses them) still reads the order."""
+
+    point_name: str | None = None
+
+
 class OrderCheckout(Paying):
     order_id: str
     lines: tuple[OrderLine, ...]
-    delivery: DeliveryChoice
+    delivery: BookedDelivery
     picking_case_id: str | None = None
     delivery_case_id: str | None = None
-    point_name: str | None = None
 
 
 def begin(order: OrderSubmitted) -> OrderCheckout:
@@ -37,7 +44,7 @@ def begin(order: OrderSubmitted) -> OrderCheckout:
         payment=order.payment,
         purpose="orders",
         lines=tuple(OrderLine(sku=item.sku, quantity=item.quantity) for item in order.items),
-        delivery=order.delivery,
+        delivery=BookedDelivery.model_validate(order.delivery.model_dump()),
     )
 
 
@@ -61,9 +68,8 @@ def book_delivery(saga: OrderCheckout) -> BookDelivery:
 
 def with_delivery_case(saga: OrderCheckout, reply: Reply) -> OrderCheckout:
     reply = expect(reply, DeliveryBooked)
-    return saga.model_copy(
-        update={"delivery_case_id": reply.delivery_case_id, "point_name": reply.point_name}
-    )
+    named = saga.delivery.model_copy(update={"point_name": reply.point_name})
+    return saga.model_copy(update={"delivery_case_id": reply.delivery_case_id, "delivery": named})
 
 
 def delivered_to(saga: OrderCheckout) -> str:
@@ -72,7 +78,7 @@ def delivered_to(saga: OrderCheckout) -> str:
     choice = saga.delivery
     if choice.method == DeliveryMethod.COURIER or not choice.point_id:
         return choice.address or "you"
-    return f"{saga.point_name} ({choice.point_id})" if saga.point_name else choice.point_id
+    return f"{choice.point_name} ({choice.point_id})" if choice.point_name else choice.point_id
 
 
 def notify(saga: OrderCheckout) -> NotifyCustomer:

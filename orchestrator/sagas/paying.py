@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from events.base import UpstreamRecord
 from events.billing import (
     BALANCE_LIMIT_REACHED,
@@ -33,15 +31,13 @@ from events.money import from_minor
 from events.notification import RECIPIENT_UNREACHABLE, NotifyCustomer
 from events.payment import PAYMENT_DECLINED, ChargeBank, PaymentDetails, PaymentMethod, RefundBank
 from events.store import OUT_OF_STOCK
-from orchestrator.engine.definition import Saga, SagaResult
+from orchestrator.engine.definition import Saga, SagaResult, SagaState
 from orchestrator.engine.machine import TIMEOUT, UNEXPECTED_REPLY
 from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
 
 
-class Paying(BaseModel):
+class Paying(SagaState):
     """The part of a saga's state that says who pays what, how."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     customer_id: str
     amount_minor: int

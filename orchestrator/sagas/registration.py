@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from events import topics
 from events.base import Reply, expect
 from events.billing import (
@@ -14,13 +12,11 @@ from events.billing import (
 )
 from events.customers import CustomerRegistered, CustomerStatus, CustomerStatusChanged
 from events.notification import CloseAccount, CreateAccount
-from orchestrator.engine.definition import Saga, SagaResult
+from orchestrator.engine.definition import Saga, SagaResult, SagaState
 from orchestrator.engine.participants import BILLING, NOTIFICATION
 
 
-class Registration(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class Registration(SagaState):
     customer: CustomerRegistered
     wallet_id: str | None = None
 

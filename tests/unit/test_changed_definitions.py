@@ -7,24 +7,31 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from events.base import Compensated, StepFailed
-from events.billing import UNKNOWN_CUSTOMER, CustomerChecked, WalletCredited
+from events.billing import UNKNOWN_CUSTOMER, BalanceDebited, CustomerChecked, WalletCredited
+from events.delivery import DeliveryBooked
 from events.envelope import Envelope
 from events.giftcards import GiftCardPurchaseRequested, GiftCardPurchaseStatus
 from events.notification import NotifyCustomer
+from events.orders import DeliveryChoice
 from events.payment import BankCharged, BankPaymentDetails, PaymentDetails, PaymentMethod
+from events.store import OrderLine, StockReserved
 from events.wallets import TopUpRequested, TopUpStatusChanged
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaStatus
 from orchestrator.engine.machine import Decision, SagaMachine
 from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
 from orchestrator.errors import DefinitionError
-from orchestrator.sagas import wallet_topup
+from orchestrator.sagas import ALL_SAGAS, wallet_topup
+from orchestrator.sagas.bench import BENCH_SAGA
 from orchestrator.sagas.giftcards import GIFT_CARD_PURCHASE_SAGA
+from orchestrator.sagas.order_checkout import ORDER_CHECKOUT_SAGA
 from orchestrator.sagas.paying import BANK_RETRIES, charge_bank, payment_failed, refund_bank
 from orchestrator.sagas.wallet_topup import WALLET_TOPUP_SAGA
 from tests.unit.test_machine import POLICY, T0, answer, kinds
+from tests.unit.test_order_machine import order
 
 CARD = BankPaymentDetails(method=PaymentMethod.BANK_CARD, card_token="tok")
 
@@ -182,3 +189,37 @@ def test_a_gift_card_in_a_kept_currency_goes_to_its_steps() -> None:
     machine = SagaMachine(GIFT_CARD_PURCHASE_SAGA, POLICY)
     d = machine.start(gift_card("RUB"), Envelope(type="giftcards.purchase-requested.v1"), T0)
     assert kinds(d) == ["CheckCustomer"]
+
+
+class ReleasedOrderCheckout(BaseModel):
+    """The order's state as the release before 2026-11-28 reads it: strict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: str
+    amount_minor: int
+    currency: str
+    payment: PaymentDetails
+    purpose: str
+    order_id: str
+    lines: tuple[OrderLine, ...]
+    delivery: DeliveryChoice
+    picking_case_id: str | None = None
+    delivery_case_id: str | None = None
+
+
+def test_an_order_this_release_wrote_is_read_by_an_orchestrator_rolled_back() -> None:
+    machine = SagaMachine(ORDER_CHECKOUT_SAGA, POLICY)
+    d = machine.start(order(PaymentMethod.WALLET), Envelope(type="orders.submitted.v1"), T0)
+    d = answer(machine, d, CustomerChecked(wallet_id="W-1"))
+    d = answer(machine, d, BalanceDebited(account_id="wallet:W-1", balance_minor=0))
+    d = answer(machine, d, StockReserved(picking_case_id="PICK-1"))
+    d = answer(machine, d, DeliveryBooked(delivery_case_id="DLV-1", point_name="Arbat 1"))
+    assert d.instance.data["delivery"]["point_name"] == "Arbat 1"
+    released = ReleasedOrderCheckout.model_validate(d.instance.data)
+    assert released.delivery_case_id == "DLV-1"
+
+
+@pytest.mark.parametrize("saga", [*ALL_SAGAS, BENCH_SAGA], ids=lambda saga: saga.name)
+def test_every_saga_reads_state_members_a_later_release_added(saga: Saga[Any, Any]) -> None:
+    assert saga.state.model_config.get("extra") == "ignore"
