@@ -80,6 +80,9 @@ class Step(Generic[S]):
         return not (self.undoable or self.retriable)
 
 
+NAME_CHARS = 64
+"""The longest saga type or step name: what ``saga_instances`` and ``saga_history`` hold."""
+
 NOTICE_STEP = "notify-result"
 """The step name of a notice: one per saga, so a worker handles it once."""
 
@@ -122,6 +125,10 @@ class Saga(Generic[S, R]):
     on_failure: Notice[S] | None = None
     refusal: Callable[[S], str | None] | None = None
 
+    def __post_init__(self) -> None:
+        if not 0 < len(self.name) <= NAME_CHARS:
+            raise DefinitionError(f"saga name {self.name[:80]!r}: 1 to {NAME_CHARS} characters")
+
     def refuse(self, why: Callable[[S], str | None]) -> Saga[S, R]:
         """Before any step, end the saga failed with the reason ``why`` gives, if it gives
         one: what is known at the start not to succeed runs no step only to undo it."""
@@ -157,6 +164,10 @@ class Saga(Generic[S, R]):
         does a compensation that overtook its action."""
         if any(existing.name == name for existing in self.steps):
             raise DefinitionError(f"saga {self.name!r} already has a step {name!r}")
+        if name == NOTICE_STEP or not 0 < len(name) <= NAME_CHARS:
+            raise DefinitionError(
+                f"step name {name[:80]!r}: 1 to {NAME_CHARS} characters, not {NOTICE_STEP!r}"
+            )
         if retriable and compensate is not None:
             raise DefinitionError(f"step {name!r} is retriable: it cannot have a compensation")
         if reads_only and compensate is not None:
@@ -170,6 +181,18 @@ class Saga(Generic[S, R]):
         if retriable and not all(later.retriable for later in self.steps[place:]):
             raise DefinitionError(
                 f"step {name!r} is retriable: it cannot come before {before!r}, which is not"
+            )
+        pivot = next((s.name for s in self.steps[:place] if s.may_outlive_rollback), None)
+        if pivot is not None and not retriable:
+            raise DefinitionError(
+                f"step {name!r} follows {pivot!r}, which nothing undoes: a refusal after it "
+                "would roll the saga back past its effect; only retriable steps may follow it"
+            )
+        undone_by_nothing = compensate is None and not reads_only and not retriable
+        if undone_by_nothing and not all(later.retriable for later in self.steps[place:]):
+            raise DefinitionError(
+                f"step {name!r} is undone by nothing: it cannot come before {before!r}, "
+                "which is not retriable"
             )
         new_step = Step(
             name,

@@ -28,7 +28,13 @@ from orchestrator.sagas import ALL_SAGAS, wallet_topup
 from orchestrator.sagas.bench import BENCH_SAGA
 from orchestrator.sagas.giftcards import GIFT_CARD_PURCHASE_SAGA
 from orchestrator.sagas.order_checkout import ORDER_CHECKOUT_SAGA
-from orchestrator.sagas.paying import BANK_RETRIES, charge_bank, payment_failed, refund_bank
+from orchestrator.sagas.paying import (
+    BANK_RETRIES,
+    charge_bank,
+    check_customer,
+    payment_failed,
+    refund_bank,
+)
 from orchestrator.sagas.wallet_topup import WALLET_TOPUP_SAGA
 from tests.unit.test_machine import POLICY, T0, answer, kinds
 from tests.unit.test_order_machine import order
@@ -125,8 +131,10 @@ def test_a_saga_recorded_by_the_new_definition_reads_its_step_by_slot(new: SagaM
 def _three() -> Saga[Any, Any]:
     return (
         released_topup()
-        .step("first", BILLING, send=wallet_topup.credit_wallet, before="charge-bank")
-        .step("last", BILLING, send=wallet_topup.credit_wallet, before="notify-client")
+        .step("first", BILLING, send=check_customer, reads_only=True, before="charge-bank")
+        .step(
+            "last", BILLING, send=wallet_topup.credit_wallet, retriable=True, before="notify-client"
+        )
     )
 
 
