@@ -175,7 +175,7 @@ class Application:
             self.topics.update(
                 {saga.inbound_topic, topics.dlq(saga.inbound_topic), saga.outcome_topic}
             )
-            self.topics.update(step.participant.topic for step in saga.steps)
+            self.topics.update(participant.topic for participant in saga.participants)
         self.topics.update({topics.SAGA_REPLIES, topics.dlq(topics.SAGA_REPLIES)})
 
     def _wire_worker(self, name: str) -> None:

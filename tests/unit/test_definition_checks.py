@@ -1,6 +1,6 @@
 """What a definition is refused for at import: names the tables cannot hold or the notice
 uses, a step that nothing undoes with a refusable step after it, an outcome model that
-cannot say FAILED."""
+cannot say FAILED, a participant no worker answers for."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from orchestrator.engine.machine import FAILED
 from orchestrator.errors import DefinitionError
 from orchestrator.sagas import ALL_SAGAS
 from orchestrator.sagas.bench import BENCH_SAGA, PAYMENT, BenchOrder, outcome
+from workers.bench.service import BENCH_WORKERS
+from workers.registry import WORKERS, WorkerSpec
 
 
 def saga(name: str = "toy") -> Saga[BenchOrder, BenchOrderPlaced]:
@@ -79,3 +81,20 @@ def test_every_outcome_can_say_each_status_the_engine_ends_with(
             status.validate_python(value)
         except ValidationError:
             pytest.fail(f"{model.__name__}.status cannot be {value}")
+
+
+@pytest.mark.parametrize(
+    ("definition", "workers"),
+    [*((s, WORKERS) for s in ALL_SAGAS), (BENCH_SAGA, BENCH_WORKERS)],
+    ids=lambda item: getattr(item, "name", ""),
+)
+def test_every_participant_is_a_worker_of_its_name_and_topic(
+    definition: Saga,  # type: ignore[type-arg]
+    workers: dict[str, WorkerSpec],
+) -> None:
+    """The orchestrator tells whether a participant took a command by the consumer group of
+    the worker named as the participant: another name drops that wait without a word."""
+    for participant in definition.participants:
+        spec = workers.get(participant.name)
+        assert spec is not None, f"no worker named {participant.name}"
+        assert spec.topic == participant.topic
