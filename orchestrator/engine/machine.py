@@ -21,6 +21,9 @@ from orchestrator.engine.waiting import POLL
 from orchestrator.errors import DefinitionError, SagaRefused, error_of
 
 TIMEOUT = "TIMEOUT"
+NO_STEP = -1
+"""The step slot of a saga that ended before any step ran (refused at its start, or with no
+step that applies to it)."""
 FAILED = "FAILED"
 UNEXPECTED_REPLY = "UNEXPECTED_REPLY"
 
@@ -132,13 +135,13 @@ class SagaMachine:
         )
         refused = self.definition.refusal(state) if self.definition.refusal else None
         first = self._next_applicable(state, 0)
-        if refused is not None:
-            why = HistoryEntry("refused", SagaStatus.RUNNING, now, detail=refused)
-            decision = self._finish(
-                instance, SagaStatus.ABORTED, refused, now, [started, why], state
-            )
-        elif first is None:
-            decision = self._finish(instance, SagaStatus.COMPLETED, None, now, [started], state)
+        if refused is not None or first is None:
+            history = [started]
+            if refused is not None:
+                history.append(HistoryEntry("refused", SagaStatus.RUNNING, now, detail=refused))
+            status = SagaStatus.ABORTED if refused is not None else SagaStatus.COMPLETED
+            at_no_step = instance.evolve(step_index=NO_STEP)
+            decision = self._finish(at_no_step, status, refused, now, history, state)
         else:
             decision = self._send(instance, first, False, now, [started], state=state)
         return decision.caused_by(envelope.id)

@@ -19,6 +19,7 @@ from events.masking import masked
 from orchestrator.arguments import MAX_LIMIT, age, limit, not_empty, utf8
 from orchestrator.db import create_engine, first_line, unreachable
 from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.engine.machine import NO_STEP
 from orchestrator.errors import OrchestraError
 from orchestrator.ops import inspection, manual, trace
 from orchestrator.ops.output import print_table, visible
@@ -39,18 +40,23 @@ def step_name(saga: SagaInstance) -> str | None:
     return step.name if step is not None else None
 
 
-def step_number(saga: SagaInstance) -> int:
+def step_number(saga: SagaInstance) -> int | None:
     """The place in its definition's order of the step the saga is at, counted from 0 (the
-    recorded slot where the definition has none)."""
+    recorded slot where the definition has none); None for a saga that ran no step."""
+    if saga.step_index == NO_STEP:
+        return None
     definition = DEFINITIONS.get(saga.saga_type)
     place = definition.position(saga.step_index) if definition is not None else None
     return place if place is not None else saga.step_index
 
 
-def _step(saga: SagaInstance) -> str:
-    """The step as a table shows it: its number and name, ``1 credit-wallet``."""
-    name = step_name(saga)
-    return f"{step_number(saga)} {name}" if name else str(saga.step_index)
+def step_shown(saga: SagaInstance) -> str:
+    """The step as a table shows it: its number and name, ``1 credit-wallet``; ``-`` for a
+    saga that ran no step."""
+    name, number = step_name(saga), step_number(saga)
+    if number is None:
+        return "-"
+    return f"{number} {name}" if name else str(number)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -222,7 +228,7 @@ async def _run(
         console.print(
             visible(
                 f"{args.verb}: saga {saved.id} is {saved.status.value} "
-                f"(step {_step(saved)}, by {actor}: {args.why})"
+                f"(step {step_shown(saved)}, by {actor}: {args.why})"
             ),
             markup=False,
             highlight=False,
@@ -269,7 +275,7 @@ def _print_list(found: list[SagaInstance]) -> None:
             saga.saga_type,
             saga.business_key,
             saga.status.value,
-            _step(saga),
+            step_shown(saga),
             saga.reason or "",
             _age(now - saga.created_at),
             saga.updated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
@@ -298,7 +304,7 @@ def _print_one(saga: SagaInstance, rows: list[inspection.HistoryRow]) -> None:
         f"[bold]{escape(saga.saga_type)}[/bold] {saga.id}  key {escape(visible(saga.business_key))}"
     )
     console.print(
-        f"status {saga.status.value}, step {_step(saga)}"
+        f"status {saga.status.value}, step {step_shown(saga)}"
         f"{' (compensating)' if saga.compensating and not saga.status.terminal else ''}, "
         f"attempt {saga.attempt}, "
         f"reason {saga.reason or '-'}, next action {saga.next_action_at or '-'}, "

@@ -21,7 +21,7 @@ from events.store import OrderLine, StockReserved
 from events.wallets import TopUpRequested, TopUpStatusChanged
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaStatus
-from orchestrator.engine.machine import Decision, SagaMachine
+from orchestrator.engine.machine import NO_STEP, Decision, SagaMachine
 from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
 from orchestrator.errors import DefinitionError
 from orchestrator.sagas import ALL_SAGAS, wallet_topup
@@ -191,6 +191,7 @@ def test_a_gift_card_in_a_currency_billing_does_not_keep_is_refused_before_payme
     assert isinstance(notice, NotifyCustomer)
     assert notice.params["why"] == "we do not take payments in this currency"
     assert [h.event for h in d.history] == ["started", "refused", "ended", "notice-sent"]
+    assert d.instance.step_index == NO_STEP
 
 
 def test_a_gift_card_in_a_kept_currency_goes_to_its_steps() -> None:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -19,10 +20,11 @@ from rich.table import Table
 
 from orchestrator.embedded import ensure_free
 from orchestrator.engine.instance import SagaInstance, SagaStatus
+from orchestrator.engine.machine import NO_STEP
 from orchestrator.errors import EmbeddedStackError
 from orchestrator.ops.output import print_table
 from orchestrator.ops.records import _offsets_at
-from orchestrator.ops.sagas_cli import as_json
+from orchestrator.ops.sagas_cli import as_json, step_shown
 from orchestrator.ops.topics_cli import source_topic
 
 SAGA_ID = "19237d90-5c1e-4bd2-9a1f-0f6ad3c8e2b7"
@@ -70,6 +72,15 @@ def test_json_lines_hold_the_whole_saga() -> None:
     assert (line["saga_type"], line["status"], line["step"]) == ("registration", "COMPLETED", 2)
     assert line["step_name"] == "activate-wallet"  # the step's name, not only its number
     assert line["created_at"] == "2026-11-27T10:00:00+00:00"
+
+
+def test_a_saga_that_ran_no_step_shows_none() -> None:
+    refused = replace(_saga(), saga_type="giftcard-purchase", step_index=NO_STEP)
+    line = as_json(refused)
+    assert (line["step"], line["step_name"]) == (None, None)
+    assert step_shown(refused) == "-"
+    moved = replace(_saga(), saga_type="wallet-topup", step_index=3)  # declared last, run first
+    assert (as_json(moved)["step"], step_shown(moved)) == (0, "0 check-customer")
 
 
 def test_a_dlq_may_be_named_by_its_own_name() -> None:
