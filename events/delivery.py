@@ -72,11 +72,12 @@ class CancelDelivery(Command):
 
 class DeliveryBooked(Reply):
     """``point_name``: the pickup point's or courier company's name, for the client (seed 003:
-    delivery gives the point's name or the address); None from a release before it."""
+    delivery gives the point's name or the address); None from a release before it, and then
+    left out, as that release's readers refuse a member they do not know."""
 
     kind: Literal["DeliveryBooked"] = "DeliveryBooked"
     delivery_case_id: str
-    point_name: str | None = None
+    point_name: str | None = Field(default=None, exclude_if=lambda name: name is None)
 
 
 DeliveryCommand = Annotated[BookDelivery | CancelDelivery, Field(discriminator="kind")]

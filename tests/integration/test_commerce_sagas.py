@@ -215,6 +215,12 @@ async def test_order_paid_by_card_is_confirmed_with_stock_and_slot_taken(
     assert mail["template"] == "order-confirmed"
     assert request.order_id in mail["body"]
     assert mail["body"].endswith(f"on its way to Point {point_id} ({point_id}).")
+    recorded = await query(
+        stack.database_url,
+        "SELECT reply FROM delivery_operations WHERE saga_id = CAST(:s AS uuid)",
+        s=status["saga_id"],
+    )
+    assert "point_name" not in recorded[0][0], "a delivery worker of the release before reads it"
 
 
 async def test_order_paid_from_wallet_needs_the_funds(

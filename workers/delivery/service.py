@@ -135,7 +135,12 @@ class DeliveryService:
         raise TypeError(f"delivery cannot handle {type(command).__name__}")
 
     async def book(self, conn: AsyncConnection, envelope: Envelope, command: BookDelivery) -> Reply:
+        """Take a slot and open the case. The answer names the point, but the step's record
+        does not: a delivery worker of a release before reads that record back (a command
+        sent again, a compensation) and refuses a member it does not know. An answer read
+        back from the record names the point by its id alone, in the order's e-mail."""
         saga_id, _ = step_key(envelope)
+        names: list[str] = []
 
         async def action() -> Reply:
             point_id = command.point_id or await _courier_with_room(conn)
@@ -156,9 +161,13 @@ class DeliveryService:
             row = booked.first()
             if row is None:
                 return await _no_slot(conn, point_id, command.method.value)
-            return DeliveryBooked(delivery_case_id=case_id, point_name=row.name)
+            names.append(row.name)
+            return DeliveryBooked(delivery_case_id=case_id)
 
-        return await self.operations.run(conn, envelope, action)
+        reply = await self.operations.run(conn, envelope, action)
+        if isinstance(reply, DeliveryBooked) and names:
+            return reply.model_copy(update={"point_name": names[0]})
+        return reply
 
     async def cancel(self, conn: AsyncConnection, envelope: Envelope) -> Reply:
         async def undo(done: Reply) -> StepFailed | None:
