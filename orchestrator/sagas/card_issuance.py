@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from events import topics
 from events.base import Reply, expect
-from events.billing import CloseCardWallet, OpenCardWallet, WalletOpened, unsupported
+from events.billing import CloseCardWallet, OpenCardWallet, WalletOpened
 from events.cards import (
     ActivateCard,
     CardIssueRequested,
@@ -93,7 +93,6 @@ CARD_ISSUANCE_SAGA: Saga[CardIssuance, CardIssueRequested] = (
         success_status=CardIssueStatus.ISSUED,
         failure_status=CardIssueStatus.REJECTED,
     )
-    .refuse(lambda saga: unsupported(saga.currency))  # before a card is reserved
     .step(
         "reserve-card",
         CARD_ISSUANCE,

@@ -171,7 +171,7 @@ async def test_a_request_behind_one_that_fails_issues_the_card(
     assert active == [(1,)]
 
 
-async def test_a_currency_billing_does_not_keep_is_refused_before_a_card_is_reserved(
+async def test_billing_refusal_releases_the_card_id(
     client: UpstreamClient, stack: EmbeddedStack
 ) -> None:
     request = card_request(currency="GBP")
@@ -191,18 +191,33 @@ async def test_a_currency_billing_does_not_keep_is_refused_before_a_card_is_rese
     assert saga[0][1] == "ABORTED"
     events = await query(
         stack.database_url,
-        "SELECT event, detail FROM saga_history WHERE saga_id = :s ORDER BY id",
+        "SELECT event, step, message_type FROM saga_history WHERE saga_id = :s ORDER BY id",
         s=saga[0][0],
     )
-    assert events == [
-        ("started", None),
-        ("refused", "UNSUPPORTED_CURRENCY"),
-        ("ended", "UNSUPPORTED_CURRENCY"),
+    assert [e[0] for e in events] == [
+        "started",
+        "command-sent",
+        "reply-received",
+        "step-completed",
+        "command-sent",
+        "reply-received",
+        "step-failed",
+        "compensation-sent",
+        "reply-received",
+        "compensated",
+        "ended",
     ]
-    cards = await query(
-        stack.database_url, "SELECT count(*) FROM cards WHERE saga_id = :s", s=saga[0][0]
+    assert ("compensation-sent", "reserve-card", "ReleaseCard") in events
+    card = await query(
+        stack.database_url, "SELECT status, card_id FROM cards WHERE saga_id = :s", s=saga[0][0]
     )
-    assert cards == [(0,)]
+    assert card == [("CANCELLED", None)]
+    history_times = await query(
+        stack.database_url,
+        "SELECT count(*) FROM saga_history WHERE saga_id = :s AND at IS NOT NULL",
+        s=saga[0][0],
+    )
+    assert history_times == [(len(events),)]
 
 
 async def test_poison_records_go_to_the_dlq_and_the_stream_goes_on(client: UpstreamClient) -> None:
