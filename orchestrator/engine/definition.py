@@ -121,9 +121,10 @@ class Saga(Generic[S, R]):
     outcome_key: Callable[[S], str]
     success_status: str
     failure_status: str
-    steps: tuple[Step[S], ...] = field(default_factory=tuple)
-    on_failure: Notice[S] | None = None
-    refusal: Callable[[S], str | None] | None = None
+    steps: tuple[Step[S], ...] = field(default_factory=tuple, init=False)
+    """Added by ``step``, which checks each and gives it its slot."""
+    on_failure: Notice[S] | None = field(default=None, init=False)
+    refusal: Callable[[S], str | None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= NAME_CHARS:

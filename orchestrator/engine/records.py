@@ -282,14 +282,23 @@ def _text_as_is(raw: bytes) -> bool:
 
 def _inexact_headers(raw: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
     """The headers a letter's text headers cannot give back as they were: a value that is
-    not text as it is or is null, a name with a NUL, each of a name that repeats."""
+    not text as it is or is null, a name with a NUL, each of the names that read the same
+    (one repeated, or one with a NUL beside one with U+FFFD in its place)."""
     headers = list(raw)
-    times = Counter(name for name, _ in headers)
+    times = Counter(_readable(name) for name, _ in headers)
     return [
         (name, value)
         for name, value in headers
-        if value is None or not _text_as_is(value) or _UNSTORABLE in name or times[name] > 1
+        if value is None
+        or not _text_as_is(value)
+        or _UNSTORABLE in name
+        or times[_readable(name)] > 1
     ]
+
+
+def _readable(name: str) -> str:
+    """A header name as a letter's text headers hold it."""
+    return name.replace(_UNSTORABLE, "\ufffd")
 
 
 def _b64(raw: bytes) -> str:
@@ -351,7 +360,7 @@ def redriven_raw_headers(
     ``redriven_headers`` keeps, with the ones ``dlq_headers_b64`` holds in place of their
     readable form (ValueError when it is malformed)."""
     exact = exact_headers({n: v.decode("utf-8", "replace") for n, v in raw if v is not None})
-    readable = {name.replace(_UNSTORABLE, "\ufffd") for name, _ in exact}
+    readable = {_readable(name) for name, _ in exact}
     return [*((n, v) for n, v in _restored(raw) if n not in readable), *exact]
 
 

@@ -154,3 +154,12 @@ def test_a_replay_copies_key_and_headers_byte_for_byte() -> None:
     record = Record("t", 2, 5, 0, SCHEMA_REGISTRY_KEY, b"{}", (*HEADERS, ("replayed_from", b"x")))
 
     assert _replayed(record) == (*HEADERS, ("replayed_from", b"t/2/5"))
+
+
+def test_a_name_with_a_nul_beside_the_name_it_reads_as_are_both_given_back() -> None:
+    headers = ((env.H_ID, b"m-1"), ("a\x00b", b"1"), ("a\ufffdb", b"2"))
+    message = dead_letter_message(_letter(_Record(b"not json", key=b"k", headers=headers), False))
+    (keyed,), unreadable = _with_record_keys([_as_read(message)])
+    assert not unreadable
+    sent = _redriven(keyed)
+    assert Counter(headers) - Counter(sent) == Counter()

@@ -98,3 +98,22 @@ def test_every_participant_is_a_worker_of_its_name_and_topic(
         spec = workers.get(participant.name)
         assert spec is not None, f"no worker named {participant.name}"
         assert spec.topic == participant.topic
+
+
+def test_steps_come_only_through_step() -> None:
+    """Steps given whole would skip the checks and share slot 0: a saga would mistake one
+    step's answer for another's."""
+    with pytest.raises(TypeError):
+        Saga(  # type: ignore[call-arg]
+            "toy",
+            state=BenchOrder,
+            trigger=BenchOrderPlaced,
+            inbound_topic="toy.requested",
+            outcome_topic="toy.status",
+            begin=lambda placed: BenchOrder(order_id=placed.order_id, amount_minor=1),
+            outcome=outcome,
+            outcome_key=lambda order: order.order_id,
+            success_status="CONFIRMED",
+            failure_status="CANCELLED",
+            steps=(),
+        )
