@@ -20,20 +20,21 @@ from orchestrator.sagas.bench import BENCH_SAGA, PAYMENT, BenchOrder, outcome
 from workers.bench.service import BENCH_WORKERS
 from workers.registry import WORKERS, WorkerSpec
 
+TOY: dict[str, Any] = {
+    "state": BenchOrder,
+    "trigger": BenchOrderPlaced,
+    "inbound_topic": "toy.requested",
+    "outcome_topic": "toy.status",
+    "begin": lambda placed: BenchOrder(order_id=placed.order_id, amount_minor=1),
+    "outcome": outcome,
+    "outcome_key": lambda order: order.order_id,
+    "success_status": "CONFIRMED",
+    "failure_status": "CANCELLED",
+}
+
 
 def saga(name: str = "toy") -> Saga[BenchOrder, BenchOrderPlaced]:
-    return Saga(
-        name,
-        state=BenchOrder,
-        trigger=BenchOrderPlaced,
-        inbound_topic="toy.requested",
-        outcome_topic="toy.status",
-        begin=lambda placed: BenchOrder(order_id=placed.order_id, amount_minor=1),
-        outcome=outcome,
-        outcome_key=lambda order: order.order_id,
-        success_status="CONFIRMED",
-        failure_status="CANCELLED",
-    )
+    return Saga(name, **TOY)
 
 
 def pay(o: BenchOrder) -> Command:
@@ -104,16 +105,4 @@ def test_steps_come_only_through_step() -> None:
     """Steps given whole would skip the checks and share slot 0: a saga would mistake one
     step's answer for another's."""
     with pytest.raises(TypeError):
-        Saga(  # type: ignore[call-arg]
-            "toy",
-            state=BenchOrder,
-            trigger=BenchOrderPlaced,
-            inbound_topic="toy.requested",
-            outcome_topic="toy.status",
-            begin=lambda placed: BenchOrder(order_id=placed.order_id, amount_minor=1),
-            outcome=outcome,
-            outcome_key=lambda order: order.order_id,
-            success_status="CONFIRMED",
-            failure_status="CANCELLED",
-            steps=(),
-        )
+        Saga("toy", **TOY, steps=())
