@@ -54,6 +54,13 @@ STEPS_QUEUED = Counter(
     ["saga_type", "step"],
     registry=REGISTRY,
 )
+RETRIES_SLOWED = Counter(
+    "orchestra_retries_slowed_total",
+    "Retries put off longer because a step retried until it succeeds was refused past the "
+    "retry budget (a bug, or a refusal that needs a fix): each a saga waiting for the fix",
+    ["saga_type", "step"],
+    registry=REGISTRY,
+)
 NOTICES_UNDELIVERED = Counter(
     "orchestra_notices_undelivered_total",
     "Failure notices given up on (their participant could not deliver them within the retry "
@@ -113,6 +120,8 @@ def declare(definitions: Iterable[Saga[Any, Any]]) -> None:
             NOTICES_UNDELIVERED.labels(saga.name)
         for step in saga.steps:
             STEPS_QUEUED.labels(saga.name, step.name)
+            if step.retriable:
+                RETRIES_SLOWED.labels(saga.name, step.name)
             if step.may_outlive_rollback:
                 LATE_EFFECTS.labels(saga.name, step.name)
 
@@ -140,6 +149,15 @@ def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -
                     "a failure notice was given up on; its client was not told",
                     saga_id=str(decision.instance.id),
                     saga_type=saga_type,
+                    detail=entry.detail,
+                )
+            elif entry.event == "retries-slowed":
+                RETRIES_SLOWED.labels(saga_type, entry.step or "").inc()
+                log.warning(
+                    "a step retried until it succeeds keeps being refused; fix its participant",
+                    saga_id=str(decision.instance.id),
+                    saga_type=saga_type,
+                    step=entry.step,
                     detail=entry.detail,
                 )
             elif entry.event == "timer-failed":

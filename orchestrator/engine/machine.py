@@ -44,6 +44,15 @@ class RetryPolicy:
         doublings = min(max(0, attempt - 1), 32)  # 2**1024 overflows a float
         return timedelta(seconds=min(self.backoff_max_s, self.backoff_s * 2**doublings))
 
+    def slowed(self, attempt: int, budget: int) -> timedelta:
+        """The wait before ``attempt`` of a step retried until it succeeds whose participant
+        keeps refusing it (not for now: a bug, say) past the budget: doubling from
+        ``backoff_max_s`` up to ``PUT_OFF_MAX``, so a refusal that needs a fix is not sent,
+        and dead-lettered, every half minute for good, and still goes through once fixed."""
+        doublings = min(max(1, attempt - budget), 32)
+        longest = PUT_OFF_MAX.total_seconds()
+        return timedelta(seconds=min(longest, self.backoff_max_s * 2**doublings))
+
 
 PUT_OFF = timedelta(minutes=5)
 """The shortest wait of a saga whose timer raised before its timer fires again."""
@@ -378,7 +387,9 @@ class SagaMachine:
         if isinstance(reply, StepFailed):
             if reply.retryable or step.retriable:
                 reason = TIMEOUT if reply.retryable else reply.reason
-                return self._retry_or_fail(instance, step, now, history, reason)
+                return self._retry_or_fail(
+                    instance, step, now, history, reason, refused=not reply.retryable
+                )
             history.append(
                 HistoryEntry(
                     "step-failed", instance.status, now, step=step.name, detail=reply.reason
@@ -458,15 +469,20 @@ class SagaMachine:
         history: list[HistoryEntry],
         reason: str,
         unanswered: bool = False,
+        refused: bool = False,
     ) -> Decision:
         """Schedule the step again, or give up on it. A forward step is never given up on
         while its outcome is unknown (``unanswered``: it timed out) and nothing would undo it:
-        it may have run, so it is re-sent until its participant answers, done or refused."""
+        it may have run, so it is re-sent until its participant answers, done or refused. A
+        retriable step its participant keeps ``refused`` (not for now) past the budget is
+        sent again ever less often (``RetryPolicy.slowed``)."""
         attempt = instance.attempt + 1
         forward_budget = step.retries if step.retries is not None else self.policy.budget
         budget = self.policy.budget if instance.compensating else forward_budget
         endless = step.retriable or (unanswered and not step.undoable)
         if attempt <= budget or (endless and not instance.compensating):
+            if refused and attempt > budget:
+                return self._slowed(instance, step.name, attempt, budget, reason, now, history)
             return self._scheduled(instance, step.name, attempt, now, history)
         if instance.compensating:
             history.append(HistoryEntry("retry-budget-spent", instance.status, now, step=step.name))
@@ -655,6 +671,32 @@ class SagaMachine:
             return Decision(instance.evolve(pending_command_id=None), history=history)
         return self._scheduled(instance, NOTICE_STEP, attempt, now, history)
 
+    def _slowed(
+        self,
+        instance: SagaInstance,
+        step: str,
+        attempt: int,
+        budget: int,
+        reason: str,
+        now: datetime,
+        history: list[HistoryEntry],
+    ) -> Decision:
+        """A step retried until it succeeds, refused past its ``budget``: said, and sent
+        again after ``RetryPolicy.slowed``."""
+        wait = self.policy.slowed(attempt, budget)
+        history.append(
+            HistoryEntry(
+                "retries-slowed",
+                instance.status,
+                now,
+                step=step,
+                detail=f"{reason} at attempt {attempt - 1}: the next in {wait}, ever less often "
+                f"(up to every {PUT_OFF_MAX.total_seconds() / 3600:g} h) until it succeeds; "
+                "sagas retry sends it at once",
+            )
+        )
+        return self._scheduled(instance, step, attempt, now, history, wait=wait)
+
     def _scheduled(
         self,
         instance: SagaInstance,
@@ -662,9 +704,10 @@ class SagaMachine:
         attempt: int,
         now: datetime,
         history: list[HistoryEntry],
+        wait: timedelta | None = None,
     ) -> Decision:
-        """``step`` sent again, as ``attempt``, after the policy's backoff."""
-        due = now + self.policy.backoff(attempt)
+        """``step`` sent again, as ``attempt``, after ``wait`` (the policy's backoff)."""
+        due = now + (wait if wait is not None else self.policy.backoff(attempt))
         detail = f"attempt {attempt} at {due.isoformat()}"
         history.append(HistoryEntry("retry-scheduled", instance.status, now, step, detail=detail))
         scheduled = instance.evolve(

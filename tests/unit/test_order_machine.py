@@ -314,3 +314,37 @@ def test_the_confirmation_names_the_pickup_point_delivery_gave(machine: SagaMach
     assert _confirmation(machine, named).params["delivery"] == "Arbat 1 (PP-1)"
     unnamed = DeliveryBooked(delivery_case_id="DLV-1")  # a delivery worker of a release before
     assert _confirmation(machine, unnamed).params["delivery"] == "PP-1"
+
+
+def test_a_notification_refused_past_the_budget_is_tried_ever_less_often(
+    machine: SagaMachine,
+) -> None:
+    """A bug in the participant (PARTICIPANT_ERROR) is not sent, and dead-lettered, every few
+    seconds for good; it still goes through once fixed."""
+    d = confirmed_until_notification(machine)
+    now, waits, slowed = T0, [], []
+    for _ in range(POLICY.budget + 3):
+        d = answer(machine, d, StepFailed(reason="PARTICIPANT_ERROR"), now)
+        assert d.instance.status is SagaStatus.RUNNING
+        assert not d.outgoing
+        assert d.instance.next_action_at is not None
+        waits.append((d.instance.next_action_at - now).total_seconds())
+        slowed.append(any(h.event == "retries-slowed" for h in d.history))
+        now = d.instance.next_action_at
+        d = machine.on_due(d.instance, now)
+        assert kinds(d) == ["NotifyCustomer"]
+    assert waits == [1, 2, 4, 8, 16, 32]  # within the budget (3): the backoff, up to 4 s
+    assert slowed == [False, False, False, True, True, True]
+    d = answer(machine, d, Notified(delivered=True), now)
+    assert status(d).status == "CONFIRMED"
+
+
+def test_a_notification_unavailable_for_now_keeps_its_backoff(machine: SagaMachine) -> None:
+    d = confirmed_until_notification(machine)
+    now = T0
+    for _ in range(POLICY.budget + 3):
+        d = answer(machine, d, StepFailed(reason="CHANNEL_UNAVAILABLE", retryable=True), now)
+        assert d.instance.next_action_at is not None
+        assert d.instance.next_action_at - now <= timedelta(seconds=POLICY.backoff_max_s)
+        now = d.instance.next_action_at
+        d = machine.on_due(d.instance, now)
