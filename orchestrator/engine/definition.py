@@ -165,10 +165,10 @@ class Saga(Generic[S, R]):
         does a compensation that overtook its action."""
         if any(existing.name == name for existing in self.steps):
             raise DefinitionError(f"saga {self.name!r} already has a step {name!r}")
-        if name == NOTICE_STEP or not 0 < len(name) <= NAME_CHARS:
-            raise DefinitionError(
-                f"step name {name[:80]!r}: 1 to {NAME_CHARS} characters, not {NOTICE_STEP!r}"
-            )
+        if not 0 < len(name) <= NAME_CHARS:
+            raise DefinitionError(f"step name {name[:80]!r}: 1 to {NAME_CHARS} characters")
+        if name == NOTICE_STEP:
+            raise DefinitionError(f"{NOTICE_STEP!r} is the failure notice's step name")
         if retriable and compensate is not None:
             raise DefinitionError(f"step {name!r} is retriable: it cannot have a compensation")
         if reads_only and compensate is not None:
