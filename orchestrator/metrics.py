@@ -126,6 +126,27 @@ def declare(definitions: Iterable[Saga[Any, Any]]) -> None:
                 LATE_EFFECTS.labels(saga.name, step.name)
 
 
+_ALERTS: dict[str, tuple[Counter, bool, str]] = {
+    "late-effect": (
+        LATE_EFFECTS,
+        True,
+        "a step nothing undoes ran after its saga was rolled back; settle it by hand",
+    ),
+    "notice-undelivered": (
+        NOTICES_UNDELIVERED,
+        False,
+        "a failure notice was given up on; its client was not told",
+    ),
+    "retries-slowed": (
+        RETRIES_SLOWED,
+        True,
+        "a step retried until it succeeds keeps being refused; fix its participant",
+    ),
+}
+"""History events an operator must hear of: the counter (labelled by saga type, and by step
+if so marked) and the warning."""
+
+
 def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -> None:
     """Count what committed transactions did (called after commit, so retries count once)."""
     for decision in decisions:
@@ -135,26 +156,12 @@ def observe(decisions: Iterable[Decision], timings: Sequence[StepTiming] = ()) -
                 SAGAS_STARTED.labels(saga_type).inc()
             elif entry.event in ("ended", "failed-again") and entry.status in ENDINGS:
                 SAGAS_ENDED.labels(saga_type, ENDINGS[entry.status]).inc()
-            elif entry.event == "late-effect":
-                LATE_EFFECTS.labels(saga_type, entry.step or "").inc()
+            elif (alert := _ALERTS.get(entry.event)) is not None:
+                counter, by_step, message = alert
+                labels = (saga_type, entry.step or "") if by_step else (saga_type,)
+                counter.labels(*labels).inc()
                 log.warning(
-                    "a step nothing undoes ran after its saga was rolled back; settle it by hand",
-                    saga_id=str(decision.instance.id),
-                    saga_type=saga_type,
-                    step=entry.step,
-                )
-            elif entry.event == "notice-undelivered":
-                NOTICES_UNDELIVERED.labels(saga_type).inc()
-                log.warning(
-                    "a failure notice was given up on; its client was not told",
-                    saga_id=str(decision.instance.id),
-                    saga_type=saga_type,
-                    detail=entry.detail,
-                )
-            elif entry.event == "retries-slowed":
-                RETRIES_SLOWED.labels(saga_type, entry.step or "").inc()
-                log.warning(
-                    "a step retried until it succeeds keeps being refused; fix its participant",
+                    message,
                     saga_id=str(decision.instance.id),
                     saga_type=saga_type,
                     step=entry.step,
