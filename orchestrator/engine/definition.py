@@ -183,18 +183,6 @@ class Saga(Generic[S, R]):
             raise DefinitionError(
                 f"step {name!r} is retriable: it cannot come before {before!r}, which is not"
             )
-        pivot = next((s.name for s in self.steps[:place] if s.may_outlive_rollback), None)
-        if pivot is not None and not retriable:
-            raise DefinitionError(
-                f"step {name!r} follows {pivot!r}, which nothing undoes: a refusal after it "
-                "would roll the saga back past its effect; only retriable steps may follow it"
-            )
-        undone_by_nothing = compensate is None and not reads_only and not retriable
-        if undone_by_nothing and not all(later.retriable for later in self.steps[place:]):
-            raise DefinitionError(
-                f"step {name!r} is undone by nothing: it cannot come before {before!r}, "
-                "which is not retriable"
-            )
         new_step = Step(
             name,
             participant,
@@ -208,6 +196,17 @@ class Saga(Generic[S, R]):
             reads_only,
             slot=len(self.steps),
         )
+        pivot = next((s.name for s in self.steps[:place] if s.may_outlive_rollback), None)
+        if pivot is not None and not retriable:
+            raise DefinitionError(
+                f"step {name!r} follows {pivot!r}, which nothing undoes: a refusal after it "
+                "would roll the saga back past its effect; only retriable steps may follow it"
+            )
+        if new_step.may_outlive_rollback and not all(s.retriable for s in self.steps[place:]):
+            raise DefinitionError(
+                f"step {name!r} is undone by nothing: it cannot come before {before!r}, "
+                "which is not retriable"
+            )
         self.steps = (*self.steps[:place], new_step, *self.steps[place:])
         return self
 

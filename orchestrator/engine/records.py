@@ -62,7 +62,7 @@ def text_key(raw: bytes | None) -> str | None:
     """A record key as text that can be stored: bad UTF-8 and NUL become U+FFFD."""
     if raw is None:
         return None
-    return raw.decode("utf-8", "replace").replace(_UNSTORABLE, "\ufffd")
+    return _readable(raw.decode("utf-8", "replace"))
 
 
 def _integer(digits: str) -> int | Decimal:
@@ -97,11 +97,8 @@ def _storable_headers(headers: dict[str, str]) -> tuple[dict[str, str], list[str
     bad = [name for name, value in headers.items() if _UNSTORABLE in name or _UNSTORABLE in value]
     if not bad:
         return headers, []
-    kept = {
-        name.replace(_UNSTORABLE, "\ufffd"): value.replace(_UNSTORABLE, "\ufffd")
-        for name, value in headers.items()
-    }
-    return kept, [name.replace(_UNSTORABLE, "\ufffd") for name in bad]
+    kept = {_readable(name): _readable(value) for name, value in headers.items()}
+    return kept, [_readable(name) for name in bad]
 
 
 def record_letter(
@@ -275,7 +272,7 @@ def _exact_bytes(letter: DeadLetter) -> dict[str, str]:
 def _text_as_is(raw: bytes) -> bool:
     """Whether bytes are text a database holds as they are: UTF-8 without NUL."""
     try:
-        return _UNSTORABLE not in raw.decode("utf-8")
+        return not unstorable(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return False
 
@@ -296,9 +293,9 @@ def _inexact_headers(raw: Iterable[tuple[str, bytes | None]]) -> list[tuple[str,
     ]
 
 
-def _readable(name: str) -> str:
-    """A header name as a letter's text headers hold it."""
-    return name.replace(_UNSTORABLE, "\ufffd")
+def _readable(text: str) -> str:
+    """Text as a letter's key and headers hold it: NUL as U+FFFD."""
+    return text.replace(_UNSTORABLE, "\ufffd")
 
 
 def _b64(raw: bytes) -> str:
