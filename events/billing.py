@@ -58,10 +58,12 @@ class CloseCustomerWallet(Command):
 
 
 class CheckCustomer(Command):
-    """Is this a registered client (one with an open wallet)?"""
+    """Is this a registered client (one with an open wallet)? With ``currency``, also: does
+    the wallet hold that currency (a top-up in another one is refused before the charge)."""
 
     kind: Literal["CheckCustomer"] = "CheckCustomer"
     customer_id: str
+    currency: str | None = Field(default=None, exclude_if=lambda currency: currency is None)
 
 
 class BalanceSource(StrEnum):

@@ -4,14 +4,16 @@ tell the client.
 If the credit fails the charge is refunded. The credit is the point of no return. The check
 came later than the other steps (2026-11-28): a client the shop does not know is no longer
 charged and refunded; it is declared last and placed first (``Saga.step``), so top-ups in
-flight across the upgrade keep their steps.
+flight across the upgrade keep their steps. Since 2026-11-28 (seventeenth session) the check
+also asks that the wallet hold the top-up's currency, so a top-up in another one is refused
+before the charge too (it was charged, refused by the credit and refunded).
 """
 
 from __future__ import annotations
 
 from events import topics
 from events.base import Reply, expect
-from events.billing import CreditWallet, WalletCredited
+from events.billing import CheckCustomer, CreditWallet, WalletCredited
 from events.money import from_minor, to_minor
 from events.notification import NotifyCustomer
 from events.wallets import TopUpRequested, TopUpStatus, TopUpStatusChanged
@@ -21,7 +23,6 @@ from orchestrator.sagas.paying import (
     BANK_RETRIES,
     Paying,
     charge_bank,
-    check_customer,
     payment_failed,
     refund_bank,
 )
@@ -41,6 +42,10 @@ def begin(request: TopUpRequested) -> WalletTopUp:
         payment=request.payment,
         purpose="wallet-topup",
     )
+
+
+def check_client(saga: WalletTopUp) -> CheckCustomer:
+    return CheckCustomer(customer_id=saga.customer_id, currency=saga.currency)
 
 
 def credit_wallet(saga: WalletTopUp) -> CreditWallet:
@@ -97,5 +102,5 @@ WALLET_TOPUP_SAGA: Saga[WalletTopUp, TopUpRequested] = (
     .step("charge-bank", PAYMENT, send=charge_bank, compensate=refund_bank, retries=BANK_RETRIES)
     .step("credit-wallet", BILLING, send=credit_wallet, on_success=with_balance)
     .step("notify-client", NOTIFICATION, send=notify, retriable=True)
-    .step("check-customer", BILLING, send=check_customer, reads_only=True, before="charge-bank")
+    .step("check-customer", BILLING, send=check_client, reads_only=True, before="charge-bank")
 )

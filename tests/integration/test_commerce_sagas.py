@@ -176,6 +176,21 @@ async def test_topup_for_unknown_client_is_refused_before_any_charge(
     assert await bank_statuses(stack, customer_id) == []
 
 
+async def test_topup_in_another_currency_than_the_wallet_is_refused_before_any_charge(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    customer_id = await registered(client, outcomes)
+    await funded(client, outcomes, customer_id, "30")
+    request = c.topup(customer_id, "20").model_copy(update={"currency": "KZT"})
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, request)
+    status = await outcomes.one(request.topup_id)
+
+    assert (status["status"], status["reason"]) == ("CANCELLED", "CURRENCY_MISMATCH")
+    assert await bank_statuses(stack, customer_id) == ["CAPTURED"], "only the funding top-up"
+    assert await c.wallet_balance(stack.database_url, customer_id) == Decimal("30")
+    await c.ledger_consistent(stack.database_url)
+
+
 async def test_topup_past_the_largest_balance_is_refunded(
     client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
 ) -> None:
@@ -651,5 +666,5 @@ async def test_remaining_refusals_each_give_their_reason(
     }
     done = await outcomes.wait(expected)
     assert {key: (doc["status"], doc["reason"]) for key, doc in done.items()} == expected
-    assert await bank_statuses(stack, customer_id) == ["REFUNDED", "REFUNDED"]
+    assert await bank_statuses(stack, customer_id) == ["REFUNDED"], "the order, paid then refunded"
     assert await c.available(stack.database_url, sku) == (10, 0)

@@ -10,7 +10,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from events.base import Compensated, StepFailed
-from events.billing import UNKNOWN_CUSTOMER, BalanceDebited, CustomerChecked, WalletCredited
+from events.billing import (
+    CURRENCY_MISMATCH,
+    UNKNOWN_CUSTOMER,
+    BalanceDebited,
+    CheckCustomer,
+    CustomerChecked,
+    WalletCredited,
+)
 from events.delivery import DeliveryBooked
 from events.envelope import Envelope
 from events.giftcards import GiftCardPurchaseRequested, GiftCardPurchaseStatus
@@ -102,6 +109,23 @@ def test_a_client_the_shop_does_not_know_is_refused_before_any_charge(new: SagaM
     assert d.instance.status is SagaStatus.ABORTED
     assert (topup_status(d).status, topup_status(d).reason) == ("CANCELLED", UNKNOWN_CUSTOMER)
     assert kinds(d) == ["TopUpStatusChanged"]  # nothing to refund, nobody to tell
+
+
+def test_the_check_asks_for_the_top_ups_currency_and_no_other_check_names_one(
+    new: SagaMachine,
+) -> None:
+    """An older billing refuses a member it does not know: only the top-up's check sends one."""
+    (check,) = [m.body for m in start(new).outgoing]
+    assert check == CheckCustomer(customer_id="c-1", currency="RUB")
+    assert "currency" not in CheckCustomer(customer_id="c-1").model_dump(mode="json")
+
+
+def test_a_top_up_in_another_currency_than_the_wallet_is_refused_before_any_charge(
+    new: SagaMachine,
+) -> None:
+    d = answer(new, start(new), StepFailed(reason=CURRENCY_MISMATCH))
+    assert (topup_status(d).status, topup_status(d).reason) == ("CANCELLED", CURRENCY_MISMATCH)
+    assert "ChargeBank" not in kinds(d)
 
 
 def test_a_saga_started_before_the_change_keeps_its_step_and_never_runs_the_new_one(

@@ -203,6 +203,8 @@ class CustomerAccounts:
         wallet = await self._wallet(conn, command.customer_id, lock=False)
         if wallet is None:
             return _unknown_customer(command.customer_id)
+        if command.currency is not None and command.currency != wallet.currency:
+            return _currency_mismatch(wallet.currency, command.currency)
         return CustomerChecked(wallet_id=wallet.wallet_id)
 
     async def debit(
