@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -50,7 +50,9 @@ class Step(Generic[S]):
     retried until it succeeds and never compensated. A step with neither a compensation nor
     ``reads_only`` (it changes nothing: a check) is not given up on while it may have run.
     ``slot`` is where a saga at this step is recorded (``Saga.step``), not its place in the
-    order."""
+    order. A refusal whose reason is ``rechecked`` may not hold for long (a client whose
+    registration is still on its way is not known yet): the step asks again with backoff,
+    within its retries, and the refusal stands only if it is still the answer then."""
 
     name: str
     participant: Participant
@@ -63,6 +65,7 @@ class Step(Generic[S]):
     retriable: bool = False
     reads_only: bool = False
     slot: int = 0
+    rechecked: frozenset[str] = frozenset()
 
     def applies(self, state: S) -> bool:
         return self.when is None or self.when(state)
@@ -156,6 +159,7 @@ class Saga(Generic[S, R]):
         when: Callable[[S], bool] | None = None,
         retriable: bool = False,
         reads_only: bool = False,
+        recheck: Iterable[str] = (),
         before: str | None = None,
     ) -> Saga[S, R]:
         """Add a step, last in the order or ``before`` the step so named: one added to a
@@ -173,6 +177,12 @@ class Saga(Generic[S, R]):
             raise DefinitionError(f"step {name!r} is retriable: it cannot have a compensation")
         if reads_only and compensate is not None:
             raise DefinitionError(f"step {name!r} reads only: it has nothing to compensate")
+        rechecked = frozenset(recheck)
+        if rechecked and not reads_only:
+            raise DefinitionError(
+                f"step {name!r} rechecks a refusal: only a step that reads only may be asked "
+                "again (a participant answers a step that acts by what it recorded the first time)"
+            )
         place = self._place(before)
         if not retriable and any(existing.retriable for existing in self.steps[:place]):
             raise DefinitionError(
@@ -195,6 +205,7 @@ class Saga(Generic[S, R]):
             retriable,
             reads_only,
             slot=len(self.steps),
+            rechecked=rechecked,
         )
         pivot = next((s.name for s in self.steps[:place] if s.may_outlive_rollback), None)
         if pivot is not None and not retriable:

@@ -385,7 +385,7 @@ class SagaMachine:
         history: list[HistoryEntry],
     ) -> Decision:
         if isinstance(reply, StepFailed):
-            if reply.retryable or step.retriable:
+            if reply.retryable or step.retriable or reply.reason in step.rechecked:
                 reason = TIMEOUT if reply.retryable else reply.reason
                 return self._retry_or_fail(
                     instance, step, now, history, reason, refused=not reply.retryable

@@ -142,6 +142,10 @@ def payment_failed(saga: Paying, result: SagaResult) -> NotifyCustomer | None:
 
 BANK_RETRIES = 3
 """An unavailable acquirer is retried this many times with backoff before TIMEOUT."""
+CUSTOMER_RECHECKS = 4
+"""A client billing does not know is asked about again this many times with backoff (0.5,
+1, 2 and 4 s at the default backoff) before UNKNOWN_CUSTOMER: a sale sent right after the
+client's registration waits for it rather than being refused."""
 
 
 P = TypeVar("P", bound=Paying)
@@ -153,7 +157,14 @@ def with_payment_steps(saga: Saga[P, R]) -> Saga[P, R]:
     failure is told to the client (``payment_failed``)."""
     return (
         saga.notify_failure(NOTIFICATION, payment_failed)
-        .step("check-customer", BILLING, send=check_customer, reads_only=True)
+        .step(
+            "check-customer",
+            BILLING,
+            send=check_customer,
+            reads_only=True,
+            recheck=[UNKNOWN_CUSTOMER],
+            retries=CUSTOMER_RECHECKS,
+        )
         .step(
             "charge-bank",
             PAYMENT,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from events import topics
 from events.base import Reply, expect
-from events.billing import CheckCustomer, CreditWallet, WalletCredited
+from events.billing import UNKNOWN_CUSTOMER, CheckCustomer, CreditWallet, WalletCredited
 from events.money import from_minor, to_minor
 from events.notification import NotifyCustomer
 from events.wallets import TopUpRequested, TopUpStatus, TopUpStatusChanged
@@ -21,6 +21,7 @@ from orchestrator.engine.definition import Saga, SagaResult
 from orchestrator.engine.participants import BILLING, NOTIFICATION, PAYMENT
 from orchestrator.sagas.paying import (
     BANK_RETRIES,
+    CUSTOMER_RECHECKS,
     Paying,
     charge_bank,
     payment_failed,
@@ -102,5 +103,13 @@ WALLET_TOPUP_SAGA: Saga[WalletTopUp, TopUpRequested] = (
     .step("charge-bank", PAYMENT, send=charge_bank, compensate=refund_bank, retries=BANK_RETRIES)
     .step("credit-wallet", BILLING, send=credit_wallet, on_success=with_balance)
     .step("notify-client", NOTIFICATION, send=notify, retriable=True)
-    .step("check-customer", BILLING, send=check_client, reads_only=True, before="charge-bank")
+    .step(
+        "check-customer",
+        BILLING,
+        send=check_client,
+        reads_only=True,
+        recheck=[UNKNOWN_CUSTOMER],
+        retries=CUSTOMER_RECHECKS,
+        before="charge-bank",
+    )
 )

@@ -139,6 +139,28 @@ async def test_topup_credits_wallet_and_tells_the_client(
     await c.ledger_consistent(stack.database_url)
 
 
+async def test_sales_sent_right_after_the_registration_wait_for_it(
+    client: UpstreamClient, outcomes: c.Outcomes, stack: EmbeddedStack
+) -> None:
+    """Upstream need not wait for `customers.status`: a client whose registration is still
+    on its way is asked about again rather than refused as unknown."""
+    sku, point_id = await shop(client)
+    registration = c.customer()
+    topup = c.topup(registration.customer_id, "40")
+    order = c.order(registration.customer_id, [(sku, 1, "5")], point_id)
+    await client.send(topics.CUSTOMERS_REGISTERED, registration)
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, topup)
+    await client.send(topics.ORDERS_SUBMITTED, order)
+    expected = {
+        registration.customer_id: ("ACTIVE", None),
+        topup.topup_id: ("COMPLETED", None),
+        order.order_id: ("CONFIRMED", None),
+    }
+    done = await outcomes.wait(expected)
+    assert {key: (doc["status"], doc["reason"]) for key, doc in done.items()} == expected
+    assert await c.wallet_balance(stack.database_url, registration.customer_id) == Decimal("40")
+
+
 @pytest.mark.parametrize(
     ("payment", "reason"), [(c.DECLINED, "PAYMENT_DECLINED"), (c.UNAVAILABLE, "TIMEOUT")]
 )

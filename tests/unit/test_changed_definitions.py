@@ -43,7 +43,7 @@ from orchestrator.sagas.paying import (
     refund_bank,
 )
 from orchestrator.sagas.wallet_topup import WALLET_TOPUP_SAGA
-from tests.unit.test_machine import POLICY, T0, answer, kinds
+from tests.unit.test_machine import POLICY, T0, answer, answered_each_time, kinds
 from tests.unit.test_order_machine import order
 
 CARD = BankPaymentDetails(method=PaymentMethod.BANK_CARD, card_token="tok")
@@ -105,7 +105,7 @@ def test_a_step_added_before_others_runs_in_its_place_for_new_sagas(new: SagaMac
 
 
 def test_a_client_the_shop_does_not_know_is_refused_before_any_charge(new: SagaMachine) -> None:
-    d = answer(new, start(new), StepFailed(reason=UNKNOWN_CUSTOMER))
+    d = answered_each_time(new, start(new), StepFailed(reason=UNKNOWN_CUSTOMER))
     assert d.instance.status is SagaStatus.ABORTED
     assert (topup_status(d).status, topup_status(d).reason) == ("CANCELLED", UNKNOWN_CUSTOMER)
     assert kinds(d) == ["TopUpStatusChanged"]  # nothing to refund, nobody to tell

@@ -70,6 +70,14 @@ def test_only_retriable_steps_may_follow_a_step_nothing_undoes() -> None:
     saga().step("ship", PAYMENT, send=ship).step("tell", PAYMENT, send=ship, retriable=True)
 
 
+def test_only_a_step_that_reads_only_may_recheck_a_refusal() -> None:
+    """A participant answers a step that acts again by what it recorded the first time."""
+    with pytest.raises(DefinitionError, match="rechecks a refusal"):
+        saga().step("pay", PAYMENT, send=pay, compensate=refund, recheck=["DECLINED"])
+    (check,) = saga().step("check", PAYMENT, send=pay, reads_only=True, recheck=["NO"]).steps
+    assert check.rechecked == frozenset({"NO"})
+
+
 @pytest.mark.parametrize("definition", [*ALL_SAGAS, BENCH_SAGA], ids=lambda s: s.name)
 def test_every_outcome_can_say_each_status_the_engine_ends_with(
     definition: Saga,  # type: ignore[type-arg]

@@ -55,6 +55,15 @@ def answer(machine: SagaMachine, decision: Decision, reply: Reply, at: datetime 
     return machine.on_reply(decision.instance, reply, reply_to(decision, reply), at)
 
 
+def answered_each_time(machine: SagaMachine, decision: Decision, reply: Reply) -> Decision:
+    """``reply`` to the step and to each time it is asked again, until it is not."""
+    d = answer(machine, decision, reply)
+    while d.instance.status is SagaStatus.RUNNING and not d.outgoing and d.instance.next_action_at:
+        d = machine.on_due(d.instance, d.instance.next_action_at)
+        d = answer(machine, d, reply, d.instance.updated_at)
+    return d
+
+
 def kinds(decision: Decision) -> list[str]:
     return [o.body.__class__.__name__ for o in decision.outgoing]
 

@@ -23,7 +23,8 @@ from orchestrator.errors import DefinitionError
 from orchestrator.ops.inspection import HistoryRow
 from orchestrator.ops.trace import flow
 from orchestrator.sagas.order_checkout import ORDER_CHECKOUT_SAGA
-from tests.unit.test_machine import POLICY, T0, answer, kinds, reply_to
+from orchestrator.sagas.paying import CUSTOMER_RECHECKS
+from tests.unit.test_machine import POLICY, T0, answer, answered_each_time, kinds, reply_to
 
 
 def order(method: PaymentMethod) -> OrderSubmitted:
@@ -165,7 +166,7 @@ def test_a_notice_due_that_its_saga_no_longer_sends_is_dropped(machine: SagaMach
     """A scheduled resend of a saga whose client the definition no longer tells (its code
     changed since): the timer is cleared, not fired again and again."""
     d = start(machine, PaymentMethod.WALLET)
-    d = answer(machine, d, StepFailed(reason="UNKNOWN_CUSTOMER"))  # a saga told of nothing
+    d = answered_each_time(machine, d, StepFailed(reason="UNKNOWN_CUSTOMER"))  # told nothing
     due = d.instance.evolve(next_action_at=T0, attempt=1)
     fired = machine.on_due(due, T0)
     assert (fired.outgoing, fired.instance.next_action_at) == ([], None)
@@ -192,9 +193,38 @@ def test_an_answer_to_an_earlier_notice_is_ignored(machine: SagaMachine) -> None
 
 def test_a_client_the_shop_does_not_know_gets_no_notice(machine: SagaMachine) -> None:
     d = start(machine, PaymentMethod.WALLET)
-    d = answer(machine, d, StepFailed(reason="UNKNOWN_CUSTOMER"))
+    d = answered_each_time(machine, d, StepFailed(reason="UNKNOWN_CUSTOMER"))
     assert d.instance.status is SagaStatus.ABORTED
     assert [type(m.body) for m in d.outgoing] == [OrderStatusChanged]
+
+
+def test_a_client_not_known_yet_is_asked_about_again_and_then_pays(machine: SagaMachine) -> None:
+    """An order sent right after its client's registration: billing does not know the client
+    until the registration ends, so the check asks again rather than cancel the order."""
+    d = start(machine, PaymentMethod.BANK_CARD)
+    d = answer(machine, d, StepFailed(reason="UNKNOWN_CUSTOMER"))
+    assert (d.instance.status, d.outgoing) == (SagaStatus.RUNNING, [])
+    assert [h.event for h in d.history][-1] == "retry-scheduled"
+    assert d.instance.next_action_at == T0 + POLICY.backoff(1)
+    d = machine.on_due(d.instance, d.instance.next_action_at)
+    assert kinds(d) == ["CheckCustomer"]
+    d = answer(machine, d, CustomerChecked(wallet_id="W-1"))
+    assert kinds(d) == ["ChargeBank"]
+
+
+def test_a_client_still_not_known_after_the_rechecks_is_refused(machine: SagaMachine) -> None:
+    d, checks = start(machine, PaymentMethod.BANK_CARD), 1
+    unknown = StepFailed(reason="UNKNOWN_CUSTOMER")
+    d = answer(machine, d, unknown)
+    while not d.outgoing:
+        assert d.instance.next_action_at is not None
+        d = machine.on_due(d.instance, d.instance.next_action_at)
+        assert kinds(d) == ["CheckCustomer"]
+        checks += 1
+        d = answer(machine, d, unknown, d.instance.updated_at)
+    assert checks == 1 + CUSTOMER_RECHECKS
+    assert (status(d).status, status(d).reason) == ("CANCELLED", "UNKNOWN_CUSTOMER")
+    assert "ChargeBank" not in kinds(d)
 
 
 def confirmed_until_notification(machine: SagaMachine) -> Decision:
