@@ -226,13 +226,16 @@ async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> in
         ]
         ends = await end_offsets(consumer, partitions) if partitions else {}
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-        return sum(
-            max(0, end - (committed[tp].offset if tp in committed else 0))
-            for tp, end in ends.items()
-        )
+        return sum(max(0, end - _committed(committed, tp)) for tp, end in ends.items())
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def _committed(committed: dict[TopicPartition, Any], partition: TopicPartition) -> int:
+    """The group's committed offset of ``partition``: 0 when it has none (the broker's -1)."""
+    offset = committed[partition].offset if partition in committed else 0
+    return max(0, offset)
 
 
 async def list_topics(settings: Settings) -> list[str]:

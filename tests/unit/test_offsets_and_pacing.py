@@ -11,8 +11,9 @@ import pytest
 import structlog.testing
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import IllegalStateError
+from aiokafka.structs import OffsetAndMetadata
 
-from orchestrator import wiring
+from orchestrator import kafka, wiring
 from orchestrator.fetch_pacing import FetchPacing
 from orchestrator.offsets import OffsetCommitter
 from orchestrator.settings import Settings
@@ -160,3 +161,13 @@ async def test_a_failed_batch_rewinds_the_partitions_still_assigned_only(
     ]
     await batches.handle(consumer, records)  # type: ignore[arg-type]
     assert consumer.seeks == [(T1, 5)]
+
+
+def test_a_partition_the_group_never_committed_counts_from_its_start() -> None:
+    """The broker answers -1 for it: an empty partition is not one record behind."""
+    committed = {T0: OffsetAndMetadata(-1, ""), T1: OffsetAndMetadata(7, "")}
+    assert [kafka._committed(committed, tp) for tp in (T0, T1, TopicPartition("t", 2))] == [
+        0,
+        7,
+        0,
+    ]
