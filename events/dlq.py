@@ -18,6 +18,9 @@ class DeadLetterReason(StrEnum):
     TOO_LARGE = "TOO_LARGE"
     HANDLER_ERROR = "HANDLER_ERROR"
     UNKNOWN_SAGA = "UNKNOWN_SAGA"
+    KEY_REUSED = "KEY_REUSED"
+    """An upstream record whose business key has a saga already, started by a record that
+    asked something else: the first one decides."""
 
 
 class DeadLetter(BaseModel):

@@ -81,6 +81,12 @@ STEP_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
+DEAD_LETTERS = Counter(
+    "orchestra_dead_letters_total",
+    "Records refused to <topic>.dlq, by the topic they came from and the reason",
+    ["topic", "reason"],
+    registry=REGISTRY,
+)
 IN_FLIGHT = Gauge(
     "orchestra_sagas_in_flight", "Sagas running or compensating", ["saga_type"], registry=REGISTRY
 )

@@ -23,8 +23,8 @@ from orchestrator.engine.outbox import OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
     RawRecord,
     dead_letter_message,
-    log_dead_letters,
     parse_record,
+    report_dead_letters,
 )
 from orchestrator.engine.retry import with_retries
 
@@ -84,7 +84,7 @@ class FeedRuntime:
             rows = await write_outbox(
                 conn, self.relay.table, [dead_letter_message(letter) for letter in letters]
             )
-        log_dead_letters(letters)
+        report_dead_letters(letters)
         if applied < len(bodies):
             log.info("repeated records ignored", topic=self.spec.topic, count=len(bodies) - applied)
         return rows

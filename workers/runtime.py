@@ -30,8 +30,8 @@ from orchestrator.engine.records import (
     RawRecord,
     dead_letter_message,
     envelope_letter,
-    log_dead_letters,
     parse_record,
+    report_dead_letters,
 )
 from orchestrator.engine.retry import is_transient, with_retries
 from orchestrator.errors import error_of
@@ -182,7 +182,7 @@ class ParticipantRuntime:
             rows = await write_outbox(conn, self.relay.table, messages)
         if len(fresh) < len(parsed):
             log.info("duplicate commands skipped", worker=self.name, count=len(parsed) - len(fresh))
-        log_dead_letters(letters)
+        report_dead_letters(letters)
         return rows, handled
 
     def _steps_batched(
@@ -249,7 +249,7 @@ class ParticipantRuntime:
             log.error(
                 "command failed; dead-lettered and refused", worker=self.name, error=letter.error
             )
-        log_dead_letters(letters)
+        report_dead_letters(letters)
         return claimed.rows, [answers[i] for i in answers if i in claimed.fresh]
 
     def _parse(

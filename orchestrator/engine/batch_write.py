@@ -73,7 +73,7 @@ _SAGA_RECORD = """
     id uuid, saga_type text, business_key text, status text, step_index int,
     compensating boolean, pending_command_id text, attempt int, next_action_at timestamptz,
     data jsonb, reason text, correlation_id text, version int, created_at timestamptz,
-    updated_at timestamptz, ended_at timestamptz"""
+    updated_at timestamptz, ended_at timestamptz, request_digest text"""
 
 _HISTORY_RECORD = """
     saga_id uuid, at timestamptz, event text, step text, status text, message_id text,
@@ -82,10 +82,11 @@ _HISTORY_RECORD = """
 _INSERT_SAGAS = f"""
     INSERT INTO saga_instances (id, saga_type, business_key, status, step_index, compensating,
         pending_command_id, attempt, next_action_at, data, reason, correlation_id, version,
-        created_at, updated_at, ended_at)
+        created_at, updated_at, ended_at, request_digest)
     SELECT r.id, r.saga_type, r.business_key, r.status, r.step_index, r.compensating,
            r.pending_command_id, r.attempt, r.next_action_at, r.data, r.reason,
-           r.correlation_id, r.version, r.created_at, r.updated_at, r.ended_at
+           r.correlation_id, r.version, r.created_at, r.updated_at, r.ended_at,
+           r.request_digest
     FROM jsonb_to_recordset($1::jsonb) AS r({_SAGA_RECORD})
     ON CONFLICT ON CONSTRAINT uq_saga_instances_business_key DO NOTHING
     RETURNING id"""
@@ -140,6 +141,7 @@ def _row_values(instance: SagaInstance) -> dict[str, Any]:
         "created_at": instance.created_at,
         "updated_at": instance.updated_at,
         "ended_at": instance.ended_at,
+        "request_digest": instance.request_digest,
     }
 
 

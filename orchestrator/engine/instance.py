@@ -41,6 +41,9 @@ class SagaInstance:
     ended_at: datetime | None = None
     """When the saga last ended; kept while an operator's retry revives a FAILED saga, whose
     terminal record went out (failing again publishes no second one)."""
+    request_digest: str | None = None
+    """The ``content_digest`` of the record that started the saga (None: a saga an earlier
+    release started), to tell a repeat of it from another request under its key."""
 
     def evolve(self, **changes: Any) -> SagaInstance:
         """A copy with ``changes``; dataclasses.replace, without its per-call introspection

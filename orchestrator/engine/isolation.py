@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 
 from events.dlq import DeadLetterReason
+from orchestrator import metrics
 from orchestrator.engine.outbox import OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import RawRecord, dead_letter_message, record_letter
 from orchestrator.engine.retry import is_transient, with_retries
@@ -61,3 +62,4 @@ async def _refuse(relay: OutboxRelay, record: RawRecord, error: str, what: str) 
             return await write_outbox(conn, relay.table, [message])
 
     relay.publish_soon(await with_retries(tx, what=f"{what}: dead letter"))
+    metrics.DEAD_LETTERS.labels(record.topic, DeadLetterReason.HANDLER_ERROR.value).inc()

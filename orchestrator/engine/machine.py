@@ -133,6 +133,7 @@ class SagaMachine:
             version=0,
             created_at=now,
             updated_at=now,
+            request_digest=record.content_digest(),
         )
         started = HistoryEntry(
             "started",

@@ -20,6 +20,7 @@ from events.base import unstorable
 from events.dlq import DEAD_LETTER_TYPE, DeadLetter, DeadLetterReason
 from events.envelope import Envelope, decode_headers, malformed_headers
 from events.masking import mask_text
+from orchestrator import metrics
 from orchestrator.engine.outbox import OutboundMessage
 
 T = TypeVar("T")
@@ -205,8 +206,10 @@ def parse_record(
     return Parsed(record, envelope, body)
 
 
-def log_dead_letters(letters: Sequence[DeadLetter]) -> None:
+def report_dead_letters(letters: Sequence[DeadLetter]) -> None:
+    """Log and count dead letters, once written."""
     for letter in letters:
+        metrics.DEAD_LETTERS.labels(letter.topic, letter.reason.value).inc()
         log.warning(
             "dead-lettered",
             topic=letter.topic,

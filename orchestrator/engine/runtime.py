@@ -20,7 +20,7 @@ import structlog
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from events.base import Reply
+from events.base import Reply, UpstreamRecord
 from events.dlq import DeadLetter, DeadLetterReason
 from events.replies import REPLY_ADAPTER
 from orchestrator import metrics
@@ -38,8 +38,9 @@ from orchestrator.engine.records import (
     RawRecord,
     dead_letter_message,
     envelope_letter,
-    log_dead_letters,
     parse_record,
+    record_letter,
+    report_dead_letters,
 )
 from orchestrator.engine.retry import with_retries
 from orchestrator.engine.saga_cache import SagaCache
@@ -109,7 +110,8 @@ class SagaRuntime:
         now = self.clock()
         letters: list[DeadLetter] = []
         starts: dict[tuple[str, str], Decision] = {}
-        repeated: list[tuple[str, str]] = []
+        firsts: dict[tuple[str, str], Parsed[UpstreamRecord]] = {}
+        asked: list[tuple[tuple[str, str], Parsed[UpstreamRecord]]] = []
         for record in records:
             machine = self.by_topic.get(record.topic)
             if machine is None:
@@ -125,10 +127,10 @@ class SagaRuntime:
                 letters.append(parsed)
                 continue
             key = (machine.definition.name, parsed.body.business_key())
-            if key in starts:
-                repeated.append(key)
-            else:
+            asked.append((key, parsed))
+            if key not in starts:
                 starts[key] = machine.start(parsed.body, parsed.envelope, now)
+                firsts[key] = parsed
         batch = BatchWrite(inserts=[d.instance for d in starts.values()])
         for decision in starts.values():
             batch.add(decision, owned=True)
@@ -136,15 +138,58 @@ class SagaRuntime:
         written = await self._write(batch)
         fresh = [d for d in starts.values() if d.instance.id in written.sagas]
         self._cache.written(d.instance for d in fresh)
-        log_dead_letters(letters)
-        repeated += [key for key, d in starts.items() if d.instance.id not in written.sagas]
-        if repeated:
+        repeats = [
+            (key, parsed)
+            for key, parsed in asked
+            if parsed is not firsts[key] or starts[key].instance.id not in written.sagas
+        ]
+        reused = await self._keys_reused(repeats, starts, written.sagas) if repeats else []
+        rows = written.rows
+        if reused:
+            letters_written = await self._write(
+                BatchWrite(messages=[(dead_letter_message(letter), None) for letter in reused])
+            )
+            rows = [*rows, *letters_written.rows]
+        report_dead_letters([*letters, *reused])
+        if len(repeats) > len(reused):
+            refused = {(letter.topic, letter.partition, letter.offset) for letter in reused}
+            ignored = [key for key, p in repeats if _place(p.record) not in refused]
             log.info(
                 "repeated requests ignored: their business key has a saga already",
-                count=len(repeated),
-                keys=[f"{saga_type}:{key}" for saga_type, key in repeated[:20]],
+                count=len(ignored),
+                keys=[f"{saga_type}:{key}" for saga_type, key in ignored[:20]],
             )
-        return written.rows, fresh
+        return rows, fresh
+
+    async def _keys_reused(
+        self,
+        repeats: Sequence[tuple[tuple[str, str], Parsed[UpstreamRecord]]],
+        starts: dict[tuple[str, str], Decision],
+        written: set[UUID],
+    ) -> list[DeadLetter]:
+        """The dead letters (``KEY_REUSED``) of the ``repeats`` that ask something else than
+        the record that started their key's saga: in this batch, or before (a saga an earlier
+        release started, which kept no digest, takes any repeat as the same)."""
+        decided = {
+            key: (d.instance.id, d.instance.request_digest)
+            for key, d in starts.items()
+            if d.instance.id in written
+        }
+        earlier = {key for key, _ in repeats} - decided.keys()
+        if earlier:
+            async with driver_connection(self.engine) as driver:
+                decided |= await store.request_digests(driver, earlier)
+        letters = []
+        for (saga_type, business_key), parsed in repeats:
+            saga_id, digest = decided.get((saga_type, business_key), (None, None))
+            if digest is not None and parsed.body.content_digest() != digest:
+                why = (
+                    f"{saga_type} {business_key} is saga {saga_id}'s key, which a record asking "
+                    "something else started; the first one decides: send this request under a "
+                    "new key"
+                )
+                letters.append(record_letter(parsed.record, DeadLetterReason.KEY_REUSED, why))
+        return letters
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -183,7 +228,7 @@ class SagaRuntime:
             extra = []
         else:
             raise ConcurrentUpdate(f"{len(pending)} replies met sagas that kept moving")
-        log_dead_letters(letters)
+        report_dead_letters(letters)
 
     async def _apply_replies(
         self,
@@ -389,6 +434,10 @@ class SagaRuntime:
             return Written(set(), [])
         async with driver_connection(self.engine) as driver:
             return await write_batch(driver, orchestrator_outbox, batch)
+
+
+def _place(record: RawRecord) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,32 @@ def from_mapping(m: Mapping[Any, Any]) -> SagaInstance:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         ended_at=m["ended_at"],
+        request_digest=m["request_digest"],
     )
 
 
 _IDS = bindparam("ids", type_=ARRAY(UUID(as_uuid=True)))
 _LOCK = select(_T).where(_T.c.id == any_(_IDS)).order_by(_T.c.id).with_for_update()
 _LOAD = f"SELECT {', '.join(c.name for c in _T.c)} FROM {_T.name} WHERE id = ANY($1::uuid[])"
+
+
+_DIGESTS = (
+    f"SELECT id, saga_type, business_key, request_digest FROM {_T.name}"
+    " WHERE (saga_type, business_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+)
+
+
+async def request_digests(
+    driver: Any, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[uuid.UUID, str | None]]:
+    """The id and ``request_digest`` of the sagas with these (type, business key)s."""
+    pairs = sorted(set(keys))
+    if not pairs:
+        return {}
+    rows = await driver.fetch(_DIGESTS, [t for t, _ in pairs], [k for _, k in pairs])
+    return {
+        (row["saga_type"], row["business_key"]): (row["id"], row["request_digest"]) for row in rows
+    }
 
 
 _KNOWN = (

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,7 +20,7 @@ from orchestrator.client import UpstreamClient
 from orchestrator.embedded import EmbeddedStack
 from orchestrator.kafka import admin_kwargs, group_lag
 from tests.integration import commerce as c
-from tests.integration.helpers import query
+from tests.integration.helpers import execute, query, wait_for
 
 pytestmark = pytest.mark.usefixtures("running_app")
 
@@ -214,3 +215,62 @@ async def test_every_outcome_has_its_contracts_key_and_cloudevents_headers(
         assert datetime.fromisoformat(headers[H_TIME]).tzinfo is not None  # RFC 3339
     ids = [r.headers[H_ID] for r in ours]
     assert len(ids) == len(set(ids)), "ce_id unique per message"
+
+
+async def test_a_key_reused_for_another_request_is_dead_lettered_and_changes_nothing(
+    client: UpstreamClient, stack: EmbeddedStack
+) -> None:
+    """The first record of a key decides; one asking something else under that key is kept,
+    with its reason, on the topic's DLQ instead of being dropped. A repeat of the first, however
+    spelled, is not; nor is any repeat of a saga an earlier release started (no digest)."""
+    seen = c.Outcomes(client)
+    buyer = c.customer()
+    await client.send(topics.CUSTOMERS_REGISTERED, buyer)
+    await seen.one(buyer.customer_id)
+    money = c.topup(buyer.customer_id, "50")
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, money)
+    assert (await seen.one(money.topup_id))["status"] == "COMPLETED"
+
+    respelled = money.model_dump(mode="json") | {"amount": "50.00", "note": "a producer's retry"}
+    await client.send_raw(
+        topics.WALLETS_TOPUP_REQUESTED,
+        money.topup_id,
+        json.dumps(dict(reversed(respelled.items()))).encode(),
+    )
+    await client.send(
+        topics.WALLETS_TOPUP_REQUESTED, money.model_copy(update={"amount": Decimal("70")})
+    )
+    first = c.topup(buyer.customer_id, "5")
+    await client.send(topics.WALLETS_TOPUP_REQUESTED, first)  # likely in one batch with
+    await client.send(  # its rival
+        topics.WALLETS_TOPUP_REQUESTED, first.model_copy(update={"amount": Decimal("6")})
+    )
+    assert (await seen.one(first.topup_id))["status"] == "COMPLETED"
+    await drained(stack)
+    await execute(
+        stack.database_url,
+        "UPDATE saga_instances SET request_digest = NULL WHERE business_key = :key",
+        key=first.topup_id,
+    )
+    await client.send(
+        topics.WALLETS_TOPUP_REQUESTED, first.model_copy(update={"amount": Decimal("7")})
+    )
+    await drained(stack)
+    await seen.settle(1.0)
+
+    dlq = topics.dlq(topics.WALLETS_TOPUP_REQUESTED)
+    ours = {money.topup_id, first.topup_id}
+    async with UpstreamClient(client.settings, watch=[dlq]) as reader:
+        letters = await wait_for(reader, dlq, lambda r: r.key in ours, count=2)
+        await asyncio.sleep(1.0)
+        while not reader.received.empty():
+            late = reader.received.get_nowait()
+            assert late.key not in ours, f"another letter: {late.headers.get('dlq_error')}"
+    assert sorted((r.key, json.loads(r.value)["amount"]) for r in letters) == sorted(
+        [(money.topup_id, "70"), (first.topup_id, "6")]
+    )
+    for letter in letters:
+        assert letter.headers["dlq_reason"] == "KEY_REUSED"
+        assert "first one decides" in letter.headers["dlq_error"]
+    assert await c.wallet_balance(stack.database_url, buyer.customer_id) == 55
+    assert [len(seen.seen[key]) for key in (money.topup_id, first.topup_id)] == [1, 1]
