@@ -31,6 +31,8 @@ class DemoBatch:
     first_wave: list[CardIssueRequested]
     second_wave: list[CardIssueRequested]
     duplicates: list[CardIssueRequested]
+    reused: list[CardIssueRequested]
+    """Requests under a key whose saga another request started: dead-lettered (KEY_REUSED)."""
     poison: list[bytes]
 
     @property
@@ -39,7 +41,8 @@ class DemoBatch:
 
 
 def demo_batch(users: int) -> DemoBatch:
-    """Realistic traffic: new users, duplicates, an existing card holder, a bad currency, poison."""
+    """Realistic traffic: new users, duplicates, an existing card holder, a bad currency, a
+    request id reused for another request, poison."""
     first = [
         CardIssueRequested(
             request_id="req-holder-1", user_id="user-holder", card_type=CardType.VIRTUAL
@@ -67,7 +70,8 @@ def demo_batch(users: int) -> DemoBatch:
         b"{this is not json",
         b'{"request_id": "req-bad", "user_id": "u", "card_type": "gold"}',
     ]
-    return DemoBatch(first, second, duplicates=second[:5], poison=poison)
+    reused = [first[0].model_copy(update={"card_type": CardType.PHYSICAL})]
+    return DemoBatch(first, second, duplicates=second[:5], reused=reused, poison=poison)
 
 
 async def run_demo(users: int = 40, timeout_s: float = 90.0) -> int:
@@ -99,14 +103,25 @@ async def run_demo(users: int = 40, timeout_s: float = 90.0) -> int:
             await app.stop()
     missing = batch.expected - outcomes.keys()
     console.print(f"demo finished in {time.monotonic() - started:.1f} s")
-    return 1 if missing or shop_failed or api_wrong else 0
+    return 1 if missing or _letters_wrong(batch, outcomes) or shop_failed or api_wrong else 0
+
+
+def _letters_wrong(batch: DemoBatch, outcomes: dict[str, CardStatusChanged | str]) -> bool:
+    """Whether the dead letters are not one for each poison record and reused key."""
+    reasons = Counter(outcome for outcome in outcomes.values() if isinstance(outcome, str))
+    refused = len(batch.reused) + len(batch.poison)
+    wrong = reasons["KEY_REUSED"] != len(batch.reused) or reasons.total() != refused
+    if wrong:
+        console.print(f"[red]dead letters not as expected: {dict(reasons)}[/red]")
+    return wrong
 
 
 async def _drive(
     client: UpstreamClient, batch: DemoBatch, timeout_s: float
 ) -> dict[str, CardStatusChanged | str]:
     outcomes: dict[str, CardStatusChanged | str] = {}
-    total = len(batch.expected) + len(batch.poison)
+    refused = len(batch.reused) + len(batch.poison)
+    total = len(batch.expected) + refused
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -120,13 +135,11 @@ async def _drive(
         await _collect(
             client, outcomes, {r.request_id for r in batch.first_wave}, 0, progress, task, timeout_s
         )
-        for request in batch.second_wave + batch.duplicates:
+        for request in batch.second_wave + batch.duplicates + batch.reused:
             await client.send(topics.CARDS_ISSUE_REQUESTED, request)
         for value in batch.poison:
             await client.send_raw(topics.CARDS_ISSUE_REQUESTED, "poison", value)
-        await _collect(
-            client, outcomes, batch.expected, len(batch.poison), progress, task, timeout_s
-        )
+        await _collect(client, outcomes, batch.expected, refused, progress, task, timeout_s)
     return outcomes
 
 
@@ -193,7 +206,7 @@ def _report(batch: DemoBatch, outcomes: dict[str, CardStatusChanged | str], elap
     console.print(summary)
     missing = batch.expected - outcomes.keys()
     console.print(
-        f"{len(batch.expected)} sagas ({len(batch.duplicates)} duplicate requests ignored), "
-        f"{len(batch.poison)} poison records, {elapsed:.1f} s"
+        f"{len(batch.expected)} sagas ({len(batch.duplicates)} repeats ignored, "
+        f"{len(batch.reused)} key reused), {len(batch.poison)} poison records, {elapsed:.1f} s"
         + (f"; [red]{len(missing)} without outcome[/red]" if missing else "")
     )
