@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from events.base import UpstreamRecord
 from events.dlq import DeadLetter
-from events.envelope import H_SAGA_TYPE
+from events.envelope import H_CORRELATION, H_SAGA_TYPE
 from orchestrator.client import OutcomeRecord, UpstreamClient
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.records import parse_record
@@ -133,6 +133,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
     print(outcome.value.decode("utf-8", "replace"))
+    if outcome.headers.get(H_CORRELATION) != message_id:
+        print(
+            f"orchestra: that is the outcome of the saga an earlier record under key "
+            f"{record.business_key()} started: this record was its repeat, or, if it asked "
+            f"something else, it is on {args.topic}.dlq (KEY_REUSED)",
+            file=sys.stderr,
+        )
     return 0
 
 

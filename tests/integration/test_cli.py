@@ -488,6 +488,11 @@ async def test_send_publishes_a_checked_record_and_prints_its_outcome(stack: Emb
     said, outcome = sent.stdout.strip().splitlines()
     assert said.startswith(f"sent to {topics.CUSTOMERS_REGISTERED}, key {customer_id}, ce_id ")
     assert '"status":"ACTIVE"' in outcome.replace(" ", "")
+    assert "earlier record" not in sent.stderr
+    again = await orchestra(stack, "send", topics.CUSTOMERS_REGISTERED, payload, "--wait", "60")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[1] == outcome
+    assert f"an earlier record under key {customer_id}" in again.stderr
     channels = await query(
         stack.database_url,
         "SELECT a.first_name, c.channel FROM notification_accounts a"
