@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -62,19 +63,46 @@ class UpstreamRecord(BaseModel):
         return self.business_key()
 
     def content_digest(self) -> str:
-        """What the record asks, as 32 hex digits: the same for records that ask the same
-        however they spell it (members in any order, unknown ones, ``10.5`` or ``"10.50"``),
-        so that a record reusing a business key for another request is told from a repeat.
-        A secret among the members (an activation code) is no easier to guess from it than
-        from the digest of the code that travels in its place."""
+        """What the record asks, as 40 hex digits: the version of its model (8), then its
+        content (32), the same for records that ask the same however they spell it (members
+        in any order, unknown ones, ``10.5`` or ``"10.50"``), so that a record reusing a
+        business key for another request is told from a repeat. A secret among the members
+        is no easier to guess from it than from the digest that travels in its place."""
         canonical = json.dumps(
-            _canonical(self.model_dump()),
+            _canonical(self.digest_content()),
             sort_keys=True,
             separators=(",", ":"),
             ensure_ascii=False,
             default=str,
         )
-        return hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
+        content = hashlib.blake2b(canonical.encode("utf-8"), digest_size=16).hexdigest()
+        return _model_version(type(self)) + content
+
+    def digest_content(self) -> dict[str, Any]:
+        """What ``content_digest`` reads: every member, as validated; a subclass puts a member
+        its saga reads in one normal form (an activation code) in that form."""
+        return self.model_dump()
+
+    def asks_otherwise(self, digest: str) -> bool:
+        """Whether this record asks something else than the one whose ``content_digest`` is
+        ``digest``. Not if that digest was made under another version of the model (a release
+        that added a member, say, would read the same bytes otherwise): it cannot tell."""
+        mine = self.content_digest()
+        return digest[:_VERSION_DIGITS] == mine[:_VERSION_DIGITS] and digest != mine
+
+
+DIGEST_RULES = 1
+"""The version of how ``content_digest`` reads a record: raise it with any change to it, or to
+a normaliser of a record's members that a JSON schema does not show (``events.money``)."""
+_VERSION_DIGITS = 8
+
+
+@functools.cache
+def _model_version(model: type[BaseModel]) -> str:
+    """The model's members, types, defaults and constraints (its JSON schema) and
+    ``DIGEST_RULES``, as 8 hex digits."""
+    schema = json.dumps([DIGEST_RULES, model.model_json_schema()], sort_keys=True)
+    return hashlib.blake2b(schema.encode("utf-8"), digest_size=_VERSION_DIGITS // 2).hexdigest()
 
 
 def _canonical(value: Any) -> Any:

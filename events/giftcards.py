@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -55,6 +55,10 @@ class GiftCardActivationRequested(UpstreamRecord):
     @property
     def code_digest(self) -> str:
         return code_digest(self.activation_code)
+
+    def digest_content(self) -> dict[str, Any]:
+        """The code as billing reads it: ``abcd-efgh`` and ``ABCD EFGH`` ask the same."""
+        return self.model_dump(exclude={"activation_code"}) | {"code_digest": self.code_digest}
 
 
 def code_digest(code: str) -> str:

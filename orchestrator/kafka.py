@@ -225,17 +225,21 @@ async def group_lag(settings: Settings, group: str, topics: Iterable[str]) -> in
             for partition in sorted(consumer.partitions_for_topic(topic) or ())
         ]
         ends = await end_offsets(consumer, partitions) if partitions else {}
+        starts = await consumer.beginning_offsets(partitions) if partitions else {}
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-        return sum(max(0, end - _committed(committed, tp)) for tp, end in ends.items())
+        return sum(
+            max(0, end - _committed(committed, tp, starts.get(tp, 0))) for tp, end in ends.items()
+        )
     finally:
         await consumer.stop()
         await admin.close()
 
 
-def _committed(committed: dict[TopicPartition, Any], partition: TopicPartition) -> int:
-    """The group's committed offset of ``partition``: 0 when it has none (the broker's -1)."""
-    offset = committed[partition].offset if partition in committed else 0
-    return max(0, offset)
+def _committed(committed: dict[TopicPartition, Any], partition: TopicPartition, start: int) -> int:
+    """The group's committed offset of ``partition``; where the partition starts when the group
+    has none there (the broker's -1), or one that retention has since deleted."""
+    offset = committed[partition].offset if partition in committed else -1
+    return max(start, offset)
 
 
 async def list_topics(settings: Settings) -> list[str]:

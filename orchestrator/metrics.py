@@ -22,6 +22,7 @@ from prometheus_client import (
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from events.dlq import DeadLetterReason
 from orchestrator.engine.definition import Saga
 from orchestrator.engine.instance import SagaStatus
 from orchestrator.engine.machine import Decision
@@ -130,6 +131,13 @@ def declare(definitions: Iterable[Saga[Any, Any]]) -> None:
                 RETRIES_SLOWED.labels(saga.name, step.name)
             if step.may_outlive_rollback:
                 LATE_EFFECTS.labels(saga.name, step.name)
+
+
+def declare_dead_letters(topics: Iterable[str]) -> None:
+    """``orchestra_dead_letters_total`` at 0 for every reason of every topic a process reads."""
+    for topic in topics:
+        for reason in DeadLetterReason:
+            DEAD_LETTERS.labels(topic, reason.value)
 
 
 _ALERTS: dict[str, tuple[Counter, bool, str]] = {

@@ -44,7 +44,7 @@ saga_instances = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("ended_at", DateTime(timezone=True), nullable=True),
-    Column("request_digest", String(32), nullable=True),
+    Column("request_digest", String(40), nullable=True),
     UniqueConstraint("saga_type", "business_key", name="uq_saga_instances_business_key"),
     Index(
         "ix_saga_instances_due",

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from events.base import UpstreamRecord
 from events.dlq import DeadLetter
+from orchestrator import metrics
 from orchestrator.engine.isolation import isolating
 from orchestrator.engine.outbox import OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
@@ -56,6 +57,7 @@ class FeedRuntime:
         self.relay = relay
         self.adapter: TypeAdapter[Any] = TypeAdapter(spec.record)
         self.max_message_bytes = max_message_bytes
+        metrics.declare_dead_letters([spec.topic])
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
         await isolating(records, self._handle, self.relay, f"{self.spec.topic} feed")

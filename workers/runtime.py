@@ -22,7 +22,7 @@ from events.base import Command, Reply, StepFailed
 from events.dlq import DeadLetter, DeadLetterReason
 from events.envelope import H_ID, Envelope
 from events.topics import SAGA_REPLIES
-from orchestrator import telemetry
+from orchestrator import metrics, telemetry
 from orchestrator.db import driver_connection
 from orchestrator.engine.outbox import OutboundMessage, OutboxRelay, OutboxRow, write_outbox
 from orchestrator.engine.records import (
@@ -114,6 +114,7 @@ class ParticipantRuntime:
             "ON CONFLICT DO NOTHING RETURNING message_id"
         )
         self.max_message_bytes = max_message_bytes
+        metrics.declare_dead_letters([topic])
 
     async def handle_batch(self, records: Sequence[RawRecord]) -> None:
         what = f"{self.name} commands"

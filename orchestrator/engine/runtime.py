@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from events.base import Reply, UpstreamRecord
 from events.dlq import DeadLetter, DeadLetterReason
 from events.replies import REPLY_ADAPTER
+from events.topics import SAGA_REPLIES
 from orchestrator import metrics
 from orchestrator.db import driver_connection, driver_of
 from orchestrator.engine import store, tracing
@@ -81,6 +82,7 @@ class SagaRuntime:
         self.max_message_bytes = max_message_bytes
         self.machines = {d.name: SagaMachine(d, policy) for d in definitions}
         metrics.declare(definitions)
+        metrics.declare_dead_letters([*(d.inbound_topic for d in definitions), SAGA_REPLIES])
         self._cache = SagaCache()
         self.by_topic = {d.inbound_topic: self.machines[d.name] for d in definitions}
         self._adapters: dict[str, TypeAdapter[Any]] = {
@@ -99,14 +101,17 @@ class SagaRuntime:
 
     async def _handle_inbound(self, records: Sequence[RawRecord]) -> None:
         start_ns = time.time_ns()
-        rows, decisions = await with_retries(lambda: self._start_sagas(records), what="start sagas")
-        self.relay.publish_soon(rows)
-        metrics.observe(decisions)
-        tracing.record_decisions(decisions, start_ns)
+        started = await with_retries(lambda: self._start_sagas(records), what="start sagas")
+        self.relay.publish_soon(started.rows)
+        metrics.observe(started.fresh)
+        tracing.record_decisions(started.fresh, start_ns)
+        report_dead_letters(started.letters)
+        if started.repeats:
+            await self._answer_repeats(started)
 
-    async def _start_sagas(
-        self, records: Sequence[RawRecord]
-    ) -> tuple[list[OutboxRow], list[Decision]]:
+    async def _start_sagas(self, records: Sequence[RawRecord]) -> _Started:
+        """One statement: the sagas of the batch's new keys, with their first commands, and the
+        dead letters of its invalid records. The records left are repeats of a key."""
         now = self.clock()
         letters: list[DeadLetter] = []
         starts: dict[tuple[str, str], Decision] = {}
@@ -143,53 +148,57 @@ class SagaRuntime:
             for key, parsed in asked
             if parsed is not firsts[key] or starts[key].instance.id not in written.sagas
         ]
-        reused = await self._keys_reused(repeats, starts, written.sagas) if repeats else []
-        rows = written.rows
-        if reused:
-            letters_written = await self._write(
-                BatchWrite(messages=[(dead_letter_message(letter), None) for letter in reused])
-            )
-            rows = [*rows, *letters_written.rows]
-        report_dead_letters([*letters, *reused])
-        if len(repeats) > len(reused):
-            refused = {(letter.topic, letter.partition, letter.offset) for letter in reused}
-            ignored = [key for key, p in repeats if _place(p.record) not in refused]
+        decided = {
+            key: (d.instance.id, d.instance.request_digest)
+            for key, d in starts.items()
+            if d.instance.id in written.sagas
+        }
+        return _Started(written.rows, fresh, letters, repeats, decided)
+
+    async def _answer_repeats(self, started: _Started) -> None:
+        """Dead-letter the repeats that reuse their key for another request (``KEY_REUSED``),
+        in a statement of its own, retried on its own: the sagas started stay started and
+        counted once. The others changed nothing, and are logged."""
+        reused, rows = await with_retries(
+            lambda: self._refuse_reused(started), what="refuse reused keys"
+        )
+        self.relay.publish_soon(rows)
+        report_dead_letters(reused)
+        refused = {(letter.topic, letter.partition, letter.offset) for letter in reused}
+        ignored = [key for key, p in started.repeats if _place(p.record) not in refused]
+        if ignored:
             log.info(
                 "repeated requests ignored: their business key has a saga already",
                 count=len(ignored),
                 keys=[f"{saga_type}:{key}" for saga_type, key in ignored[:20]],
             )
-        return rows, fresh
 
-    async def _keys_reused(
-        self,
-        repeats: Sequence[tuple[tuple[str, str], Parsed[UpstreamRecord]]],
-        starts: dict[tuple[str, str], Decision],
-        written: set[UUID],
-    ) -> list[DeadLetter]:
-        """The dead letters (``KEY_REUSED``) of the ``repeats`` that ask something else than
-        the record that started their key's saga: in this batch, or before (a saga an earlier
-        release started, which kept no digest, takes any repeat as the same)."""
-        decided = {
-            key: (d.instance.id, d.instance.request_digest)
-            for key, d in starts.items()
-            if d.instance.id in written
-        }
-        earlier = {key for key, _ in repeats} - decided.keys()
+    async def _refuse_reused(self, started: _Started) -> tuple[list[DeadLetter], list[OutboxRow]]:
+        """The dead letters of the repeats that ask something else than the record that
+        started their key's saga, in this batch or before, and their outbox rows. A saga whose
+        digest was made under another version of its trigger (or none: an earlier release)
+        takes any repeat as the same."""
+        decided = dict(started.decided)
+        earlier = {key for key, _ in started.repeats} - decided.keys()
         if earlier:
             async with driver_connection(self.engine) as driver:
                 decided |= await store.request_digests(driver, earlier)
         letters = []
-        for (saga_type, business_key), parsed in repeats:
+        for (saga_type, business_key), parsed in started.repeats:
             saga_id, digest = decided.get((saga_type, business_key), (None, None))
-            if digest is not None and parsed.body.content_digest() != digest:
+            if digest is not None and parsed.body.asks_otherwise(digest):
                 why = (
                     f"{saga_type} {business_key} is saga {saga_id}'s key, which a record asking "
-                    "something else started; the first one decides: send this request under a "
-                    "new key"
+                    "something else started; the first one decides (see the saga: if this is "
+                    "another request, send it under a new key)"
                 )
                 letters.append(record_letter(parsed.record, DeadLetterReason.KEY_REUSED, why))
-        return letters
+        if not letters:
+            return [], []
+        written = await self._write(
+            BatchWrite(messages=[(dead_letter_message(letter), None) for letter in letters])
+        )
+        return letters, written.rows
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -438,6 +447,19 @@ class SagaRuntime:
 
 def _place(record: RawRecord) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
+
+
+@dataclass(frozen=True)
+class _Started:
+    rows: list[OutboxRow]
+    fresh: list[Decision]
+    """The sagas started."""
+    letters: list[DeadLetter]
+    """The invalid records' dead letters, written with them."""
+    repeats: list[tuple[tuple[str, str], Parsed[UpstreamRecord]]]
+    """The records, by (saga type, business key), whose key has a saga already."""
+    decided: dict[tuple[str, str], tuple[UUID, str | None]]
+    """The id and request digest of the sagas started, by key."""
 
 
 @dataclass(frozen=True)

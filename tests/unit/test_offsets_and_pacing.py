@@ -164,10 +164,9 @@ async def test_a_failed_batch_rewinds_the_partitions_still_assigned_only(
 
 
 def test_a_partition_the_group_never_committed_counts_from_its_start() -> None:
-    """The broker answers -1 for it: an empty partition is not one record behind."""
+    """The broker answers -1 for it: an empty partition, or one retention has emptied, is not
+    behind; a commit older than the partition's start counts from that start."""
     committed = {T0: OffsetAndMetadata(-1, ""), T1: OffsetAndMetadata(7, "")}
-    assert [kafka._committed(committed, tp) for tp in (T0, T1, TopicPartition("t", 2))] == [
-        0,
-        7,
-        0,
-    ]
+    t2 = TopicPartition("t", 2)
+    assert [kafka._committed(committed, tp, 0) for tp in (T0, T1, t2)] == [0, 7, 0]
+    assert [kafka._committed(committed, tp, 9) for tp in (T0, T1, t2)] == [9, 9, 9]
