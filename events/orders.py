@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from events.base import Identifier, Outcome, UpstreamRecord
+from events.contacts import BLANK_IS_ABSENT
 from events.delivery import DeliveryMethod
 from events.money import MAX_MINOR, Amount, Balance, CurrencyCode, from_minor, to_minor
 from events.payment import UpstreamPayment
@@ -36,7 +37,7 @@ class DeliveryChoice(BaseModel):
 
     method: DeliveryMethod
     point_id: Identifier | None = None
-    address: str | None = Field(default=None, max_length=500)
+    address: Annotated[str | None, BLANK_IS_ABSENT] = Field(default=None, max_length=500)
     cost: Balance = Decimal("0.00")
 
     @model_validator(mode="after")

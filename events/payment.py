@@ -8,6 +8,7 @@ from typing import Annotated, Final, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from events.base import Command, Identifier, Reply
+from events.contacts import BLANK_IS_ABSENT
 from events.masking import holds_card_number
 
 
@@ -38,8 +39,8 @@ class PaymentDetails(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
     method: PaymentMethod
-    card_token: CardToken | None = None
-    gift_card_id: Identifier | None = None
+    card_token: Annotated[CardToken | None, BLANK_IS_ABSENT] = None
+    gift_card_id: Annotated[Identifier | None, BLANK_IS_ABSENT] = None
 
 
 class BankPaymentDetails(PaymentDetails):

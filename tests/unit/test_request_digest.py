@@ -143,3 +143,17 @@ def test_the_digest_does_not_depend_on_the_process() -> None:
         for seed in ("1", "2")
     }
     assert digests == {OrderSubmitted.model_validate(ORDER).content_digest()}
+
+
+def test_blank_optional_details_of_an_order_are_the_same_as_left_out() -> None:
+    """An order form that sends "" for what was left empty asks what one leaving it out does."""
+    pickup = ORDER | {
+        "delivery": {"method": "pickup", "point_id": "PP-1"},
+        "payment": {"method": "bank_card"},
+    }
+    blank = pickup | {
+        "delivery": {"method": "pickup", "point_id": "PP-1", "address": "  "},
+        "payment": {"method": "bank_card", "card_token": "", "gift_card_id": " "},
+    }
+    assert digest(blank) == digest(pickup)
+    assert OrderSubmitted.model_validate(blank).payment.card_token is None
