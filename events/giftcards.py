@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from events.base import Identifier, Outcome, UpstreamRecord
 from events.contacts import Email, PersonName
@@ -22,6 +22,16 @@ class GiftCardStatus(StrEnum):
     FAILED = "FAILED"
 
 
+DEFAULT_DESIGN = "classic"
+
+
+def _classic_unless_given(design: object) -> object:
+    """A design left empty (null or blank) is the default one, as one left out is."""
+    if design is None or (isinstance(design, str) and not design.strip()):
+        return DEFAULT_DESIGN
+    return design
+
+
 class GiftCardPurchaseRequested(UpstreamRecord):
     """``giftcards.purchase-requested``: a client buys a gift card for somebody."""
 
@@ -33,7 +43,9 @@ class GiftCardPurchaseRequested(UpstreamRecord):
     recipient_email: Email
     amount: Amount
     currency: CurrencyCode
-    design: str = Field(default="classic", min_length=1, max_length=64)
+    design: Annotated[str, BeforeValidator(_classic_unless_given)] = Field(
+        default=DEFAULT_DESIGN, min_length=1, max_length=64
+    )
     payment: UpstreamPayment
 
     def business_key(self) -> str:

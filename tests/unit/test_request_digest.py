@@ -14,7 +14,7 @@ import pytest
 
 from events.customers import CustomerRegistered
 from events.envelope import Envelope
-from events.giftcards import GiftCardActivationRequested
+from events.giftcards import GiftCardActivationRequested, GiftCardPurchaseRequested
 from events.orders import OrderSubmitted
 from orchestrator.engine.machine import SagaMachine
 from orchestrator.sagas.card_issuance import CARD_ISSUANCE_SAGA
@@ -157,3 +157,22 @@ def test_blank_optional_details_of_an_order_are_the_same_as_left_out() -> None:
     }
     assert digest(blank) == digest(pickup)
     assert OrderSubmitted.model_validate(blank).payment.card_token is None
+
+
+@pytest.mark.parametrize("design", [None, "", "  "])
+def test_a_gift_card_design_left_empty_is_the_default_one(design: str | None) -> None:
+    purchase = {
+        "purchase_id": "p-1",
+        "customer_id": "c-1",
+        "recipient_name": "Anna",
+        "recipient_email": "anna@example.com",
+        "amount": "10",
+        "currency": "RUB",
+        "payment": {"method": "wallet"},
+    }
+    empty = GiftCardPurchaseRequested.model_validate(purchase | {"design": design})
+    assert empty.design == "classic"
+    assert (
+        empty.content_digest()
+        == GiftCardPurchaseRequested.model_validate(purchase).content_digest()
+    )
